@@ -1,0 +1,54 @@
+//! The error body every failure carries (CONTRACT §1.10) and its stable codes.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// `{"error", "message", "code", ...details}`. Any other top-level key is a
+/// structured detail (`current_version`, `field`, `retry_after_seconds`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ErrorBody {
+    /// Equal to `code`, as the published docs show.
+    pub error: String,
+    /// Human-readable explanation, shown verbatim by the SDKs.
+    pub message: String,
+    /// Stable machine-readable kind, one of [`codes`].
+    pub code: String,
+    /// Extra structured details (for example `field` or `current_version`).
+    #[serde(flatten)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub details: Map<String, Value>,
+}
+
+impl ErrorBody {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        Self {
+            error: code.to_owned(),
+            message: message.into(),
+            code: code.to_owned(),
+            details: Map::new(),
+        }
+    }
+
+    pub fn with_detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// Every error code Kiln emits, spelled exactly as on the wire.
+pub mod codes {
+    pub const NOT_FOUND: &str = "NOT_FOUND";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const BAD_REQUEST: &str = "bad_request";
+    pub const VALIDATION_FAILED: &str = "validation_failed";
+    pub const CONFLICT: &str = "conflict";
+    pub const VERSION_CONFLICT: &str = "version_conflict";
+    pub const PAYLOAD_TOO_LARGE: &str = "payload_too_large";
+    pub const METHOD_NOT_ALLOWED: &str = "method_not_allowed";
+    pub const SECRETS_DISABLED: &str = "secrets_disabled";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    pub const UPSTREAM_ERROR: &str = "upstream_error";
+    pub const SERVICE_UNAVAILABLE: &str = "service_unavailable";
+    pub const INTERNAL: &str = "internal";
+}

@@ -1,0 +1,69 @@
+//! Project, its metrics and the vault designation (CONTRACT §2.1).
+
+use serde::{Deserialize, Serialize};
+
+use chrono::{DateTime, Utc};
+
+/// The project an API key belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Project {
+    pub id: String,
+    /// Kiln has no teams; every project reports the single team `default`.
+    pub team_id: String,
+    pub name: String,
+    pub slug: String,
+    /// `""` when unset.
+    pub description: String,
+    /// Kiln extension: the secret vault designated with `PUT /project/vault`.
+    #[serde(default)]
+    pub vault_id: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /metrics`: every counter present, `0` where nothing happened yet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectMetrics {
+    pub tokens: TokenMetrics,
+    pub agents: AgentMetrics,
+    pub evals: EvalMetrics,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TokenMetrics {
+    pub prompt_tokens: i64,
+    pub candidate_tokens: i64,
+    pub total_tokens: i64,
+    pub request_count: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentMetrics {
+    pub total_sessions: i64,
+    pub active_sessions: i64,
+    pub completed_sessions: i64,
+    pub error_sessions: i64,
+    pub total_steps: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EvalMetrics {
+    pub total_runs: i64,
+    pub completed_runs: i64,
+    pub total_passed: i64,
+    pub total_failed: i64,
+    pub average_score: f64,
+}
+
+/// `PUT /project/vault` body and response. `null` or `""` clears the designation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProjectVault {
+    #[serde(default)]
+    pub vault_id: Option<String>,
+}

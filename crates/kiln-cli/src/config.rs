@@ -1,0 +1,173 @@
+//! Configuration: flags over env `KILN_*` over defaults, each documented
+//! once (the doc comment is the `--help` text). Every env var Kiln reads is
+//! named here.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_core::crypto::Kek;
+
+pub const ENV_DATA_DIR: &str = "KILN_DATA_DIR";
+pub const ENV_DATABASE_URL: &str = "KILN_DATABASE_URL";
+pub const ENV_ADDR: &str = "KILN_ADDR";
+pub const ENV_BODY_LIMIT: &str = "KILN_BODY_LIMIT";
+pub const ENV_SECRET_KEK: &str = "KILN_SECRET_KEK";
+pub const ENV_SECRET_KEK_FILE: &str = "KILN_SECRET_KEK_FILE";
+pub const ENV_AUTH_CACHE_TTL_MS: &str = "KILN_AUTH_CACHE_TTL_MS";
+pub const ENV_SHUTDOWN_GRACE_SECS: &str = "KILN_SHUTDOWN_GRACE_SECS";
+pub const ENV_LOG_FORMAT: &str = "KILN_LOG_FORMAT";
+
+/// The file under the data dir holding a generated KEK.
+pub const GENERATED_KEK_FILE: &str = "secret.kek";
+
+/// Where state lives; shared by `serve` and the local admin verbs.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// Directory for the SQLite database and the generated key-encryption key.
+    #[arg(long, env = ENV_DATA_DIR, default_value = "./kiln-data")]
+    pub data_dir: PathBuf,
+    /// Database URL: `sqlite://PATH` or `postgres://USER@HOST/DB`. Default: SQLite at DATA_DIR/kiln.db.
+    #[arg(long, env = ENV_DATABASE_URL, hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl StoreArgs {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) if !url.is_empty() => url.clone(),
+            _ => format!("sqlite://{}", self.data_dir.join("kiln.db").display()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `kiln serve` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Address to listen on.
+    #[arg(long, env = ENV_ADDR, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Largest accepted JSON request body in bytes (larger: 413 payload_too_large).
+    #[arg(long, env = ENV_BODY_LIMIT, default_value_t = kiln_server::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    /// File holding the base64 key-encryption key (alternative to KILN_SECRET_KEK).
+    #[arg(long, env = ENV_SECRET_KEK_FILE)]
+    pub secret_kek_file: Option<PathBuf>,
+    /// How long an authenticated API key is trusted before it is looked up again, in ms.
+    /// A key revoked by another process stops working within this time. 0 disables the cache.
+    #[arg(long, env = ENV_AUTH_CACHE_TTL_MS, default_value_t = 2000)]
+    pub auth_cache_ttl_ms: u64,
+    /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
+    #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+    /// Log format on stderr (`RUST_LOG` sets the level).
+    #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+impl ServeArgs {
+    pub fn auth_cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.auth_cache_ttl_ms)
+    }
+}
+
+/// Where the KEK came from, for the startup log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KekSource {
+    Env,
+    File(PathBuf),
+    Generated(PathBuf),
+    DataDir(PathBuf),
+}
+
+/// Resolves the KEK: `KILN_SECRET_KEK`, else `--secret-kek-file`, else the
+/// generated file under the data dir (created with mode 0600 on first use).
+pub fn resolve_kek(
+    env_value: Option<String>,
+    kek_file: Option<&Path>,
+    data_dir: &Path,
+) -> anyhow::Result<(Kek, KekSource)> {
+    if let Some(value) = env_value.filter(|v| !v.trim().is_empty()) {
+        let kek = Kek::from_base64(&value).with_context(|| format!("{ENV_SECRET_KEK} is invalid"))?;
+        return Ok((kek, KekSource::Env));
+    }
+    if let Some(path) = kek_file {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let kek = Kek::from_base64(&text).with_context(|| format!("{} is invalid", path.display()))?;
+        return Ok((kek, KekSource::File(path.to_owned())));
+    }
+    let path = data_dir.join(GENERATED_KEK_FILE);
+    if path.exists() {
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let kek = Kek::from_base64(&text).with_context(|| format!("{} is invalid", path.display()))?;
+        return Ok((kek, KekSource::DataDir(path)));
+    }
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    let encoded = Kek::generate_base64();
+    write_private(&path, &encoded)?;
+    let kek = Kek::from_base64(&encoded)?;
+    Ok((kek, KekSource::Generated(path)))
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    std::fs::write(path, contents).with_context(|| format!("creating {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_kek_is_private_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, source) = resolve_kek(None, None, dir.path()).unwrap();
+        let path = dir.path().join(GENERATED_KEK_FILE);
+        assert_eq!(source, KekSource::Generated(path.clone()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let (second, source) = resolve_kek(None, None, dir.path()).unwrap();
+        assert_eq!(source, KekSource::DataDir(path));
+        assert_eq!(first.id(), second.id());
+    }
+
+    #[test]
+    fn env_kek_wins_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let encoded = Kek::generate_base64();
+        let (kek, source) = resolve_kek(Some(encoded.clone()), None, dir.path()).unwrap();
+        assert_eq!(source, KekSource::Env);
+        assert_eq!(kek.id(), Kek::from_base64(&encoded).unwrap().id());
+        assert!(!dir.path().join(GENERATED_KEK_FILE).exists());
+        let err = resolve_kek(Some("short".into()), None, dir.path()).unwrap_err();
+        assert!(format!("{err:#}").contains(ENV_SECRET_KEK));
+    }
+}

@@ -1,0 +1,356 @@
+//! `kiln`: the one binary. `serve` runs the API; `keys` and `projects`
+//! administer the same data dir or database directly, whether or not a
+//! server is running.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kiln_cli::config::{ENV_SECRET_KEK, KekSource, LogFormat, ServeArgs, StoreArgs, resolve_kek};
+use kiln_cli::server::{StartOptions, start};
+use kiln_core::ids::ApiKeyId;
+use kiln_core::kiln::CreatedKey;
+use kiln_core::{Kiln, KilnConfig};
+use kiln_store::SqlStore;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kiln",
+    version,
+    about = "Kiln: a self-hosted agent platform in one binary"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP API.
+    Serve(ServeArgs),
+    /// Create, list and revoke API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// List projects.
+    #[command(subcommand)]
+    Projects(ProjectsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Mint a key for a project (created if missing). The key is printed once, alone on the last stdout line.
+    Create {
+        #[arg(long, default_value = "default")]
+        project: String,
+        /// A label to recognise the key by.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List keys (never their values).
+    List {
+        /// Only this project's keys.
+        #[arg(long)]
+        project: Option<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a key by id; requests with it then get 401.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectsCommand {
+    /// List every project.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+fn init_logging(format: LogFormat, default_level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Keys(command) => {
+            init_logging(LogFormat::Text, "warn");
+            keys(command).await
+        }
+        Command::Projects(ProjectsCommand::List { json, store }) => {
+            init_logging(LogFormat::Text, "warn");
+            let (kiln, sql) = open_local(&store).await?;
+            let projects = kiln.list_projects().await;
+            sql.close().await;
+            let projects = projects?;
+            if json {
+                let rows: Vec<_> = projects
+                    .iter()
+                    .map(|p| {
+                        serde_json::json!({"id": p.id.as_str(), "name": p.name.as_str(), "slug": p.slug,
+                            "vault_id": p.vault_id.as_ref().map(|v| v.as_str()), "created_at": p.created_at})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut table = vec![vec![
+                    "ID".to_owned(),
+                    "NAME".into(),
+                    "SLUG".into(),
+                    "CREATED".into(),
+                ]];
+                for p in &projects {
+                    table.push(vec![
+                        p.id.to_string(),
+                        p.name.as_str().into(),
+                        p.slug.clone(),
+                        short_time(&p.created_at),
+                    ]);
+                }
+                print_table(&table);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Opens the store for the local admin verbs (no KEK needed: they never
+/// touch secrets).
+async fn open_local(store: &StoreArgs) -> anyhow::Result<(Kiln, Arc<SqlStore>)> {
+    if store.database_url.is_none() {
+        std::fs::create_dir_all(&store.data_dir)
+            .with_context(|| format!("creating {}", store.data_dir.display()))?;
+    }
+    let url = store.database_url();
+    let sql = Arc::new(
+        SqlStore::connect(&url)
+            .await
+            .with_context(|| format!("opening {}", kiln_store::redact_url(&url)))?,
+    );
+    Ok((Kiln::new(sql.clone(), KilnConfig::default()), sql))
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Create { project, name, store } => {
+            let (kiln, sql) = open_local(&store).await?;
+            let created = kiln.create_key(&project, &name).await;
+            sql.close().await;
+            let created = created?;
+            if created.project_created {
+                eprintln!(
+                    "created project `{}` ({})",
+                    created.project.name.as_str(),
+                    created.project.id
+                );
+            }
+            eprintln!(
+                "API key {} for project `{}`; it is shown once, store it now:",
+                created.key.id,
+                created.project.name.as_str()
+            );
+            println!("{}", created.plaintext);
+            Ok(())
+        }
+        KeysCommand::List { project, json, store } => {
+            let (kiln, sql) = open_local(&store).await?;
+            let keys = kiln.list_keys(project.as_deref()).await;
+            sql.close().await;
+            let keys = keys?;
+            if json {
+                let rows: Vec<_> = keys
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({"id": k.key.id.as_str(), "project": k.project_name, "name": k.key.name,
+                            "prefix": k.key.prefix, "created_at": k.key.created_at,
+                            "last_used_at": k.key.last_used_at, "revoked_at": k.key.revoked_at})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&rows)?);
+            } else {
+                let mut table = vec![
+                    [
+                        "ID",
+                        "PROJECT",
+                        "NAME",
+                        "PREFIX",
+                        "CREATED",
+                        "LAST USED",
+                        "STATUS",
+                    ]
+                    .map(String::from)
+                    .to_vec(),
+                ];
+                for k in &keys {
+                    table.push(vec![
+                        k.key.id.to_string(),
+                        k.project_name.clone(),
+                        k.key.name.clone(),
+                        format!("{}…", k.key.prefix),
+                        short_time(&k.key.created_at),
+                        k.key
+                            .last_used_at
+                            .as_ref()
+                            .map(short_time)
+                            .unwrap_or_else(|| "never".into()),
+                        if k.key.revoked_at.is_some() {
+                            "revoked".into()
+                        } else {
+                            "active".into()
+                        },
+                    ]);
+                }
+                print_table(&table);
+            }
+            Ok(())
+        }
+        KeysCommand::Revoke { id, store } => {
+            let (kiln, sql) = open_local(&store).await?;
+            let revoked = kiln.revoke_key(&ApiKeyId::from_string(id.clone())).await;
+            sql.close().await;
+            if revoked? {
+                eprintln!("revoked key {id}");
+            } else {
+                eprintln!("key {id} was already revoked");
+            }
+            Ok(())
+        }
+    }
+}
+
+fn short_time(t: &chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%SZ").to_string()
+}
+
+#[allow(clippy::print_stdout, reason = "the table is the command's output")]
+fn print_table(rows: &[Vec<String>]) {
+    let columns = rows.first().map_or(0, Vec::len);
+    let widths: Vec<usize> = (0..columns)
+        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
+        .collect();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:<w$}"))
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    }
+}
+
+fn print_banner(created: &CreatedKey, base_url: &str) {
+    let rule = "=".repeat(72);
+    eprintln!(
+        "\n{rule}\n  Kiln: first start. Created project `{}` and an API key.\n  \
+         The key is shown ONCE; store it now:\n\n    {}\n\n  \
+         Try: curl -H \"X-API-Key: {}\" {base_url}/api/sdk/project\n  \
+         More keys: kiln keys create --project NAME\n{rule}\n",
+        created.project.name.as_str(),
+        created.plaintext,
+        created.plaintext,
+    );
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.log_format, "info,sqlx=warn,tower_http=warn");
+    let started = std::time::Instant::now();
+    if args.store.database_url.is_none() {
+        std::fs::create_dir_all(&args.store.data_dir)
+            .with_context(|| format!("creating {}", args.store.data_dir.display()))?;
+    }
+    let (kek, source) = resolve_kek(
+        std::env::var(ENV_SECRET_KEK).ok(),
+        args.secret_kek_file.as_deref(),
+        &args.store.data_dir,
+    )?;
+    match &source {
+        KekSource::Env => tracing::info!(
+            kek_id = kek.id(),
+            "secrets: key-encryption key from {ENV_SECRET_KEK}"
+        ),
+        KekSource::File(path) => {
+            tracing::info!(kek_id = kek.id(), path = %path.display(), "secrets: key-encryption key from file")
+        }
+        KekSource::Generated(path) | KekSource::DataDir(path) => tracing::warn!(
+            kek_id = kek.id(),
+            path = %path.display(),
+            "secrets: using a key-encryption key {} the data dir; production must pass its own in {ENV_SECRET_KEK}",
+            if matches!(source, KekSource::Generated(_)) { "just generated into" } else { "generated earlier in" }
+        ),
+    }
+    let server = start(StartOptions {
+        addr: args.addr,
+        database_url: args.store.database_url(),
+        kek: Some(kek),
+        body_limit: args.body_limit,
+        auth_cache_ttl: args.auth_cache_ttl(),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+    })
+    .await?;
+    if let Some(created) = &server.bootstrap {
+        print_banner(created, &server.base_url());
+    }
+    tracing::info!(
+        addr = %server.addr,
+        database = ?server.store.kind(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "kiln listening on {}",
+        server.base_url()
+    );
+    let token = server.shutdown_token();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received; finishing in-flight requests");
+        token.cancel();
+    });
+    server.wait().await?;
+    tracing::info!("kiln stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = terminate => {} }
+}

@@ -1,0 +1,119 @@
+//! Building and running the server: store, KEK, service, router, listener,
+//! graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kiln_core::crypto::Kek;
+use kiln_core::kiln::CreatedKey;
+use kiln_core::{Kiln, KilnConfig};
+use kiln_server::{AppState, ServerConfig};
+use kiln_store::SqlStore;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Everything `start` needs, already resolved.
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    pub addr: SocketAddr,
+    pub database_url: String,
+    pub kek: Option<Kek>,
+    pub body_limit: usize,
+    pub auth_cache_ttl: Duration,
+    pub shutdown_grace: Duration,
+}
+
+/// A server accepting connections.
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub kiln: Arc<Kiln>,
+    pub store: Arc<SqlStore>,
+    /// The key minted on first start with an empty store, if this was it.
+    pub bootstrap: Option<CreatedKey>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    grace: Duration,
+}
+
+impl RunningServer {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A token that starts the graceful shutdown when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops accepting, lets in-flight requests finish (up to the grace
+    /// period), then closes the database.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the shutdown token fires and the server has drained.
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let RunningServer {
+            task,
+            shutdown,
+            grace,
+            store,
+            ..
+        } = self;
+        let mut task = task;
+        tokio::select! {
+            result = &mut task => { result.context("server task panicked")??; }
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
+                task.abort();
+            }
+        }
+        store.close().await;
+        Ok(())
+    }
+}
+
+/// Opens the store, bootstraps an empty one, binds and starts serving.
+pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
+    let store = Arc::new(
+        SqlStore::connect(&options.database_url)
+            .await
+            .with_context(|| format!("opening {}", kiln_store::redact_url(&options.database_url)))?,
+    );
+    let kiln = Arc::new(Kiln::new(
+        store.clone(),
+        KilnConfig {
+            kek: options.kek,
+            auth_cache_ttl: options.auth_cache_ttl,
+        },
+    ));
+    let bootstrap = kiln.bootstrap().await.context("creating the default project")?;
+    let router = kiln_server::router(
+        AppState::new(kiln.clone()),
+        &ServerConfig {
+            body_limit: options.body_limit,
+        },
+    );
+    let listener = TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("binding {}", options.addr))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future(),
+    );
+    Ok(RunningServer {
+        addr,
+        kiln,
+        store,
+        bootstrap,
+        shutdown,
+        task,
+        grace: options.shutdown_grace,
+    })
+}

@@ -1,0 +1,82 @@
+//! The domain's errors, split into what the caller did wrong and what broke
+//! inside. The HTTP edge maps each variant to a status and a stable code with
+//! an exhaustive `match`, so a new variant does not compile until it has one.
+
+use std::fmt;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What kind of entity was missing, for `NotFound` messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityKind {
+    Project,
+    ApiKey,
+    Vault,
+    Secret,
+    PromptTemplate,
+}
+
+impl fmt::Display for EntityKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EntityKind::Project => "project",
+            EntityKind::ApiKey => "API key",
+            EntityKind::Vault => "secret vault",
+            EntityKind::Secret => "secret",
+            EntityKind::PromptTemplate => "prompt template",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The entity does not exist in the caller's project (or at all).
+    #[error("{kind} `{id}` not found")]
+    NotFound { kind: EntityKind, id: String },
+    /// A missing, unknown or revoked API key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Input that parses but breaks a rule; `field` names the culprit.
+    #[error("{message}")]
+    Validation { message: String, field: Option<String> },
+    /// A unique name is taken.
+    #[error("{0}")]
+    Conflict(String),
+    /// Secret vaults are used while no key-encryption key is configured.
+    #[error("secret vaults are disabled: the server has no key-encryption key (set KILN_SECRET_KEK)")]
+    SecretsDisabled,
+    /// A stored secret could not be decrypted (wrong KEK, tampered row).
+    #[error("secret could not be decrypted")]
+    Crypto,
+    /// Storage failed; the message goes to the log, never to the caller.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Error {
+    pub fn validation(message: impl Into<String>, field: Option<&str>) -> Self {
+        Error::Validation {
+            message: message.into(),
+            field: field.map(str::to_owned),
+        }
+    }
+
+    pub fn not_found(kind: EntityKind, id: impl fmt::Display) -> Self {
+        Error::NotFound {
+            kind,
+            id: id.to_string(),
+        }
+    }
+}
+
+/// Errors a `Store` adapter reports. Unique-constraint violations are told
+/// apart because the domain turns them into `Conflict`.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unique constraint violated: {0}")]
+    UniqueViolation(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}

@@ -1,0 +1,54 @@
+//! Typed identifiers. Every persisted entity gets a UUIDv7 (time-ordered,
+//! URL-path-safe), wrapped so a vault id cannot be passed where a project id
+//! is expected.
+
+use std::fmt;
+
+macro_rules! define_id {
+    ($($(#[$doc:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A fresh, time-ordered id.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::now_v7().to_string())
+            }
+
+            /// Wraps an id read from storage or from a request path. Ids are
+            /// opaque: an unknown one simply finds nothing.
+            pub fn from_string(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    )*};
+}
+
+define_id!(
+    /// A project: the tenant every row belongs to.
+    ProjectId,
+    /// An API key (its id, never the key itself).
+    ApiKeyId,
+    /// A secret vault.
+    VaultId,
+    /// A prompt template.
+    TemplateId,
+    /// An audit-log entry.
+    AuditId,
+);

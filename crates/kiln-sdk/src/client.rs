@@ -1,0 +1,334 @@
+//! `Client`: one method per endpoint.
+
+use reqwest::{Method, RequestBuilder};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use kiln_api::*;
+
+use crate::error::{ApiError, Error};
+
+/// Every endpoint this SDK calls, as `(method, path template)`. The server's
+/// OpenAPI test checks each one is documented and served.
+pub const ENDPOINTS: &[(&str, &str)] = &[
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/openapi.json"),
+    ("GET", "/api/sdk/project"),
+    ("GET", "/api/sdk/app"),
+    ("GET", "/api/sdk/metrics"),
+    ("PUT", "/api/sdk/project/vault"),
+    ("PUT", "/api/sdk/app/vault"),
+    ("GET", "/api/sdk/secret-vaults"),
+    ("POST", "/api/sdk/secret-vaults"),
+    ("GET", "/api/sdk/secret-vaults/{id}"),
+    ("PATCH", "/api/sdk/secret-vaults/{id}"),
+    ("DELETE", "/api/sdk/secret-vaults/{id}"),
+    ("GET", "/api/sdk/secret-vaults/{id}/secrets"),
+    ("PUT", "/api/sdk/secret-vaults/{id}/secrets/{name}"),
+    ("DELETE", "/api/sdk/secret-vaults/{id}/secrets/{name}"),
+    ("GET", "/api/sdk/prompt-templates"),
+    ("POST", "/api/sdk/prompt-templates"),
+    ("GET", "/api/sdk/prompt-templates/{id}"),
+    ("PATCH", "/api/sdk/prompt-templates/{id}"),
+    ("DELETE", "/api/sdk/prompt-templates/{id}"),
+    ("GET", "/api/sdk/audit-log"),
+    ("GET", "/api/sdk/audit-log/export"),
+];
+
+/// Format of [`Client::export_audit_log`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditExportFormat {
+    Json,
+    Csv,
+}
+
+/// A Kiln API client. Cheap to clone (the connection pool is shared).
+#[derive(Debug, Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base_url: String,
+    api_key: String,
+}
+
+/// Percent-encodes one path segment (everything but unreserved characters),
+/// so names holding `/`, `+` or spaces stay one segment.
+fn segment(value: &str) -> String {
+    urlencoding::encode(value).into_owned()
+}
+
+impl Client {
+    /// A client for the server at `base_url` (for example
+    /// `http://127.0.0.1:8080`), authenticating with `api_key`.
+    pub fn new(base_url: &str, api_key: &str) -> Result<Self, Error> {
+        let http = reqwest::Client::builder().build()?;
+        Self::with_http_client(http, base_url, api_key)
+    }
+
+    /// Like [`Client::new`] with a caller-configured `reqwest::Client`
+    /// (timeouts, proxies, TLS roots).
+    pub fn with_http_client(http: reqwest::Client, base_url: &str, api_key: &str) -> Result<Self, Error> {
+        let base_url = base_url.trim_end_matches('/').to_owned();
+        if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+            return Err(Error::Invalid(format!(
+                "base URL `{base_url}` must start with http:// or https://"
+            )));
+        }
+        Ok(Client {
+            http,
+            base_url,
+            api_key: api_key.to_owned(),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .header("X-API-Key", &self.api_key)
+    }
+
+    async fn send(&self, builder: RequestBuilder) -> Result<reqwest::Response, Error> {
+        let response = builder.send().await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let body = response.bytes().await.unwrap_or_default();
+        Err(ApiError::from_response(status.as_u16(), &body).into())
+    }
+
+    async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T, Error> {
+        let bytes = self.send(builder).await?.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+        self.json(self.request(Method::GET, path)).await
+    }
+
+    async fn with_body<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: &B,
+    ) -> Result<T, Error> {
+        self.json(self.request(method, path).json(body)).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<(), Error> {
+        self.send(self.request(Method::DELETE, path)).await?;
+        Ok(())
+    }
+
+    // ---- system ----
+
+    /// `GET /healthz`.
+    pub async fn health(&self) -> Result<HealthStatus, Error> {
+        self.get("/healthz").await
+    }
+
+    /// `GET /readyz`: the server and its database answer.
+    pub async fn ready(&self) -> Result<HealthStatus, Error> {
+        self.get("/readyz").await
+    }
+
+    /// `GET /openapi.json`.
+    pub async fn openapi(&self) -> Result<serde_json::Value, Error> {
+        self.get("/openapi.json").await
+    }
+
+    // ---- project ----
+
+    /// `GET /api/sdk/project`.
+    pub async fn get_project(&self) -> Result<Project, Error> {
+        self.get("/api/sdk/project").await
+    }
+
+    /// `GET /api/sdk/app`, the Go SDK's alias of [`Client::get_project`].
+    pub async fn get_app(&self) -> Result<Project, Error> {
+        self.get("/api/sdk/app").await
+    }
+
+    /// `GET /api/sdk/metrics`.
+    pub async fn get_metrics(&self) -> Result<ProjectMetrics, Error> {
+        self.get("/api/sdk/metrics").await
+    }
+
+    /// `PUT /api/sdk/project/vault`: designate (`Some`) or clear (`None`)
+    /// the vault that supplies provider keys.
+    pub async fn set_project_vault(&self, vault_id: Option<&str>) -> Result<ProjectVault, Error> {
+        let body = ProjectVault {
+            vault_id: vault_id.map(str::to_owned),
+        };
+        self.with_body(Method::PUT, "/api/sdk/project/vault", &body).await
+    }
+
+    /// `PUT /api/sdk/app/vault`, alias of [`Client::set_project_vault`].
+    pub async fn set_app_vault(&self, vault_id: Option<&str>) -> Result<ProjectVault, Error> {
+        let body = ProjectVault {
+            vault_id: vault_id.map(str::to_owned),
+        };
+        self.with_body(Method::PUT, "/api/sdk/app/vault", &body).await
+    }
+
+    // ---- secret vaults ----
+
+    /// `GET /api/sdk/secret-vaults`.
+    pub async fn list_secret_vaults(&self) -> Result<Vec<SecretVault>, Error> {
+        Ok(self
+            .get::<SecretVaultList>("/api/sdk/secret-vaults")
+            .await?
+            .secret_vaults)
+    }
+
+    /// `POST /api/sdk/secret-vaults`.
+    pub async fn create_secret_vault(&self, input: &CreateSecretVault) -> Result<SecretVault, Error> {
+        self.with_body(Method::POST, "/api/sdk/secret-vaults", input)
+            .await
+    }
+
+    /// `GET /api/sdk/secret-vaults/{id}`.
+    pub async fn get_secret_vault(&self, id: &str) -> Result<SecretVault, Error> {
+        self.get(&format!("/api/sdk/secret-vaults/{}", segment(id))).await
+    }
+
+    /// `PATCH /api/sdk/secret-vaults/{id}`.
+    pub async fn update_secret_vault(
+        &self,
+        id: &str,
+        input: &UpdateSecretVault,
+    ) -> Result<SecretVault, Error> {
+        self.with_body(
+            Method::PATCH,
+            &format!("/api/sdk/secret-vaults/{}", segment(id)),
+            input,
+        )
+        .await
+    }
+
+    /// `DELETE /api/sdk/secret-vaults/{id}`: the vault and all its secrets.
+    pub async fn delete_secret_vault(&self, id: &str) -> Result<(), Error> {
+        self.delete(&format!("/api/sdk/secret-vaults/{}", segment(id)))
+            .await
+    }
+
+    /// `GET /api/sdk/secret-vaults/{id}/secrets` (names only, never values).
+    pub async fn list_secrets(&self, vault_id: &str) -> Result<Vec<RedactedSecret>, Error> {
+        let list: SecretList = self
+            .get(&format!("/api/sdk/secret-vaults/{}/secrets", segment(vault_id)))
+            .await?;
+        Ok(list.secrets)
+    }
+
+    /// `PUT /api/sdk/secret-vaults/{id}/secrets/{name}`: insert or replace.
+    pub async fn put_secret(&self, vault_id: &str, name: &str, value: &str) -> Result<RedactedSecret, Error> {
+        let path = format!(
+            "/api/sdk/secret-vaults/{}/secrets/{}",
+            segment(vault_id),
+            segment(name)
+        );
+        self.with_body(
+            Method::PUT,
+            &path,
+            &PutSecret {
+                value: value.to_owned(),
+            },
+        )
+        .await
+    }
+
+    /// `DELETE /api/sdk/secret-vaults/{id}/secrets/{name}` (idempotent).
+    pub async fn delete_secret(&self, vault_id: &str, name: &str) -> Result<(), Error> {
+        self.delete(&format!(
+            "/api/sdk/secret-vaults/{}/secrets/{}",
+            segment(vault_id),
+            segment(name)
+        ))
+        .await
+    }
+
+    // ---- prompt templates ----
+
+    /// `GET /api/sdk/prompt-templates`.
+    pub async fn list_prompt_templates(&self) -> Result<Vec<PromptTemplate>, Error> {
+        Ok(self
+            .get::<PromptTemplateList>("/api/sdk/prompt-templates")
+            .await?
+            .templates)
+    }
+
+    /// `POST /api/sdk/prompt-templates`.
+    pub async fn create_prompt_template(
+        &self,
+        input: &CreatePromptTemplate,
+    ) -> Result<PromptTemplate, Error> {
+        self.with_body(Method::POST, "/api/sdk/prompt-templates", input)
+            .await
+    }
+
+    /// `GET /api/sdk/prompt-templates/{id}`.
+    pub async fn get_prompt_template(&self, id: &str) -> Result<PromptTemplate, Error> {
+        self.get(&format!("/api/sdk/prompt-templates/{}", segment(id)))
+            .await
+    }
+
+    /// `PATCH /api/sdk/prompt-templates/{id}`.
+    pub async fn update_prompt_template(
+        &self,
+        id: &str,
+        input: &UpdatePromptTemplate,
+    ) -> Result<PromptTemplate, Error> {
+        self.with_body(
+            Method::PATCH,
+            &format!("/api/sdk/prompt-templates/{}", segment(id)),
+            input,
+        )
+        .await
+    }
+
+    /// `DELETE /api/sdk/prompt-templates/{id}`.
+    pub async fn delete_prompt_template(&self, id: &str) -> Result<(), Error> {
+        self.delete(&format!("/api/sdk/prompt-templates/{}", segment(id)))
+            .await
+    }
+
+    // ---- audit log ----
+
+    /// `GET /api/sdk/audit-log` with filters and paging.
+    pub async fn list_audit_log(&self, query: &AuditLogQuery) -> Result<AuditLogPage, Error> {
+        let query = AuditLogQuery {
+            format: None,
+            ..query.clone()
+        };
+        self.json(self.request(Method::GET, "/api/sdk/audit-log").query(&query))
+            .await
+    }
+
+    /// `GET /api/sdk/audit-log/export`: the raw bytes (a JSON array or CSV).
+    pub async fn export_audit_log(
+        &self,
+        format: AuditExportFormat,
+        query: &AuditLogQuery,
+    ) -> Result<Vec<u8>, Error> {
+        let query = AuditLogQuery {
+            format: Some(match format {
+                AuditExportFormat::Json => "json".into(),
+                AuditExportFormat::Csv => "csv".into(),
+            }),
+            limit: None,
+            offset: None,
+            ..query.clone()
+        };
+        let response = self
+            .send(
+                self.request(Method::GET, "/api/sdk/audit-log/export")
+                    .query(&query),
+            )
+            .await?;
+        Ok(response.bytes().await?.to_vec())
+    }
+}

@@ -1,0 +1,131 @@
+//! Errors the SDK returns: the server's typed error, or a transport failure.
+
+use serde_json::{Map, Value};
+
+/// An error response from the server, as the contract defines it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{status} {code}: {message}")]
+pub struct ApiError {
+    pub status: u16,
+    /// Stable machine-readable kind (`NOT_FOUND`, `unauthorized`, ...).
+    pub code: String,
+    pub message: String,
+    /// Every top-level key of the body except `message` and `code`.
+    pub details: Map<String, Value>,
+}
+
+/// The details of a `version_conflict` error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VersionConflict {
+    /// The latest live version; 0 when the server sent none.
+    pub current_version: i64,
+}
+
+impl ApiError {
+    pub fn is_not_found(&self) -> bool {
+        self.status == 404
+    }
+
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == 401
+    }
+
+    /// `Some` when this is a 409 `version_conflict`.
+    pub fn as_version_conflict(&self) -> Option<VersionConflict> {
+        (self.status == 409 && self.code == "version_conflict").then(|| VersionConflict {
+            current_version: self
+                .details
+                .get("current_version")
+                .and_then(Value::as_i64)
+                .unwrap_or(0),
+        })
+    }
+
+    /// Builds the error from a status and a body that may or may not be the
+    /// contract's JSON; a non-JSON body falls back to the status text.
+    pub(crate) fn from_response(status: u16, body: &[u8]) -> Self {
+        let parsed: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
+        let mut details = parsed.unwrap_or_default();
+        let message = match details.remove("message") {
+            Some(Value::String(m)) => m,
+            _ => reqwest::StatusCode::from_u16(status)
+                .ok()
+                .and_then(|s| s.canonical_reason())
+                .unwrap_or("error")
+                .to_owned(),
+        };
+        let code = match details.remove("code") {
+            Some(Value::String(c)) => c,
+            _ => String::new(),
+        };
+        ApiError {
+            status,
+            code,
+            message,
+            details,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The server answered with an error status.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The request did not complete (connection, timeout, TLS).
+    #[error("request failed: {0}")]
+    Transport(#[from] reqwest::Error),
+    /// A 2xx response whose body did not match the expected type.
+    #[error("unexpected response body: {0}")]
+    Decode(String),
+    /// The base URL or an argument could not form a request.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+}
+
+impl Error {
+    /// The API error, if the server sent one.
+    pub fn api(&self) -> Option<&ApiError> {
+        match self {
+            Error::Api(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.api().is_some_and(ApiError::is_not_found)
+    }
+
+    pub fn is_unauthorized(&self) -> bool {
+        self.api().is_some_and(ApiError::is_unauthorized)
+    }
+
+    pub fn as_version_conflict(&self) -> Option<VersionConflict> {
+        self.api().and_then(ApiError::as_version_conflict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn details_hold_every_other_key() {
+        let e = ApiError::from_response(
+            409,
+            br#"{"error":"version_conflict","message":"stale","code":"version_conflict","current_version":7}"#,
+        );
+        assert_eq!(e.message, "stale");
+        assert_eq!(e.as_version_conflict().unwrap().current_version, 7);
+        assert!(e.details.contains_key("error"));
+        assert!(!e.details.contains_key("message"));
+    }
+
+    #[test]
+    fn non_json_bodies_fall_back_to_status_text() {
+        let e = ApiError::from_response(502, b"<html>bad gateway</html>");
+        assert_eq!(e.message, "Bad Gateway");
+        assert_eq!(e.code, "");
+        assert!(e.as_version_conflict().is_none());
+    }
+}

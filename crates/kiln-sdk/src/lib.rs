@@ -1,0 +1,21 @@
+//! Rust client for Kiln's HTTP API.
+//!
+//! One flat [`Client`] with a method per endpoint, request and response types
+//! from `kiln-api` (shared with the server, so they cannot drift), and a typed
+//! [`ApiError`] carrying the contract's `status`, `code`, `message` and
+//! `details`.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), kiln_sdk::Error> {
+//! let client = kiln_sdk::Client::new("http://127.0.0.1:8080", "kiln_...")?;
+//! let project = client.get_project().await?;
+//! println!("{} ({})", project.name, project.id);
+//! # Ok(()) }
+//! ```
+
+mod client;
+mod error;
+
+pub use client::{AuditExportFormat, Client, ENDPOINTS};
+pub use error::{ApiError, Error, VersionConflict};
+pub use kiln_api as api;

@@ -1,0 +1,97 @@
+//! Domain types to wire types, explicitly (domain types are not wire types).
+
+use kiln_api as api;
+use kiln_core::audit::AuditEntry;
+use kiln_core::project::{DEFAULT_TEAM_ID, Project, ProjectMetrics};
+use kiln_core::template::PromptTemplate;
+use kiln_core::vault::{Secret, Vault};
+
+pub(crate) fn project(p: &Project) -> api::Project {
+    api::Project {
+        id: p.id.to_string(),
+        team_id: DEFAULT_TEAM_ID.to_owned(),
+        name: p.name.as_str().to_owned(),
+        slug: p.slug.clone(),
+        description: p.description.clone(),
+        vault_id: p.vault_id.as_ref().map(ToString::to_string),
+        created_at: p.created_at,
+        updated_at: p.updated_at,
+    }
+}
+
+pub(crate) fn metrics(m: ProjectMetrics) -> api::ProjectMetrics {
+    api::ProjectMetrics {
+        tokens: api::TokenMetrics {
+            prompt_tokens: m.prompt_tokens,
+            candidate_tokens: m.completion_tokens,
+            total_tokens: m.total_tokens,
+            request_count: m.request_count,
+        },
+        agents: api::AgentMetrics {
+            total_sessions: m.total_sessions,
+            active_sessions: m.active_sessions,
+            completed_sessions: m.completed_sessions,
+            error_sessions: m.error_sessions,
+            total_steps: m.total_steps,
+        },
+        evals: api::EvalMetrics {
+            total_runs: m.total_eval_runs,
+            completed_runs: m.completed_eval_runs,
+            total_passed: m.eval_cases_passed,
+            total_failed: m.eval_cases_failed,
+            average_score: m.eval_average_score,
+        },
+    }
+}
+
+pub(crate) fn vault(v: Vault) -> api::SecretVault {
+    api::SecretVault {
+        project_id: v.project_id.to_string(),
+        app_id: v.project_id.into_string(),
+        id: v.id.into_string(),
+        name: v.name,
+        metadata: v.metadata,
+        created_at: v.created_at,
+        updated_at: v.updated_at,
+    }
+}
+
+pub(crate) fn secret(s: Secret) -> api::RedactedSecret {
+    api::RedactedSecret {
+        vault_id: s.vault_id.into_string(),
+        name: s.name.as_str().to_owned(),
+        kek_id: s.sealed.kek_id,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
+pub(crate) fn template(t: PromptTemplate) -> api::PromptTemplate {
+    api::PromptTemplate {
+        project_id: t.project_id.to_string(),
+        app_id: t.project_id.into_string(),
+        id: t.id.into_string(),
+        name: t.name,
+        content: t.content,
+        variables: t.variables,
+        created_at: t.created_at,
+        updated_at: t.updated_at,
+    }
+}
+
+pub(crate) fn audit_entry(a: AuditEntry) -> api::AuditEntry {
+    api::AuditEntry {
+        project_id: a.project_id.to_string(),
+        app_id: a.project_id.into_string(),
+        id: a.id.into_string(),
+        actor_user_id: a.actor_user_id,
+        actor_api_key_id: a.actor_api_key_id.map(|k| k.into_string()),
+        action: a.action,
+        subject_type: a.subject_type,
+        subject_id: a.subject_id,
+        agent_version_id: a.agent_version_id,
+        session_id: a.session_id,
+        metadata: a.metadata,
+        created_at: a.created_at,
+    }
+}

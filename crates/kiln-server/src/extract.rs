@@ -1,0 +1,165 @@
+//! Extractors that speak the contract: tolerant JSON bodies, API-key auth,
+//! and path/query parsing whose failures carry the error body.
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use kiln_core::auth::AuthContext;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// The header every `/api/sdk` call authenticates with.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// The caller, authenticated by `X-API-Key`: its key and its project.
+#[derive(Debug, Clone)]
+pub struct Authed(pub AuthContext);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(API_KEY_HEADER) else {
+            return Err(kiln_core::Error::Unauthorized("missing X-API-Key header".into()).into());
+        };
+        let key = value
+            .to_str()
+            .map_err(|_| ApiError::from(kiln_core::Error::Unauthorized("invalid API key".into())))?;
+        Ok(Authed(state.kiln.authenticate(key.trim()).await?))
+    }
+}
+
+/// A JSON body read tolerantly (CONTRACT §1.3, §1.13): any or no
+/// Content-Type, an empty body reads as `{}`, unknown fields are ignored.
+/// Syntax and type errors become 400 `bad_request` naming the field.
+#[derive(Debug, Clone)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(req, state).await.map_err(body_rejection)?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+fn body_rejection(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large("request body is larger than the server's limit")
+    } else {
+        ApiError::bad_request(format!("could not read the request body: {rejection}"), None)
+    }
+}
+
+/// Parses a JSON body; exposed for tests of the error shapes.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+        let path = err.path().to_string();
+        let inner = err.into_inner();
+        let field =
+            missing_field(&inner.to_string()).or_else(|| (path != "." && !path.is_empty()).then_some(path));
+        let message = match (inner.classify(), &field) {
+            (serde_json::error::Category::Syntax | serde_json::error::Category::Eof, _) => {
+                format!("request body is not valid JSON: {inner}")
+            }
+            (_, Some(field)) => format!("invalid field `{field}`: {inner}"),
+            (_, None) => format!("invalid request body: {inner}"),
+        };
+        ApiError::bad_request(message, field.as_deref())
+    })
+}
+
+/// `missing field `name`` → `name`.
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
+/// Path parameters, percent-decoded after routing (so `%2F` stays inside
+/// one segment and `+` stays `+`).
+#[derive(Debug, Clone)]
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e: PathRejection| {
+                ApiError::bad_request(format!("invalid path parameter: {}", e.body_text()), None)
+            })
+    }
+}
+
+/// Query parameters; a malformed one (say `limit=abc`) is 400.
+#[derive(Debug, Clone)]
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| ApiQuery(q.0))
+            .map_err(|e: QueryRejection| ApiError::bad_request(e.body_text(), None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Body {
+        name: String,
+        #[serde(default)]
+        count: Option<i64>,
+    }
+
+    #[test]
+    fn empty_body_reads_as_empty_object() {
+        let e = parse_json::<Body>(b"").unwrap_err();
+        assert_eq!(e.body.details.get("field").and_then(|v| v.as_str()), Some("name"));
+        #[derive(serde::Deserialize)]
+        struct AllOptional {
+            #[serde(default)]
+            _x: Option<String>,
+        }
+        assert!(parse_json::<AllOptional>(b"  ").is_ok());
+    }
+
+    #[test]
+    fn wrong_types_name_the_field_and_unknown_fields_pass() {
+        let e = parse_json::<Body>(br#"{"name":"a","count":"seven"}"#).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert_eq!(e.body.code, "bad_request");
+        assert_eq!(
+            e.body.details.get("field").and_then(|v| v.as_str()),
+            Some("count")
+        );
+        let ok = parse_json::<Body>(br#"{"name":"a","indexId":"x"}"#).unwrap();
+        assert_eq!(ok.name, "a");
+        assert_eq!(ok.count, None);
+    }
+
+    #[test]
+    fn syntax_errors_say_so() {
+        let e = parse_json::<Body>(b"{\"name\":").unwrap_err();
+        assert!(e.body.message.contains("not valid JSON"), "{}", e.body.message);
+    }
+}

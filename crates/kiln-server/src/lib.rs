@@ -1,0 +1,138 @@
+//! Kiln's HTTP edge: it translates, it does not decide.
+//!
+//! [`router`] builds the whole HTTP surface from route modules grouped by
+//! contract section. Every handler extracts and parses its input (auth shows
+//! in the [`extract::Authed`] extractor), calls one `kiln_core::Kiln` method
+//! and converts the result into a `kiln_api` wire type. Every failure goes
+//! through [`error::ApiError`], the one mapping from domain errors to status
+//! codes and the contract's error body.
+//!
+//! Routes are registered only through `utoipa_axum`'s `routes!`, which reads
+//! method and path from the handler's `#[utoipa::path]` attribute, so the
+//! OpenAPI document and the router come from the same source (clippy's
+//! `disallowed-methods` forbids plain `.route`).
+
+mod convert;
+pub mod error;
+pub mod extract;
+mod routes;
+
+use std::sync::{Arc, OnceLock};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, header};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+pub use kiln_core::Kiln;
+
+/// Default request body limit for JSON bodies: 2 MiB.
+pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// What handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub kiln: Arc<Kiln>,
+    /// The OpenAPI document, rendered once the router is built.
+    openapi_json: Arc<OnceLock<String>>,
+}
+
+impl AppState {
+    pub fn new(kiln: Arc<Kiln>) -> Self {
+        AppState {
+            kiln,
+            openapi_json: Arc::new(OnceLock::new()),
+        }
+    }
+}
+
+/// Server settings that shape the router.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Largest accepted request body, in bytes; larger ones get 413.
+    pub body_limit: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Kiln API",
+        description = "Self-hosted agent platform speaking the Tavora SDK wire contract. \
+                       Every /api/sdk route takes an `X-API-Key` header."
+    ),
+    modifiers(&ApiKeySecurity),
+    security(("api_key" = []))
+)]
+struct ApiDoc;
+
+struct ApiKeySecurity;
+
+impl utoipa::Modify for ApiKeySecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))),
+        );
+    }
+}
+
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::system::routes())
+        .merge(routes::project::routes())
+        .merge(routes::vaults::routes())
+        .merge(routes::templates::routes())
+        .merge(routes::audit::routes())
+}
+
+/// The OpenAPI document of every route [`router`] serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The whole HTTP surface, ready to serve.
+pub fn router(state: AppState, config: &ServerConfig) -> Router {
+    let (router, doc) = api_routes().split_for_parts();
+    let json = doc.to_json().expect("the OpenAPI document serialises");
+    let _ = state.openapi_json.set(json);
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
+        .allow_headers([
+            HeaderName::from_static("x-api-key"),
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            header::AUTHORIZATION,
+        ]);
+    router
+        .fallback(routes::system::not_found)
+        .with_state(state)
+        .layer(axum::middleware::from_fn(error::ensure_error_body))
+        .layer(DefaultBodyLimit::max(config.body_limit))
+        .layer(cors)
+        .layer(TraceLayer::new_for_http())
+        .layer(SetSensitiveRequestHeadersLayer::new([
+            HeaderName::from_static("x-api-key"),
+            header::AUTHORIZATION,
+        ]))
+}

@@ -1,0 +1,8 @@
+//! Route modules, one per contract section. Each exposes `routes()`, which
+//! registers its handlers with their OpenAPI descriptions.
+
+pub(crate) mod audit;
+pub(crate) mod project;
+pub(crate) mod system;
+pub(crate) mod templates;
+pub(crate) mod vaults;

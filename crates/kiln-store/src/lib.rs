@@ -1,0 +1,19 @@
+//! The sqlx adapter for `kiln_core::Store`, over SQLite or PostgreSQL.
+//!
+//! One implementation serves both databases: each method's SQL is written
+//! once with `$N` placeholders (which SQLite accepts too) and expanded by the
+//! [`read!`] and [`write_tx!`] macros into one arm per backend, so both arms
+//! are type-checked against their own driver. Columns use native types on
+//! PostgreSQL (TIMESTAMPTZ, JSONB, BYTEA) and text/blob on SQLite; the row
+//! structs decode from either.
+//!
+//! SQLite runs in WAL mode with one writer connection and a small reader
+//! pool; write transactions start with `BEGIN IMMEDIATE`, so another process
+//! on the same file (the CLI beside a running server) waits on the busy
+//! timeout instead of failing.
+
+mod connect;
+mod rows;
+mod store;
+
+pub use connect::{DatabaseKind, SqlStore, redact_url};
