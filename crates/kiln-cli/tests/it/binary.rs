@@ -1,0 +1,219 @@
+//! The built `kiln` binary, run as a user would: first-start banner, keys
+//! minted by the CLI beside a running server, revocation, SIGTERM, and a
+//! search of logs and database files for a secret's plaintext.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use kiln_sdk::Client;
+use kiln_sdk::api::CreateSecretVault;
+
+const KILN: &str = env!("CARGO_BIN_EXE_kiln");
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Served {
+    child: Child,
+    base_url: String,
+    stderr_path: std::path::PathBuf,
+}
+
+impl Served {
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap()
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    fn terminate(mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "kiln exited with {status}: {}", self.stderr());
+                return;
+            }
+            assert!(Instant::now() < deadline, "kiln did not stop after SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+async fn serve(data_dir: &Path, log_name: &str) -> Served {
+    let port = free_port();
+    let stderr_path = data_dir.parent().unwrap().join(log_name);
+    let child = Command::new(KILN)
+        .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env("RUST_LOG", "debug")
+        .env_remove("KILN_SECRET_KEK")
+        .env_remove("KILN_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let http = reqwest::Client::new();
+    loop {
+        if let Ok(r) = http.get(format!("{base_url}/healthz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "kiln did not become healthy");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Served {
+        child,
+        base_url,
+        stderr_path,
+    }
+}
+
+fn cli(data_dir: &Path, args: &[&str]) -> (String, String) {
+    let output = Command::new(KILN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("KILN_DATABASE_URL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "kiln {args:?} failed: {stderr}");
+    (stdout, stderr)
+}
+
+fn find_key(text: &str) -> Option<String> {
+    let start = text.find("kiln_")?;
+    let key: String = text[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    (key.len() == 45).then_some(key)
+}
+
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            let bytes = std::fs::read(&path).unwrap();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                hits.push(path.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_binary_end_to_end() {
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let secret_value = format!("sk-plaintext-{}", uuid::Uuid::new_v4().simple());
+
+    // First start: banner with one key, a generated KEK with mode 0600.
+    let server = serve(&data_dir, "first.log").await;
+    let banner = server.stderr();
+    assert!(banner.contains("first start"), "{banner}");
+    let key = find_key(&banner).expect("the banner prints a key");
+    assert!(
+        banner.contains("KILN_SECRET_KEK"),
+        "warns that production must pass a KEK"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(data_dir.join("secret.kek"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    let client = Client::new(&server.base_url, &key).unwrap();
+    assert_eq!(client.get_project().await.unwrap().name, "default");
+    let vault = client
+        .create_secret_vault(&CreateSecretVault {
+            name: "prod".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    client
+        .put_secret(&vault.id, "openai_api_key", &secret_value)
+        .await
+        .unwrap();
+    // A refused write does not echo the value either.
+    let err = client
+        .put_secret("missing-vault", "openai_api_key", &secret_value)
+        .await
+        .unwrap_err();
+    assert!(!err.to_string().contains(&secret_value));
+
+    // The CLI mints a key beside the running server; the key is the last stdout line.
+    let (stdout, _) = cli(&data_dir, &["keys", "create", "--project", "acme"]);
+    let acme_key = stdout.lines().last().unwrap().to_owned();
+    assert_eq!(find_key(&acme_key).as_deref(), Some(acme_key.as_str()));
+    let acme = Client::new(&server.base_url, &acme_key).unwrap();
+    assert_eq!(acme.get_project().await.unwrap().name, "acme");
+
+    let (listing, _) = cli(&data_dir, &["keys", "list"]);
+    assert!(
+        listing.contains("acme") && listing.contains("default"),
+        "{listing}"
+    );
+    assert!(
+        !listing.contains(&acme_key) && !listing.contains(&key),
+        "lists never show keys"
+    );
+    let (projects, _) = cli(&data_dir, &["projects", "list"]);
+    assert!(
+        projects.contains("acme") && projects.contains("default"),
+        "{projects}"
+    );
+
+    // Revoke from the CLI: the server refuses the key within its cache TTL.
+    let (json, _) = cli(&data_dir, &["keys", "list", "--project", "acme", "--json"]);
+    let listed: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let acme_key_id = listed[0]["id"].as_str().unwrap().to_owned();
+    cli(&data_dir, &["keys", "revoke", &acme_key_id]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while acme.get_project().await.is_ok() {
+        assert!(Instant::now() < deadline, "revoked key still accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(acme.get_project().await.unwrap_err().is_unauthorized());
+
+    let logs = server.stderr();
+    server.terminate();
+
+    // The plaintext is nowhere: not in the logs, not in any database file.
+    assert!(!logs.contains(&secret_value), "secret value in the server log");
+    assert_eq!(
+        files_containing(&data_dir, secret_value.as_bytes()),
+        Vec::<String>::new()
+    );
+
+    // Second start: no banner; data and keys survive.
+    let again = serve(&data_dir, "second.log").await;
+    let client = Client::new(&again.base_url, &key).unwrap();
+    assert_eq!(client.list_secrets(&vault.id).await.unwrap().len(), 1);
+    let second_log = again.stderr();
+    again.terminate();
+    assert!(!second_log.contains("first start"), "{second_log}");
+    assert_eq!(find_key(&second_log), None, "no key printed on later starts");
+}

@@ -1,0 +1,190 @@
+//! `TestApp`: a running server, its database, and an SDK client for the
+//! bootstrap key of project `default`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kiln_cli::server::{RunningServer, StartOptions, start};
+use kiln_core::crypto::Kek;
+use kiln_sdk::Client;
+
+pub const TEST_DATABASE_ENV: &str = "KILN_TEST_DATABASE_URL";
+/// Small enough that tests can exceed it cheaply.
+pub const TEST_BODY_LIMIT: usize = 128 * 1024;
+pub const TEST_AUTH_CACHE_TTL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct TestApp {
+    pub server: RunningServer,
+    pub client: Client,
+    pub key: String,
+    pub database_url: String,
+    _dir: tempfile::TempDir,
+    pg_schema: Option<(String, String)>,
+}
+
+/// Options a test may change before the server starts.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    pub with_kek: bool,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions { with_kek: true }
+    }
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Option<TestApp> {
+        Self::start_with(backend, TestOptions::default()).await
+    }
+
+    /// `None` (with a message) when the backend is Postgres and
+    /// `KILN_TEST_DATABASE_URL` is unset. Panics when it is set but the
+    /// server cannot be reached: CI must fail, not skip.
+    pub async fn start_with(backend: Backend, options: TestOptions) -> Option<TestApp> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (database_url, pg_schema) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.path().join("kiln.db").display()), None),
+            Backend::Postgres => {
+                let Ok(base) = std::env::var(TEST_DATABASE_ENV) else {
+                    eprintln!("skipping the PostgreSQL run: {TEST_DATABASE_ENV} is not set");
+                    return None;
+                };
+                let schema = format!("kiln_t_{}", uuid::Uuid::new_v4().simple());
+                let pool = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
+                    panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {e}")
+                });
+                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+                    .execute(&pool)
+                    .await
+                    .expect("create test schema");
+                pool.close().await;
+                let sep = if base.contains('?') { '&' } else { '?' };
+                (
+                    format!("{base}{sep}options[search_path]={schema}"),
+                    Some((base, schema)),
+                )
+            }
+        };
+        let kek = options
+            .with_kek
+            .then(|| Kek::from_base64(&Kek::generate_base64()).unwrap());
+        let server = start(StartOptions {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            database_url: database_url.clone(),
+            kek,
+            body_limit: TEST_BODY_LIMIT,
+            auth_cache_ttl: TEST_AUTH_CACHE_TTL,
+            shutdown_grace: Duration::from_secs(5),
+        })
+        .await
+        .expect("server starts");
+        let key = server
+            .bootstrap
+            .as_ref()
+            .expect("a fresh database bootstraps project `default`")
+            .plaintext
+            .clone();
+        let client = Client::new(&server.base_url(), &key).unwrap();
+        Some(TestApp {
+            server,
+            client,
+            key,
+            database_url,
+            _dir: dir,
+            pg_schema,
+        })
+    }
+
+    pub fn base_url(&self) -> String {
+        self.server.base_url()
+    }
+
+    /// A client with another key (or garbage).
+    pub fn client_with_key(&self, key: &str) -> Client {
+        Client::new(&self.base_url(), key).unwrap()
+    }
+
+    /// Mints a key for `project` (created when missing), as `kiln keys create` does.
+    pub async fn key_for(&self, project: &str) -> (kiln_core::ids::ApiKeyId, Client) {
+        let created = self.server.kiln.create_key(project, "test").await.unwrap();
+        let client = self.client_with_key(&created.plaintext);
+        (created.key.id, client)
+    }
+
+    /// A plain HTTP client for requests the SDK would never send.
+    pub fn http(&self) -> reqwest::Client {
+        reqwest::Client::new()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url())
+    }
+
+    /// A second, independent connection to the same database (another
+    /// process's view, like the CLI's).
+    pub async fn second_store(&self) -> Arc<kiln_store::SqlStore> {
+        Arc::new(kiln_store::SqlStore::connect(&self.database_url).await.unwrap())
+    }
+
+    /// Stops the server and drops the Postgres schema.
+    pub async fn stop(self) {
+        self.server.shutdown().await.expect("clean shutdown");
+        if let Some((base, schema)) = self.pg_schema
+            && let Ok(pool) = sqlx::PgPool::connect(&base).await
+        {
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&pool)
+                .await;
+            pool.close().await;
+        }
+    }
+}
+
+/// Generates one `#[tokio::test]` per backend for each `async fn(TestApp)`.
+#[macro_export]
+macro_rules! backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use $crate::harness::{Backend, TestApp};
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let app = TestApp::start(Backend::Sqlite).await.unwrap();
+                super::$name(&app).await;
+                app.stop().await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(app) = TestApp::start(Backend::Postgres).await else { return };
+                super::$name(&app).await;
+                app.stop().await;
+            }
+        }
+    )*};
+}
+
+/// Asserts an SDK result is the given API error and returns it.
+#[track_caller]
+pub fn api_err<T: std::fmt::Debug>(
+    result: Result<T, kiln_sdk::Error>,
+    status: u16,
+    code: &str,
+) -> kiln_sdk::ApiError {
+    let err = result.expect_err("expected an API error");
+    let api = err
+        .api()
+        .unwrap_or_else(|| panic!("expected an API error, got {err}"))
+        .clone();
+    assert_eq!((api.status, api.code.as_str()), (status, code), "{api:?}");
+    assert!(!api.message.is_empty(), "error bodies carry a message");
+    api
+}

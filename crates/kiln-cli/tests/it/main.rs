@@ -1,0 +1,21 @@
+//! Integration tests: the real server on a free port with a fresh database,
+//! driven over real HTTP through the Rust SDK. Every test written with
+//! `backends!` runs twice: on SQLite, and on PostgreSQL when
+//! `KILN_TEST_DATABASE_URL` is set (each test in a schema of its own).
+
+#![allow(
+    unreachable_pub,
+    reason = "items of a test binary are shared between its modules"
+)]
+
+mod harness;
+
+mod audit;
+mod auth;
+mod binary;
+mod conventions;
+mod isolation;
+mod openapi;
+mod project;
+mod templates;
+mod vaults;
