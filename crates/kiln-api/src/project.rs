@@ -60,10 +60,30 @@ pub struct EvalMetrics {
     pub average_score: f64,
 }
 
-/// `PUT /project/vault` body and response. `null` or `""` clears the designation.
+/// `PUT /project/vault` response: the designated vault, `null` when none.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ProjectVault {
     #[serde(default)]
     pub vault_id: Option<String>,
+}
+
+/// `PUT /project/vault` body. `vault_id` must be present: a vault id
+/// designates it, `null` or `""` clears the designation (so an empty body
+/// cannot clear it by accident).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SetProjectVault {
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub vault_id: Option<Option<String>>,
+}
+
+/// Tells a present `null` (`Some(None)`) from a missing key (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(Some)
 }

@@ -112,10 +112,27 @@ pub fn resolve_kek(
         return Ok((kek, KekSource::DataDir(path)));
     }
     std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
-    let encoded = Kek::generate_base64();
-    write_private(&path, &encoded)?;
-    let kek = Kek::from_base64(&encoded)?;
-    Ok((kek, KekSource::Generated(path)))
+    // Write a private temp file, then hard-link it into place: the link
+    // fails if another process got there first, and then its KEK is used.
+    let temp = data_dir.join(format!("{GENERATED_KEK_FILE}.{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&temp);
+    write_private(&temp, &Kek::generate_base64())?;
+    let linked = std::fs::hard_link(&temp, &path);
+    let _ = std::fs::remove_file(&temp);
+    match linked {
+        Ok(()) => {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            Ok((Kek::from_base64(&text)?, KekSource::Generated(path)))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let text =
+                std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let kek = Kek::from_base64(&text).with_context(|| format!("{} is invalid", path.display()))?;
+            Ok((kek, KekSource::DataDir(path)))
+        }
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
 }
 
 #[cfg(unix)]

@@ -300,6 +300,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         KekSource::File(path) => {
             tracing::info!(kek_id = kek.id(), path = %path.display(), "secrets: key-encryption key from file")
         }
+        KekSource::Generated(path) | KekSource::DataDir(path)
+            if args.store.database_url().starts_with("postgres") =>
+        {
+            tracing::warn!(
+                kek_id = kek.id(),
+                path = %path.display(),
+                "secrets: using a key-encryption key from this machine's data dir with a shared PostgreSQL \
+                 database; every replica must use the same KEK: pass it in {ENV_SECRET_KEK}"
+            )
+        }
         KekSource::Generated(path) | KekSource::DataDir(path) => tracing::warn!(
             kek_id = kek.id(),
             path = %path.display(),

@@ -76,8 +76,14 @@ impl RunningServer {
     }
 }
 
-/// Opens the store, bootstraps an empty one, binds and starts serving.
+/// Binds, opens the store, bootstraps an empty one and starts serving. The
+/// port is bound first so a busy port fails before a first key is minted
+/// (a key minted but never shown would be lost).
 pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
+    let listener = TcpListener::bind(options.addr)
+        .await
+        .with_context(|| format!("binding {}", options.addr))?;
+    let addr = listener.local_addr()?;
     let store = Arc::new(
         SqlStore::connect(&options.database_url)
             .await
@@ -97,10 +103,6 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             body_limit: options.body_limit,
         },
     );
-    let listener = TcpListener::bind(options.addr)
-        .await
-        .with_context(|| format!("binding {}", options.addr))?;
-    let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(
         axum::serve(listener, router)

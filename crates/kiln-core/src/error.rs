@@ -75,6 +75,9 @@ impl Error {
 pub enum StoreError {
     #[error("unique constraint violated: {0}")]
     UniqueViolation(String),
+    /// A row refers to one that is gone (deleted concurrently).
+    #[error("foreign key violated: {0}")]
+    ForeignKeyViolation(String),
     #[error("database error: {0}")]
     Database(String),
     #[error("stored data is invalid: {0}")]

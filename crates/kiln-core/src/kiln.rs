@@ -63,6 +63,57 @@ impl std::fmt::Debug for Kiln {
     }
 }
 
+fn new_project(name: &str) -> Result<Project> {
+    let name = ProjectName::parse(name)?;
+    let at = now();
+    Ok(Project {
+        id: ProjectId::generate(),
+        slug: name.slug(),
+        name,
+        description: String::new(),
+        vault_id: None,
+        created_at: at,
+        updated_at: at,
+    })
+}
+
+fn project_audit(project: &Project) -> NewAudit {
+    NewAudit::new(
+        &project.id,
+        &Actor::cli(),
+        actions::PROJECT_CREATE,
+        project.id.as_str(),
+    )
+    .meta("name", project.name.as_str())
+}
+
+/// A fresh key for `project` and its plaintext (shown once, never stored).
+fn new_key(project: &Project, name: &str) -> (ApiKey, String) {
+    let plaintext = generate_api_key();
+    let key = ApiKey {
+        id: ApiKeyId::generate(),
+        project_id: project.id.clone(),
+        name: name.trim().to_owned(),
+        prefix: plaintext[..DISPLAY_PREFIX_CHARS].to_owned(),
+        key_hash: hash_api_key(&plaintext),
+        created_at: now(),
+        last_used_at: None,
+        revoked_at: None,
+    };
+    (key, plaintext)
+}
+
+fn key_audit(key: &ApiKey) -> NewAudit {
+    NewAudit::new(
+        &key.project_id,
+        &Actor::cli(),
+        actions::API_KEY_CREATE,
+        key.id.as_str(),
+    )
+    .meta("name", key.name.clone())
+    .meta("prefix", key.prefix.clone())
+}
+
 fn unique_or(err: StoreError, message: impl FnOnce() -> String) -> Error {
     match err {
         StoreError::UniqueViolation(_) => Error::Conflict(message()),
@@ -92,38 +143,31 @@ impl Kiln {
         if self.store.count_projects().await? > 0 {
             return Ok(None);
         }
-        match self.create_project(DEFAULT_PROJECT_NAME).await {
-            Ok(_) => {}
-            Err(Error::Conflict(_)) => return Ok(None),
-            Err(e) => return Err(e),
+        let project = new_project(DEFAULT_PROJECT_NAME)?;
+        let (key, plaintext) = new_key(&project, "bootstrap");
+        let audits = [project_audit(&project), key_audit(&key)];
+        match self.store.create_project(&project, Some(&key), &audits).await {
+            Ok(()) => Ok(Some(CreatedKey {
+                project,
+                project_created: true,
+                key,
+                plaintext,
+            })),
+            Err(StoreError::UniqueViolation(_)) => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        Ok(Some(self.create_key(DEFAULT_PROJECT_NAME, "bootstrap").await?))
     }
 
     async fn create_project(&self, name: &str) -> Result<Project> {
-        let name = ProjectName::parse(name)?;
-        let at = now();
-        let project = Project {
-            id: ProjectId::generate(),
-            slug: name.slug(),
-            name,
-            description: String::new(),
-            vault_id: None,
-            created_at: at,
-            updated_at: at,
-        };
-        let audit = NewAudit::new(
-            &project.id,
-            &Actor::cli(),
-            actions::PROJECT_CREATE,
-            project.id.as_str(),
-        )
-        .meta("name", project.name.as_str());
-        self.store.create_project(&project, &audit).await.map_err(|e| {
-            unique_or(e, || {
-                format!("project `{}` already exists", project.name.as_str())
-            })
-        })?;
+        let project = new_project(name)?;
+        self.store
+            .create_project(&project, None, &[project_audit(&project)])
+            .await
+            .map_err(|e| {
+                unique_or(e, || {
+                    format!("project `{}` already exists", project.name.as_str())
+                })
+            })?;
         Ok(project)
     }
 
@@ -145,25 +189,8 @@ impl Kiln {
                 Err(e) => return Err(e),
             },
         };
-        let plaintext = generate_api_key();
-        let key = ApiKey {
-            id: ApiKeyId::generate(),
-            project_id: project.id.clone(),
-            name: key_name.trim().to_owned(),
-            prefix: plaintext[..DISPLAY_PREFIX_CHARS].to_owned(),
-            key_hash: hash_api_key(&plaintext),
-            created_at: now(),
-            last_used_at: None,
-            revoked_at: None,
-        };
-        let audit = NewAudit::new(
-            &project.id,
-            &Actor::cli(),
-            actions::API_KEY_CREATE,
-            key.id.as_str(),
-        )
-        .meta("name", key.name.clone())
-        .meta("prefix", key.prefix.clone());
+        let (key, plaintext) = new_key(&project, key_name);
+        let audit = key_audit(&key);
         self.store.create_api_key(&key, &audit).await?;
         Ok(CreatedKey {
             project,

@@ -25,7 +25,14 @@ pub trait Store: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 
     // Projects.
-    async fn create_project(&self, project: &Project, audit: &NewAudit) -> StoreResult<()>;
+    /// Creates a project, optionally with its first key, in one transaction
+    /// (so a crash never leaves a bootstrapped project without a key).
+    async fn create_project(
+        &self,
+        project: &Project,
+        first_key: Option<&ApiKey>,
+        audits: &[NewAudit],
+    ) -> StoreResult<()>;
     async fn project_by_name(&self, name: &str) -> StoreResult<Option<Project>>;
     async fn list_projects(&self) -> StoreResult<Vec<Project>>;
     async fn count_projects(&self) -> StoreResult<i64>;

@@ -19,9 +19,9 @@ pub struct PromptTemplate {
 
 pub fn parse_template_name(name: &str) -> Result<String> {
     let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 {
+    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
         return Err(Error::validation(
-            "name must be 1 to 200 characters",
+            "name must be 1 to 200 characters without control characters",
             Some("name"),
         ));
     }

@@ -44,11 +44,21 @@ pub enum AuditExportFormat {
 }
 
 /// A Kiln API client. Cheap to clone (the connection pool is shared).
-#[derive(Debug, Clone)]
+/// `Debug` never prints the API key.
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     base_url: String,
     api_key: String,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("base_url", &self.base_url)
+            .field("api_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Percent-encodes one path segment (everything but unreserved characters),
@@ -161,16 +171,16 @@ impl Client {
     /// `PUT /api/sdk/project/vault`: designate (`Some`) or clear (`None`)
     /// the vault that supplies provider keys.
     pub async fn set_project_vault(&self, vault_id: Option<&str>) -> Result<ProjectVault, Error> {
-        let body = ProjectVault {
-            vault_id: vault_id.map(str::to_owned),
+        let body = SetProjectVault {
+            vault_id: Some(vault_id.map(str::to_owned)),
         };
         self.with_body(Method::PUT, "/api/sdk/project/vault", &body).await
     }
 
     /// `PUT /api/sdk/app/vault`, alias of [`Client::set_project_vault`].
     pub async fn set_app_vault(&self, vault_id: Option<&str>) -> Result<ProjectVault, Error> {
-        let body = ProjectVault {
-            vault_id: vault_id.map(str::to_owned),
+        let body = SetProjectVault {
+            vault_id: Some(vault_id.map(str::to_owned)),
         };
         self.with_body(Method::PUT, "/api/sdk/app/vault", &body).await
     }

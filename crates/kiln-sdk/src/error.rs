@@ -122,6 +122,14 @@ mod tests {
     }
 
     #[test]
+    fn client_debug_hides_the_key() {
+        let client = crate::Client::new("http://127.0.0.1:1", "kiln_supersecretvalue").unwrap();
+        let debug = format!("{client:?}");
+        assert!(!debug.contains("supersecret"), "{debug}");
+        assert!(debug.contains("127.0.0.1:1"));
+    }
+
+    #[test]
     fn non_json_bodies_fall_back_to_status_text() {
         let e = ApiError::from_response(502, b"<html>bad gateway</html>");
         assert_eq!(e.message, "Bad Gateway");

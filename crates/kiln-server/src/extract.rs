@@ -57,28 +57,93 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     }
 }
 
-/// Parses a JSON body; exposed for tests of the error shapes.
+/// Parses a JSON body; exposed for tests of the error shapes. Error
+/// messages never echo the offending value (it may be a secret), and NUL
+/// characters are refused (PostgreSQL cannot store them in text).
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
         b"{}"
     } else {
         bytes
     };
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(&mut deserializer).map_err(|err| {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request(
+            format!(
+                "request body is not valid JSON: {}",
+                without_values(&e.to_string())
+            ),
+            None,
+        )
+    })?;
+    if let Some(path) = nul_path(&value, String::new()) {
+        let field = (!path.is_empty()).then_some(path);
+        return Err(ApiError::bad_request(
+            "NUL characters are not allowed",
+            field.as_deref(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         let field =
             missing_field(&inner.to_string()).or_else(|| (path != "." && !path.is_empty()).then_some(path));
-        let message = match (inner.classify(), &field) {
-            (serde_json::error::Category::Syntax | serde_json::error::Category::Eof, _) => {
-                format!("request body is not valid JSON: {inner}")
-            }
-            (_, Some(field)) => format!("invalid field `{field}`: {inner}"),
-            (_, None) => format!("invalid request body: {inner}"),
+        let detail = without_values(&inner.to_string());
+        let message = match &field {
+            Some(field) => format!("invalid field `{field}`: {detail}"),
+            None => format!("invalid request body: {detail}"),
         };
         ApiError::bad_request(message, field.as_deref())
     })
+}
+
+/// The path of the first string (or key) holding a NUL character.
+fn nul_path(value: &serde_json::Value, path: String) -> Option<String> {
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then_some(path),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, v)| nul_path(v, format!("{path}[{i}]"))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            let here = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            if k.contains('\0') {
+                Some(here)
+            } else {
+                nul_path(v, here)
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// serde's message with every backtick-quoted value removed:
+/// ``invalid type: integer `123`, expected a string`` → `invalid type:
+/// integer, expected a string`. Field names are reported apart.
+fn without_values(message: &str) -> String {
+    if !(message.starts_with("invalid type")
+        || message.starts_with("invalid value")
+        || message.starts_with("unknown variant"))
+    {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(start) = rest.find(" `") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find('`') {
+            Some(end) => rest = &rest[start + 2 + end + 1..],
+            None => {
+                rest = "";
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `missing field `name`` → `name`.
@@ -96,6 +161,12 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains("%00") {
+            return Err(ApiError::bad_request(
+                "NUL characters are not allowed in paths",
+                None,
+            ));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|p| ApiPath(p.0))
@@ -113,6 +184,12 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(ApiError::bad_request(
+                "NUL characters are not allowed in query strings",
+                None,
+            ));
+        }
         axum::extract::Query::<T>::from_request_parts(parts, state)
             .await
             .map(|q| ApiQuery(q.0))
@@ -155,6 +232,25 @@ mod tests {
         let ok = parse_json::<Body>(br#"{"name":"a","indexId":"x"}"#).unwrap();
         assert_eq!(ok.name, "a");
         assert_eq!(ok.count, None);
+    }
+
+    #[test]
+    fn messages_never_echo_values_and_nul_is_refused() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Secret {
+            #[serde(rename = "value")]
+            _value: String,
+        }
+        let e = parse_json::<Secret>(br#"{"value": 987654321}"#).unwrap_err();
+        assert!(!e.body.message.contains("987654321"), "{}", e.body.message);
+        assert!(e.body.message.contains("expected a string"), "{}", e.body.message);
+        let e = parse_json::<Body>(br#"{"name":"a\u0000b"}"#).unwrap_err();
+        assert_eq!(e.body.details.get("field").and_then(|v| v.as_str()), Some("name"));
+        let e = parse_json::<serde_json::Value>(br#"{"m":{"k":["x","\u0000"]}}"#).unwrap_err();
+        assert_eq!(
+            e.body.details.get("field").and_then(|v| v.as_str()),
+            Some("m.k[1]")
+        );
     }
 
     #[test]

@@ -127,6 +127,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
     router
         .fallback(routes::system::not_found)
         .with_state(state)
+        .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(cors)

@@ -37,6 +37,9 @@ pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
         sqlx::Error::Database(d) if d.is_unique_violation() => {
             StoreError::UniqueViolation(d.message().to_owned())
         }
+        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
+            StoreError::ForeignKeyViolation(d.message().to_owned())
+        }
         _ => StoreError::Database(e.to_string()),
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
+use kiln_core::StoreError;
 use kiln_core::audit::{AuditEntry, AuditFilter, NewAudit};
 use kiln_core::ids::{ApiKeyId, ProjectId, TemplateId, VaultId};
 use kiln_core::page::Page;
@@ -76,6 +77,26 @@ macro_rules! insert_audit {
     }};
 }
 
+/// Inserts an API key row inside the caller's transaction.
+macro_rules! insert_key {
+    ($tx:ident, $key:expr) => {{
+        let key: &ApiKey = $key;
+        sqlx::query(
+            "INSERT INTO api_keys (id, project_id, name, prefix, key_hash, created_at, last_used_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)",
+        )
+        .bind(key.id.as_str())
+        .bind(key.project_id.as_str())
+        .bind(&key.name)
+        .bind(&key.prefix)
+        .bind(&key.key_hash)
+        .bind(key.created_at)
+        .execute(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+    }};
+}
+
 const PROJECT_COLUMNS: &str = "id, name, slug, description, vault_id, created_at, updated_at";
 const VAULT_COLUMNS: &str = "id, project_id, name, metadata, created_at, updated_at";
 const SECRET_COLUMNS: &str = "vault_id, name, ciphertext, wrapped_key, kek_id, created_at, updated_at";
@@ -137,7 +158,12 @@ impl Store for SqlStore {
         Ok(())
     }
 
-    async fn create_project(&self, project: &Project, audit: &NewAudit) -> StoreResult<()> {
+    async fn create_project(
+        &self,
+        project: &Project,
+        first_key: Option<&ApiKey>,
+        audits: &[NewAudit],
+    ) -> StoreResult<()> {
         write_tx!(self, |tx| {
             sqlx::query(
                 "INSERT INTO projects (id, name, slug, description, vault_id, created_at, updated_at) \
@@ -152,7 +178,12 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            insert_audit!(tx, audit);
+            if let Some(key) = first_key {
+                insert_key!(tx, key);
+            }
+            for audit in audits {
+                insert_audit!(tx, audit);
+            }
             tx.commit().await.map_err(db_err)
         })
     }
@@ -205,13 +236,19 @@ impl Store for SqlStore {
                     return Ok(false);
                 }
             }
-            sqlx::query("UPDATE projects SET vault_id = $1, updated_at = $2 WHERE id = $3")
+            let updated = sqlx::query("UPDATE projects SET vault_id = $1, updated_at = $2 WHERE id = $3")
                 .bind(vault_id.map(|v| v.as_str()))
                 .bind(at)
                 .bind(project_id.as_str())
                 .execute(&mut *tx)
                 .await
-                .map_err(db_err)?;
+                .map_err(db_err);
+            match updated {
+                Ok(_) => {}
+                // The vault was deleted between the check and the update.
+                Err(StoreError::ForeignKeyViolation(_)) => return Ok(false),
+                Err(e) => return Err(e),
+            }
             insert_audit!(tx, audit);
             tx.commit().await.map_err(db_err)?;
             Ok(true)
@@ -226,19 +263,7 @@ impl Store for SqlStore {
 
     async fn create_api_key(&self, key: &ApiKey, audit: &NewAudit) -> StoreResult<()> {
         write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO api_keys (id, project_id, name, prefix, key_hash, created_at, last_used_at, revoked_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, NULL)",
-            )
-            .bind(key.id.as_str())
-            .bind(key.project_id.as_str())
-            .bind(&key.name)
-            .bind(&key.prefix)
-            .bind(&key.key_hash)
-            .bind(key.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            insert_key!(tx, key);
             insert_audit!(tx, audit);
             tx.commit().await.map_err(db_err)
         })
@@ -509,7 +534,7 @@ impl Store for SqlStore {
             if vault.is_none() {
                 return Ok(None);
             }
-            let row: SecretRow = sqlx::query_as(AssertSqlSafe(sql))
+            let row: Result<SecretRow, _> = sqlx::query_as(AssertSqlSafe(sql))
                 .bind(project_id.as_str())
                 .bind(secret.vault_id.as_str())
                 .bind(secret.name.as_str())
@@ -519,8 +544,13 @@ impl Store for SqlStore {
                 .bind(secret.created_at)
                 .bind(secret.updated_at)
                 .fetch_one(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                .await;
+            let row = match row.map_err(db_err) {
+                Ok(row) => row,
+                // The vault was deleted between the check and the insert.
+                Err(StoreError::ForeignKeyViolation(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            };
             insert_audit!(tx, audit);
             tx.commit().await.map_err(db_err)?;
             Ok(Some(Secret::from(row)))

@@ -9,6 +9,7 @@ use crate::backends;
 use crate::harness::{Backend, TEST_BODY_LIMIT, TestApp, api_err};
 
 backends!(
+    nul_characters_are_refused_everywhere,
     framework_errors_carry_the_error_body,
     bad_json_is_400_naming_the_field_and_writes_nothing,
     oversized_bodies_are_413,
@@ -28,6 +29,81 @@ async fn error_json(response: reqwest::Response) -> (u16, serde_json::Value) {
     assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
     assert_eq!(body["error"], body["code"], "{body}");
     (status, body)
+}
+
+/// PostgreSQL cannot store NUL in text; every input path refuses it with a
+/// 400 instead of failing inside the database.
+async fn nul_characters_are_refused_everywhere(app: &TestApp) {
+    for path in [
+        "/api/sdk/secret-vaults/a%00b",
+        "/api/sdk/prompt-templates/%00",
+        "/api/sdk/audit-log?action=%00",
+    ] {
+        let response = app
+            .http()
+            .get(app.url(path))
+            .header("X-API-Key", &app.key)
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_json(response).await;
+        assert_eq!(
+            (status, body["code"].as_str()),
+            (400, Some("bad_request")),
+            "{path}"
+        );
+    }
+    let response = app
+        .http()
+        .post(app.url("/api/sdk/prompt-templates"))
+        .header("X-API-Key", &app.key)
+        .body(r#"{"name":"t","content":"a\u0000b"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_json(response).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("content")));
+    let response = app
+        .http()
+        .put(app.url("/api/sdk/project/vault"))
+        .header("X-API-Key", &app.key)
+        .body(r#"{"vault_id":"\u0000"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // Control characters in names are a validation failure, naming the field.
+    let err = api_err(
+        app.client
+            .create_secret_vault(&CreateSecretVault {
+                name: "line\nbreak".into(),
+                metadata: None,
+            })
+            .await,
+        400,
+        "validation_failed",
+    );
+    assert_eq!(err.details["field"], "name");
+    // A wrong-typed secret value is refused without echoing it.
+    let vault = app
+        .client
+        .create_secret_vault(&CreateSecretVault {
+            name: "v".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let response = app
+        .http()
+        .put(app.url(&format!("/api/sdk/secret-vaults/{}/secrets/k", vault.id)))
+        .header("X-API-Key", &app.key)
+        .body(r#"{"value": 8675309123}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_json(response).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("value")));
+    assert!(!body.to_string().contains("8675309123"), "{body}");
 }
 
 async fn framework_errors_carry_the_error_body(app: &TestApp) {
@@ -122,7 +198,28 @@ async fn oversized_bodies_are_413(app: &TestApp) {
 }
 
 async fn bodies_are_read_tolerantly(app: &TestApp) {
-    // An empty body reads as {}: here it clears the (unset) vault designation.
+    // An empty body reads as {}: a PATCH with nothing to change succeeds.
+    let vault = app
+        .client
+        .create_secret_vault(&CreateSecretVault {
+            name: "v".into(),
+            metadata: serde_json::json!({"k": 1}).as_object().cloned(),
+        })
+        .await
+        .unwrap();
+    let response = app
+        .http()
+        .patch(app.url(&format!("/api/sdk/secret-vaults/{}", vault.id)))
+        .header("X-API-Key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["metadata"], serde_json::json!({"k": 1}));
+
+    // But an empty body never clears the vault designation by accident.
+    app.client.set_project_vault(Some(&vault.id)).await.unwrap();
     let response = app
         .http()
         .put(app.url("/api/sdk/project/vault"))
@@ -130,9 +227,12 @@ async fn bodies_are_read_tolerantly(app: &TestApp) {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 200);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert_eq!(body, serde_json::json!({ "vault_id": null }));
+    let (status, body) = error_json(response).await;
+    assert_eq!((status, body["field"].as_str()), (400, Some("vault_id")));
+    assert_eq!(
+        app.client.get_project().await.unwrap().vault_id.as_deref(),
+        Some(vault.id.as_str())
+    );
 
     // No Content-Type, unknown fields and Go's nulls are all accepted.
     let response = app

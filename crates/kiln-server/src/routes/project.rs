@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use kiln_api::{ErrorBody, Project, ProjectMetrics, ProjectVault};
+use kiln_api::{ErrorBody, Project, ProjectMetrics, ProjectVault, SetProjectVault};
 use kiln_core::ids::VaultId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -45,14 +45,20 @@ async fn get_metrics(
 }
 
 /// Designates the vault that supplies provider keys; `null` or `""` clears it.
-#[utoipa::path(put, path = "/api/sdk/project/vault", tag = "project", request_body = ProjectVault,
+#[utoipa::path(put, path = "/api/sdk/project/vault", tag = "project", request_body = SetProjectVault,
     responses((status = 200, body = ProjectVault), (status = 404, body = ErrorBody)))]
 async fn put_project_vault(
     State(state): State<AppState>,
     Authed(ctx): Authed,
-    JsonBody(body): JsonBody<ProjectVault>,
+    JsonBody(body): JsonBody<SetProjectVault>,
 ) -> Result<Json<ProjectVault>, ApiError> {
-    let vault_id = body.vault_id.filter(|v| !v.is_empty()).map(VaultId::from_string);
+    let Some(vault_id) = body.vault_id else {
+        return Err(ApiError::validation(
+            "`vault_id` is required: a vault id, or null to clear the designation",
+            Some("vault_id"),
+        ));
+    };
+    let vault_id = vault_id.filter(|v| !v.is_empty()).map(VaultId::from_string);
     let vault_id = state.kiln.set_project_vault(&ctx, vault_id).await?;
     Ok(Json(ProjectVault {
         vault_id: vault_id.map(VaultId::into_string),
@@ -60,12 +66,12 @@ async fn put_project_vault(
 }
 
 /// Alias of `PUT /api/sdk/project/vault`.
-#[utoipa::path(put, path = "/api/sdk/app/vault", tag = "project", request_body = ProjectVault,
+#[utoipa::path(put, path = "/api/sdk/app/vault", tag = "project", request_body = SetProjectVault,
     responses((status = 200, body = ProjectVault), (status = 404, body = ErrorBody)))]
 async fn put_app_vault(
     state: State<AppState>,
     authed: Authed,
-    body: JsonBody<ProjectVault>,
+    body: JsonBody<SetProjectVault>,
 ) -> Result<Json<ProjectVault>, ApiError> {
     put_project_vault(state, authed, body).await
 }

@@ -1,5 +1,6 @@
 -- Projects, API keys, secret vaults, prompt templates and the audit log.
--- Timestamps are TIMESTAMPTZ; JSON is JSONB; bytes are BYTEA.
+-- Timestamps are TIMESTAMPTZ; JSON is JSONB; bytes are BYTEA. Names sort
+-- bytewise (COLLATE "C"), as on SQLite.
 
 CREATE TABLE projects (
     id          TEXT PRIMARY KEY,
@@ -26,17 +27,19 @@ CREATE INDEX api_keys_project ON api_keys (project_id, created_at);
 CREATE TABLE secret_vaults (
     id         TEXT PRIMARY KEY,
     project_id TEXT NOT NULL REFERENCES projects(id),
-    name       TEXT NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
     metadata   JSONB NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,
     updated_at TIMESTAMPTZ NOT NULL,
     UNIQUE (project_id, name)
 );
 
+ALTER TABLE projects ADD FOREIGN KEY (vault_id) REFERENCES secret_vaults(id) ON DELETE SET NULL;
+
 CREATE TABLE secrets (
     project_id  TEXT NOT NULL REFERENCES projects(id),
     vault_id    TEXT NOT NULL REFERENCES secret_vaults(id) ON DELETE CASCADE,
-    name        TEXT NOT NULL,
+    name        TEXT COLLATE "C" NOT NULL,
     ciphertext  BYTEA NOT NULL,
     wrapped_key BYTEA NOT NULL,
     kek_id      TEXT NOT NULL,
@@ -48,7 +51,7 @@ CREATE TABLE secrets (
 CREATE TABLE prompt_templates (
     id         TEXT PRIMARY KEY,
     project_id TEXT NOT NULL REFERENCES projects(id),
-    name       TEXT NOT NULL,
+    name       TEXT COLLATE "C" NOT NULL,
     content    TEXT NOT NULL,
     variables  JSONB NOT NULL,
     created_at TIMESTAMPTZ NOT NULL,

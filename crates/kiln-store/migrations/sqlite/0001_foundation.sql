@@ -6,7 +6,7 @@ CREATE TABLE projects (
     name        TEXT NOT NULL UNIQUE,
     slug        TEXT NOT NULL,
     description TEXT NOT NULL DEFAULT '',
-    vault_id    TEXT,
+    vault_id    TEXT REFERENCES secret_vaults(id) ON DELETE SET NULL,
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 );
