@@ -7,13 +7,17 @@
 //! Nothing here does I/O.
 
 pub mod audit;
+pub mod chat;
 pub mod error;
+pub mod openai;
 pub mod project;
+pub mod sse;
 pub mod system;
 pub mod template;
 pub mod vault;
 
 pub use audit::*;
+pub use chat::*;
 pub use error::*;
 pub use project::*;
 pub use system::*;

@@ -14,6 +14,7 @@ pub mod crypto;
 pub mod error;
 pub mod ids;
 pub mod kiln;
+pub mod llm;
 pub mod page;
 pub mod project;
 pub mod store;
