@@ -19,6 +19,36 @@ pub const ENV_AUTH_CACHE_TTL_MS: &str = "KILN_AUTH_CACHE_TTL_MS";
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "KILN_SHUTDOWN_GRACE_SECS";
 pub const ENV_LOG_FORMAT: &str = "KILN_LOG_FORMAT";
 
+/// Provider settings read from the environment: `(env var, setting)`. The
+/// designated vault's secrets of the same setting names win over these.
+pub const PROVIDER_ENV: &[(&str, &str)] = &[
+    ("OPENAI_API_KEY", "openai_api_key"),
+    ("KILN_OPENAI_BASE_URL", "openai_base_url"),
+    ("OPENAI_BASE_URL", "openai_base_url"),
+    ("ANTHROPIC_API_KEY", "anthropic_api_key"),
+    ("ANTHROPIC_BASE_URL", "anthropic_base_url"),
+    ("GEMINI_API_KEY", "gemini_api_key"),
+    ("GEMINI_BASE_URL", "gemini_base_url"),
+    ("OPENROUTER_API_KEY", "openrouter_api_key"),
+    ("OPENROUTER_BASE_URL", "openrouter_base_url"),
+    ("OLLAMA_BASE_URL", "ollama_base_url"),
+    ("KILN_DEFAULT_MODEL", "default_model"),
+];
+
+/// The provider settings in this process's environment (the first env var
+/// of a setting that is set wins).
+pub fn provider_env() -> kiln_core::llm::SettingMap {
+    let mut settings = kiln_core::llm::SettingMap::default();
+    for (var, name) in PROVIDER_ENV {
+        if settings.get(name).is_none()
+            && let Ok(value) = std::env::var(var)
+        {
+            settings.insert(name, value);
+        }
+    }
+    settings
+}
+
 /// The file under the data dir holding a generated KEK.
 pub const GENERATED_KEK_FILE: &str = "secret.kek";
 

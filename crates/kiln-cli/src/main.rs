@@ -11,7 +11,6 @@ use clap::{Parser, Subcommand};
 use kiln_cli::config::{ENV_SECRET_KEK, KekSource, LogFormat, ServeArgs, StoreArgs, resolve_kek};
 use kiln_cli::server::{StartOptions, start};
 use kiln_core::ids::ApiKeyId;
-use kiln_core::kiln::CreatedKey;
 use kiln_core::{Kiln, KilnConfig};
 use kiln_store::SqlStore;
 use tracing_subscriber::EnvFilter;
@@ -267,19 +266,6 @@ fn print_table(rows: &[Vec<String>]) {
     }
 }
 
-fn print_banner(created: &CreatedKey, base_url: &str) {
-    let rule = "=".repeat(72);
-    eprintln!(
-        "\n{rule}\n  Kiln: first start. Created project `{}` and an API key.\n  \
-         The key is shown ONCE; store it now:\n\n    {}\n\n  \
-         Try: curl -H \"X-API-Key: {}\" {base_url}/api/sdk/project\n  \
-         More keys: kiln keys create --project NAME\n{rule}\n",
-        created.project.name.as_str(),
-        created.plaintext,
-        created.plaintext,
-    );
-}
-
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, "info,sqlx=warn,tower_http=warn");
     let started = std::time::Instant::now();
@@ -324,11 +310,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         body_limit: args.body_limit,
         auth_cache_ttl: args.auth_cache_ttl(),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
+        provider_env: kiln_cli::config::provider_env(),
+        provider_http: kiln_providers::HttpSettings::default(),
+        print_banner: true,
     })
     .await?;
-    if let Some(created) = &server.bootstrap {
-        print_banner(created, &server.base_url());
-    }
     tracing::info!(
         addr = %server.addr,
         database = ?server.store.kind(),

@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use kiln_core::chat::LlmSetup;
 use kiln_core::crypto::Kek;
 use kiln_core::kiln::CreatedKey;
+use kiln_core::llm::SettingMap;
 use kiln_core::{Kiln, KilnConfig};
+use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig};
 use kiln_store::SqlStore;
 use tokio::net::TcpListener;
@@ -23,6 +26,13 @@ pub struct StartOptions {
     pub body_limit: usize,
     pub auth_cache_ttl: Duration,
     pub shutdown_grace: Duration,
+    /// Server-wide provider settings (normally from the environment).
+    pub provider_env: SettingMap,
+    /// Provider timeouts and retries.
+    pub provider_http: HttpSettings,
+    /// Print the first-start key banner to stderr (before the server
+    /// answers its first request).
+    pub print_banner: bool,
 }
 
 /// A server accepting connections.
@@ -89,14 +99,23 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             .await
             .with_context(|| format!("opening {}", kiln_store::redact_url(&options.database_url)))?,
     );
-    let kiln = Arc::new(Kiln::new(
-        store.clone(),
-        KilnConfig {
-            kek: options.kek,
-            auth_cache_ttl: options.auth_cache_ttl,
-        },
-    ));
+    let kiln = Arc::new(
+        Kiln::new(
+            store.clone(),
+            KilnConfig {
+                kek: options.kek,
+                auth_cache_ttl: options.auth_cache_ttl,
+            },
+        )
+        .with_llm(LlmSetup {
+            factory: Arc::new(HttpProviderFactory::new(options.provider_http)),
+            env: options.provider_env,
+        }),
+    );
     let bootstrap = kiln.bootstrap().await.context("creating the default project")?;
+    if let Some(created) = bootstrap.as_ref().filter(|_| options.print_banner) {
+        print_banner(created, &format!("http://{addr}"));
+    }
     let router = kiln_server::router(
         AppState::new(kiln.clone()),
         &ServerConfig {
@@ -118,4 +137,18 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         task,
         grace: options.shutdown_grace,
     })
+}
+
+/// The first-start banner: the only time the bootstrap key is shown.
+fn print_banner(created: &CreatedKey, base_url: &str) {
+    let rule = "=".repeat(72);
+    eprintln!(
+        "\n{rule}\n  Kiln: first start. Created project `{}` and an API key.\n  \
+         The key is shown ONCE; store it now:\n\n    {}\n\n  \
+         Try: curl -H \"X-API-Key: {}\" {base_url}/api/sdk/project\n  \
+         More keys: kiln keys create --project NAME\n{rule}\n",
+        created.project.name.as_str(),
+        created.plaintext,
+        created.plaintext,
+    );
 }

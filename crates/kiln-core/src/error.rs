@@ -14,6 +14,8 @@ pub enum EntityKind {
     Vault,
     Secret,
     PromptTemplate,
+    Conversation,
+    Index,
 }
 
 impl fmt::Display for EntityKind {
@@ -24,6 +26,8 @@ impl fmt::Display for EntityKind {
             EntityKind::Vault => "secret vault",
             EntityKind::Secret => "secret",
             EntityKind::PromptTemplate => "prompt template",
+            EntityKind::Conversation => "conversation",
+            EntityKind::Index => "index",
         })
     }
 }
@@ -48,6 +52,15 @@ pub enum Error {
     /// A stored secret could not be decrypted (wrong KEK, tampered row).
     #[error("secret could not be decrypted")]
     Crypto,
+    /// The model string names no provider, or one that is not configured.
+    #[error("{message}")]
+    ModelNotConfigured {
+        message: String,
+        configured: Vec<String>,
+    },
+    /// The LLM provider failed (after retries).
+    #[error(transparent)]
+    Upstream(#[from] crate::llm::LlmError),
     /// Storage failed; the message goes to the log, never to the caller.
     #[error(transparent)]
     Store(#[from] StoreError),

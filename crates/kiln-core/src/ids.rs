@@ -51,4 +51,10 @@ define_id!(
     TemplateId,
     /// An audit-log entry.
     AuditId,
+    /// A stored conversation.
+    ConversationId,
+    /// A message of a conversation.
+    MessageId,
+    /// One recorded LLM call.
+    LlmCallId,
 );

@@ -50,9 +50,11 @@ pub struct CreatedKey {
 }
 
 pub struct Kiln {
-    store: Arc<dyn Store>,
-    kek: Option<Kek>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) kek: Option<Kek>,
     auth_cache: AuthCache,
+    pub(crate) llm: Option<crate::chat::LlmSetup>,
+    pub(crate) settings_cache: crate::chat::SettingsCache,
 }
 
 impl std::fmt::Debug for Kiln {
@@ -127,7 +129,21 @@ impl Kiln {
             store,
             kek: config.kek,
             auth_cache: AuthCache::new(config.auth_cache_ttl),
+            llm: None,
+            settings_cache: Default::default(),
         }
+    }
+
+    /// Wires in the LLM providers (without them, chat answers 400).
+    pub fn with_llm(mut self, setup: crate::chat::LlmSetup) -> Self {
+        self.llm = Some(setup);
+        self
+    }
+
+    /// Forgets cached auth and provider settings after a vault change.
+    fn vault_changed(&self) {
+        self.auth_cache.clear();
+        self.settings_cache.clear();
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -294,7 +310,7 @@ impl Kiln {
             let id = vault_id.map(VaultId::into_string).unwrap_or_default();
             return Err(Error::not_found(EntityKind::Vault, id));
         }
-        self.auth_cache.clear();
+        self.vault_changed();
         Ok(vault_id)
     }
 
@@ -381,7 +397,7 @@ impl Kiln {
         if !self.store.delete_vault(&ctx.project.id, id, &audit).await? {
             return Err(Error::not_found(EntityKind::Vault, id));
         }
-        self.auth_cache.clear();
+        self.vault_changed();
         Ok(())
     }
 
@@ -431,10 +447,13 @@ impl Kiln {
         .meta("vault_id", vault_id.as_str())
         .meta("name", secret.name.as_str())
         .meta("kek_id", kek.id());
-        self.store
+        let stored = self
+            .store
             .put_secret(&ctx.project.id, &secret, &audit)
             .await?
-            .ok_or_else(|| Error::not_found(EntityKind::Vault, vault_id))
+            .ok_or_else(|| Error::not_found(EntityKind::Vault, vault_id))?;
+        self.vault_changed();
+        Ok(stored)
     }
 
     /// Idempotent: deleting a missing secret succeeds; a missing vault is 404.
@@ -453,6 +472,7 @@ impl Kiln {
             .delete_secret(&ctx.project.id, vault_id, &name, &audit)
             .await?
             .ok_or_else(|| Error::not_found(EntityKind::Vault, vault_id))?;
+        self.vault_changed();
         Ok(())
     }
 

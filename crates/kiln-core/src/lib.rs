@@ -10,6 +10,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod chat;
 pub mod crypto;
 pub mod error;
 pub mod ids;

@@ -10,7 +10,8 @@ use serde_json::{Map, Value};
 
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditFilter, NewAudit};
-use crate::ids::{ApiKeyId, ProjectId, TemplateId, VaultId};
+use crate::chat::{Conversation, ConversationMessage, LlmCall};
+use crate::ids::{ApiKeyId, ConversationId, ProjectId, TemplateId, VaultId};
 use crate::page::Page;
 use crate::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
 use crate::template::PromptTemplate;
@@ -115,6 +116,40 @@ pub trait Store: Send + Sync + 'static {
         &self,
         project_id: &ProjectId,
         id: &TemplateId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool>;
+
+    // Chat.
+    async fn record_llm_call(&self, call: &LlmCall) -> StoreResult<()>;
+    async fn create_conversation(&self, conversation: &Conversation, audit: &NewAudit) -> StoreResult<()>;
+    /// Newest first.
+    async fn list_conversations(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Conversation>>;
+    async fn get_conversation(
+        &self,
+        project_id: &ProjectId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Conversation>>;
+    /// Oldest first.
+    async fn conversation_messages(
+        &self,
+        project_id: &ProjectId,
+        id: &ConversationId,
+    ) -> StoreResult<Vec<ConversationMessage>>;
+    /// Deletes the conversation and its messages.
+    async fn delete_conversation(
+        &self,
+        project_id: &ProjectId,
+        id: &ConversationId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool>;
+    /// Stores a user message, the reply and the call's usage in one
+    /// transaction; `Ok(false)` when the conversation is gone.
+    async fn append_exchange(
+        &self,
+        project_id: &ProjectId,
+        user: &ConversationMessage,
+        reply: &ConversationMessage,
+        call: &LlmCall,
         audit: &NewAudit,
     ) -> StoreResult<bool>;
 

@@ -4,6 +4,7 @@ use reqwest::{Method, RequestBuilder};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use kiln_api::openai;
 use kiln_api::*;
 
 use crate::error::{ApiError, Error};
@@ -34,6 +35,14 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/api/sdk/prompt-templates/{id}"),
     ("GET", "/api/sdk/audit-log"),
     ("GET", "/api/sdk/audit-log/export"),
+    ("POST", "/api/sdk/chat/completions"),
+    ("GET", "/api/sdk/conversations"),
+    ("POST", "/api/sdk/conversations"),
+    ("GET", "/api/sdk/conversations/{id}"),
+    ("DELETE", "/api/sdk/conversations/{id}"),
+    ("POST", "/api/sdk/conversations/{id}/messages"),
+    ("POST", "/v1/chat/completions"),
+    ("GET", "/v1/models"),
 ];
 
 /// Format of [`Client::export_audit_log`].
@@ -304,6 +313,91 @@ impl Client {
     pub async fn delete_prompt_template(&self, id: &str) -> Result<(), Error> {
         self.delete(&format!("/api/sdk/prompt-templates/{}", segment(id)))
             .await
+    }
+
+    // ---- chat ----
+
+    /// `POST /api/sdk/chat/completions`: a stateless completion.
+    pub async fn chat_completion(&self, input: &ChatCompletionInput) -> Result<ChatCompletionResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/chat/completions", input)
+            .await
+    }
+
+    /// `POST /api/sdk/conversations`.
+    pub async fn create_conversation(&self, input: &CreateConversation) -> Result<Conversation, Error> {
+        self.with_body(Method::POST, "/api/sdk/conversations", input)
+            .await
+    }
+
+    /// `GET /api/sdk/conversations`, newest first.
+    pub async fn list_conversations(
+        &self,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<Vec<Conversation>, Error> {
+        let query = PageQuery { limit, offset };
+        let list: ConversationList = self
+            .json(self.request(Method::GET, "/api/sdk/conversations").query(&query))
+            .await?;
+        Ok(list.conversations)
+    }
+
+    /// `GET /api/sdk/conversations/{id}`: the conversation, its messages and usage.
+    pub async fn get_conversation(&self, id: &str) -> Result<ConversationDetail, Error> {
+        self.get(&format!("/api/sdk/conversations/{}", segment(id))).await
+    }
+
+    /// `DELETE /api/sdk/conversations/{id}`.
+    pub async fn delete_conversation(&self, id: &str) -> Result<(), Error> {
+        self.delete(&format!("/api/sdk/conversations/{}", segment(id)))
+            .await
+    }
+
+    /// `POST /api/sdk/conversations/{id}/messages`: send a message, get the reply.
+    pub async fn send_message(&self, id: &str, input: &SendMessage) -> Result<SendMessageResult, Error> {
+        self.with_body(
+            Method::POST,
+            &format!("/api/sdk/conversations/{}/messages", segment(id)),
+            input,
+        )
+        .await
+    }
+
+    /// `POST /v1/chat/completions` (OpenAI-compatible), not streamed.
+    pub async fn openai_chat_completion(
+        &self,
+        request: &openai::ChatCompletionRequest,
+    ) -> Result<openai::ChatCompletion, Error> {
+        let request = openai::ChatCompletionRequest {
+            stream: None,
+            ..request.clone()
+        };
+        self.with_body(Method::POST, "/v1/chat/completions", &request)
+            .await
+    }
+
+    /// `POST /v1/chat/completions` with `stream: true`: a stream of chunks,
+    /// ending at `[DONE]`. An in-stream error ends it with `Error::Api`.
+    pub async fn openai_chat_stream(
+        &self,
+        request: &openai::ChatCompletionRequest,
+    ) -> Result<
+        impl futures_core::Stream<Item = Result<openai::ChatCompletionChunk, Error>> + Send + 'static,
+        Error,
+    > {
+        let request = openai::ChatCompletionRequest {
+            stream: Some(true),
+            ..request.clone()
+        };
+        let response = self
+            .send(self.request(Method::POST, "/v1/chat/completions").json(&request))
+            .await?;
+        Ok(crate::stream::chunks(response))
+    }
+
+    /// `GET /v1/models`.
+    pub async fn list_models(&self) -> Result<openai::ModelList, Error> {
+        self.get("/v1/models").await
     }
 
     // ---- audit log ----

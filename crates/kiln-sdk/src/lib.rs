@@ -15,6 +15,7 @@
 
 mod client;
 mod error;
+mod stream;
 
 pub use client::{AuditExportFormat, Client, ENDPOINTS};
 pub use error::{ApiError, Error, VersionConflict};

@@ -95,3 +95,35 @@ pub(crate) fn audit_entry(a: AuditEntry) -> api::AuditEntry {
         created_at: a.created_at,
     }
 }
+
+pub(crate) fn usage(u: kiln_core::llm::Usage) -> api::ChatCompletionUsage {
+    api::ChatCompletionUsage {
+        prompt_tokens: i64::from(u.prompt_tokens),
+        completion_tokens: i64::from(u.completion_tokens),
+        total_tokens: i64::from(u.total()),
+    }
+}
+
+pub(crate) fn conversation(c: kiln_core::chat::Conversation) -> api::Conversation {
+    api::Conversation {
+        project_id: c.project_id.to_string(),
+        app_id: c.project_id.into_string(),
+        id: c.id.into_string(),
+        title: c.title,
+        system_prompt: c.system_prompt,
+        model: c.model,
+        metadata: c.metadata,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+    }
+}
+
+pub(crate) fn message(m: kiln_core::chat::ConversationMessage) -> api::ConversationMessage {
+    api::ConversationMessage {
+        id: m.id.into_string(),
+        conversation_id: m.conversation_id.into_string(),
+        role: m.role.as_str().to_owned(),
+        content: m.content,
+        created_at: m.created_at,
+    }
+}

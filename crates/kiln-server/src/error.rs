@@ -67,6 +67,32 @@ impl From<Error> for ApiError {
                 codes::SECRETS_DISABLED,
                 err.to_string(),
             ),
+            Error::ModelNotConfigured { message, configured } => {
+                let mut e = ApiError::validation(message, Some("model"));
+                e.body = e.body.with_detail("configured_providers", configured);
+                e
+            }
+            Error::Upstream(upstream) => {
+                let (provider, status) = match &upstream {
+                    kiln_core::llm::LlmError::Upstream { provider, status, .. } => {
+                        (provider.clone(), Some(*status))
+                    }
+                    kiln_core::llm::LlmError::Timeout { provider, .. }
+                    | kiln_core::llm::LlmError::Connection { provider, .. }
+                    | kiln_core::llm::LlmError::InvalidResponse { provider, .. } => (provider.clone(), None),
+                };
+                tracing::warn!(error = %upstream, "LLM provider failed");
+                let mut e = ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    codes::UPSTREAM_ERROR,
+                    upstream.to_string(),
+                );
+                e.body = e.body.with_detail("provider", provider);
+                if let Some(status) = status {
+                    e.body = e.body.with_detail("provider_status", status);
+                }
+                e
+            }
             Error::Crypto => {
                 tracing::error!("a stored secret failed to decrypt: wrong KEK or tampered row");
                 ApiError::internal()

@@ -24,12 +24,18 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(API_KEY_HEADER) else {
+        // `X-API-Key`, or `Authorization: Bearer <key>` as OpenAI clients send it.
+        let bearer = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .filter(|v| v.as_bytes().starts_with(b"Bearer "));
+        let Some(value) = parts.headers.get(API_KEY_HEADER).or(bearer) else {
             return Err(kiln_core::Error::Unauthorized("missing X-API-Key header".into()).into());
         };
         let key = value
             .to_str()
             .map_err(|_| ApiError::from(kiln_core::Error::Unauthorized("invalid API key".into())))?;
+        let key = key.strip_prefix("Bearer ").unwrap_or(key);
         Ok(Authed(state.kiln.authenticate(key.trim()).await?))
     }
 }

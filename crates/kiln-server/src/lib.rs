@@ -97,6 +97,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::vaults::routes())
         .merge(routes::templates::routes())
         .merge(routes::audit::routes())
+        .merge(routes::chat::routes())
+        .merge(routes::openai::routes())
 }
 
 /// The OpenAPI document of every route [`router`] serves.

@@ -6,8 +6,10 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use kiln_core::audit::AuditEntry;
+use kiln_core::chat::{Conversation, ConversationMessage};
 use kiln_core::crypto::SealedValue;
-use kiln_core::ids::{ApiKeyId, AuditId, ProjectId, TemplateId, VaultId};
+use kiln_core::ids::{ApiKeyId, AuditId, ConversationId, MessageId, ProjectId, TemplateId, VaultId};
+use kiln_core::llm::{Role, Usage};
 use kiln_core::project::{ApiKey, Project, ProjectName};
 use kiln_core::template::PromptTemplate;
 use kiln_core::vault::{Secret, SecretName, Vault};
@@ -198,5 +200,64 @@ impl From<AuditRow> for AuditEntry {
             metadata: r.metadata.0,
             created_at: r.created_at,
         }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct ConversationRow {
+    id: String,
+    project_id: String,
+    title: String,
+    system_prompt: String,
+    model: String,
+    metadata: Json<Value>,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    llm_calls: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<ConversationRow> for Conversation {
+    fn from(r: ConversationRow) -> Self {
+        Conversation {
+            id: ConversationId::from_string(r.id),
+            project_id: ProjectId::from_string(r.project_id),
+            title: r.title,
+            system_prompt: r.system_prompt,
+            model: r.model,
+            metadata: r.metadata.0,
+            usage: Usage {
+                prompt_tokens: r.prompt_tokens.max(0) as u32,
+                completion_tokens: r.completion_tokens.max(0) as u32,
+            },
+            llm_calls: r.llm_calls,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct MessageRow {
+    id: String,
+    conversation_id: String,
+    role: String,
+    content: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<MessageRow> for ConversationMessage {
+    type Error = kiln_core::StoreError;
+    fn try_from(r: MessageRow) -> Result<Self, Self::Error> {
+        Ok(ConversationMessage {
+            id: MessageId::from_string(r.id),
+            conversation_id: ConversationId::from_string(r.conversation_id),
+            role: Role::parse(&r.role).ok_or_else(|| {
+                kiln_core::StoreError::Corrupt(format!("unknown message role `{}`", r.role))
+            })?,
+            content: r.content,
+            created_at: r.created_at,
+        })
     }
 }

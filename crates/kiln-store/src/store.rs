@@ -8,7 +8,8 @@ use sqlx::{AssertSqlSafe, Row};
 
 use kiln_core::StoreError;
 use kiln_core::audit::{AuditEntry, AuditFilter, NewAudit};
-use kiln_core::ids::{ApiKeyId, ProjectId, TemplateId, VaultId};
+use kiln_core::chat::{Conversation, ConversationMessage, LlmCall};
+use kiln_core::ids::{ApiKeyId, ConversationId, ProjectId, TemplateId, VaultId};
 use kiln_core::page::Page;
 use kiln_core::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
 use kiln_core::store::{Store, StoreResult};
@@ -16,7 +17,10 @@ use kiln_core::template::PromptTemplate;
 use kiln_core::vault::{Secret, SecretName, Vault};
 
 use crate::connect::{Db, SqlStore, db_err};
-use crate::rows::{ApiKeyRow, AuditRow, KeyWithProjectRow, ProjectRow, SecretRow, TemplateRow, VaultRow};
+use crate::rows::{
+    ApiKeyRow, AuditRow, ConversationRow, KeyWithProjectRow, MessageRow, ProjectRow, SecretRow, TemplateRow,
+    VaultRow,
+};
 
 /// Runs `$body` with `$pool` bound to the backend's read pool, once per
 /// backend arm so each is type-checked against its own driver.
@@ -97,6 +101,30 @@ macro_rules! insert_key {
     }};
 }
 
+/// Records an LLM call inside the caller's transaction.
+macro_rules! insert_call {
+    ($tx:ident, $call:expr) => {{
+        let call: &LlmCall = $call;
+        sqlx::query(
+            "INSERT INTO llm_calls (id, project_id, source, provider, model, prompt_tokens, completion_tokens, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(call.id.as_str())
+        .bind(call.project_id.as_str())
+        .bind(call.source.as_str())
+        .bind(call.model.provider.name())
+        .bind(&call.model.model)
+        .bind(i64::from(call.usage.prompt_tokens))
+        .bind(i64::from(call.usage.completion_tokens))
+        .bind(call.created_at)
+        .execute(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+    }};
+}
+
+const CONVERSATION_COLUMNS: &str = "id, project_id, title, system_prompt, model, metadata, prompt_tokens, \
+     completion_tokens, llm_calls, created_at, updated_at";
 const PROJECT_COLUMNS: &str = "id, name, slug, description, vault_id, created_at, updated_at";
 const VAULT_COLUMNS: &str = "id, project_id, name, metadata, created_at, updated_at";
 const SECRET_COLUMNS: &str = "vault_id, name, ciphertext, wrapped_key, kek_id, created_at, updated_at";
@@ -255,10 +283,29 @@ impl Store for SqlStore {
         })
     }
 
-    async fn project_metrics(&self, _project_id: &ProjectId) -> StoreResult<ProjectMetrics> {
-        // Token usage, agent sessions and eval runs have no tables yet; their
-        // counters are zero until the features that write them land.
-        Ok(ProjectMetrics::default())
+    async fn project_metrics(&self, project_id: &ProjectId) -> StoreResult<ProjectMetrics> {
+        // Agent sessions and eval runs have no tables yet; their counters
+        // are zero until the features that write them land.
+        read!(self, |pool| {
+            let row = sqlx::query(
+                "SELECT COUNT(*) AS calls, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt, \
+                        CAST(COALESCE(SUM(completion_tokens), 0) AS BIGINT) AS completion \
+                 FROM llm_calls WHERE project_id = $1",
+            )
+            .bind(project_id.as_str())
+            .fetch_one(pool)
+            .await
+            .map_err(db_err)?;
+            let prompt: i64 = row.try_get("prompt").map_err(db_err)?;
+            let completion: i64 = row.try_get("completion").map_err(db_err)?;
+            Ok(ProjectMetrics {
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                total_tokens: prompt + completion,
+                request_count: row.try_get("calls").map_err(db_err)?,
+                ..ProjectMetrics::default()
+            })
+        })
     }
 
     async fn create_api_key(&self, key: &ApiKey, audit: &NewAudit) -> StoreResult<()> {
@@ -679,6 +726,158 @@ impl Store for SqlStore {
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn record_llm_call(&self, call: &LlmCall) -> StoreResult<()> {
+        write_tx!(self, |tx| {
+            insert_call!(tx, call);
+            tx.commit().await.map_err(db_err)
+        })
+    }
+
+    async fn create_conversation(&self, c: &Conversation, audit: &NewAudit) -> StoreResult<()> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO conversations (id, project_id, title, system_prompt, model, metadata, prompt_tokens, \
+                 completion_tokens, llm_calls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, $7, $8)",
+            )
+            .bind(c.id.as_str())
+            .bind(c.project_id.as_str())
+            .bind(&c.title)
+            .bind(&c.system_prompt)
+            .bind(&c.model)
+            .bind(Json(&c.metadata))
+            .bind(c.created_at)
+            .bind(c.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)
+        })
+    }
+
+    async fn list_conversations(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Conversation>> {
+        let sql = format!(
+            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows: Vec<ConversationRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(rows.into_iter().map(Conversation::from).collect())
+    }
+
+    async fn get_conversation(
+        &self,
+        project_id: &ProjectId,
+        id: &ConversationId,
+    ) -> StoreResult<Option<Conversation>> {
+        let sql =
+            format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND id = $2");
+        let row: Option<ConversationRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(row.map(Conversation::from))
+    }
+
+    async fn conversation_messages(
+        &self,
+        project_id: &ProjectId,
+        id: &ConversationId,
+    ) -> StoreResult<Vec<ConversationMessage>> {
+        let rows: Vec<MessageRow> = read!(self, |pool| sqlx::query_as(
+            "SELECT id, conversation_id, role, content, created_at FROM conversation_messages \
+             WHERE project_id = $1 AND conversation_id = $2 ORDER BY created_at, id",
+        )
+        .bind(project_id.as_str())
+        .bind(id.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?);
+        rows.into_iter().map(ConversationMessage::try_from).collect()
+    }
+
+    async fn delete_conversation(
+        &self,
+        project_id: &ProjectId,
+        id: &ConversationId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            sqlx::query("DELETE FROM conversation_messages WHERE project_id = $1 AND conversation_id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let done = sqlx::query("DELETE FROM conversations WHERE project_id = $1 AND id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn append_exchange(
+        &self,
+        project_id: &ProjectId,
+        user: &ConversationMessage,
+        reply: &ConversationMessage,
+        call: &LlmCall,
+        audit: &NewAudit,
+    ) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            let updated = sqlx::query(
+                "UPDATE conversations SET prompt_tokens = prompt_tokens + $1, \
+                 completion_tokens = completion_tokens + $2, llm_calls = llm_calls + 1, updated_at = $3 \
+                 WHERE project_id = $4 AND id = $5",
+            )
+            .bind(i64::from(call.usage.prompt_tokens))
+            .bind(i64::from(call.usage.completion_tokens))
+            .bind(reply.created_at)
+            .bind(project_id.as_str())
+            .bind(user.conversation_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if updated.rows_affected() == 0 {
+                return Ok(false);
+            }
+            for m in [user, reply] {
+                sqlx::query(
+                    "INSERT INTO conversation_messages (id, project_id, conversation_id, role, content, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(m.id.as_str())
+                .bind(project_id.as_str())
+                .bind(m.conversation_id.as_str())
+                .bind(m.role.as_str())
+                .bind(&m.content)
+                .bind(m.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            insert_call!(tx, call);
             insert_audit!(tx, audit);
             tx.commit().await.map_err(db_err)?;
             Ok(true)

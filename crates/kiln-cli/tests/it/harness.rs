@@ -32,11 +32,16 @@ pub struct TestApp {
 #[derive(Debug, Clone)]
 pub struct TestOptions {
     pub with_kek: bool,
+    /// Server-wide provider settings (what env vars would give).
+    pub provider_env: Vec<(&'static str, String)>,
 }
 
 impl Default for TestOptions {
     fn default() -> Self {
-        TestOptions { with_kek: true }
+        TestOptions {
+            with_kek: true,
+            provider_env: Vec::new(),
+        }
     }
 }
 
@@ -83,6 +88,20 @@ impl TestApp {
             body_limit: TEST_BODY_LIMIT,
             auth_cache_ttl: TEST_AUTH_CACHE_TTL,
             shutdown_grace: Duration::from_secs(5),
+            provider_env: {
+                let mut env = kiln_core::llm::SettingMap::default();
+                for (name, value) in &options.provider_env {
+                    env.insert(name, value.clone());
+                }
+                env
+            },
+            print_banner: false,
+            provider_http: kiln_providers::HttpSettings {
+                first_byte_timeout: Duration::from_millis(800),
+                idle_timeout: Duration::from_secs(2),
+                backoff_base: Duration::from_millis(10),
+                ..Default::default()
+            },
         })
         .await
         .expect("server starts");

@@ -13,6 +13,7 @@ mod harness;
 mod audit;
 mod auth;
 mod binary;
+mod chat;
 mod conventions;
 mod isolation;
 mod openapi;

@@ -224,9 +224,15 @@ async fn deleting_a_vault_takes_its_secrets(app: &TestApp) {
 /// Without a key-encryption key every vault endpoint answers 503.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vaults_answer_503_without_a_kek() {
-    let app = TestApp::start_with(Backend::Sqlite, TestOptions { with_kek: false })
-        .await
-        .unwrap();
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        TestOptions {
+            with_kek: false,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
     let c = &app.client;
     api_err(c.list_secret_vaults().await, 503, "secrets_disabled");
     api_err(

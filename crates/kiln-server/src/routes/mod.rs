@@ -2,6 +2,8 @@
 //! registers its handlers with their OpenAPI descriptions.
 
 pub(crate) mod audit;
+pub(crate) mod chat;
+pub(crate) mod openai;
 pub(crate) mod project;
 pub(crate) mod system;
 pub(crate) mod templates;

@@ -1,0 +1,594 @@
+//! CONTRACT §2.6 and the OpenAI-compatible `/v1`: model routing with keys
+//! from the vault or the environment, the offline model, conversations,
+//! streaming, tool calls and provider faults, against the fake provider.
+
+use futures::StreamExt;
+use kiln_providers::fake::{FakeProvider, Reply};
+use kiln_sdk::api::openai::{ChatCompletionRequest, MessageContent, OpenAiMessage, StreamOptions};
+use kiln_sdk::api::{ChatCompletionInput, ChatMessage, CreateConversation, CreateSecretVault, SendMessage};
+use serde_json::json;
+
+use crate::backends;
+use crate::harness::{Backend, TestApp, TestOptions, api_err};
+
+backends!(
+    offline_model_answers_when_nothing_is_configured,
+    vault_keys_route_to_the_provider,
+    bad_models_and_messages_are_400,
+    provider_failures_are_502_with_the_providers_status,
+    conversations_keep_history_and_usage,
+    openai_compatible_endpoint_streams_and_passes_tool_calls,
+);
+
+fn user(content: &str) -> ChatMessage {
+    ChatMessage {
+        role: "user".into(),
+        content: content.into(),
+    }
+}
+
+fn input(model: Option<&str>, messages: Vec<ChatMessage>) -> ChatCompletionInput {
+    ChatCompletionInput {
+        messages,
+        model: model.map(str::to_owned),
+        use_rag: None,
+        index_id: None,
+    }
+}
+
+/// Points the project's vault at the fake as its OpenAI-compatible provider.
+async fn use_fake_via_vault(app: &TestApp, fake: &FakeProvider, key: &str) -> String {
+    let vault = app
+        .client
+        .create_secret_vault(&CreateSecretVault {
+            name: format!("llm-{key}"),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    app.client
+        .put_secret(&vault.id, "openai_api_key", key)
+        .await
+        .unwrap();
+    app.client
+        .put_secret(&vault.id, "openai_base_url", &fake.openai_base_url())
+        .await
+        .unwrap();
+    app.client.set_project_vault(Some(&vault.id)).await.unwrap();
+    vault.id
+}
+
+async fn offline_model_answers_when_nothing_is_configured(app: &TestApp) {
+    let result = app
+        .client
+        .chat_completion(&input(None, vec![user("What is Kiln?")]))
+        .await
+        .unwrap();
+    assert_eq!(result.model, "kiln/offline");
+    assert_eq!(result.object, "chat.completion");
+    assert!(result.id.starts_with("chatcmpl-"));
+    let reply = &result.choices[0];
+    assert_eq!(
+        (
+            reply.index,
+            reply.message.role.as_str(),
+            reply.finish_reason.as_str()
+        ),
+        (0, "assistant", "stop")
+    );
+    assert!(
+        reply.message.content.contains("configure a provider"),
+        "{}",
+        reply.message.content
+    );
+    assert!(result.usage.prompt_tokens > 0 && result.usage.completion_tokens > 0);
+    assert_eq!(
+        result.usage.total_tokens,
+        result.usage.prompt_tokens + result.usage.completion_tokens
+    );
+
+    let metrics = app.client.get_metrics().await.unwrap();
+    assert_eq!(metrics.tokens.request_count, 1);
+    assert_eq!(metrics.tokens.total_tokens, result.usage.total_tokens);
+    assert_eq!(metrics.tokens.candidate_tokens, result.usage.completion_tokens);
+}
+
+async fn vault_keys_route_to_the_provider(app: &TestApp) {
+    let fake = FakeProvider::start().await;
+    use_fake_via_vault(app, &fake, "sk-vault-one").await;
+    fake.push(Reply::text("Hi from the fake").usage(30, 4));
+    let result = app
+        .client
+        .chat_completion(&input(Some("openai/my-local-model"), vec![user("hello")]))
+        .await
+        .unwrap();
+    assert_eq!(result.model, "openai/my-local-model");
+    assert_eq!(result.choices[0].message.content, "Hi from the fake");
+    assert_eq!(
+        (result.usage.prompt_tokens, result.usage.completion_tokens),
+        (30, 4)
+    );
+    let sent = fake.requests();
+    assert_eq!(sent[0].header("authorization"), Some("Bearer sk-vault-one"));
+    assert_eq!(sent[0].body["model"], "my-local-model", "the name passes through");
+    assert_eq!(
+        sent[0].body["messages"][0],
+        json!({"role": "user", "content": "hello"})
+    );
+
+    // Without a model, the first configured provider's default is used.
+    app.client
+        .chat_completion(&input(None, vec![user("again")]))
+        .await
+        .unwrap();
+    assert_eq!(fake.requests()[1].body["model"], "gpt-4o-mini");
+
+    // A key change in the vault applies at once (the cache is invalidated).
+    let vault = app.client.get_project().await.unwrap().vault_id.unwrap();
+    app.client
+        .put_secret(&vault, "openai_api_key", "sk-vault-two")
+        .await
+        .unwrap();
+    app.client
+        .chat_completion(&input(Some("gpt-4o"), vec![user("x")]))
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.requests()[2].header("authorization"),
+        Some("Bearer sk-vault-two")
+    );
+
+    // A per-project default model from the vault.
+    app.client
+        .put_secret(&vault, "default_model", "openai/house-model")
+        .await
+        .unwrap();
+    let result = app
+        .client
+        .chat_completion(&input(None, vec![user("y")]))
+        .await
+        .unwrap();
+    assert_eq!(result.model, "openai/house-model");
+
+    // Metrics count every call.
+    assert_eq!(app.client.get_metrics().await.unwrap().tokens.request_count, 4);
+}
+
+async fn bad_models_and_messages_are_400(app: &TestApp) {
+    let c = &app.client;
+    let err = api_err(
+        c.chat_completion(&input(Some("mystery-model"), vec![user("x")]))
+            .await,
+        400,
+        "validation_failed",
+    );
+    assert_eq!(err.details["configured_providers"], json!(["kiln"]));
+    assert!(err.message.contains("mystery-model"), "{}", err.message);
+    let err = api_err(
+        c.chat_completion(&input(Some("anthropic/claude-x"), vec![user("x")]))
+            .await,
+        400,
+        "validation_failed",
+    );
+    assert!(err.message.contains("anthropic"), "{}", err.message);
+
+    api_err(
+        c.chat_completion(&input(None, vec![])).await,
+        400,
+        "validation_failed",
+    );
+    let assistant_last = vec![
+        user("q"),
+        ChatMessage {
+            role: "assistant".into(),
+            content: "a".into(),
+        },
+    ];
+    api_err(
+        c.chat_completion(&input(None, assistant_last)).await,
+        400,
+        "validation_failed",
+    );
+    let bad_role = vec![
+        ChatMessage {
+            role: "wizard".into(),
+            content: "x".into(),
+        },
+        user("q"),
+    ];
+    let err = api_err(
+        c.chat_completion(&input(None, bad_role)).await,
+        400,
+        "validation_failed",
+    );
+    assert_eq!(err.details["field"], "messages[0].role");
+    let mut rag = input(None, vec![user("q")]);
+    rag.use_rag = Some(true);
+    api_err(c.chat_completion(&rag).await, 400, "validation_failed");
+    rag.index_id = Some("no-such-index".into());
+    api_err(c.chat_completion(&rag).await, 404, "NOT_FOUND");
+    assert_eq!(
+        c.get_metrics().await.unwrap().tokens.request_count,
+        0,
+        "refused calls reach no model"
+    );
+}
+
+async fn provider_failures_are_502_with_the_providers_status(app: &TestApp) {
+    let fake = FakeProvider::start().await;
+    use_fake_via_vault(app, &fake, "sk-secret-provider-key").await;
+    fake.require_key("a-different-key");
+    let err = api_err(
+        app.client
+            .chat_completion(&input(Some("gpt-4o"), vec![user("x")]))
+            .await,
+        502,
+        "upstream_error",
+    );
+    assert_eq!(err.details["provider_status"], 401);
+    assert_eq!(err.details["provider"], "openai");
+    assert!(err.message.contains("invalid api key"), "{}", err.message);
+    assert!(!err.message.contains("sk-secret-provider-key"));
+
+    let fake = FakeProvider::start().await;
+    use_fake_via_vault(app, &fake, "k2").await;
+    for _ in 0..3 {
+        fake.push(Reply::status(500, "boom"));
+    }
+    let err = api_err(
+        app.client
+            .chat_completion(&input(Some("gpt-4o"), vec![user("x")]))
+            .await,
+        502,
+        "upstream_error",
+    );
+    assert_eq!(err.details["provider_status"], 500);
+    assert_eq!(fake.request_count(), 3, "bounded retries");
+
+    for _ in 0..3 {
+        fake.push(Reply::hang());
+    }
+    let err = api_err(
+        app.client
+            .chat_completion(&input(Some("gpt-4o"), vec![user("x")]))
+            .await,
+        502,
+        "upstream_error",
+    );
+    assert!(err.message.contains("timed out"), "{}", err.message);
+}
+
+async fn conversations_keep_history_and_usage(app: &TestApp) {
+    let fake = FakeProvider::start().await;
+    use_fake_via_vault(app, &fake, "sk-conv").await;
+    let c = &app.client;
+    let conversation = c
+        .create_conversation(&CreateConversation {
+            title: Some("Support".into()),
+            system_prompt: Some("You are terse.".into()),
+            model: Some("openai/conv-model".into()),
+            metadata: Some(json!({"ticket": 42, "tags": ["a"]})),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        conversation.metadata,
+        json!({"ticket": 42, "tags": ["a"]}),
+        "echoed exactly"
+    );
+    assert_eq!(conversation.project_id, conversation.app_id);
+    let fresh = c.get_conversation(&conversation.id).await.unwrap();
+    assert!(fresh.messages.is_empty());
+    assert_eq!(fresh.token_usage, None, "null before the first model call");
+
+    fake.push(Reply::text("First answer").usage(10, 2));
+    let first = c
+        .send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "First question".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (first.user_message.role.as_str(), first.message.role.as_str()),
+        ("user", "assistant")
+    );
+    assert_eq!(first.message.content, "First answer");
+    assert_eq!(first.token_usage.total_tokens, 12);
+
+    fake.push(Reply::text("Second answer").usage(20, 3));
+    let second = c
+        .send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "Second question".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.token_usage.total_tokens, 23, "this call only");
+
+    // The model saw the system prompt and the whole history.
+    let sent = &fake.requests()[1].body;
+    assert_eq!(sent["model"], "conv-model");
+    let roles: Vec<&str> = sent["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "user"]);
+    assert_eq!(sent["messages"][2]["content"], "First answer");
+
+    let detail = c.get_conversation(&conversation.id).await.unwrap();
+    let contents: Vec<&str> = detail.messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(
+        contents,
+        [
+            "First question",
+            "First answer",
+            "Second question",
+            "Second answer"
+        ]
+    );
+    let usage = detail.token_usage.unwrap();
+    assert_eq!(
+        (usage.prompt_tokens, usage.completion_tokens, usage.total_tokens),
+        (30, 5, 35)
+    );
+
+    // A failed model call stores nothing; empty content is 400.
+    fake.push(Reply::status(400, "bad request upstream"));
+    api_err(
+        c.send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "x".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+        502,
+        "upstream_error",
+    );
+    assert_eq!(
+        c.get_conversation(&conversation.id).await.unwrap().messages.len(),
+        4
+    );
+    api_err(
+        c.send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "  ".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+        400,
+        "validation_failed",
+    );
+
+    // Listing is newest first and paged; delete is 204 then 404.
+    let other = c
+        .create_conversation(&CreateConversation::default())
+        .await
+        .unwrap();
+    assert_eq!(other.metadata, json!({}));
+    let listed: Vec<String> = c
+        .list_conversations(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(listed, [other.id.clone(), conversation.id.clone()]);
+    assert_eq!(
+        c.list_conversations(Some(1), Some(1)).await.unwrap()[0].id,
+        conversation.id
+    );
+    c.delete_conversation(&conversation.id).await.unwrap();
+    api_err(c.get_conversation(&conversation.id).await, 404, "NOT_FOUND");
+    api_err(c.delete_conversation(&conversation.id).await, 404, "NOT_FOUND");
+    api_err(
+        c.send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "x".into(),
+                ..Default::default()
+            },
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+    );
+
+    // Another project's key cannot see it.
+    let (_, intruder) = app.key_for("intruder").await;
+    api_err(intruder.get_conversation(&other.id).await, 404, "NOT_FOUND");
+    assert!(intruder.list_conversations(None, None).await.unwrap().is_empty());
+}
+
+fn openai_request(model: &str, text: &str) -> ChatCompletionRequest {
+    ChatCompletionRequest {
+        model: Some(model.into()),
+        messages: vec![OpenAiMessage {
+            role: "user".into(),
+            content: Some(MessageContent::Text(text.into())),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn openai_compatible_endpoint_streams_and_passes_tool_calls(app: &TestApp) {
+    let fake = FakeProvider::start().await;
+    use_fake_via_vault(app, &fake, "sk-v1").await;
+
+    // Bearer auth and OpenAI's shapes, over raw HTTP.
+    fake.push(Reply::text("plain answer").usage(5, 2));
+    let raw: serde_json::Value = app
+        .http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(&json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["object"], "chat.completion");
+    assert_eq!(raw["choices"][0]["message"]["content"], "plain answer");
+    assert_eq!(raw["choices"][0]["finish_reason"], "stop");
+    assert_eq!(raw["usage"]["total_tokens"], 7);
+    assert_eq!(
+        fake.requests()[0].body["messages"][0]["content"],
+        "hi",
+        "content parts flattened"
+    );
+
+    // Streaming through the SDK: pieces arrive as chunks, usage last.
+    fake.push(Reply::text("one two three four").usage(9, 4));
+    let mut request = openai_request("openai/gpt-4o", "count");
+    request.stream_options = Some(StreamOptions {
+        include_usage: Some(true),
+    });
+    let chunks: Vec<_> = app
+        .client
+        .openai_chat_stream(&request)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let chunks: Vec<_> = chunks.into_iter().map(|c| c.unwrap()).collect();
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c.choices.first()?.delta.content.clone())
+        .collect();
+    assert_eq!(text, "one two three four");
+    assert!(chunks.len() >= 6, "streamed in pieces: {}", chunks.len());
+    assert_eq!(chunks[0].choices[0].delta.role.as_deref(), Some("assistant"));
+    assert!(
+        chunks
+            .iter()
+            .any(|c| c.choices.first().and_then(|ch| ch.finish_reason.as_deref()) == Some("stop"))
+    );
+    assert_eq!(chunks.last().unwrap().usage.as_ref().unwrap().total_tokens, 13);
+
+    // Tool calls pass through both ways.
+    fake.push(Reply::tool_call("lookup", json!({"q": "kiln"})));
+    let mut request = openai_request("openai/gpt-4o", "use the tool");
+    request.tools = Some(vec![
+        serde_json::from_value(json!({"type": "function", "function": {
+        "name": "lookup", "description": "search", "parameters": {"type": "object"}}}))
+        .unwrap(),
+    ]);
+    let completion = app.client.openai_chat_completion(&request).await.unwrap();
+    let calls = completion.choices[0].message.tool_calls.clone().unwrap();
+    assert_eq!(calls[0].function.name, "lookup");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&calls[0].function.arguments).unwrap(),
+        json!({"q": "kiln"})
+    );
+    assert_eq!(completion.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        fake.requests().last().unwrap().body["tools"][0]["function"]["name"],
+        "lookup"
+    );
+
+    fake.push(Reply::tool_call("lookup", json!({"q": "streamed"})));
+    let chunks: Vec<_> = app
+        .client
+        .openai_chat_stream(&request)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let args: String = chunks
+        .iter()
+        .filter_map(|c| c.as_ref().ok()?.choices.first()?.delta.tool_calls.clone())
+        .flatten()
+        .filter_map(|t| t.function?.arguments)
+        .collect();
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&args).unwrap(),
+        json!({"q": "streamed"})
+    );
+
+    // A provider failure mid-request is an OpenAI-shaped error.
+    fake.push(Reply::status(503, "upstream down"));
+    fake.push(Reply::status(503, "upstream down"));
+    fake.push(Reply::status(503, "upstream down"));
+    let response = app
+        .http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(&openai_request("openai/gpt-4o", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("upstream down"),
+        "{body}"
+    );
+    assert_eq!(body["error"]["type"], "api_error");
+
+    // Unauthenticated: 401 in OpenAI's shape.
+    let response = app
+        .http()
+        .get(app.url("/v1/models"))
+        .bearer_auth("kiln_wrong")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "authentication_error");
+
+    let models = app.client.list_models().await.unwrap();
+    let ids: Vec<String> = models.data.into_iter().map(|m| m.id).collect();
+    assert_eq!(ids, ["openai/gpt-4o-mini", "kiln/offline"]);
+}
+
+/// Environment settings are the fallback when the vault has no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_keys_are_the_fallback() {
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        provider_env: vec![
+            ("anthropic_api_key", "sk-ant-env".to_owned()),
+            ("anthropic_base_url", fake.base_url().to_owned()),
+        ],
+        ..Default::default()
+    };
+    let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
+    fake.push(Reply::text("claude says hi").usage(7, 3));
+    let result = app
+        .client
+        .chat_completion(&input(Some("claude-sonnet-4-5"), vec![user("hi")]))
+        .await
+        .unwrap();
+    assert_eq!(result.model, "anthropic/claude-sonnet-4-5");
+    assert_eq!(result.choices[0].message.content, "claude says hi");
+    let sent = &fake.requests()[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some("sk-ant-env"));
+    // With no model given, the configured provider's default is used, not the offline model.
+    fake.push(Reply::text("default"));
+    let result = app
+        .client
+        .chat_completion(&input(None, vec![user("hi")]))
+        .await
+        .unwrap();
+    assert_eq!(result.model, "anthropic/claude-3-5-haiku-latest");
+    app.stop().await;
+}
