@@ -119,6 +119,18 @@ pub struct SendMessage {
     pub use_rag: Option<bool>,
     #[serde(default)]
     pub index_id: Option<String>,
+    /// Kiln extension: answer with an SSE stream (`event: delta` with
+    /// `{"content"}` pieces, then `event: done` with the
+    /// [`SendMessageResult`], or `event: error` with the error body).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// `data` of an `event: delta` in a streamed message reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MessageDelta {
+    pub content: String,
 }
 
 /// `POST /conversations/:id/messages`.

@@ -18,6 +18,10 @@ pub const ENV_SECRET_KEK_FILE: &str = "KILN_SECRET_KEK_FILE";
 pub const ENV_AUTH_CACHE_TTL_MS: &str = "KILN_AUTH_CACHE_TTL_MS";
 pub const ENV_SHUTDOWN_GRACE_SECS: &str = "KILN_SHUTDOWN_GRACE_SECS";
 pub const ENV_LOG_FORMAT: &str = "KILN_LOG_FORMAT";
+pub const ENV_PROVIDER_CONNECT_TIMEOUT: &str = "KILN_PROVIDER_CONNECT_TIMEOUT_SECS";
+pub const ENV_PROVIDER_FIRST_BYTE_TIMEOUT: &str = "KILN_PROVIDER_FIRST_BYTE_TIMEOUT_SECS";
+pub const ENV_PROVIDER_IDLE_TIMEOUT: &str = "KILN_PROVIDER_IDLE_TIMEOUT_SECS";
+pub const ENV_PROVIDER_MAX_RETRIES: &str = "KILN_PROVIDER_MAX_RETRIES";
 
 /// Provider settings read from the environment: `(env var, setting)`. The
 /// designated vault's secrets of the same setting names win over these.
@@ -99,6 +103,18 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGINT/SIGTERM.
     #[arg(long, env = ENV_SHUTDOWN_GRACE_SECS, default_value_t = 30)]
     pub shutdown_grace_secs: u64,
+    /// LLM providers: seconds to establish a connection.
+    #[arg(long, env = ENV_PROVIDER_CONNECT_TIMEOUT, default_value_t = 10)]
+    pub provider_connect_timeout_secs: u64,
+    /// LLM providers: seconds from request to response headers.
+    #[arg(long, env = ENV_PROVIDER_FIRST_BYTE_TIMEOUT, default_value_t = 60)]
+    pub provider_first_byte_timeout_secs: u64,
+    /// LLM providers: longest silence between two chunks of a response, in seconds.
+    #[arg(long, env = ENV_PROVIDER_IDLE_TIMEOUT, default_value_t = 60)]
+    pub provider_idle_timeout_secs: u64,
+    /// LLM providers: retries after the first attempt on 429, 5xx, timeouts and connection errors.
+    #[arg(long, env = ENV_PROVIDER_MAX_RETRIES, default_value_t = 2)]
+    pub provider_max_retries: u32,
     /// Log format on stderr (`RUST_LOG` sets the level).
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -107,6 +123,16 @@ pub struct ServeArgs {
 impl ServeArgs {
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.auth_cache_ttl_ms)
+    }
+
+    pub fn provider_http(&self) -> kiln_providers::HttpSettings {
+        kiln_providers::HttpSettings {
+            connect_timeout: Duration::from_secs(self.provider_connect_timeout_secs),
+            first_byte_timeout: Duration::from_secs(self.provider_first_byte_timeout_secs),
+            idle_timeout: Duration::from_secs(self.provider_idle_timeout_secs),
+            max_retries: self.provider_max_retries,
+            ..Default::default()
+        }
     }
 }
 

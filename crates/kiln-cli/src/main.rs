@@ -36,6 +36,30 @@ enum Command {
     /// List projects.
     #[command(subcommand)]
     Projects(ProjectsCommand),
+    /// Chat in the terminal over a stored conversation, streaming replies.
+    Chat(ChatArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct ChatArgs {
+    /// Server URL.
+    #[arg(long, env = "KILN_URL", default_value = "http://127.0.0.1:8080")]
+    url: String,
+    /// API key (kiln_...).
+    #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
+    api_key: String,
+    /// Model as `provider/model` for a new conversation (default: the project's default).
+    #[arg(long)]
+    model: Option<String>,
+    /// Continue this conversation instead of starting a new one.
+    #[arg(long)]
+    conversation: Option<String>,
+    /// System prompt for a new conversation.
+    #[arg(long)]
+    system: Option<String>,
+    /// Retrieve passages from this index for every message.
+    #[arg(long)]
+    rag: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,6 +128,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(command) => {
             init_logging(LogFormat::Text, "warn");
             keys(command).await
+        }
+        Command::Chat(args) => {
+            init_logging(LogFormat::Text, "warn");
+            chat(args).await
         }
         Command::Projects(ProjectsCommand::List { json, store }) => {
             init_logging(LogFormat::Text, "warn");
@@ -246,6 +274,102 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     }
 }
 
+/// The `kiln chat` REPL: one line in, the reply streamed out. `/exit` or
+/// end of input quits.
+async fn chat(args: ChatArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+
+    use futures::StreamExt;
+    use kiln_sdk::MessageStreamEvent;
+    use kiln_sdk::api::{CreateConversation, SendMessage};
+    use tokio::io::AsyncBufReadExt;
+
+    let client = kiln_sdk::Client::new(&args.url, &args.api_key)?;
+    let conversation = match &args.conversation {
+        Some(id) => {
+            let detail = client.get_conversation(id).await?;
+            if args.model.is_some() || args.system.is_some() {
+                eprintln!("note: --model and --system apply to new conversations; continuing {id} as it is");
+            }
+            eprintln!(
+                "continuing conversation {id} ({} messages)",
+                detail.messages.len()
+            );
+            detail.conversation
+        }
+        None => {
+            let created = client
+                .create_conversation(&CreateConversation {
+                    title: Some(format!(
+                        "kiln chat {}",
+                        chrono::Utc::now().format("%Y-%m-%d %H:%M")
+                    )),
+                    system_prompt: args.system.clone(),
+                    model: args.model.clone(),
+                    metadata: None,
+                })
+                .await?;
+            eprintln!(
+                "conversation {} (resume with --conversation {})",
+                created.id, created.id
+            );
+            created
+        }
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        if interactive {
+            eprint!("you> ");
+        }
+        let Some(line) = lines.next_line().await? else {
+            break;
+        };
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        if line == "/exit" || line == "/quit" {
+            break;
+        }
+        let input = SendMessage {
+            content: line.to_owned(),
+            use_rag: args.rag.as_ref().map(|_| true),
+            index_id: args.rag.clone(),
+            stream: None,
+        };
+        let mut events = match client.send_message_stream(&conversation.id, &input).await {
+            Ok(events) => Box::pin(events),
+            Err(e) => {
+                eprintln!("error: {e}");
+                continue;
+            }
+        };
+        let mut stdout = std::io::stdout();
+        while let Some(event) = events.next().await {
+            match event {
+                Ok(MessageStreamEvent::Delta(text)) => {
+                    print!("{text}");
+                    stdout.flush()?;
+                }
+                Ok(MessageStreamEvent::Done(done)) => {
+                    println!();
+                    let u = done.token_usage;
+                    eprintln!(
+                        "[{} tokens: {} prompt + {} completion]",
+                        u.total_tokens, u.prompt_tokens, u.completion_tokens
+                    );
+                }
+                Err(e) => {
+                    println!();
+                    eprintln!("error: {e}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn short_time(t: &chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y-%m-%d %H:%M:%SZ").to_string()
 }
@@ -311,7 +435,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         auth_cache_ttl: args.auth_cache_ttl(),
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         provider_env: kiln_cli::config::provider_env(),
-        provider_http: kiln_providers::HttpSettings::default(),
+        provider_http: args.provider_http(),
         print_banner: true,
     })
     .await?;

@@ -432,6 +432,74 @@ impl Kiln {
         use_rag: bool,
         index_id: Option<&str>,
     ) -> Result<(ConversationMessage, ConversationMessage, Usage)> {
+        let exchange = self.prepare_exchange(ctx, id, content, use_rag, index_id).await?;
+        let response = exchange.provider.complete(&exchange.request).await?;
+        self.finish_exchange(ctx, &exchange, response.content, response.usage)
+            .await
+    }
+
+    /// Like [`Kiln::send_message`], with the reply streamed as it is
+    /// generated; the exchange is stored when the stream completes (and not
+    /// at all if it fails or is dropped).
+    pub async fn send_message_stream(
+        self: &Arc<Self>,
+        ctx: &AuthContext,
+        id: &ConversationId,
+        content: &str,
+        use_rag: bool,
+        index_id: Option<&str>,
+    ) -> Result<impl Stream<Item = MessageStreamEvent> + Send + 'static> {
+        let exchange = self.prepare_exchange(ctx, id, content, use_rag, index_id).await?;
+        let upstream = exchange.provider.stream(&exchange.request).await?;
+        let state = StreamState {
+            kiln: self.clone(),
+            ctx: ctx.clone(),
+            exchange,
+            upstream: Some(upstream),
+            text: String::new(),
+            usage: Usage::default(),
+        };
+        Ok(futures_util::stream::unfold(state, |mut state| async move {
+            use futures_util::StreamExt;
+            let upstream = state.upstream.as_mut()?;
+            loop {
+                match upstream.next().await {
+                    Some(Ok(ChatDelta::Content(text))) => {
+                        state.text.push_str(&text);
+                        return Some((MessageStreamEvent::Delta(text), state));
+                    }
+                    Some(Ok(ChatDelta::Usage(usage))) => state.usage = usage,
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        state.upstream = None;
+                        return Some((MessageStreamEvent::Failed(e.into()), state));
+                    }
+                    None => {
+                        state.upstream = None;
+                        let text = std::mem::take(&mut state.text);
+                        let event = match state
+                            .kiln
+                            .finish_exchange(&state.ctx, &state.exchange, text, state.usage)
+                            .await
+                        {
+                            Ok((user, reply, usage)) => MessageStreamEvent::Done { user, reply, usage },
+                            Err(e) => MessageStreamEvent::Failed(e),
+                        };
+                        return Some((event, state));
+                    }
+                }
+            }
+        }))
+    }
+
+    async fn prepare_exchange(
+        &self,
+        ctx: &AuthContext,
+        id: &ConversationId,
+        content: &str,
+        use_rag: bool,
+        index_id: Option<&str>,
+    ) -> Result<Exchange> {
         if content.trim().is_empty() {
             return Err(Error::validation("content must not be empty", Some("content")));
         }
@@ -449,38 +517,50 @@ impl Kiln {
         }
         messages.extend(history.iter().map(|m| Message::new(m.role, m.content.clone())));
         messages.push(Message::new(Role::User, content));
-        let request = ChatRequest {
-            messages,
-            ..Default::default()
-        };
         let model = Some(conversation.model.as_str()).filter(|m| !m.is_empty());
         let (model_ref, provider) = self.resolve_model(ctx, model).await?;
-        let request = ChatRequest {
-            model: model_ref.model.clone(),
-            ..request
-        };
-        let asked_at = now();
-        let response = provider.complete(&request).await?;
+        Ok(Exchange {
+            conversation_id: id.clone(),
+            content: content.to_owned(),
+            asked_at: now(),
+            request: ChatRequest {
+                model: model_ref.model.clone(),
+                messages,
+                ..Default::default()
+            },
+            model_ref,
+            provider,
+        })
+    }
+
+    async fn finish_exchange(
+        &self,
+        ctx: &AuthContext,
+        exchange: &Exchange,
+        reply_text: String,
+        usage: Usage,
+    ) -> Result<(ConversationMessage, ConversationMessage, Usage)> {
+        let id = &exchange.conversation_id;
         let user = ConversationMessage {
             id: MessageId::generate(),
             conversation_id: id.clone(),
             role: Role::User,
-            content: content.to_owned(),
-            created_at: asked_at,
+            content: exchange.content.clone(),
+            created_at: exchange.asked_at,
         };
         let reply = ConversationMessage {
             id: MessageId::generate(),
             conversation_id: id.clone(),
             role: Role::Assistant,
-            content: response.content.clone(),
-            created_at: now().max(asked_at + chrono::Duration::microseconds(1)),
+            content: reply_text,
+            created_at: now().max(exchange.asked_at + chrono::Duration::microseconds(1)),
         };
         let call = LlmCall {
             id: LlmCallId::generate(),
             project_id: ctx.project.id.clone(),
             source: CallSource::Conversation,
-            model: model_ref.clone(),
-            usage: response.usage,
+            model: exchange.model_ref.clone(),
+            usage,
             created_at: reply.created_at,
         };
         let audit = NewAudit::new(
@@ -489,8 +569,8 @@ impl Kiln {
             actions::CONVERSATION_MESSAGE,
             id.as_str(),
         )
-        .meta("model", model_ref.to_string())
-        .meta("total_tokens", response.usage.total());
+        .meta("model", exchange.model_ref.to_string())
+        .meta("total_tokens", usage.total());
         if !self
             .store
             .append_exchange(&ctx.project.id, &user, &reply, &call, &audit)
@@ -498,8 +578,40 @@ impl Kiln {
         {
             return Err(Error::not_found(EntityKind::Conversation, id));
         }
-        Ok((user, reply, response.usage))
+        Ok((user, reply, usage))
     }
+}
+
+/// A conversation turn ready to send to the model.
+struct Exchange {
+    conversation_id: ConversationId,
+    content: String,
+    asked_at: Timestamp,
+    request: ChatRequest,
+    model_ref: ModelRef,
+    provider: Arc<dyn LlmProvider>,
+}
+
+struct StreamState {
+    kiln: Arc<Kiln>,
+    ctx: AuthContext,
+    exchange: Exchange,
+    upstream: Option<DeltaStream>,
+    text: String,
+    usage: Usage,
+}
+
+/// What a streamed conversation message yields: text as it arrives, then
+/// the stored exchange, or the failure (nothing stored).
+#[derive(Debug)]
+pub enum MessageStreamEvent {
+    Delta(String),
+    Done {
+        user: ConversationMessage,
+        reply: ConversationMessage,
+        usage: Usage,
+    },
+    Failed(Error),
 }
 
 struct UsageRecorder {

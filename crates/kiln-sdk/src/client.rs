@@ -355,12 +355,42 @@ impl Client {
 
     /// `POST /api/sdk/conversations/{id}/messages`: send a message, get the reply.
     pub async fn send_message(&self, id: &str, input: &SendMessage) -> Result<SendMessageResult, Error> {
+        let input = &SendMessage {
+            stream: None,
+            ..input.clone()
+        };
         self.with_body(
             Method::POST,
             &format!("/api/sdk/conversations/{}/messages", segment(id)),
             input,
         )
         .await
+    }
+
+    /// `POST /api/sdk/conversations/{id}/messages` with `stream: true`: the
+    /// reply's text as it is generated, then the stored exchange.
+    pub async fn send_message_stream(
+        &self,
+        id: &str,
+        input: &SendMessage,
+    ) -> Result<
+        impl futures_core::Stream<Item = Result<crate::MessageStreamEvent, Error>> + Send + 'static,
+        Error,
+    > {
+        let input = SendMessage {
+            stream: Some(true),
+            ..input.clone()
+        };
+        let response = self
+            .send(
+                self.request(
+                    Method::POST,
+                    &format!("/api/sdk/conversations/{}/messages", segment(id)),
+                )
+                .json(&input),
+            )
+            .await?;
+        Ok(crate::stream::message_events(response))
     }
 
     /// `POST /v1/chat/completions` (OpenAI-compatible), not streamed.

@@ -20,3 +20,4 @@ mod stream;
 pub use client::{AuditExportFormat, Client, ENDPOINTS};
 pub use error::{ApiError, Error, VersionConflict};
 pub use kiln_api as api;
+pub use stream::MessageStreamEvent;

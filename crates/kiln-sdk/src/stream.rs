@@ -1,52 +1,31 @@
-//! Reading an OpenAI-style SSE response into typed chunks.
+//! Reading SSE responses: OpenAI-style chunks and streamed message replies.
 
 use futures_core::Stream;
 use futures_util::StreamExt;
 use kiln_api::openai::ChatCompletionChunk;
-use kiln_api::sse::SseDecoder;
+use kiln_api::sse::{SseDecoder, SseEvent};
+use kiln_api::{ErrorBody, MessageDelta, SendMessageResult};
 
 use crate::error::{ApiError, Error};
 
-/// The `data:` lines of `response` as chunks, until `[DONE]`.
-pub(crate) fn chunks(
-    response: reqwest::Response,
-) -> impl Stream<Item = Result<ChatCompletionChunk, Error>> + Send + 'static {
+/// What a streamed conversation message yields.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageStreamEvent {
+    /// More of the reply's text.
+    Delta(String),
+    /// The stored exchange (the stream ends after it).
+    Done(SendMessageResult),
+}
+
+/// The response body's SSE events.
+fn sse_events(response: reqwest::Response) -> impl Stream<Item = Result<SseEvent, Error>> + Send + 'static {
     let body = response.bytes_stream();
     futures_util::stream::unfold(
         (body, SseDecoder::new(), std::collections::VecDeque::new(), false),
         |(mut body, mut decoder, mut ready, mut done)| async move {
             loop {
                 if let Some(event) = ready.pop_front() {
-                    let event: kiln_api::sse::SseEvent = event;
-                    if event.data.trim() == "[DONE]" {
-                        return None;
-                    }
-                    let item = match serde_json::from_str::<ChatCompletionChunk>(&event.data) {
-                        Ok(chunk) => Ok(chunk),
-                        Err(_) => {
-                            // An in-stream error: `{"error": {"message", "code"}}`.
-                            let value: serde_json::Value =
-                                serde_json::from_str(&event.data).unwrap_or_default();
-                            let message = value
-                                .pointer("/error/message")
-                                .and_then(|m| m.as_str())
-                                .unwrap_or("malformed stream chunk")
-                                .to_owned();
-                            let code = value
-                                .pointer("/error/code")
-                                .and_then(|c| c.as_str())
-                                .unwrap_or("");
-                            done = true;
-                            ready.clear();
-                            Err(Error::Api(ApiError {
-                                status: 502,
-                                code: code.to_owned(),
-                                message,
-                                details: Default::default(),
-                            }))
-                        }
-                    };
-                    return Some((item, (body, decoder, ready, done)));
+                    return Some((Ok(event), (body, decoder, ready, done)));
                 }
                 if done {
                     return None;
@@ -65,4 +44,82 @@ pub(crate) fn chunks(
             }
         },
     )
+}
+
+fn stream_error(code: &str, message: String) -> Error {
+    Error::Api(ApiError {
+        status: 502,
+        code: code.to_owned(),
+        message,
+        details: Default::default(),
+    })
+}
+
+/// The `data:` lines of an OpenAI-style stream as chunks, until `[DONE]`.
+/// An in-stream `{"error": …}` ends the stream with `Error::Api`.
+pub(crate) fn chunks(
+    response: reqwest::Response,
+) -> impl Stream<Item = Result<ChatCompletionChunk, Error>> + Send + 'static {
+    sse_events(response)
+        .take_while(|event| {
+            let more = !matches!(event, Ok(e) if e.data.trim() == "[DONE]");
+            futures_util::future::ready(more)
+        })
+        .map(|event| {
+            let event = event?;
+            serde_json::from_str::<ChatCompletionChunk>(&event.data).map_err(|_| {
+                let value: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
+                let message = value.pointer("/error/message").and_then(|m| m.as_str());
+                let code = value
+                    .pointer("/error/code")
+                    .and_then(|c| c.as_str())
+                    .unwrap_or("");
+                stream_error(code, message.unwrap_or("malformed stream chunk").to_owned())
+            })
+        })
+        .scan(false, |failed, item| {
+            // Stop after the first error.
+            if *failed {
+                return futures_util::future::ready(None);
+            }
+            *failed = item.is_err();
+            futures_util::future::ready(Some(item))
+        })
+}
+
+/// A streamed `POST /conversations/{id}/messages` reply.
+pub(crate) fn message_events(
+    response: reqwest::Response,
+) -> impl Stream<Item = Result<MessageStreamEvent, Error>> + Send + 'static {
+    sse_events(response)
+        .map(|event| {
+            let event = event?;
+            match event.event.as_str() {
+                "delta" => serde_json::from_str::<MessageDelta>(&event.data)
+                    .map(|d| MessageStreamEvent::Delta(d.content))
+                    .map_err(|e| Error::Decode(e.to_string())),
+                "done" => serde_json::from_str::<SendMessageResult>(&event.data)
+                    .map(MessageStreamEvent::Done)
+                    .map_err(|e| Error::Decode(e.to_string())),
+                _ => {
+                    let body: Option<ErrorBody> = serde_json::from_str(&event.data).ok();
+                    Err(match body {
+                        Some(body) => Error::Api(ApiError {
+                            status: 502,
+                            code: body.code,
+                            message: body.message,
+                            details: body.details,
+                        }),
+                        None => stream_error("", format!("unexpected event `{}`", event.event)),
+                    })
+                }
+            }
+        })
+        .scan(false, |ended, item| {
+            if *ended {
+                return futures_util::future::ready(None);
+            }
+            *ended = !matches!(item, Ok(MessageStreamEvent::Delta(_)));
+            futures_util::future::ready(Some(item))
+        })
 }

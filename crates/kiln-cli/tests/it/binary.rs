@@ -198,6 +198,39 @@ async fn kiln_binary_end_to_end() {
     }
     assert!(acme.get_project().await.unwrap_err().is_unauthorized());
 
+    // `kiln chat` with piped input: the offline model answers, the
+    // conversation is stored, and `--conversation` continues it.
+    let chat = |extra: Vec<String>, input: &str| {
+        let mut child = Command::new(KILN)
+            .args(["chat", "--url", &server.base_url, "--api-key", &key])
+            .args(&extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        (
+            String::from_utf8(output.stdout).unwrap(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (answer, notes) = chat(Vec::new(), "What is Kiln?\n/exit\n");
+    assert!(answer.contains("offline model"), "{answer}");
+    assert!(notes.contains("tokens"), "{notes}");
+    let conversations = client.list_conversations(None, None).await.unwrap();
+    assert_eq!(conversations.len(), 1);
+    let id = conversations[0].id.clone();
+    chat(vec!["--conversation".into(), id.clone()], "And again?\n").0;
+    assert_eq!(client.get_conversation(&id).await.unwrap().messages.len(), 4);
+
     let logs = server.stderr();
     server.terminate();
 

@@ -4,6 +4,7 @@
 
 use futures::StreamExt;
 use kiln_providers::fake::{FakeProvider, Reply};
+use kiln_sdk::MessageStreamEvent;
 use kiln_sdk::api::openai::{ChatCompletionRequest, MessageContent, OpenAiMessage, StreamOptions};
 use kiln_sdk::api::{ChatCompletionInput, ChatMessage, CreateConversation, CreateSecretVault, SendMessage};
 use serde_json::json;
@@ -18,6 +19,7 @@ backends!(
     provider_failures_are_502_with_the_providers_status,
     conversations_keep_history_and_usage,
     openai_compatible_endpoint_streams_and_passes_tool_calls,
+    conversation_replies_stream_and_store_only_when_complete,
 );
 
 fn user(content: &str) -> ChatMessage {
@@ -410,6 +412,80 @@ async fn conversations_keep_history_and_usage(app: &TestApp) {
     let (_, intruder) = app.key_for("intruder").await;
     api_err(intruder.get_conversation(&other.id).await, 404, "NOT_FOUND");
     assert!(intruder.list_conversations(None, None).await.unwrap().is_empty());
+}
+
+async fn conversation_replies_stream_and_store_only_when_complete(app: &TestApp) {
+    let fake = FakeProvider::start().await;
+    use_fake_via_vault(app, &fake, "sk-stream").await;
+    let c = &app.client;
+    let conversation = c
+        .create_conversation(&CreateConversation::default())
+        .await
+        .unwrap();
+    fake.push(Reply::text("streamed reply in pieces").usage(6, 4));
+    let input = SendMessage {
+        content: "go".into(),
+        ..Default::default()
+    };
+    let events: Vec<_> = c
+        .send_message_stream(&conversation.id, &input)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let events: Vec<MessageStreamEvent> = events.into_iter().map(|e| e.unwrap()).collect();
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            MessageStreamEvent::Delta(t) => Some(t.as_str()),
+            MessageStreamEvent::Done(_) => None,
+        })
+        .collect();
+    assert_eq!(text, "streamed reply in pieces");
+    assert!(events.len() >= 5, "pieces arrive one by one: {events:?}");
+    let MessageStreamEvent::Done(done) = events.last().unwrap() else {
+        panic!("ends with done")
+    };
+    assert_eq!(done.message.content, "streamed reply in pieces");
+    assert_eq!(done.token_usage.total_tokens, 10);
+    assert_eq!(
+        c.get_conversation(&conversation.id).await.unwrap().messages.len(),
+        2
+    );
+
+    // The raw stream uses the contract's framing: `event:` before `data:`.
+    fake.push(Reply::text("raw"));
+    let raw = app
+        .http()
+        .post(app.url(&format!("/api/sdk/conversations/{}/messages", conversation.id)))
+        .header("X-API-Key", &app.key)
+        .json(&json!({"content": "again", "stream": true}))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        raw.starts_with("event: delta\ndata: {\"content\":\"raw\"}\n\n"),
+        "{raw}"
+    );
+    assert!(raw.contains("event: done\ndata: {"), "{raw}");
+
+    // A stream cut off upstream ends with an error and stores nothing.
+    fake.push(Reply::cut_off("this will break off", 2));
+    let events: Vec<_> = c
+        .send_message_stream(&conversation.id, &input)
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let err = events.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.api().unwrap().code, "upstream_error", "{err}");
+    assert_eq!(
+        c.get_conversation(&conversation.id).await.unwrap().messages.len(),
+        4
+    );
 }
 
 fn openai_request(model: &str, text: &str) -> ChatCompletionRequest {

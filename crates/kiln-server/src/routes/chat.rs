@@ -1,12 +1,20 @@
 //! CONTRACT §2.6: stateless chat completions and stored conversations.
 
+use std::convert::Infallible;
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use kiln_api::MessageDelta;
 use kiln_api::{
     ChatCompletionChoice, ChatCompletionInput, ChatCompletionResult, ChatMessage, ConversationDetail,
     ConversationList, CreateConversation, ErrorBody, PageQuery, SendMessage, SendMessageResult,
 };
+use kiln_core::chat::MessageStreamEvent;
 use kiln_core::ids::ConversationId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -136,7 +144,8 @@ async fn delete_conversation(
 }
 
 /// Stores the user message, runs the model over the history with the
-/// conversation's system prompt and model, and stores the reply.
+/// conversation's system prompt and model, and stores the reply. With
+/// `"stream": true` the reply streams as SSE (`delta` events, then `done`).
 #[utoipa::path(post, path = "/api/sdk/conversations/{id}/messages", tag = "chat", params(("id" = String, Path)),
     request_body = SendMessage,
     responses((status = 200, body = SendMessageResult), (status = 400, body = ErrorBody),
@@ -146,7 +155,39 @@ async fn send_message(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<SendMessage>,
-) -> Result<Json<SendMessageResult>, ApiError> {
+) -> Result<Response, ApiError> {
+    if body.stream.unwrap_or(false) {
+        let events = state
+            .kiln
+            .send_message_stream(
+                &ctx,
+                &ConversationId::from_string(id),
+                &body.content,
+                body.use_rag.unwrap_or(false),
+                body.index_id.as_deref(),
+            )
+            .await?;
+        let events = events.map(|event| {
+            let (name, data) = match event {
+                MessageStreamEvent::Delta(content) => {
+                    ("delta", serde_json::to_string(&MessageDelta { content }))
+                }
+                MessageStreamEvent::Done { user, reply, usage } => (
+                    "done",
+                    serde_json::to_string(&SendMessageResult {
+                        user_message: convert::message(user),
+                        message: convert::message(reply),
+                        token_usage: convert::usage(usage),
+                    }),
+                ),
+                MessageStreamEvent::Failed(e) => ("error", serde_json::to_string(&ApiError::from(e).body)),
+            };
+            Ok::<Event, Infallible>(Event::default().event(name).data(data.expect("events serialise")))
+        });
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+            .into_response());
+    }
     let (user, reply, usage) = state
         .kiln
         .send_message(
@@ -161,5 +202,6 @@ async fn send_message(
         user_message: convert::message(user),
         message: convert::message(reply),
         token_usage: convert::usage(usage),
-    }))
+    })
+    .into_response())
 }
