@@ -14,7 +14,7 @@ pub enum MessageStreamEvent {
     /// More of the reply's text.
     Delta(String),
     /// The stored exchange (the stream ends after it).
-    Done(SendMessageResult),
+    Done(Box<SendMessageResult>),
 }
 
 /// The response body's SSE events.
@@ -99,7 +99,7 @@ pub(crate) fn message_events(
                     .map(|d| MessageStreamEvent::Delta(d.content))
                     .map_err(|e| Error::Decode(e.to_string())),
                 "done" => serde_json::from_str::<SendMessageResult>(&event.data)
-                    .map(MessageStreamEvent::Done)
+                    .map(|done| MessageStreamEvent::Done(Box::new(done)))
                     .map_err(|e| Error::Decode(e.to_string())),
                 _ => {
                     let body: Option<ErrorBody> = serde_json::from_str(&event.data).ok();
