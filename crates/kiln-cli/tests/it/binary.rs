@@ -228,7 +228,8 @@ async fn kiln_binary_end_to_end() {
     let conversations = client.list_conversations(None, None).await.unwrap();
     assert_eq!(conversations.len(), 1);
     let id = conversations[0].id.clone();
-    chat(vec!["--conversation".into(), id.clone()], "And again?\n").0;
+    let (again, _) = chat(vec!["--conversation".into(), id.clone()], "And again?\n");
+    assert!(again.contains("offline model"), "{again}");
     assert_eq!(client.get_conversation(&id).await.unwrap().messages.len(), 4);
 
     let logs = server.stderr();
