@@ -29,6 +29,11 @@ enum Command {
     Load(LoadArgs),
     /// Start a fresh `kiln serve`: time to first healthy answer and idle RSS.
     Startup(StartupArgs),
+    /// Run the fake LLM provider (instant `ok` replies) until interrupted.
+    FakeProvider {
+        #[arg(long, default_value = "127.0.0.1:18090")]
+        addr: String,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -36,9 +41,16 @@ struct LoadArgs {
     /// Server base URL.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// API key sent as X-API-Key.
-    #[arg(long, env = "KILN_API_KEY")]
+    /// API key sent as X-API-Key (or as a bearer token with --bearer).
+    #[arg(long, env = "KILN_API_KEY", default_value = "")]
     key: String,
+    /// Send the key as `Authorization: Bearer` (OpenAI style).
+    #[arg(long)]
+    bearer: bool,
+    /// Measure time to the first streamed content chunk instead of the
+    /// whole response (for `"stream": true` bodies).
+    #[arg(long)]
+    ttft: bool,
     /// Path to request.
     #[arg(long, default_value = "/api/sdk/project")]
     path: String,
@@ -82,6 +94,16 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Load(args) => load(args).await,
             Command::Startup(args) => startup(args).await,
+            Command::FakeProvider { addr } => {
+                let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
+                println!(
+                    "fake provider on {} (OpenAI base {})",
+                    fake.base_url(),
+                    fake.openai_base_url()
+                );
+                tokio::signal::ctrl_c().await?;
+                Ok(())
+            }
         }
     })
 }
@@ -89,12 +111,24 @@ fn main() -> anyhow::Result<()> {
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
     let method: reqwest::Method = args.method.parse().context("--method")?;
     let url = format!("{}{}", args.url.trim_end_matches('/'), args.path);
-    let probe = reqwest::Client::new()
-        .request(method.clone(), &url)
-        .header("X-API-Key", &args.key)
-        .send()
-        .await
-        .with_context(|| format!("probing {url}"))?;
+    let auth = |request: reqwest::RequestBuilder, key: &str, bearer: bool| {
+        if bearer {
+            request.bearer_auth(key)
+        } else {
+            request.header("X-API-Key", key)
+        }
+    };
+    let mut probe = auth(
+        reqwest::Client::new().request(method.clone(), &url),
+        &args.key,
+        args.bearer,
+    );
+    if let Some(body) = &args.body {
+        probe = probe
+            .header("Content-Type", "application/json")
+            .body(body.clone());
+    }
+    let probe = probe.send().await.with_context(|| format!("probing {url}"))?;
     if !probe.status().is_success() {
         bail!(
             "probe of {url} answered {}: fix the URL or key first",
@@ -109,25 +143,44 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
     for _ in 0..args.concurrency {
         let client = reqwest::Client::builder().pool_max_idle_per_host(1).build()?;
         let (method, url, key, body) = (method.clone(), url.clone(), args.key.clone(), args.body.clone());
+        let (bearer, ttft) = (args.bearer, args.ttft);
         let (recording, stop, errors) = (recording.clone(), stop.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut histogram =
                 Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
             while !stop.load(Ordering::Relaxed) {
-                let mut request = client.request(method.clone(), &url).header("X-API-Key", &key);
+                let mut request = auth(client.request(method.clone(), &url), &key, bearer);
                 if let Some(body) = &body {
                     request = request
                         .header("Content-Type", "application/json")
                         .body(body.clone());
                 }
                 let started = Instant::now();
+                let mut first_content = None;
                 let ok = match request.send().await {
+                    Ok(response) if ttft => {
+                        let success = response.status().is_success();
+                        let mut body = response.bytes_stream();
+                        let mut failed = false;
+                        while let Some(chunk) = futures::StreamExt::next(&mut body).await {
+                            match chunk {
+                                Ok(bytes) => {
+                                    if first_content.is_none() && has_text_content(&bytes) {
+                                        first_content = Some(started.elapsed());
+                                    }
+                                }
+                                Err(_) => failed = true,
+                            }
+                        }
+                        success && !failed && first_content.is_some()
+                    }
                     Ok(response) => response.status().is_success() && response.bytes().await.is_ok(),
                     Err(_) => false,
                 };
                 if recording.load(Ordering::Relaxed) {
                     if ok {
-                        histogram.saturating_record(started.elapsed().as_micros() as u64);
+                        let latency = first_content.unwrap_or_else(|| started.elapsed());
+                        histogram.saturating_record(latency.as_micros() as u64);
                     } else {
                         errors.fetch_add(1, Ordering::Relaxed);
                     }
@@ -178,6 +231,14 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Whether an SSE chunk carries non-empty `"content":"…"` (the first token).
+fn has_text_content(bytes: &[u8]) -> bool {
+    const NEEDLE: &[u8] = b"\"content\":\"";
+    bytes
+        .windows(NEEDLE.len() + 1)
+        .any(|w| &w[..NEEDLE.len()] == NEEDLE && w[NEEDLE.len()] != b'"')
 }
 
 fn free_port() -> anyhow::Result<u16> {

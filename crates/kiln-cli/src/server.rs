@@ -71,6 +71,7 @@ impl RunningServer {
             shutdown,
             grace,
             store,
+            kiln,
             ..
         } = self;
         let mut task = task;
@@ -81,6 +82,7 @@ impl RunningServer {
                 task.abort();
             }
         }
+        kiln.flush_usage().await;
         store.close().await;
         Ok(())
     }
@@ -123,6 +125,11 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         },
     );
     let shutdown = CancellationToken::new();
+    // Streams write small events; without TCP_NODELAY, Nagle's algorithm and
+    // delayed ACKs hold the second event ~40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     let task = tokio::spawn(
         axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())

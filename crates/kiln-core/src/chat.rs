@@ -262,6 +262,8 @@ impl Kiln {
         Ok(models)
     }
 
+    /// Queues the call's usage for the usage writer; never waits on the
+    /// database, so recording adds no latency to the call.
     async fn record_call(&self, project_id: &ProjectId, source: CallSource, model: &ModelRef, usage: Usage) {
         let call = LlmCall {
             id: LlmCallId::generate(),
@@ -271,8 +273,18 @@ impl Kiln {
             usage,
             created_at: now(),
         };
-        if let Err(e) = self.store.record_llm_call(&call).await {
-            tracing::warn!(error = %e, "could not record LLM usage");
+        self.usage_writer().record(call);
+    }
+
+    fn usage_writer(&self) -> &UsageWriter {
+        self.usage_writer
+            .get_or_init(|| UsageWriter::spawn(self.store.clone()))
+    }
+
+    /// Waits until every LLM call recorded so far is in the database.
+    pub async fn flush_usage(&self) {
+        if let Some(writer) = self.usage_writer.get() {
+            writer.flush().await;
         }
     }
 
@@ -612,6 +624,63 @@ pub enum MessageStreamEvent {
         usage: Usage,
     },
     Failed(Error),
+}
+
+/// Writes recorded LLM calls in batches: whatever has queued up while the
+/// previous batch was being written goes in the next transaction (group
+/// commit), so a busy server makes one write per batch, not per call.
+pub(crate) struct UsageWriter {
+    queue: tokio::sync::mpsc::UnboundedSender<UsageCommand>,
+}
+
+enum UsageCommand {
+    Record(LlmCall),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Most calls written in one transaction.
+const USAGE_BATCH: usize = 1000;
+
+impl UsageWriter {
+    fn spawn(store: Arc<dyn crate::Store>) -> Self {
+        let (queue, mut commands) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(first) = commands.recv().await {
+                let mut batch = Vec::new();
+                let mut flushed = Vec::new();
+                let mut next = Some(first);
+                while let Some(command) = next.take() {
+                    match command {
+                        UsageCommand::Record(call) => batch.push(call),
+                        UsageCommand::Flush(done) => flushed.push(done),
+                    }
+                    if batch.len() < USAGE_BATCH {
+                        next = commands.try_recv().ok();
+                    }
+                }
+                if !batch.is_empty()
+                    && let Err(e) = store.record_llm_calls(&batch).await
+                {
+                    tracing::warn!(error = %e, calls = batch.len(), "could not record LLM usage");
+                }
+                for done in flushed {
+                    let _ = done.send(());
+                }
+            }
+        });
+        UsageWriter { queue }
+    }
+
+    fn record(&self, call: LlmCall) {
+        let _ = self.queue.send(UsageCommand::Record(call));
+    }
+
+    async fn flush(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.queue.send(UsageCommand::Flush(done)).is_ok() {
+            let _ = wait.await;
+        }
+    }
 }
 
 struct UsageRecorder {

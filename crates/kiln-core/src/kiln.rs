@@ -55,6 +55,7 @@ pub struct Kiln {
     auth_cache: AuthCache,
     pub(crate) llm: Option<crate::chat::LlmSetup>,
     pub(crate) settings_cache: crate::chat::SettingsCache,
+    pub(crate) usage_writer: std::sync::OnceLock<crate::chat::UsageWriter>,
 }
 
 impl std::fmt::Debug for Kiln {
@@ -131,6 +132,7 @@ impl Kiln {
             auth_cache: AuthCache::new(config.auth_cache_ttl),
             llm: None,
             settings_cache: Default::default(),
+            usage_writer: Default::default(),
         }
     }
 
@@ -285,6 +287,7 @@ impl Kiln {
     // ---- project endpoints ----
 
     pub async fn metrics(&self, ctx: &AuthContext) -> Result<ProjectMetrics> {
+        self.flush_usage().await;
         Ok(self.store.project_metrics(&ctx.project.id).await?)
     }
 

@@ -120,7 +120,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<bool>;
 
     // Chat.
-    async fn record_llm_call(&self, call: &LlmCall) -> StoreResult<()>;
+    /// Records LLM calls (a batch, in one transaction).
+    async fn record_llm_calls(&self, calls: &[LlmCall]) -> StoreResult<()>;
     async fn create_conversation(&self, conversation: &Conversation, audit: &NewAudit) -> StoreResult<()>;
     /// Newest first.
     async fn list_conversations(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Conversation>>;

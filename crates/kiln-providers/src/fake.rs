@@ -189,6 +189,9 @@ impl FakeProvider {
             .await
             .expect("the fake provider binds");
         let base_url = format!("http://{}", listener.local_addr().expect("local addr"));
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

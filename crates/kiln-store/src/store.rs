@@ -732,9 +732,11 @@ impl Store for SqlStore {
         })
     }
 
-    async fn record_llm_call(&self, call: &LlmCall) -> StoreResult<()> {
+    async fn record_llm_calls(&self, calls: &[LlmCall]) -> StoreResult<()> {
         write_tx!(self, |tx| {
-            insert_call!(tx, call);
+            for call in calls {
+                insert_call!(tx, call);
+            }
             tx.commit().await.map_err(db_err)
         })
     }

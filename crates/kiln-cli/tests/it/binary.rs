@@ -232,8 +232,41 @@ async fn kiln_binary_end_to_end() {
     assert!(again.contains("offline model"), "{again}");
     assert_eq!(client.get_conversation(&id).await.unwrap().messages.len(), 4);
 
+    // A provider key in the vault never reaches logs or errors, even when
+    // the provider rejects it (the fake stands in for the vendor).
+    let fake = kiln_providers::fake::FakeProvider::start().await;
+    fake.require_key("the-right-key");
+    let provider_key = format!("sk-provider-{}", uuid::Uuid::new_v4().simple());
+    client
+        .put_secret(&vault.id, "openai_api_key", &provider_key)
+        .await
+        .unwrap();
+    client
+        .put_secret(&vault.id, "openai_base_url", &fake.openai_base_url())
+        .await
+        .unwrap();
+    client.set_project_vault(Some(&vault.id)).await.unwrap();
+    let err = client
+        .chat_completion(&kiln_sdk::api::ChatCompletionInput {
+            messages: vec![kiln_sdk::api::ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            }],
+            model: Some("openai/gpt-4o".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.api().unwrap().status, 502);
+    assert!(!err.to_string().contains(&provider_key));
+    assert_eq!(
+        fake.requests()[0].header("authorization"),
+        Some(format!("Bearer {provider_key}").as_str())
+    );
+
     let logs = server.stderr();
     server.terminate();
+    assert!(!logs.contains(&provider_key), "provider key in the server log");
 
     // The plaintext is nowhere: not in the logs, not in any database file.
     assert!(!logs.contains(&secret_value), "secret value in the server log");
@@ -245,7 +278,11 @@ async fn kiln_binary_end_to_end() {
     // Second start: no banner; data and keys survive.
     let again = serve(&data_dir, "second.log").await;
     let client = Client::new(&again.base_url, &key).unwrap();
-    assert_eq!(client.list_secrets(&vault.id).await.unwrap().len(), 1);
+    assert_eq!(
+        client.list_secrets(&vault.id).await.unwrap().len(),
+        2,
+        "openai_api_key and openai_base_url survive the restart"
+    );
     let second_log = again.stderr();
     again.terminate();
     assert!(!second_log.contains("first start"), "{second_log}");

@@ -595,6 +595,38 @@ async fn openai_compatible_endpoint_streams_and_passes_tool_calls(app: &TestApp)
         json!({"q": "streamed"})
     );
 
+    // A stream that breaks off upstream ends with an in-stream error.
+    fake.push(Reply::cut_off("this stream breaks", 2));
+    let chunks: Vec<_> = app
+        .client
+        .openai_chat_stream(&openai_request("openai/gpt-4o", "x"))
+        .await
+        .unwrap()
+        .collect()
+        .await;
+    let err = chunks.last().unwrap().as_ref().unwrap_err();
+    assert_eq!(err.api().unwrap().code, "upstream_error", "{err}");
+
+    // A client that goes away mid-stream aborts the upstream request.
+    fake.push(Reply::text("a b c d e f g h i j").chunk_delay(std::time::Duration::from_millis(100)));
+    let abandoned_before = fake.abandoned();
+    let mut stream = Box::pin(
+        app.client
+            .openai_chat_stream(&openai_request("openai/gpt-4o", "x"))
+            .await
+            .unwrap(),
+    );
+    stream.next().await.unwrap().unwrap();
+    drop(stream);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while fake.abandoned() == abandoned_before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the upstream request outlived its client"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
     // A provider failure mid-request is an OpenAI-shaped error.
     fake.push(Reply::status(503, "upstream down"));
     fake.push(Reply::status(503, "upstream down"));
