@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod chat;
 pub mod error;
+pub mod index;
 pub mod openai;
 pub mod project;
 pub mod sse;
@@ -19,6 +20,7 @@ pub mod vault;
 pub use audit::*;
 pub use chat::*;
 pub use error::*;
+pub use index::*;
 pub use project::*;
 pub use system::*;
 pub use template::*;

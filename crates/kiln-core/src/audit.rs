@@ -109,6 +109,9 @@ pub mod actions {
     pub const PROMPT_TEMPLATE_CREATE: &str = "prompt_template.create";
     pub const PROMPT_TEMPLATE_UPDATE: &str = "prompt_template.update";
     pub const PROMPT_TEMPLATE_DELETE: &str = "prompt_template.delete";
+    pub const INDEX_CREATE: &str = "index.create";
+    pub const INDEX_UPDATE: &str = "index.update";
+    pub const INDEX_DELETE: &str = "index.delete";
     pub const CONVERSATION_CREATE: &str = "conversation.create";
     pub const CONVERSATION_MESSAGE: &str = "conversation.message";
     pub const CONVERSATION_DELETE: &str = "conversation.delete";

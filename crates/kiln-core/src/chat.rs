@@ -125,10 +125,19 @@ pub fn parse_chat_messages(messages: Vec<(String, String)>) -> Result<Vec<Messag
     Ok(parsed)
 }
 
-fn rag_unavailable(use_rag: bool, index_id: Option<&str>) -> Result<()> {
-    if let Some(index_id) = index_id.filter(|i| !i.is_empty()) {
-        return Err(Error::not_found(EntityKind::Index, index_id));
+impl Kiln {
+    /// `index_id` must name an index of the project (404 otherwise); RAG
+    /// itself is refused until retrieval lands.
+    async fn rag_unavailable(&self, ctx: &AuthContext, use_rag: bool, index_id: Option<&str>) -> Result<()> {
+        if let Some(index_id) = index_id.filter(|i| !i.is_empty()) {
+            self.get_index(ctx, &crate::ids::IndexId::from_string(index_id))
+                .await?;
+        }
+        rag_unavailable(use_rag)
     }
+}
+
+fn rag_unavailable(use_rag: bool) -> Result<()> {
     if use_rag {
         return Err(Error::validation(
             "use_rag needs RAG indexes, which this server does not have yet",
@@ -342,7 +351,7 @@ impl Kiln {
         index_id: Option<&str>,
     ) -> Result<(ModelRef, ChatResponse)> {
         let messages = parse_chat_messages(messages)?;
-        rag_unavailable(use_rag, index_id)?;
+        self.rag_unavailable(ctx, use_rag, index_id).await?;
         let request = ChatRequest {
             messages,
             ..Default::default()
@@ -522,7 +531,7 @@ impl Kiln {
             ));
         }
         let (conversation, history) = self.get_conversation(ctx, id).await?;
-        rag_unavailable(use_rag, index_id)?;
+        self.rag_unavailable(ctx, use_rag, index_id).await?;
         let mut messages = Vec::with_capacity(history.len() + 2);
         if !conversation.system_prompt.is_empty() {
             messages.push(Message::new(Role::System, conversation.system_prompt.clone()));

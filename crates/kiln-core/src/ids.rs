@@ -57,4 +57,6 @@ define_id!(
     MessageId,
     /// One recorded LLM call.
     LlmCallId,
+    /// A RAG index.
+    IndexId,
 );

@@ -117,7 +117,7 @@ fn key_audit(key: &ApiKey) -> NewAudit {
     .meta("prefix", key.prefix.clone())
 }
 
-fn unique_or(err: StoreError, message: impl FnOnce() -> String) -> Error {
+pub(crate) fn unique_or(err: StoreError, message: impl FnOnce() -> String) -> Error {
     match err {
         StoreError::UniqueViolation(_) => Error::Conflict(message()),
         other => Error::Store(other),

@@ -14,6 +14,7 @@ pub mod chat;
 pub mod crypto;
 pub mod error;
 pub mod ids;
+pub mod index;
 pub mod kiln;
 pub mod llm;
 pub mod page;

@@ -11,7 +11,8 @@ use serde_json::{Map, Value};
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditFilter, NewAudit};
 use crate::chat::{Conversation, ConversationMessage, LlmCall};
-use crate::ids::{ApiKeyId, ConversationId, ProjectId, TemplateId, VaultId};
+use crate::ids::{ApiKeyId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
+use crate::index::Index;
 use crate::page::Page;
 use crate::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
 use crate::template::PromptTemplate;
@@ -118,6 +119,17 @@ pub trait Store: Send + Sync + 'static {
         id: &TemplateId,
         audit: &NewAudit,
     ) -> StoreResult<bool>;
+
+    // RAG indexes.
+    async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()>;
+    /// By name.
+    async fn list_indexes(&self, project_id: &ProjectId) -> StoreResult<Vec<Index>>;
+    async fn get_index(&self, project_id: &ProjectId, id: &IndexId) -> StoreResult<Option<Index>>;
+    /// Replaces name, description and metadata; `Ok(false)` when it is gone.
+    async fn update_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<bool>;
+    /// Deletes the index and everything in it.
+    async fn delete_index(&self, project_id: &ProjectId, id: &IndexId, audit: &NewAudit)
+    -> StoreResult<bool>;
 
     // Chat.
     /// Records LLM calls (a batch, in one transaction).

@@ -35,6 +35,11 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("DELETE", "/api/sdk/prompt-templates/{id}"),
     ("GET", "/api/sdk/audit-log"),
     ("GET", "/api/sdk/audit-log/export"),
+    ("GET", "/api/sdk/indexes"),
+    ("POST", "/api/sdk/indexes"),
+    ("GET", "/api/sdk/indexes/{id}"),
+    ("PATCH", "/api/sdk/indexes/{id}"),
+    ("DELETE", "/api/sdk/indexes/{id}"),
     ("POST", "/api/sdk/chat/completions"),
     ("GET", "/api/sdk/conversations"),
     ("POST", "/api/sdk/conversations"),
@@ -313,6 +318,37 @@ impl Client {
     pub async fn delete_prompt_template(&self, id: &str) -> Result<(), Error> {
         self.delete(&format!("/api/sdk/prompt-templates/{}", segment(id)))
             .await
+    }
+
+    // ---- indexes ----
+
+    /// `GET /api/sdk/indexes`.
+    pub async fn list_indexes(&self) -> Result<Vec<Index>, Error> {
+        Ok(self.get::<IndexList>("/api/sdk/indexes").await?.indexes)
+    }
+
+    /// `POST /api/sdk/indexes`.
+    pub async fn create_index(&self, input: &CreateIndex) -> Result<Index, Error> {
+        self.with_body(Method::POST, "/api/sdk/indexes", input).await
+    }
+
+    /// `GET /api/sdk/indexes/{id}` (unwrapped from `{"index": …}`).
+    pub async fn get_index(&self, id: &str) -> Result<Index, Error> {
+        Ok(self
+            .get::<IndexEnvelope>(&format!("/api/sdk/indexes/{}", segment(id)))
+            .await?
+            .index)
+    }
+
+    /// `PATCH /api/sdk/indexes/{id}`.
+    pub async fn update_index(&self, id: &str, input: &UpdateIndex) -> Result<Index, Error> {
+        self.with_body(Method::PATCH, &format!("/api/sdk/indexes/{}", segment(id)), input)
+            .await
+    }
+
+    /// `DELETE /api/sdk/indexes/{id}`: the index and everything in it.
+    pub async fn delete_index(&self, id: &str) -> Result<(), Error> {
+        self.delete(&format!("/api/sdk/indexes/{}", segment(id))).await
     }
 
     // ---- chat ----

@@ -127,3 +127,16 @@ pub(crate) fn message(m: kiln_core::chat::ConversationMessage) -> api::Conversat
         created_at: m.created_at,
     }
 }
+
+pub(crate) fn index(i: kiln_core::index::Index) -> api::Index {
+    api::Index {
+        project_id: i.project_id.to_string(),
+        app_id: i.project_id.into_string(),
+        id: i.id.into_string(),
+        name: i.name,
+        description: i.description,
+        metadata: i.metadata,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+    }
+}

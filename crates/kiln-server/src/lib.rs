@@ -97,6 +97,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::vaults::routes())
         .merge(routes::templates::routes())
         .merge(routes::audit::routes())
+        .merge(routes::indexes::routes())
         .merge(routes::chat::routes())
         .merge(routes::openai::routes())
 }

@@ -8,7 +8,8 @@ use sqlx::types::Json;
 use kiln_core::audit::AuditEntry;
 use kiln_core::chat::{Conversation, ConversationMessage};
 use kiln_core::crypto::SealedValue;
-use kiln_core::ids::{ApiKeyId, AuditId, ConversationId, MessageId, ProjectId, TemplateId, VaultId};
+use kiln_core::ids::{ApiKeyId, AuditId, ConversationId, IndexId, MessageId, ProjectId, TemplateId, VaultId};
+use kiln_core::index::Index;
 use kiln_core::llm::{Role, Usage};
 use kiln_core::project::{ApiKey, Project, ProjectName};
 use kiln_core::template::PromptTemplate;
@@ -259,5 +260,30 @@ impl TryFrom<MessageRow> for ConversationMessage {
             content: r.content,
             created_at: r.created_at,
         })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct IndexRow {
+    id: String,
+    project_id: String,
+    name: String,
+    description: String,
+    metadata: Json<Map<String, Value>>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<IndexRow> for Index {
+    fn from(r: IndexRow) -> Self {
+        Index {
+            id: IndexId::from_string(r.id),
+            project_id: ProjectId::from_string(r.project_id),
+            name: r.name,
+            description: r.description,
+            metadata: r.metadata.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
     }
 }

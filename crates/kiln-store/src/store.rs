@@ -9,7 +9,8 @@ use sqlx::{AssertSqlSafe, Row};
 use kiln_core::StoreError;
 use kiln_core::audit::{AuditEntry, AuditFilter, NewAudit};
 use kiln_core::chat::{Conversation, ConversationMessage, LlmCall};
-use kiln_core::ids::{ApiKeyId, ConversationId, ProjectId, TemplateId, VaultId};
+use kiln_core::ids::{ApiKeyId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
+use kiln_core::index::Index;
 use kiln_core::page::Page;
 use kiln_core::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
 use kiln_core::store::{Store, StoreResult};
@@ -18,8 +19,8 @@ use kiln_core::vault::{Secret, SecretName, Vault};
 
 use crate::connect::{Db, SqlStore, db_err};
 use crate::rows::{
-    ApiKeyRow, AuditRow, ConversationRow, KeyWithProjectRow, MessageRow, ProjectRow, SecretRow, TemplateRow,
-    VaultRow,
+    ApiKeyRow, AuditRow, ConversationRow, IndexRow, KeyWithProjectRow, MessageRow, ProjectRow, SecretRow,
+    TemplateRow, VaultRow,
 };
 
 /// Runs `$body` with `$pool` bound to the backend's read pool, once per
@@ -123,6 +124,7 @@ macro_rules! insert_call {
     }};
 }
 
+const INDEX_COLUMNS: &str = "id, project_id, name, description, metadata, created_at, updated_at";
 const CONVERSATION_COLUMNS: &str = "id, project_id, title, system_prompt, model, metadata, prompt_tokens, \
      completion_tokens, llm_calls, created_at, updated_at";
 const PROJECT_COLUMNS: &str = "id, name, slug, description, vault_id, created_at, updated_at";
@@ -718,6 +720,95 @@ impl Store for SqlStore {
     ) -> StoreResult<bool> {
         write_tx!(self, |tx| {
             let done = sqlx::query("DELETE FROM prompt_templates WHERE project_id = $1 AND id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO indexes (id, project_id, name, description, metadata, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(index.id.as_str())
+            .bind(index.project_id.as_str())
+            .bind(&index.name)
+            .bind(&index.description)
+            .bind(Json(&index.metadata))
+            .bind(index.created_at)
+            .bind(index.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)
+        })
+    }
+
+    async fn list_indexes(&self, project_id: &ProjectId) -> StoreResult<Vec<Index>> {
+        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE project_id = $1 ORDER BY name, id");
+        let rows: Vec<IndexRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(rows.into_iter().map(Index::from).collect())
+    }
+
+    async fn get_index(&self, project_id: &ProjectId, id: &IndexId) -> StoreResult<Option<Index>> {
+        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE project_id = $1 AND id = $2");
+        let row: Option<IndexRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(row.map(Index::from))
+    }
+
+    async fn update_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            let done = sqlx::query(
+                "UPDATE indexes SET name = $1, description = $2, metadata = $3, updated_at = $4 \
+                 WHERE project_id = $5 AND id = $6",
+            )
+            .bind(&index.name)
+            .bind(&index.description)
+            .bind(Json(&index.metadata))
+            .bind(index.updated_at)
+            .bind(index.project_id.as_str())
+            .bind(index.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn delete_index(
+        &self,
+        project_id: &ProjectId,
+        id: &IndexId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool> {
+        // Documents, chunks and search entries join this delete when they land.
+        write_tx!(self, |tx| {
+            let done = sqlx::query("DELETE FROM indexes WHERE project_id = $1 AND id = $2")
                 .bind(project_id.as_str())
                 .bind(id.as_str())
                 .execute(&mut *tx)

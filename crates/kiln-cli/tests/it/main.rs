@@ -15,6 +15,7 @@ mod auth;
 mod binary;
 mod chat;
 mod conventions;
+mod indexes;
 mod isolation;
 mod openapi;
 mod project;
