@@ -20,6 +20,7 @@ pub const ENV_SHUTDOWN_GRACE_SECS: &str = "KILN_SHUTDOWN_GRACE_SECS";
 pub const ENV_LOG_FORMAT: &str = "KILN_LOG_FORMAT";
 pub const ENV_PROVIDER_CONNECT_TIMEOUT: &str = "KILN_PROVIDER_CONNECT_TIMEOUT_SECS";
 pub const ENV_PROVIDER_FIRST_BYTE_TIMEOUT: &str = "KILN_PROVIDER_FIRST_BYTE_TIMEOUT_SECS";
+pub const ENV_PROVIDER_RESPONSE_TIMEOUT: &str = "KILN_PROVIDER_RESPONSE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_IDLE_TIMEOUT: &str = "KILN_PROVIDER_IDLE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_MAX_RETRIES: &str = "KILN_PROVIDER_MAX_RETRIES";
 
@@ -106,9 +107,12 @@ pub struct ServeArgs {
     /// LLM providers: seconds to establish a connection.
     #[arg(long, env = ENV_PROVIDER_CONNECT_TIMEOUT, default_value_t = 10)]
     pub provider_connect_timeout_secs: u64,
-    /// LLM providers: seconds from request to response headers.
+    /// LLM providers, streaming calls: seconds from request to response headers.
     #[arg(long, env = ENV_PROVIDER_FIRST_BYTE_TIMEOUT, default_value_t = 60)]
     pub provider_first_byte_timeout_secs: u64,
+    /// LLM providers, non-streaming calls: seconds from request to the (whole) response.
+    #[arg(long, env = ENV_PROVIDER_RESPONSE_TIMEOUT, default_value_t = 600)]
+    pub provider_response_timeout_secs: u64,
     /// LLM providers: longest silence between two chunks of a response, in seconds.
     #[arg(long, env = ENV_PROVIDER_IDLE_TIMEOUT, default_value_t = 60)]
     pub provider_idle_timeout_secs: u64,
@@ -129,6 +133,7 @@ impl ServeArgs {
         kiln_providers::HttpSettings {
             connect_timeout: Duration::from_secs(self.provider_connect_timeout_secs),
             first_byte_timeout: Duration::from_secs(self.provider_first_byte_timeout_secs),
+            response_timeout: Duration::from_secs(self.provider_response_timeout_secs),
             idle_timeout: Duration::from_secs(self.provider_idle_timeout_secs),
             max_retries: self.provider_max_retries,
             ..Default::default()

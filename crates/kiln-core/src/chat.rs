@@ -36,12 +36,23 @@ pub struct LlmSetup {
     pub env: SettingMap,
 }
 
+/// Per-project vault settings. The generation moves on every vault change,
+/// so a read that started before a change cannot put stale values back.
 #[derive(Default)]
-pub(crate) struct SettingsCache(Mutex<HashMap<ProjectId, (Instant, SettingMap)>>);
+pub(crate) struct SettingsCache {
+    entries: Mutex<HashMap<ProjectId, (Instant, SettingMap)>>,
+    generation: std::sync::atomic::AtomicU64,
+}
 
 impl SettingsCache {
     pub(crate) fn clear(&self) {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        entries.clear();
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
 
@@ -163,8 +174,13 @@ impl Kiln {
         if self.kek.is_none() {
             return Ok(SettingMap::default());
         }
+        let generation = self.settings_cache.generation();
         {
-            let cache = self.settings_cache.0.lock().unwrap_or_else(|e| e.into_inner());
+            let cache = self
+                .settings_cache
+                .entries
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some((at, map)) = cache.get(&project.id)
                 && at.elapsed() < VAULT_SETTINGS_TTL
             {
@@ -177,11 +193,14 @@ impl Kiln {
                 map.insert(name, value);
             }
         }
-        self.settings_cache
-            .0
+        let mut cache = self
+            .settings_cache
+            .entries
             .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(project.id.clone(), (Instant::now(), map.clone()));
+            .unwrap_or_else(|e| e.into_inner());
+        if self.settings_cache.generation() == generation {
+            cache.insert(project.id.clone(), (Instant::now(), map.clone()));
+        }
         Ok(map)
     }
 
@@ -297,6 +316,46 @@ impl Kiln {
         }
     }
 
+    /// Fields only OpenAI-compatible providers understand change the answer's
+    /// form; refusing them beats silently dropping them.
+    fn check_extras(model: &ModelRef, request: &ChatRequest) -> Result<()> {
+        let openai_compatible = matches!(
+            model.provider,
+            ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Ollama
+        );
+        if openai_compatible {
+            return Ok(());
+        }
+        let refused: Vec<&str> = [
+            "response_format",
+            "n",
+            "logprobs",
+            "top_logprobs",
+            "logit_bias",
+            "prediction",
+        ]
+        .into_iter()
+        .filter(|k| {
+            request
+                .extra
+                .get(*k)
+                .is_some_and(|v| !v.is_null() && *v != serde_json::json!(1))
+        })
+        .collect();
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::validation(
+                format!(
+                    "`{}` is supported only by OpenAI-compatible providers, not `{}`",
+                    refused.join("`, `"),
+                    model.provider
+                ),
+                Some(refused[0]),
+            ))
+        }
+    }
+
     /// One completion through the resolved provider; usage is recorded.
     pub async fn complete(
         &self,
@@ -306,6 +365,7 @@ impl Kiln {
         source: CallSource,
     ) -> Result<(ModelRef, ChatResponse)> {
         let (model_ref, provider) = self.resolve_model(ctx, model).await?;
+        Self::check_extras(&model_ref, &request)?;
         request.model = model_ref.model.clone();
         let response = provider.complete(&request).await?;
         self.record_call(&ctx.project.id, source, &model_ref, response.usage)
@@ -323,6 +383,7 @@ impl Kiln {
         source: CallSource,
     ) -> Result<(ModelRef, DeltaStream)> {
         let (model_ref, provider) = self.resolve_model(ctx, model).await?;
+        Self::check_extras(&model_ref, &request)?;
         request.model = model_ref.model.clone();
         let upstream = provider.stream(&request).await?;
         let recorder = UsageRecorder {
@@ -542,6 +603,7 @@ impl Kiln {
         let (model_ref, provider) = self.resolve_model(ctx, model).await?;
         Ok(Exchange {
             conversation_id: id.clone(),
+            history_len: history.len() as i64,
             content: content.to_owned(),
             asked_at: now(),
             request: ChatRequest {
@@ -592,20 +654,34 @@ impl Kiln {
         )
         .meta("model", exchange.model_ref.to_string())
         .meta("total_tokens", usage.total());
-        if !self
+        match self
             .store
-            .append_exchange(&ctx.project.id, &user, &reply, &call, &audit)
+            .append_exchange(
+                &ctx.project.id,
+                exchange.history_len,
+                &user,
+                &reply,
+                &call,
+                &audit,
+            )
             .await?
         {
-            return Err(Error::not_found(EntityKind::Conversation, id));
+            Some(true) => Ok((user, reply, usage)),
+            Some(false) => Err(Error::Conflict(
+                "the conversation changed while the model was answering (another message was sent); \
+                 send the message again"
+                    .into(),
+            )),
+            None => Err(Error::not_found(EntityKind::Conversation, id)),
         }
-        Ok((user, reply, usage))
     }
 }
 
 /// A conversation turn ready to send to the model.
 struct Exchange {
     conversation_id: ConversationId,
+    /// Messages the model saw; the exchange is stored only if still so.
+    history_len: i64,
     content: String,
     asked_at: Timestamp,
     request: ChatRequest,

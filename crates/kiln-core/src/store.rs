@@ -156,15 +156,19 @@ pub trait Store: Send + Sync + 'static {
         audit: &NewAudit,
     ) -> StoreResult<bool>;
     /// Stores a user message, the reply and the call's usage in one
-    /// transaction; `Ok(false)` when the conversation is gone.
+    /// transaction, if the conversation still holds `expected_messages`
+    /// messages. `None` when the conversation is gone, `Some(false)` when
+    /// its history changed meanwhile (nothing written), `Some(true)` when
+    /// stored.
     async fn append_exchange(
         &self,
         project_id: &ProjectId,
+        expected_messages: i64,
         user: &ConversationMessage,
         reply: &ConversationMessage,
         call: &LlmCall,
         audit: &NewAudit,
-    ) -> StoreResult<bool>;
+    ) -> StoreResult<Option<bool>>;
 
     // Audit log.
     /// Newest first; the count ignores the page.

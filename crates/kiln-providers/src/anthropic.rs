@@ -84,6 +84,10 @@ pub fn to_wire(request: &ChatRequest, stream: bool) -> Value {
             ),
             Role::User | Role::System => ("user", vec![json!({"type": "text", "text": m.content})]),
         };
+        if blocks.is_empty() {
+            // Anthropic refuses empty turns (an empty stored reply, say).
+            continue;
+        }
         match messages.last_mut() {
             Some((last, existing)) if last == role => existing.extend(blocks),
             _ => messages.push((role.to_owned(), blocks)),
@@ -107,6 +111,9 @@ pub fn to_wire(request: &ChatRequest, stream: bool) -> Value {
             .map(|t| json!({"name": t.name, "description": t.description, "input_schema": t.parameters}))
             .collect();
     }
+    if let Some(choice) = request.tool_choice.as_ref().and_then(tool_choice) {
+        body["tool_choice"] = choice;
+    }
     if let Some(t) = request.temperature {
         body["temperature"] = json!(t);
     }
@@ -120,6 +127,27 @@ pub fn to_wire(request: &ChatRequest, stream: bool) -> Value {
         body["stream"] = json!(true);
     }
     body
+}
+
+/// OpenAI's `tool_choice` in Anthropic's terms.
+fn tool_choice(choice: &Value) -> Option<Value> {
+    match choice {
+        Value::String(s) if s == "auto" => Some(json!({"type": "auto"})),
+        Value::String(s) if s == "required" => Some(json!({"type": "any"})),
+        Value::String(s) if s == "none" => Some(json!({"type": "none"})),
+        Value::Object(_) => {
+            let name = choice.pointer("/function/name").and_then(Value::as_str)?;
+            Some(json!({"type": "tool", "name": name}))
+        }
+        _ => None,
+    }
+}
+
+/// Input tokens including prompt-cache reads and writes.
+fn input_tokens(usage: &Value) -> u32 {
+    tokens(usage, "input_tokens")
+        + tokens(usage, "cache_creation_input_tokens")
+        + tokens(usage, "cache_read_input_tokens")
 }
 
 fn finish_reason(reason: Option<&str>) -> FinishReason {
@@ -143,7 +171,14 @@ impl LlmProvider for Anthropic {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = to_wire(request, false);
-        let response = http::send(&self.settings, "anthropic", || self.post(&body)).await?;
+        let response = http::send(
+            &self.settings,
+            "anthropic",
+            self.settings.response_timeout,
+            Some(self.api_key.as_str()),
+            || self.post(&body),
+        )
+        .await?;
         let bytes = http::read_body(&self.settings, "anthropic", response).await?;
         let message: Value =
             serde_json::from_slice(&bytes).map_err(|e| Self::invalid(format!("not a message: {e}")))?;
@@ -178,7 +213,7 @@ impl LlmProvider for Anthropic {
             tool_calls,
             finish_reason: finish_reason(message.get("stop_reason").and_then(Value::as_str)),
             usage: Usage {
-                prompt_tokens: tokens(&usage, "input_tokens"),
+                prompt_tokens: input_tokens(&usage),
                 completion_tokens: tokens(&usage, "output_tokens"),
             },
         })
@@ -186,7 +221,14 @@ impl LlmProvider for Anthropic {
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
         let body = to_wire(request, true);
-        let response = http::send(&self.settings, "anthropic", || self.post(&body)).await?;
+        let response = http::send(
+            &self.settings,
+            "anthropic",
+            self.settings.first_byte_timeout,
+            Some(self.api_key.as_str()),
+            || self.post(&body),
+        )
+        .await?;
         let events = http::sse_events(&self.settings, "anthropic", response);
         // Anthropic numbers content blocks; tool calls are numbered apart.
         let mut tool_index_of_block = std::collections::HashMap::<u64, u32>::new();
@@ -220,7 +262,7 @@ impl LlmProvider for Anthropic {
                 match kind {
                     "message_start" => {
                         if let Some(u) = data.pointer("/message/usage") {
-                            usage.prompt_tokens = tokens(u, "input_tokens");
+                            usage.prompt_tokens = input_tokens(u);
                             usage.completion_tokens = tokens(u, "output_tokens");
                         }
                         Vec::new()
@@ -269,7 +311,7 @@ impl LlmProvider for Anthropic {
                         if let Some(u) = data.get("usage") {
                             usage.completion_tokens = tokens(u, "output_tokens");
                             if u.get("input_tokens").is_some() {
-                                usage.prompt_tokens = tokens(u, "input_tokens");
+                                usage.prompt_tokens = input_tokens(u);
                             }
                         }
                         if let Some(reason) = data.pointer("/delta/stop_reason").and_then(Value::as_str) {

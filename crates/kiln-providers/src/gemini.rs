@@ -151,7 +151,9 @@ fn usage(response: &Value) -> Option<Usage> {
     let u = response.get("usageMetadata")?;
     Some(Usage {
         prompt_tokens: u.get("promptTokenCount").and_then(Value::as_u64).unwrap_or(0) as u32,
-        completion_tokens: u.get("candidatesTokenCount").and_then(Value::as_u64).unwrap_or(0) as u32,
+        completion_tokens: (u.get("candidatesTokenCount").and_then(Value::as_u64).unwrap_or(0)
+            + u.get("thoughtsTokenCount").and_then(Value::as_u64).unwrap_or(0))
+            as u32,
     })
 }
 
@@ -171,7 +173,8 @@ fn parts(response: &Value, call_offset: usize) -> (String, Vec<ToolCall>, Option
         }
         if let Some(call) = part.get("functionCall") {
             calls.push(ToolCall {
-                id: format!("call_{}", call_offset + calls.len()),
+                // Gemini has no call ids; make ones unique across rounds.
+                id: format!("call_{}_{:08x}", call_offset + calls.len(), rand::random::<u32>()),
                 name: call.get("name").and_then(Value::as_str).unwrap_or("").to_owned(),
                 arguments: call
                     .get("args")
@@ -195,9 +198,13 @@ impl LlmProvider for Gemini {
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
         let body = to_wire(request);
-        let response = http::send(&self.settings, "gemini", || {
-            self.post(&request.model, false, &body)
-        })
+        let response = http::send(
+            &self.settings,
+            "gemini",
+            self.settings.response_timeout,
+            Some(self.api_key.as_str()),
+            || self.post(&request.model, false, &body),
+        )
         .await?;
         let bytes = http::read_body(&self.settings, "gemini", response).await?;
         let value: Value =
@@ -221,9 +228,13 @@ impl LlmProvider for Gemini {
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
         let body = to_wire(request);
-        let response = http::send(&self.settings, "gemini", || {
-            self.post(&request.model, true, &body)
-        })
+        let response = http::send(
+            &self.settings,
+            "gemini",
+            self.settings.first_byte_timeout,
+            Some(self.api_key.as_str()),
+            || self.post(&request.model, true, &body),
+        )
         .await?;
         let events = http::sse_events(&self.settings, "gemini", response);
         let mut calls_seen = 0usize;
@@ -258,6 +269,18 @@ impl LlmProvider for Gemini {
                         return vec![Err(Self::invalid(format!("malformed stream chunk: {e}")))];
                     }
                 };
+                if let Some(error) = value.get("error") {
+                    failed = true;
+                    return vec![Err(LlmError::Upstream {
+                        provider: "gemini".into(),
+                        status: error.get("code").and_then(Value::as_u64).unwrap_or(500) as u16,
+                        message: error
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or("stream error")
+                            .to_owned(),
+                    })];
+                }
                 let (text, calls, reason) = parts(&value, calls_seen);
                 let mut out = Vec::new();
                 if !text.is_empty() {

@@ -12,8 +12,12 @@ use rand::Rng;
 pub struct HttpSettings {
     /// Establishing the TCP/TLS connection.
     pub connect_timeout: Duration,
-    /// From sending the request to the response headers.
+    /// Streaming calls: from sending the request to the response headers.
     pub first_byte_timeout: Duration,
+    /// Non-streaming calls: from sending the request to the response
+    /// headers (a non-streamed completion sends its headers only once the
+    /// whole answer is generated, so this is long).
+    pub response_timeout: Duration,
     /// Longest silence between two chunks of a body or stream.
     pub idle_timeout: Duration,
     /// Retries after the first attempt, on 429, 5xx and connection errors.
@@ -29,6 +33,7 @@ impl Default for HttpSettings {
         HttpSettings {
             connect_timeout: Duration::from_secs(10),
             first_byte_timeout: Duration::from_secs(60),
+            response_timeout: Duration::from_secs(600),
             idle_timeout: Duration::from_secs(60),
             max_retries: 2,
             backoff_base: Duration::from_millis(250),
@@ -49,7 +54,7 @@ impl HttpSettings {
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         if let Some(wait) = retry_after {
-            return wait.min(self.max_retry_after);
+            return wait;
         }
         let base = self.backoff_base.saturating_mul(1 << attempt.min(6));
         let jitter = rand::rng().random_range(0..=base.as_millis() as u64 / 2);
@@ -75,63 +80,102 @@ fn is_retryable(status: reqwest::StatusCode) -> bool {
     status == reqwest::StatusCode::TOO_MANY_REQUESTS || status.is_server_error()
 }
 
+/// Largest response body read from a provider.
+pub const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+/// Largest single SSE line buffered from a provider stream.
+pub const MAX_SSE_PENDING_BYTES: usize = 4 * 1024 * 1024;
+
 /// Pulls a human message out of a vendor's error body
-/// (`{"error":{"message":…}}`, `{"error":"…"}`, `{"message":…}`), else the
-/// body's first 300 characters.
-pub fn error_message(body: &[u8]) -> String {
-    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) {
-        let candidates = [
-            value.pointer("/error/message"),
-            value.get("error").filter(|e| e.is_string()),
-            value.get("message"),
-            value.pointer("/0/error/message"),
-        ];
-        if let Some(text) = candidates.into_iter().flatten().find_map(|v| v.as_str()) {
-            return text.to_owned();
-        }
-    }
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        "no error message".to_owned()
-    } else {
-        text.chars().take(300).collect()
+/// (`{"error":{"message":…}}`, `{"error":"…"}`, `{"message":…}`). A body
+/// in no known format is not echoed (it could be anything the base URL
+/// points at). The message is scrubbed of `secret` and of anything shaped
+/// like an API key.
+pub fn error_message(body: &[u8], secret: Option<&str>) -> String {
+    let found = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|value| {
+            let candidates = [
+                value.pointer("/error/message"),
+                value.get("error").filter(|e| e.is_string()),
+                value.get("message"),
+                value.pointer("/0/error/message"),
+            ];
+            candidates
+                .into_iter()
+                .flatten()
+                .find_map(|v| v.as_str())
+                .map(str::to_owned)
+        });
+    match found {
+        Some(message) => scrub(&message, secret),
+        None if body.is_empty() => "no error message".to_owned(),
+        None => "the error body was not in the provider's format".to_owned(),
     }
 }
 
-/// Sends the request built by `build`, retrying 429/5xx/connection errors
-/// with backoff, and returns the first successful response. Error bodies
-/// are read (with the idle timeout) for their message.
+/// Removes `secret` and masks words that look like API keys (`sk-…`,
+/// `key-…`, long hex or base64 runs), keeping the rest of the message.
+pub fn scrub(message: &str, secret: Option<&str>) -> String {
+    let mut text = message.to_owned();
+    if let Some(secret) = secret.filter(|s| s.len() >= 4) {
+        text = text.replace(secret, "[redacted]");
+    }
+    text.split(' ')
+        .map(|word| {
+            let core = word.trim_matches(|c: char| !c.is_ascii_alphanumeric() && c != '*');
+            let keyish = core.starts_with("sk-")
+                || core.starts_with("sk_")
+                || core.starts_with("key-")
+                || (core.len() >= 24
+                    && core
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_*".contains(c))
+                    && core.chars().any(|c| c.is_ascii_digit()));
+            if keyish {
+                word.replace(core, "[redacted]")
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Sends the request built by `build` and returns the first successful
+/// response. 429, 5xx and connection failures (nothing was sent) are
+/// retried with backoff up to `max_retries`; a `Retry-After` longer than
+/// `max_retry_after` ends the attempts at once. A timeout is not retried:
+/// the provider may be working on (and billing) the request. `secret` is
+/// scrubbed from error messages.
 pub async fn send(
     settings: &HttpSettings,
     provider: &str,
+    header_timeout: Duration,
+    secret: Option<&str>,
     build: impl Fn() -> reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, LlmError> {
     let mut attempt = 0;
     loop {
-        let outcome = tokio::time::timeout(settings.first_byte_timeout, build().send()).await;
+        let outcome = tokio::time::timeout(header_timeout, build().send()).await;
         let (retryable, error, wait) = match outcome {
-            Err(_) => (
-                true,
-                LlmError::Timeout {
+            Err(_) => {
+                return Err(LlmError::Timeout {
                     provider: provider.to_owned(),
-                    phase: "waiting for the first byte",
-                },
-                None,
-            ),
+                    phase: "waiting for the response",
+                });
+            }
+            Ok(Err(e)) if e.is_timeout() => {
+                return Err(LlmError::Timeout {
+                    provider: provider.to_owned(),
+                    phase: "connecting",
+                });
+            }
             Ok(Err(e)) => {
-                let error = if e.is_timeout() {
-                    LlmError::Timeout {
-                        provider: provider.to_owned(),
-                        phase: "connecting",
-                    }
-                } else {
-                    LlmError::Connection {
-                        provider: provider.to_owned(),
-                        message: connection_message(&e),
-                    }
+                let error = LlmError::Connection {
+                    provider: provider.to_owned(),
+                    message: scrub(&connection_message(&e), secret),
                 };
-                (true, error, None)
+                (e.is_connect(), error, None)
             }
             Ok(Ok(response)) if response.status().is_success() => return Ok(response),
             Ok(Ok(response)) => {
@@ -145,9 +189,10 @@ pub async fn send(
                 let error = LlmError::Upstream {
                     provider: provider.to_owned(),
                     status: status.as_u16(),
-                    message: error_message(&body),
+                    message: error_message(&body[..body.len().min(64 * 1024)], secret),
                 };
-                (is_retryable(status), error, wait)
+                let too_long = wait.is_some_and(|w| w > settings.max_retry_after);
+                (is_retryable(status) && !too_long, error, wait)
             }
         };
         if !retryable || attempt >= settings.max_retries {
@@ -161,9 +206,15 @@ pub async fn send(
 }
 
 /// A connection error's message with its cause chain. Keys never travel in
-/// URLs (every client sends them as headers), so the URL may stay.
+/// URLs (every client sends them as headers); a URL with credentials in it
+/// is replaced.
 fn connection_message(e: &reqwest::Error) -> String {
-    let mut message = e.to_string();
+    let mut message = match e.url() {
+        Some(url) if !url.username().is_empty() || url.password().is_some() => {
+            e.to_string().replace(url.as_str(), "<provider url>")
+        }
+        _ => e.to_string(),
+    };
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {
         message = format!("{message}: {inner}");
@@ -189,7 +240,15 @@ pub async fn read_body(
                 });
             }
             Ok(None) => return Ok(body),
-            Ok(Some(Ok(chunk))) => body.extend_from_slice(&chunk),
+            Ok(Some(Ok(chunk))) => {
+                body.extend_from_slice(&chunk);
+                if body.len() > MAX_BODY_BYTES {
+                    return Err(LlmError::InvalidResponse {
+                        provider: provider.to_owned(),
+                        message: format!("response body larger than {MAX_BODY_BYTES} bytes"),
+                    });
+                }
+            }
             Ok(Some(Err(e))) => {
                 return Err(LlmError::Connection {
                     provider: provider.to_owned(),
@@ -239,7 +298,18 @@ pub fn sse_events(
                                 .pop_front()
                                 .map(|event| (Ok(event), (body, decoder, ready, true)));
                         }
-                        Ok(Some(Ok(chunk))) => ready.extend(decoder.feed(&chunk)),
+                        Ok(Some(Ok(chunk))) => {
+                            ready.extend(decoder.feed(&chunk));
+                            if decoder.pending() > MAX_SSE_PENDING_BYTES {
+                                let error = LlmError::InvalidResponse {
+                                    provider,
+                                    message: format!(
+                                        "a stream line is longer than {MAX_SSE_PENDING_BYTES} bytes"
+                                    ),
+                                };
+                                return Some((Err(error), (body, decoder, ready, true)));
+                            }
+                        }
                         Ok(Some(Err(e))) => {
                             let error = LlmError::Connection {
                                 provider,
@@ -252,4 +322,25 @@ pub fn sse_events(
             }
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_scrubbed_and_unknown_bodies_not_echoed() {
+        let body = br#"{"error":{"message":"Incorrect API key provided: sk-proj-abc1****wxyz. See docs."}}"#;
+        let message = error_message(body, Some("sk-proj-abc123secretwxyz"));
+        assert_eq!(message, "Incorrect API key provided: [redacted]. See docs.");
+        let message = error_message(
+            b"{\"message\":\"bad key the-secret-value\"}",
+            Some("the-secret-value"),
+        );
+        assert_eq!(message, "bad key [redacted]");
+        assert_eq!(
+            error_message(b"<html>internal admin page</html>", None),
+            "the error body was not in the provider's format"
+        );
+    }
 }

@@ -54,6 +54,14 @@ impl OpenAiCompatible {
         request
     }
 
+    fn wire(&self, request: &ChatRequest, stream: bool) -> wire::ChatCompletionRequest {
+        to_wire_for(
+            request,
+            stream,
+            self.name == "openai" && self.base_url == OPENAI_BASE_URL,
+        )
+    }
+
     fn invalid(&self, message: impl Into<String>) -> LlmError {
         LlmError::InvalidResponse {
             provider: self.name.clone(),
@@ -63,7 +71,13 @@ impl OpenAiCompatible {
 }
 
 /// The neutral request in OpenAI's format.
+/// `max_completion_tokens` for OpenAI itself (its reasoning models refuse
+/// `max_tokens`), `max_tokens` for other compatible servers.
 pub fn to_wire(request: &ChatRequest, stream: bool) -> wire::ChatCompletionRequest {
+    to_wire_for(request, stream, false)
+}
+
+fn to_wire_for(request: &ChatRequest, stream: bool, openai_itself: bool) -> wire::ChatCompletionRequest {
     let messages = request
         .messages
         .iter()
@@ -112,13 +126,14 @@ pub fn to_wire(request: &ChatRequest, stream: bool) -> wire::ChatCompletionReque
         tool_choice: request.tool_choice.clone(),
         temperature: request.temperature,
         top_p: request.top_p,
-        max_tokens: request.max_tokens,
-        max_completion_tokens: None,
+        max_tokens: request.max_tokens.filter(|_| !openai_itself),
+        max_completion_tokens: request.max_tokens.filter(|_| openai_itself),
         stop: (!request.stop.is_empty()).then(|| serde_json::json!(request.stop)),
         stream: stream.then_some(true),
         stream_options: stream.then_some(wire::StreamOptions {
             include_usage: Some(true),
         }),
+        extra: request.extra.clone(),
     }
 }
 
@@ -146,8 +161,15 @@ impl LlmProvider for OpenAiCompatible {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = to_wire(request, false);
-        let response = http::send(&self.settings, &self.name, || self.post(&body)).await?;
+        let body = self.wire(request, false);
+        let response = http::send(
+            &self.settings,
+            &self.name,
+            self.settings.response_timeout,
+            self.api_key.as_deref(),
+            || self.post(&body),
+        )
+        .await?;
         let bytes = http::read_body(&self.settings, &self.name, response).await?;
         let completion: wire::ChatCompletion = serde_json::from_slice(&bytes)
             .map_err(|e| self.invalid(format!("not a chat completion: {e}")))?;
@@ -176,9 +198,17 @@ impl LlmProvider for OpenAiCompatible {
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
-        let body = to_wire(request, true);
-        let response = http::send(&self.settings, &self.name, || self.post(&body)).await?;
+        let body = self.wire(request, true);
+        let response = http::send(
+            &self.settings,
+            &self.name,
+            self.settings.first_byte_timeout,
+            self.api_key.as_deref(),
+            || self.post(&body),
+        )
+        .await?;
         let provider = self.name.clone();
+        let secret = self.api_key.clone();
         let events = http::sse_events(&self.settings, &self.name, response);
         let deltas = events
             .map(move |event| -> Vec<Result<ChatDelta, LlmError>> {
@@ -189,18 +219,26 @@ impl LlmProvider for OpenAiCompatible {
                 if event.data.trim() == "[DONE]" {
                     return Vec::new();
                 }
-                let chunk: wire::ChatCompletionChunk = match serde_json::from_str(&event.data) {
-                    Ok(c) => c,
-                    Err(e) => {
+                let parsed = serde_json::from_str::<serde_json::Value>(&event.data).and_then(|value| {
+                    if value.get("error").is_some() {
                         // Some servers report errors in-stream.
-                        let message = if event.data.contains("\"error\"") {
-                            http::error_message(event.data.as_bytes())
-                        } else {
-                            format!("malformed stream chunk: {e}")
-                        };
+                        return Ok(Err(http::error_message(event.data.as_bytes(), secret.as_deref())));
+                    }
+                    serde_json::from_value::<wire::ChatCompletionChunk>(value).map(Ok)
+                });
+                let chunk = match parsed {
+                    Ok(Ok(chunk)) => chunk,
+                    Ok(Err(message)) => {
+                        return vec![Err(LlmError::Upstream {
+                            provider: provider.clone(),
+                            status: 500,
+                            message,
+                        })];
+                    }
+                    Err(e) => {
                         return vec![Err(LlmError::InvalidResponse {
                             provider: provider.clone(),
-                            message,
+                            message: format!("malformed stream chunk: {e}"),
                         })];
                     }
                 };

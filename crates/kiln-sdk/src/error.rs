@@ -46,6 +46,16 @@ impl ApiError {
     pub(crate) fn from_response(status: u16, body: &[u8]) -> Self {
         let parsed: Option<Map<String, Value>> = serde_json::from_slice(body).ok();
         let mut details = parsed.unwrap_or_default();
+        // OpenAI-shaped errors (`/v1`): {"error": {"message", "type", "code"}}.
+        if let Some(Value::Object(inner)) = details.get("error").cloned()
+            && !details.contains_key("message")
+        {
+            for key in ["message", "code"] {
+                if let Some(value) = inner.get(key) {
+                    details.insert(key.to_owned(), value.clone());
+                }
+            }
+        }
         let message = match details.remove("message") {
             Some(Value::String(m)) => m,
             _ => reqwest::StatusCode::from_u16(status)
@@ -127,6 +137,18 @@ mod tests {
         let debug = format!("{client:?}");
         assert!(!debug.contains("supersecret"), "{debug}");
         assert!(debug.contains("127.0.0.1:1"));
+    }
+
+    #[test]
+    fn openai_shaped_errors_are_read_too() {
+        let e = ApiError::from_response(
+            429,
+            br#"{"error":{"message":"slow down","type":"rate_limit_error","code":"upstream_error"}}"#,
+        );
+        assert_eq!(
+            (e.message.as_str(), e.code.as_str()),
+            ("slow down", "upstream_error")
+        );
     }
 
     #[test]

@@ -61,21 +61,39 @@ pub(crate) fn chunks(
     response: reqwest::Response,
 ) -> impl Stream<Item = Result<ChatCompletionChunk, Error>> + Send + 'static {
     sse_events(response)
-        .take_while(|event| {
-            let more = !matches!(event, Ok(e) if e.data.trim() == "[DONE]");
-            futures_util::future::ready(more)
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }))
+        .scan(false, |done, event| {
+            // `[DONE]` ends the stream; the body ending without it is an error.
+            let item = match event {
+                _ if *done => None,
+                Some(Ok(e)) if e.data.trim() == "[DONE]" => {
+                    *done = true;
+                    None
+                }
+                Some(item) => Some(Some(item)),
+                None => Some(Some(Err(stream_error(
+                    "",
+                    "the stream ended before [DONE]".into(),
+                )))),
+            };
+            futures_util::future::ready(item.map(|i| i.into_iter()))
         })
+        .flat_map(futures_util::stream::iter)
         .map(|event| {
             let event = event?;
-            serde_json::from_str::<ChatCompletionChunk>(&event.data).map_err(|_| {
-                let value: serde_json::Value = serde_json::from_str(&event.data).unwrap_or_default();
-                let message = value.pointer("/error/message").and_then(|m| m.as_str());
-                let code = value
-                    .pointer("/error/code")
-                    .and_then(|c| c.as_str())
-                    .unwrap_or("");
-                stream_error(code, message.unwrap_or("malformed stream chunk").to_owned())
-            })
+            let value: serde_json::Value = serde_json::from_str(&event.data)
+                .map_err(|_| stream_error("", "malformed stream chunk".to_owned()))?;
+            if let Some(error) = value.get("error") {
+                let message = error
+                    .get("message")
+                    .and_then(|m| m.as_str())
+                    .unwrap_or("stream error");
+                let code = error.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                return Err(stream_error(code, message.to_owned()));
+            }
+            serde_json::from_value::<ChatCompletionChunk>(value)
+                .map_err(|e| stream_error("", format!("malformed stream chunk: {e}")))
         })
         .scan(false, |failed, item| {
             // Stop after the first error.
@@ -92,7 +110,16 @@ pub(crate) fn message_events(
     response: reqwest::Response,
 ) -> impl Stream<Item = Result<MessageStreamEvent, Error>> + Send + 'static {
     sse_events(response)
+        .map(Some)
+        .chain(futures_util::stream::once(async { None }))
         .map(|event| {
+            // The body ending before `done` or `error` is an error.
+            let Some(event) = event else {
+                return Err(stream_error(
+                    "",
+                    "the stream ended before the reply was complete".into(),
+                ));
+            };
             let event = event?;
             match event.event.as_str() {
                 "delta" => serde_json::from_str::<MessageDelta>(&event.data)

@@ -933,11 +933,14 @@ impl Store for SqlStore {
     async fn append_exchange(
         &self,
         project_id: &ProjectId,
+        expected_messages: i64,
         user: &ConversationMessage,
         reply: &ConversationMessage,
         call: &LlmCall,
         audit: &NewAudit,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Option<bool>> {
+        // The UPDATE comes first: on PostgreSQL it locks the conversation
+        // row, so a concurrent exchange waits and then sees our messages.
         write_tx!(self, |tx| {
             let updated = sqlx::query(
                 "UPDATE conversations SET prompt_tokens = prompt_tokens + $1, \
@@ -953,7 +956,20 @@ impl Store for SqlStore {
             .await
             .map_err(db_err)?;
             if updated.rows_affected() == 0 {
-                return Ok(false);
+                return Ok(None);
+            }
+            let count: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM conversation_messages WHERE project_id = $1 AND conversation_id = $2",
+            )
+            .bind(project_id.as_str())
+            .bind(user.conversation_id.as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?
+            .try_get("n")
+            .map_err(db_err)?;
+            if count != expected_messages {
+                return Ok(Some(false));
             }
             for m in [user, reply] {
                 sqlx::query(
@@ -973,7 +989,7 @@ impl Store for SqlStore {
             insert_call!(tx, call);
             insert_audit!(tx, audit);
             tx.commit().await.map_err(db_err)?;
-            Ok(true)
+            Ok(Some(true))
         })
     }
 

@@ -247,9 +247,7 @@ async fn provider_failures_are_502_with_the_providers_status(app: &TestApp) {
     assert_eq!(err.details["provider_status"], 500);
     assert_eq!(fake.request_count(), 3, "bounded retries");
 
-    for _ in 0..3 {
-        fake.push(Reply::hang());
-    }
+    fake.push(Reply::hang());
     let err = api_err(
         app.client
             .chat_completion(&input(Some("gpt-4o"), vec![user("x")]))
@@ -343,6 +341,39 @@ async fn conversations_keep_history_and_usage(app: &TestApp) {
         (30, 5, 35)
     );
 
+    // Two messages racing: the one answered second finds the history
+    // changed and is refused (409), so the stored order is never mixed.
+    fake.push(Reply::text("slow answer").delay(std::time::Duration::from_millis(600)));
+    fake.push(Reply::text("fast answer"));
+    let slow_input = SendMessage {
+        content: "slow".into(),
+        ..Default::default()
+    };
+    let slow = c.send_message(&conversation.id, &slow_input);
+    let fast = async {
+        tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+        c.send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "fast".into(),
+                ..Default::default()
+            },
+        )
+        .await
+    };
+    let (slow, fast) = tokio::join!(slow, fast);
+    assert_eq!(fast.unwrap().message.content, "fast answer");
+    api_err(slow, 409, "conflict");
+    let contents: Vec<String> = c
+        .get_conversation(&conversation.id)
+        .await
+        .unwrap()
+        .messages
+        .into_iter()
+        .map(|m| m.content)
+        .collect();
+    assert_eq!(contents[4..], ["fast".to_owned(), "fast answer".to_owned()]);
+
     // A failed model call stores nothing; empty content is 400.
     fake.push(Reply::status(400, "bad request upstream"));
     api_err(
@@ -359,7 +390,7 @@ async fn conversations_keep_history_and_usage(app: &TestApp) {
     );
     assert_eq!(
         c.get_conversation(&conversation.id).await.unwrap().messages.len(),
-        4
+        6
     );
     api_err(
         c.send_message(
@@ -627,6 +658,47 @@ async fn openai_compatible_endpoint_streams_and_passes_tool_calls(app: &TestApp)
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
+    // OpenAI-only fields pass through to OpenAI-compatible providers.
+    fake.push(Reply::text("{\"ok\":true}"));
+    let response = app
+        .http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(
+            &json!({"model": "openai/gpt-4o", "messages": [{"role": "user", "content": "json please"}],
+                      "response_format": {"type": "json_object"}, "seed": 7}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let sent = fake.requests().last().unwrap().body.clone();
+    assert_eq!(
+        (sent["response_format"]["type"].as_str(), sent["seed"].as_i64()),
+        (Some("json_object"), Some(7))
+    );
+
+    // A provider's 4xx keeps its status on /v1 (OpenAI clients retry 5xx).
+    fake.push(Reply::status(400, "context length exceeded"));
+    let response = app
+        .http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(&openai_request("openai/gpt-4o", "x"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("context length exceeded"),
+        "{body}"
+    );
+
     // A provider failure mid-request is an OpenAI-shaped error.
     fake.push(Reply::status(503, "upstream down"));
     fake.push(Reply::status(503, "upstream down"));
@@ -690,6 +762,20 @@ async fn environment_keys_are_the_fallback() {
     let sent = &fake.requests()[0];
     assert_eq!(sent.path, "/v1/messages");
     assert_eq!(sent.header("x-api-key"), Some("sk-ant-env"));
+    // Fields Anthropic cannot honour are refused, not dropped.
+    let response = app
+        .http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(
+            &json!({"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "x"}],
+                      "response_format": {"type": "json_object"}}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    assert_eq!(fake.request_count(), 1, "nothing sent upstream");
     // With no model given, the configured provider's default is used, not the offline model.
     fake.push(Reply::text("default"));
     let result = app

@@ -58,7 +58,7 @@ impl TestApp {
         let (database_url, pg_schema) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("kiln.db").display()), None),
             Backend::Postgres => {
-                let Ok(base) = std::env::var(TEST_DATABASE_ENV) else {
+                let Some(base) = std::env::var(TEST_DATABASE_ENV).ok().filter(|v| !v.is_empty()) else {
                     eprintln!("skipping the PostgreSQL run: {TEST_DATABASE_ENV} is not set");
                     return None;
                 };
@@ -98,6 +98,7 @@ impl TestApp {
             print_banner: false,
             provider_http: kiln_providers::HttpSettings {
                 first_byte_timeout: Duration::from_millis(800),
+                response_timeout: Duration::from_millis(800),
                 idle_timeout: Duration::from_secs(2),
                 backoff_base: Duration::from_millis(10),
                 ..Default::default()

@@ -95,6 +95,11 @@ pub struct ChatRequest {
     pub max_tokens: Option<u32>,
     #[serde(default)]
     pub stop: Vec<String>,
+    /// Other OpenAI request fields (`response_format`, `seed`, `n`,
+    /// `parallel_tool_calls`, ...), passed through to OpenAI-compatible
+    /// providers.
+    #[serde(default)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -247,7 +252,7 @@ pub async fn collect_stream(model: &str, mut stream: DeltaStream) -> Result<Chat
                     call.id = id;
                 }
                 if let Some(name) = name {
-                    call.name.push_str(&name);
+                    call.name = name;
                 }
                 call.arguments.push_str(&arguments);
             }

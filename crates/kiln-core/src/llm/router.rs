@@ -210,12 +210,15 @@ impl SettingMap {
         names
     }
 
-    /// This provider's settings: the vault's values win over the environment's.
+    /// This provider's settings, taken as a unit: if the project's vault
+    /// sets anything for the provider (key or base URL), only the vault's
+    /// values are used; otherwise the environment's. So a vault can never
+    /// send the server's own key to a base URL of the project's choosing.
     pub fn provider(kind: ProviderKind, vault: &SettingMap, env: &SettingMap) -> ProviderSettings {
-        let pick = |name: Option<&str>| {
-            let name = name?;
-            vault.get(name).or_else(|| env.get(name)).map(str::to_owned)
-        };
+        let names = [kind.api_key_setting(), kind.base_url_setting()];
+        let vault_sets_any = names.iter().flatten().any(|n| vault.get(n).is_some());
+        let source = if vault_sets_any { vault } else { env };
+        let pick = |name: Option<&str>| source.get(name?).map(str::to_owned);
         ProviderSettings {
             api_key: pick(kind.api_key_setting()),
             base_url: pick(kind.base_url_setting()),
@@ -266,16 +269,28 @@ mod tests {
     }
 
     #[test]
-    fn vault_settings_win_over_the_environment() {
+    fn vault_settings_replace_the_environment_as_a_unit() {
         let mut vault = SettingMap::default();
         let mut env = SettingMap::default();
         vault.insert("openai_api_key", "from-vault".into());
         env.insert("openai_api_key", "from-env".into());
         env.insert("openai_base_url", "http://local:8000/v1".into());
         env.insert("anthropic_api_key", "  ".into());
+        env.insert("gemini_api_key", "server-gemini-key".into());
         let openai = SettingMap::provider(ProviderKind::OpenAi, &vault, &env);
         assert_eq!(openai.api_key.as_deref(), Some("from-vault"));
-        assert_eq!(openai.base_url.as_deref(), Some("http://local:8000/v1"));
+        assert_eq!(
+            openai.base_url, None,
+            "the env base URL does not mix with a vault key"
+        );
+        // A vault base URL alone never receives the server's key.
+        vault.insert("gemini_base_url", "http://attacker.example".into());
+        let gemini = SettingMap::provider(ProviderKind::Gemini, &vault, &env);
+        assert_eq!(gemini.api_key, None);
+        assert_eq!(gemini.base_url.as_deref(), Some("http://attacker.example"));
+        let from_env = SettingMap::provider(ProviderKind::OpenAi, &SettingMap::default(), &env);
+        assert_eq!(from_env.api_key.as_deref(), Some("from-env"));
+        assert_eq!(from_env.base_url.as_deref(), Some("http://local:8000/v1"));
         let anthropic = SettingMap::provider(ProviderKind::Anthropic, &vault, &env);
         assert!(
             !ProviderKind::Anthropic.is_configured(&anthropic),

@@ -24,6 +24,7 @@ fn fast_settings() -> HttpSettings {
     HttpSettings {
         connect_timeout: Duration::from_secs(2),
         first_byte_timeout: Duration::from_millis(800),
+        response_timeout: Duration::from_millis(800),
         idle_timeout: Duration::from_millis(400),
         max_retries: 2,
         backoff_base: Duration::from_millis(10),
@@ -250,6 +251,19 @@ async fn rate_limits_and_server_errors_are_retried_with_bounds() {
         );
         assert_eq!(fake.request_count(), 5, "{kind}: 1 + 2 retries");
         assert_eq!(fake.pending(), 1);
+
+        // A Retry-After beyond what we would wait ends the attempts at once.
+        let fake = FakeProvider::start().await;
+        let llm = provider(&fake, kind, fast_settings());
+        fake.push(Reply::status(429, "come back in a minute").retry_after(60));
+        let started = Instant::now();
+        let err = llm.complete(&request()).await.unwrap_err();
+        assert!(
+            matches!(err, LlmError::Upstream { status: 429, .. }),
+            "{kind}: {err:?}"
+        );
+        assert_eq!(fake.request_count(), 1);
+        assert!(started.elapsed() < Duration::from_secs(1));
     }
 }
 
@@ -257,11 +271,7 @@ async fn rate_limits_and_server_errors_are_retried_with_bounds() {
 async fn timeouts_fire_for_first_byte_and_idle_stream() {
     for kind in VENDORS {
         let fake = FakeProvider::start().await;
-        let settings = HttpSettings {
-            max_retries: 0,
-            ..fast_settings()
-        };
-        let llm = provider(&fake, kind, settings);
+        let llm = provider(&fake, kind, fast_settings());
         fake.push(Reply::hang());
         let started = Instant::now();
         let err = llm.complete(&request()).await.unwrap_err();
@@ -269,13 +279,18 @@ async fn timeouts_fire_for_first_byte_and_idle_stream() {
             matches!(
                 err,
                 LlmError::Timeout {
-                    phase: "waiting for the first byte",
+                    phase: "waiting for the response",
                     ..
                 }
             ),
             "{kind}: {err:?}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(
+            fake.request_count(),
+            1,
+            "{kind}: a timed-out request is not retried (it may be billed)"
+        );
 
         fake.push(Reply::text("one two three four").chunk_delay(Duration::from_millis(1500)));
         let err = collect_stream("m", llm.stream(&request()).await.unwrap())

@@ -37,8 +37,23 @@ impl From<ApiError> for OpenAiError {
 }
 
 impl From<kiln_core::Error> for OpenAiError {
+    /// Like the `/api/sdk` mapping, except that a provider's 4xx (a bad
+    /// request, a rate limit) keeps its status: OpenAI clients retry 5xx,
+    /// and would multiply a 429 or re-send a request the provider refused.
     fn from(e: kiln_core::Error) -> Self {
-        OpenAiError(e.into())
+        let passthrough = match &e {
+            kiln_core::Error::Upstream(kiln_core::llm::LlmError::Upstream { status, .. })
+                if (400..500).contains(status) =>
+            {
+                axum::http::StatusCode::from_u16(*status).ok()
+            }
+            _ => None,
+        };
+        let mut error = ApiError::from(e);
+        if let Some(status) = passthrough {
+            error.status = status;
+        }
+        OpenAiError(error)
     }
 }
 
@@ -143,6 +158,7 @@ fn to_request(body: &wire::ChatCompletionRequest) -> Result<ChatRequest, ApiErro
         top_p: body.top_p,
         max_tokens: body.max_completion_tokens.or(body.max_tokens),
         stop,
+        extra: body.extra.clone(),
     })
 }
 
