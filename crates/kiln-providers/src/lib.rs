@@ -10,11 +10,15 @@
 //! 429/5xx/connection errors honouring `Retry-After`, and SSE reading.
 //! Dropping a request future or stream aborts the upstream request.
 //!
+//! [`embeddings`] is the OpenAI-compatible `/embeddings` client behind the
+//! `Embedder` port.
+//!
 //! With the `fake` feature, [`fake`] is a scriptable provider server on
 //! 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats, for
 //! tests and benchmarks.
 
 pub mod anthropic;
+pub mod embeddings;
 pub mod factory;
 pub mod gemini;
 pub mod http;

@@ -219,6 +219,27 @@ pub trait LlmProvider: Send + Sync {
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError>;
 }
 
+/// Vectors for texts, one per input, in input order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// The model that produced them.
+    pub model: String,
+    pub vectors: Vec<Vec<f32>>,
+    /// Input tokens, as the provider reports them.
+    pub prompt_tokens: u32,
+}
+
+/// An embedding model (remote, like an OpenAI-compatible `/embeddings`
+/// endpoint, or built in). The RAG pipeline embeds chunks and queries
+/// through this port.
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// A stable name recorded with an index's vectors (`openai/text-embedding-3-small`).
+    fn name(&self) -> String;
+
+    async fn embed(&self, texts: &[String]) -> Result<Embeddings, LlmError>;
+}
+
 /// Folds a delta stream into a whole response (for callers that stream
 /// upstream but answer at once, and for tests).
 pub async fn collect_stream(model: &str, mut stream: DeltaStream) -> Result<ChatResponse, LlmError> {

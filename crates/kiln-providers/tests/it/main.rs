@@ -363,6 +363,40 @@ async fn dropping_a_stream_aborts_the_upstream_request() {
 }
 
 #[tokio::test]
+async fn the_embedder_batches_and_keeps_input_order() {
+    use kiln_core::llm::Embedder;
+    use kiln_providers::embeddings::{MAX_BATCH, OpenAiEmbedder};
+    let fake = FakeProvider::start().await;
+    let settings = fast_settings();
+    let embedder = OpenAiEmbedder::new(
+        &fake.openai_base_url(),
+        Some("sk-embed".into()),
+        "text-embedding-3-small",
+        settings.client(),
+        settings,
+    );
+    assert_eq!(embedder.name(), "openai/text-embedding-3-small");
+    let texts: Vec<String> = (0..MAX_BATCH + 3).map(|i| format!("text number {i}")).collect();
+    let embeddings = embedder.embed(&texts).await.unwrap();
+    assert_eq!(embeddings.vectors.len(), texts.len());
+    assert_eq!(
+        embeddings.vectors[MAX_BATCH + 2],
+        kiln_providers::fake::fake_embedding(&texts[MAX_BATCH + 2])
+    );
+    assert_eq!(fake.request_count(), 2, "split into batches");
+    assert_eq!(
+        fake.requests()[0].header("authorization"),
+        Some("Bearer sk-embed")
+    );
+    assert_eq!(fake.requests()[0].body["model"], "text-embedding-3-small");
+    assert_eq!(embeddings.prompt_tokens, 3 * texts.len() as u32);
+
+    fake.push(Reply::status(401, "bad key"));
+    let err = embedder.embed(&texts[..1]).await.unwrap_err();
+    assert!(matches!(err, LlmError::Upstream { status: 401, .. }), "{err:?}");
+}
+
+#[tokio::test]
 async fn embeddings_are_deterministic_unit_vectors() {
     let fake = FakeProvider::start().await;
     let client = reqwest::Client::new();
