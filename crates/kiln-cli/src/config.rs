@@ -20,6 +20,7 @@ pub const ENV_SHUTDOWN_GRACE_SECS: &str = "KILN_SHUTDOWN_GRACE_SECS";
 pub const ENV_LOG_FORMAT: &str = "KILN_LOG_FORMAT";
 pub const ENV_PROVIDER_CONNECT_TIMEOUT: &str = "KILN_PROVIDER_CONNECT_TIMEOUT_SECS";
 pub const ENV_PROVIDER_FIRST_BYTE_TIMEOUT: &str = "KILN_PROVIDER_FIRST_BYTE_TIMEOUT_SECS";
+pub const ENV_ALLOW_PRIVATE_NETWORK: &str = "KILN_ALLOW_PRIVATE_NETWORK";
 pub const ENV_PROVIDER_RESPONSE_TIMEOUT: &str = "KILN_PROVIDER_RESPONSE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_IDLE_TIMEOUT: &str = "KILN_PROVIDER_IDLE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_MAX_RETRIES: &str = "KILN_PROVIDER_MAX_RETRIES";
@@ -119,6 +120,10 @@ pub struct ServeArgs {
     /// LLM providers: retries after the first attempt on 429, 5xx, timeouts and connection errors.
     #[arg(long, env = ENV_PROVIDER_MAX_RETRIES, default_value_t = 2)]
     pub provider_max_retries: u32,
+    /// Let URLs that projects configure (provider base URLs in a vault) reach private, loopback and
+    /// link-local addresses. For development against local model servers; never in production.
+    #[arg(long, env = ENV_ALLOW_PRIVATE_NETWORK)]
+    pub allow_private_network: bool,
     /// Log format on stderr (`RUST_LOG` sets the level).
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
     pub log_format: LogFormat,

@@ -436,9 +436,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         shutdown_grace: Duration::from_secs(args.shutdown_grace_secs),
         provider_env: kiln_cli::config::provider_env(),
         provider_http: args.provider_http(),
+        allow_private_network: args.allow_private_network,
         print_banner: true,
     })
     .await?;
+    if args.allow_private_network {
+        tracing::warn!(
+            "--allow-private-network: project-configured URLs may reach private and local addresses"
+        );
+    }
     tracing::info!(
         addr = %server.addr,
         database = ?server.store.kind(),

@@ -30,6 +30,9 @@ pub struct StartOptions {
     pub provider_env: SettingMap,
     /// Provider timeouts and retries.
     pub provider_http: HttpSettings,
+    /// Let project-configured provider URLs reach private and local
+    /// addresses (development only).
+    pub allow_private_network: bool,
     /// Print the first-start key banner to stderr (before the server
     /// answers its first request).
     pub print_banner: bool,
@@ -110,7 +113,10 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             },
         )
         .with_llm(LlmSetup {
-            factory: Arc::new(HttpProviderFactory::new(options.provider_http)),
+            factory: Arc::new(HttpProviderFactory::new(
+                options.provider_http,
+                options.allow_private_network,
+            )),
             env: options.provider_env,
         }),
     );

@@ -2,7 +2,12 @@
 
 use std::sync::Arc;
 
-use kiln_core::llm::{LlmProvider, ProviderFactory, ProviderKind, ProviderSettings};
+use kiln_core::llm::{
+    ChatRequest, ChatResponse, DeltaStream, LlmError, LlmProvider, ProviderFactory, ProviderKind,
+    ProviderSettings,
+};
+
+use crate::guard::{self, PublicOnlyResolver};
 
 use crate::anthropic::{ANTHROPIC_BASE_URL, Anthropic};
 use crate::gemini::{GEMINI_BASE_URL, Gemini};
@@ -10,18 +15,62 @@ use crate::http::HttpSettings;
 use crate::offline::OfflineModel;
 use crate::openai::{OLLAMA_BASE_URL, OPENAI_BASE_URL, OPENROUTER_BASE_URL, OpenAiCompatible};
 
-/// Shares one connection pool across every provider and project.
+/// Shares connection pools across every provider and project: one for the
+/// operator's settings, one (refusing private networks, see [`crate::guard`])
+/// for base URLs a project put in its vault.
 #[derive(Clone)]
 pub struct HttpProviderFactory {
     client: reqwest::Client,
+    guarded: Option<reqwest::Client>,
     settings: HttpSettings,
 }
 
 impl HttpProviderFactory {
-    pub fn new(settings: HttpSettings) -> Self {
+    /// With `allow_private_network`, project-configured URLs may reach
+    /// private and local addresses too (development only).
+    pub fn new(settings: HttpSettings, allow_private_network: bool) -> Self {
+        let guarded = (!allow_private_network).then(|| {
+            reqwest::Client::builder()
+                .connect_timeout(settings.connect_timeout)
+                .dns_resolver(Arc::new(PublicOnlyResolver))
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("the guarded HTTP client builds")
+        });
         HttpProviderFactory {
             client: settings.client(),
+            guarded,
             settings,
+        }
+    }
+}
+
+/// Stands in for a provider whose base URL was refused.
+struct Refused {
+    provider: &'static str,
+    message: String,
+}
+
+#[async_trait::async_trait]
+impl LlmProvider for Refused {
+    fn name(&self) -> &str {
+        self.provider
+    }
+
+    async fn complete(&self, _: &ChatRequest) -> Result<ChatResponse, LlmError> {
+        Err(self.error())
+    }
+
+    async fn stream(&self, _: &ChatRequest) -> Result<DeltaStream, LlmError> {
+        Err(self.error())
+    }
+}
+
+impl Refused {
+    fn error(&self) -> LlmError {
+        LlmError::Connection {
+            provider: self.provider.to_owned(),
+            message: self.message.clone(),
         }
     }
 }
@@ -40,7 +89,17 @@ impl ProviderFactory for HttpProviderFactory {
     fn build(&self, kind: ProviderKind, settings: &ProviderSettings) -> Arc<dyn LlmProvider> {
         let key = settings.api_key.clone();
         let base = settings.base_url.as_deref();
-        let (client, http) = (self.client.clone(), self.settings.clone());
+        let guarded = self.guarded.as_ref().filter(|_| settings.from_vault);
+        if let (Some(_), Some(base)) = (guarded, base)
+            && let Err(message) = guard::check_url(base)
+        {
+            return Arc::new(Refused {
+                provider: kind.name(),
+                message,
+            });
+        }
+        let client = guarded.unwrap_or(&self.client).clone();
+        let http = self.settings.clone();
         match kind {
             ProviderKind::OpenAi => Arc::new(OpenAiCompatible::new(
                 "openai",

@@ -21,6 +21,7 @@ pub mod anthropic;
 pub mod embeddings;
 pub mod factory;
 pub mod gemini;
+pub mod guard;
 pub mod http;
 pub mod offline;
 pub mod openai;

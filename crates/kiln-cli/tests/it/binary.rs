@@ -57,6 +57,8 @@ async fn serve(data_dir: &Path, log_name: &str) -> Served {
         .arg("--data-dir")
         .arg(data_dir)
         .env("RUST_LOG", "debug")
+        // The fake provider listens on loopback and is configured through a vault.
+        .env("KILN_ALLOW_PRIVATE_NETWORK", "true")
         .env_remove("KILN_SECRET_KEK")
         .env_remove("KILN_DATABASE_URL")
         .stdout(Stdio::null())

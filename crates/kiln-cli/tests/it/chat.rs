@@ -786,3 +786,26 @@ async fn environment_keys_are_the_fallback() {
     assert_eq!(result.model, "anthropic/claude-3-5-haiku-latest");
     app.stop().await;
 }
+
+/// Without --allow-private-network, a provider URL from a project's vault
+/// cannot point at the server's own network; the operator's can.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vault_urls_to_private_networks_are_refused() {
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        allow_private_network: false,
+        ..Default::default()
+    };
+    let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
+    use_fake_via_vault(&app, &fake, "sk-private").await;
+    let err = api_err(
+        app.client
+            .chat_completion(&input(Some("openai/x"), vec![user("hi")]))
+            .await,
+        502,
+        "upstream_error",
+    );
+    assert!(err.message.contains("private"), "{}", err.message);
+    assert_eq!(fake.request_count(), 0);
+    app.stop().await;
+}

@@ -34,6 +34,9 @@ pub struct TestOptions {
     pub with_kek: bool,
     /// Server-wide provider settings (what env vars would give).
     pub provider_env: Vec<(&'static str, String)>,
+    /// The fake provider listens on 127.0.0.1, so tests that configure it
+    /// through a vault need private addresses allowed.
+    pub allow_private_network: bool,
 }
 
 impl Default for TestOptions {
@@ -41,6 +44,7 @@ impl Default for TestOptions {
         TestOptions {
             with_kek: true,
             provider_env: Vec::new(),
+            allow_private_network: true,
         }
     }
 }
@@ -96,6 +100,7 @@ impl TestApp {
                 env
             },
             print_banner: false,
+            allow_private_network: options.allow_private_network,
             provider_http: kiln_providers::HttpSettings {
                 first_byte_timeout: Duration::from_millis(800),
                 response_timeout: Duration::from_millis(800),

@@ -166,6 +166,9 @@ impl fmt::Display for ModelRef {
 pub struct ProviderSettings {
     pub api_key: Option<String>,
     pub base_url: Option<String>,
+    /// True when these came from a project's vault (the tenant chose the
+    /// base URL, so outbound requests are guarded against private networks).
+    pub from_vault: bool,
 }
 
 impl fmt::Debug for ProviderSettings {
@@ -173,6 +176,7 @@ impl fmt::Debug for ProviderSettings {
         f.debug_struct("ProviderSettings")
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("base_url", &self.base_url)
+            .field("from_vault", &self.from_vault)
             .finish()
     }
 }
@@ -222,6 +226,7 @@ impl SettingMap {
         ProviderSettings {
             api_key: pick(kind.api_key_setting()),
             base_url: pick(kind.base_url_setting()),
+            from_vault: vault_sets_any,
         }
     }
 }

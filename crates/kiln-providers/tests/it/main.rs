@@ -38,11 +38,12 @@ fn provider(fake: &FakeProvider, kind: ProviderKind, settings: HttpSettings) -> 
         ProviderKind::Gemini => fake.gemini_base_url(),
         _ => fake.openai_base_url(),
     };
-    HttpProviderFactory::new(settings).build(
+    HttpProviderFactory::new(settings, true).build(
         kind,
         &ProviderSettings {
             api_key: Some("sk-fake-key".into()),
             base_url: Some(base_url),
+            from_vault: false,
         },
     )
 }
@@ -414,4 +415,41 @@ async fn embeddings_are_deterministic_unit_vectors() {
     let norm: f32 = first.iter().map(|x| x * x).sum::<f32>().sqrt();
     assert!((norm - 1.0).abs() < 1e-5);
     assert_eq!(response["usage"]["prompt_tokens"], 3);
+}
+
+#[tokio::test]
+async fn project_configured_urls_cannot_reach_private_networks() {
+    let fake = FakeProvider::start().await;
+    let guarded = HttpProviderFactory::new(fast_settings(), false);
+    let settings = |from_vault| ProviderSettings {
+        api_key: Some("k".into()),
+        base_url: Some(fake.openai_base_url()),
+        from_vault,
+    };
+    // From a vault: the loopback fake is refused before any request.
+    let err = guarded
+        .build(ProviderKind::OpenAi, &settings(true))
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LlmError::Connection { message, .. } if message.contains("private")),
+        "{err:?}"
+    );
+    assert_eq!(fake.request_count(), 0);
+    // From the operator's environment: allowed.
+    guarded
+        .build(ProviderKind::OpenAi, &settings(false))
+        .complete(&request())
+        .await
+        .unwrap();
+    assert_eq!(fake.request_count(), 1);
+    // A hostname is checked after resolution: one that resolves only to
+    // loopback is refused by the resolver itself.
+    use reqwest::dns::Resolve;
+    let resolved = kiln_providers::guard::PublicOnlyResolver
+        .resolve("localhost".parse().unwrap())
+        .await;
+    let err = resolved.err().expect("localhost resolves only to loopback");
+    assert!(err.to_string().contains("private"), "{err}");
 }
