@@ -38,16 +38,60 @@ enum Command {
     Projects(ProjectsCommand),
     /// Chat in the terminal over a stored conversation, streaming replies.
     Chat(ChatArgs),
+    /// Create, list and delete RAG indexes.
+    #[command(subcommand)]
+    Index(IndexCommand),
 }
 
-#[derive(Debug, clap::Args)]
-struct ChatArgs {
+/// Where a remote verb sends its requests.
+#[derive(Debug, Clone, clap::Args)]
+struct RemoteArgs {
     /// Server URL.
     #[arg(long, env = "KILN_URL", default_value = "http://127.0.0.1:8080")]
     url: String,
     /// API key (kiln_...).
     #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
     api_key: String,
+}
+
+impl RemoteArgs {
+    fn client(&self) -> anyhow::Result<kiln_sdk::Client> {
+        Ok(kiln_sdk::Client::new(&self.url, &self.api_key)?)
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum IndexCommand {
+    /// Create an index.
+    Create {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Metadata as a JSON object.
+        #[arg(long)]
+        metadata: Option<String>,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// List indexes.
+    List {
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Delete an index (by name or id) and everything in it.
+    Delete {
+        name_or_id: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    remote: RemoteArgs,
     /// Model as `provider/model` for a new conversation (default: the project's default).
     #[arg(long)]
     model: Option<String>,
@@ -132,6 +176,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chat(args) => {
             init_logging(LogFormat::Text, "warn");
             chat(args).await
+        }
+        Command::Index(command) => {
+            init_logging(LogFormat::Text, "warn");
+            index(command).await
         }
         Command::Projects(ProjectsCommand::List { json, store }) => {
             init_logging(LogFormat::Text, "warn");
@@ -284,7 +332,7 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
     use kiln_sdk::api::{CreateConversation, SendMessage};
     use tokio::io::AsyncBufReadExt;
 
-    let client = kiln_sdk::Client::new(&args.url, &args.api_key)?;
+    let client = args.remote.client()?;
     let conversation = match &args.conversation {
         Some(id) => {
             let detail = client.get_conversation(id).await?;
@@ -365,6 +413,69 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
                     eprintln!("error: {e}");
                 }
             }
+        }
+    }
+    Ok(())
+}
+
+async fn index(command: IndexCommand) -> anyhow::Result<()> {
+    match command {
+        IndexCommand::Create {
+            name,
+            description,
+            metadata,
+            remote,
+        } => {
+            let metadata = match metadata {
+                Some(text) => match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(serde_json::Value::Object(map)) => Some(map),
+                    _ => anyhow::bail!("--metadata must be a JSON object"),
+                },
+                None => None,
+            };
+            let index = remote
+                .client()?
+                .create_index(&kiln_sdk::api::CreateIndex {
+                    name,
+                    description,
+                    metadata,
+                })
+                .await?;
+            eprintln!("created index `{}`", index.name);
+            println!("{}", index.id);
+        }
+        IndexCommand::List { json, remote } => {
+            let indexes = remote.client()?.list_indexes().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&indexes)?);
+            } else {
+                let mut table = vec![
+                    ["ID", "NAME", "DESCRIPTION", "CREATED"]
+                        .map(String::from)
+                        .to_vec(),
+                ];
+                for i in &indexes {
+                    table.push(vec![
+                        i.id.clone(),
+                        i.name.clone(),
+                        i.description.clone(),
+                        short_time(&i.created_at),
+                    ]);
+                }
+                print_table(&table);
+            }
+        }
+        IndexCommand::Delete { name_or_id, remote } => {
+            let client = remote.client()?;
+            let indexes = client.list_indexes().await?;
+            let Some(index) = indexes
+                .iter()
+                .find(|i| i.id == name_or_id || i.name == name_or_id)
+            else {
+                anyhow::bail!("no index named or with id `{name_or_id}`");
+            };
+            client.delete_index(&index.id).await?;
+            eprintln!("deleted index `{}` ({})", index.name, index.id);
         }
     }
     Ok(())

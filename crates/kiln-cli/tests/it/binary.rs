@@ -200,6 +200,47 @@ async fn kiln_binary_end_to_end() {
     }
     assert!(acme.get_project().await.unwrap_err().is_unauthorized());
 
+    // `kiln index create|list|delete` against the running server.
+    let remote = |args: &[&str]| {
+        let output = Command::new(KILN)
+            .args(args)
+            .args(["--url", &server.base_url, "--api-key", &key])
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8(output.stderr).unwrap();
+        (
+            output.status.success(),
+            String::from_utf8(output.stdout).unwrap(),
+            stderr,
+        )
+    };
+    let (ok, id, _) = remote(&[
+        "index",
+        "create",
+        "handbook",
+        "--description",
+        "HR",
+        "--metadata",
+        r#"{"team":"hr"}"#,
+    ]);
+    assert!(ok);
+    let index = client.get_index(id.trim()).await.unwrap();
+    assert_eq!(
+        (index.name.as_str(), index.metadata["team"].as_str()),
+        ("handbook", Some("hr"))
+    );
+    let (ok, listing, _) = remote(&["index", "list"]);
+    assert!(
+        ok && listing.contains("handbook") && listing.contains("HR"),
+        "{listing}"
+    );
+    let (ok, _, err) = remote(&["index", "create", "handbook"]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    let (ok, _, err) = remote(&["index", "create", "x", "--metadata", "[1]"]);
+    assert!(!ok && err.contains("JSON object"), "{err}");
+    assert!(remote(&["index", "delete", "handbook"]).0);
+    assert!(client.list_indexes().await.unwrap().is_empty());
+
     // `kiln chat` with piped input: the offline model answers, the
     // conversation is stored, and `--conversation` continues it.
     let chat = |extra: Vec<String>, input: &str| {
