@@ -608,7 +608,18 @@ impl Kiln {
         Ok((entries, total, page))
     }
 
-    pub async fn export_audit(&self, ctx: &AuthContext, filter: &AuditFilter) -> Result<Vec<AuditEntry>> {
-        Ok(self.store.export_audit(&ctx.project.id, filter).await?)
+    /// One page of an export: up to `limit` entries older than `before`,
+    /// newest first. Exports walk these pages so memory stays bounded.
+    pub async fn export_audit_page(
+        &self,
+        ctx: &AuthContext,
+        filter: &AuditFilter,
+        before: Option<&(crate::time::Timestamp, crate::ids::AuditId)>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        Ok(self
+            .store
+            .audit_page_before(&ctx.project.id, filter, before, limit)
+            .await?)
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 use crate::StoreError;
 use crate::audit::{AuditEntry, AuditFilter, NewAudit};
 use crate::chat::{Conversation, ConversationMessage, LlmCall};
-use crate::ids::{ApiKeyId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
+use crate::ids::{ApiKeyId, AuditId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
 use crate::index::Index;
 use crate::page::Page;
 use crate::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
@@ -178,10 +178,13 @@ pub trait Store: Send + Sync + 'static {
         filter: &AuditFilter,
         page: Page,
     ) -> StoreResult<(Vec<AuditEntry>, i64)>;
-    /// Every matching entry, newest first.
-    async fn export_audit(
+    /// Up to `limit` matching entries older than `before` (created_at, id),
+    /// newest first: keyset pages for streaming exports.
+    async fn audit_page_before(
         &self,
         project_id: &ProjectId,
         filter: &AuditFilter,
+        before: Option<&(Timestamp, AuditId)>,
+        limit: i64,
     ) -> StoreResult<Vec<AuditEntry>>;
 }

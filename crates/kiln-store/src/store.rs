@@ -9,7 +9,7 @@ use sqlx::{AssertSqlSafe, Row};
 use kiln_core::StoreError;
 use kiln_core::audit::{AuditEntry, AuditFilter, NewAudit};
 use kiln_core::chat::{Conversation, ConversationMessage, LlmCall};
-use kiln_core::ids::{ApiKeyId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
+use kiln_core::ids::{ApiKeyId, AuditId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
 use kiln_core::index::Index;
 use kiln_core::page::Page;
 use kiln_core::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
@@ -1024,16 +1024,30 @@ impl Store for SqlStore {
         })
     }
 
-    async fn export_audit(
+    async fn audit_page_before(
         &self,
         project_id: &ProjectId,
         filter: &AuditFilter,
+        before: Option<&(DateTime<Utc>, AuditId)>,
+        limit: i64,
     ) -> StoreResult<Vec<AuditEntry>> {
-        let (where_sql, binds) = audit_where(project_id, filter);
-        let sql =
-            format!("SELECT {AUDIT_COLUMNS} FROM audit_log{where_sql} ORDER BY created_at DESC, id DESC");
+        let (mut where_sql, mut binds) = audit_where(project_id, filter);
+        if let Some((at, id)) = before {
+            binds.push(Bind::Time(*at));
+            let t = binds.len();
+            binds.push(Bind::Text(id.to_string()));
+            let i = binds.len();
+            where_sql.push_str(&format!(
+                " AND (created_at < ${t} OR (created_at = ${t} AND id < ${i}))"
+            ));
+        }
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_log{where_sql} ORDER BY created_at DESC, id DESC LIMIT ${}",
+            binds.len() + 1
+        );
         read!(self, |pool| {
             let rows: Vec<AuditRow> = bind_all!(sqlx::query_as(AssertSqlSafe(sql)), &binds)
+                .bind(limit)
                 .fetch_all(pool)
                 .await
                 .map_err(db_err)?;

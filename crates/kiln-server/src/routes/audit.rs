@@ -87,53 +87,94 @@ async fn export_audit_log(
         ));
     }
     let filter = filter_of(&query)?;
-    let entries: Vec<AuditEntry> = state
-        .kiln
-        .export_audit(&ctx, &filter)
-        .await?
-        .into_iter()
-        .map(convert::audit_entry)
-        .collect();
-    let (content_type, disposition, body) = if format == "csv" {
+    let csv = format == "csv";
+    let (content_type, disposition) = if csv {
         (
             "text/csv; charset=utf-8",
             "attachment; filename=\"audit-log.csv\"",
-            to_csv(&entries),
         )
     } else {
-        let json = serde_json::to_string(&entries).map_err(|e| {
-            tracing::error!(error = %e, "audit export failed to serialise");
-            ApiError::internal()
-        })?;
-        (
-            "application/json",
-            "attachment; filename=\"audit-log.json\"",
-            json,
-        )
+        ("application/json", "attachment; filename=\"audit-log.json\"")
     };
+    // Rows are read in keyset pages and written as they come, so an export
+    // of any size holds one page in memory. A failure mid-way ends the body
+    // early (an unterminated JSON array or a short CSV) and is logged.
+    let state = ExportState {
+        kiln: state.kiln.clone(),
+        ctx,
+        filter,
+        csv,
+        cursor: None,
+        started: false,
+        finished: false,
+    };
+    let body = futures::stream::unfold(state, |mut state| async move {
+        if state.finished {
+            return None;
+        }
+        let mut out = String::new();
+        if !state.started {
+            state.started = true;
+            out.push_str(if state.csv { CSV_HEADER } else { "[" });
+        }
+        let page = match state
+            .kiln
+            .export_audit_page(&state.ctx, &state.filter, state.cursor.as_ref(), EXPORT_PAGE)
+            .await
+        {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "audit export failed mid-way");
+                state.finished = true;
+                return Some((Ok::<String, std::io::Error>(out), state));
+            }
+        };
+        let first_page = state.cursor.is_none();
+        if let Some(last) = page.last() {
+            state.cursor = Some((last.created_at, last.id.clone()));
+        }
+        let last_page = (page.len() as i64) < EXPORT_PAGE;
+        for (i, entry) in page.into_iter().enumerate() {
+            let entry = convert::audit_entry(entry);
+            if state.csv {
+                out.push_str(&csv_row(&entry));
+            } else {
+                if !(first_page && i == 0) {
+                    out.push(',');
+                }
+                out.push_str(&serde_json::to_string(&entry).unwrap_or_else(|_| "null".into()));
+            }
+        }
+        if last_page {
+            state.finished = true;
+            if !state.csv {
+                out.push(']');
+            }
+        }
+        Some((Ok(out), state))
+    });
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
             (header::CONTENT_DISPOSITION, disposition),
         ],
-        body,
+        axum::body::Body::from_stream(body),
     )
         .into_response())
 }
 
-const CSV_COLUMNS: [&str; 11] = [
-    "id",
-    "project_id",
-    "actor_user_id",
-    "actor_api_key_id",
-    "action",
-    "subject_type",
-    "subject_id",
-    "agent_version_id",
-    "session_id",
-    "metadata",
-    "created_at",
-];
+/// Rows per page of a streamed export.
+const EXPORT_PAGE: i64 = 500;
+
+struct ExportState {
+    kiln: std::sync::Arc<kiln_core::Kiln>,
+    ctx: kiln_core::auth::AuthContext,
+    filter: AuditFilter,
+    csv: bool,
+    cursor: Option<(chrono::DateTime<Utc>, kiln_core::ids::AuditId)>,
+    started: bool,
+    finished: bool,
+}
 
 /// RFC 4180 quoting: quote a cell holding a comma, quote or line break, and
 /// double the quotes inside.
@@ -145,30 +186,27 @@ fn csv_cell(value: &str) -> String {
     }
 }
 
-fn to_csv(entries: &[AuditEntry]) -> String {
-    let mut out = CSV_COLUMNS.join(",");
-    out.push_str("\r\n");
-    for e in entries {
-        let metadata = serde_json::Value::Object(e.metadata.clone()).to_string();
-        let created_at = e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-        let cells = [
-            e.id.as_str(),
-            e.project_id.as_str(),
-            e.actor_user_id.as_deref().unwrap_or(""),
-            e.actor_api_key_id.as_deref().unwrap_or(""),
-            e.action.as_str(),
-            e.subject_type.as_str(),
-            e.subject_id.as_str(),
-            e.agent_version_id.as_deref().unwrap_or(""),
-            e.session_id.as_deref().unwrap_or(""),
-            metadata.as_str(),
-            created_at.as_str(),
-        ];
-        let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
-        out.push_str(&row.join(","));
-        out.push_str("\r\n");
-    }
-    out
+const CSV_HEADER: &str = "id,project_id,actor_user_id,actor_api_key_id,action,subject_type,subject_id,\
+agent_version_id,session_id,metadata,created_at\r\n";
+
+fn csv_row(e: &AuditEntry) -> String {
+    let metadata = serde_json::Value::Object(e.metadata.clone()).to_string();
+    let created_at = e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let cells = [
+        e.id.as_str(),
+        e.project_id.as_str(),
+        e.actor_user_id.as_deref().unwrap_or(""),
+        e.actor_api_key_id.as_deref().unwrap_or(""),
+        e.action.as_str(),
+        e.subject_type.as_str(),
+        e.subject_id.as_str(),
+        e.agent_version_id.as_deref().unwrap_or(""),
+        e.session_id.as_deref().unwrap_or(""),
+        metadata.as_str(),
+        created_at.as_str(),
+    ];
+    let row: Vec<String> = cells.iter().map(|c| csv_cell(c)).collect();
+    format!("{}\r\n", row.join(","))
 }
 
 #[cfg(test)]
