@@ -17,6 +17,7 @@ pub mod ids;
 pub mod index;
 pub mod kiln;
 pub mod llm;
+pub mod names;
 pub mod page;
 pub mod project;
 pub mod store;

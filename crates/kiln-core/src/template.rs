@@ -18,14 +18,7 @@ pub struct PromptTemplate {
 }
 
 pub fn parse_template_name(name: &str) -> Result<String> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
-        return Err(Error::validation(
-            "name must be 1 to 200 characters without control characters",
-            Some("name"),
-        ));
-    }
-    Ok(trimmed.to_owned())
+    crate::names::parse_entity_name(name)
 }
 
 pub fn parse_template_content(content: &str) -> Result<String> {

@@ -61,14 +61,7 @@ impl SecretName {
 }
 
 pub fn parse_vault_name(name: &str) -> Result<String> {
-    let trimmed = name.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 || trimmed.chars().any(char::is_control) {
-        return Err(Error::validation(
-            "name must be 1 to 200 characters without control characters",
-            Some("name"),
-        ));
-    }
-    Ok(trimmed.to_owned())
+    crate::names::parse_entity_name(name)
 }
 
 /// The associated data a secret is sealed under: moving a row to another
