@@ -25,6 +25,16 @@ struct Served {
     stderr_path: std::path::PathBuf,
 }
 
+/// A server left running by a failing assertion is stopped, not orphaned.
+impl Drop for Served {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Served {
     fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap()
@@ -65,11 +75,16 @@ async fn serve(data_dir: &Path, log_name: &str) -> Served {
         .stderr(std::fs::File::create(&stderr_path).unwrap())
         .spawn()
         .unwrap();
-    let base_url = format!("http://127.0.0.1:{port}");
+    // Owned by `Served` from here on, so a failed wait still stops it.
+    let served = Served {
+        child,
+        base_url: format!("http://127.0.0.1:{port}"),
+        stderr_path,
+    };
     let deadline = Instant::now() + Duration::from_secs(15);
     let http = reqwest::Client::new();
     loop {
-        if let Ok(r) = http.get(format!("{base_url}/healthz")).send().await
+        if let Ok(r) = http.get(format!("{}/healthz", served.base_url)).send().await
             && r.status() == 200
         {
             break;
@@ -77,11 +92,7 @@ async fn serve(data_dir: &Path, log_name: &str) -> Served {
         assert!(Instant::now() < deadline, "kiln did not become healthy");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Served {
-        child,
-        base_url,
-        stderr_path,
-    }
+    served
 }
 
 fn cli(data_dir: &Path, args: &[&str]) -> (String, String) {
