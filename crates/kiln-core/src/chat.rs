@@ -144,21 +144,15 @@ impl Kiln {
             self.get_index(ctx, &crate::ids::IndexId::from_string(index_id))
                 .await?;
         }
-        rag_unavailable(use_rag)
+        if use_rag {
+            return Err(Error::validation(
+                "use_rag needs document retrieval, which this server does not have yet",
+                Some("use_rag"),
+            ));
+        }
+        Ok(())
     }
-}
 
-fn rag_unavailable(use_rag: bool) -> Result<()> {
-    if use_rag {
-        return Err(Error::validation(
-            "use_rag needs RAG indexes, which this server does not have yet",
-            Some("use_rag"),
-        ));
-    }
-    Ok(())
-}
-
-impl Kiln {
     fn llm(&self) -> Result<&LlmSetup> {
         self.llm.as_ref().ok_or_else(|| Error::ModelNotConfigured {
             message: "no LLM providers are wired into this server".into(),
