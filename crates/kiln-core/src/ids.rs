@@ -59,4 +59,8 @@ define_id!(
     LlmCallId,
     /// A RAG index.
     IndexId,
+    /// A document in a RAG index (an upload, a version, or an extracted sibling).
+    DocumentId,
+    /// A chunk of a document's text: the unit search returns.
+    ChunkId,
 );

@@ -20,6 +20,7 @@ pub mod llm;
 pub mod names;
 pub mod page;
 pub mod project;
+pub mod rag;
 pub mod store;
 pub mod template;
 pub mod time;
