@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod chat;
+pub mod document;
 pub mod error;
 pub mod index;
 pub mod openai;
@@ -19,6 +20,7 @@ pub mod vault;
 
 pub use audit::*;
 pub use chat::*;
+pub use document::*;
 pub use error::*;
 pub use index::*;
 pub use project::*;

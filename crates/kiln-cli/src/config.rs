@@ -24,6 +24,11 @@ pub const ENV_ALLOW_PRIVATE_NETWORK: &str = "KILN_ALLOW_PRIVATE_NETWORK";
 pub const ENV_PROVIDER_RESPONSE_TIMEOUT: &str = "KILN_PROVIDER_RESPONSE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_IDLE_TIMEOUT: &str = "KILN_PROVIDER_IDLE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_MAX_RETRIES: &str = "KILN_PROVIDER_MAX_RETRIES";
+pub const ENV_UPLOAD_LIMIT: &str = "KILN_UPLOAD_LIMIT";
+pub const ENV_INGEST_WORKERS: &str = "KILN_INGEST_WORKERS";
+pub const ENV_EMBEDDINGS_MODEL: &str = "KILN_EMBEDDINGS_MODEL";
+pub const ENV_EMBEDDINGS_BASE_URL: &str = "KILN_EMBEDDINGS_BASE_URL";
+pub const ENV_EMBEDDINGS_API_KEY: &str = "KILN_EMBEDDINGS_API_KEY";
 
 /// Provider settings read from the environment: `(env var, setting)`. The
 /// designated vault's secrets of the same setting names win over these.
@@ -124,12 +129,54 @@ pub struct ServeArgs {
     /// link-local addresses. For development against local model servers; never in production.
     #[arg(long, env = ENV_ALLOW_PRIVATE_NETWORK)]
     pub allow_private_network: bool,
+    /// Largest accepted document upload in bytes (larger: 413 payload_too_large).
+    #[arg(long, env = ENV_UPLOAD_LIMIT, default_value_t = kiln_core::rag::documents::DEFAULT_MAX_UPLOAD_BYTES)]
+    pub upload_limit: u64,
+    /// Documents ingested at once (extract, chunk, embed) by this server; 0 leaves ingestion to
+    /// other servers on the same database.
+    #[arg(long, env = ENV_INGEST_WORKERS, default_value_t = 1)]
+    pub ingest_workers: usize,
+    /// Embedding model for RAG: `builtin` (kiln/hash-384: no model file, no network) or a model
+    /// name served by an OpenAI-compatible `/embeddings` endpoint (e.g. `text-embedding-3-small`).
+    #[arg(long, env = ENV_EMBEDDINGS_MODEL, default_value = "builtin")]
+    pub embeddings_model: String,
+    /// Base URL of the OpenAI-compatible embeddings endpoint (key: KILN_EMBEDDINGS_API_KEY, else OPENAI_API_KEY).
+    #[arg(long, env = ENV_EMBEDDINGS_BASE_URL, default_value = "https://api.openai.com/v1")]
+    pub embeddings_base_url: String,
     /// Log format on stderr (`RUST_LOG` sets the level).
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
     pub log_format: LogFormat,
 }
 
+/// Which embedder the RAG pipeline uses (one per deployment).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum EmbeddingsConfig {
+    /// `kiln/hash-384`, built in.
+    #[default]
+    Builtin,
+    /// An OpenAI-compatible `/embeddings` endpoint.
+    OpenAi {
+        base_url: String,
+        model: String,
+        api_key: Option<String>,
+    },
+}
+
 impl ServeArgs {
+    pub fn embeddings(&self) -> EmbeddingsConfig {
+        if self.embeddings_model.trim().is_empty() || self.embeddings_model == "builtin" {
+            return EmbeddingsConfig::Builtin;
+        }
+        let api_key = [ENV_EMBEDDINGS_API_KEY, "OPENAI_API_KEY"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+        EmbeddingsConfig::OpenAi {
+            base_url: self.embeddings_base_url.clone(),
+            model: self.embeddings_model.clone(),
+            api_key,
+        }
+    }
+
     pub fn auth_cache_ttl(&self) -> Duration {
         Duration::from_millis(self.auth_cache_ttl_ms)
     }

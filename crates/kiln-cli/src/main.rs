@@ -549,6 +549,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         provider_http: args.provider_http(),
         allow_private_network: args.allow_private_network,
         print_banner: true,
+        search_dir: args.store.data_dir.join("search"),
+        upload_limit: args.upload_limit,
+        ingest_workers: args.ingest_workers,
+        embeddings: args.embeddings(),
     })
     .await?;
     if args.allow_private_network {

@@ -2,6 +2,7 @@
 //! graceful shutdown.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,11 +10,14 @@ use anyhow::Context;
 use kiln_core::chat::LlmSetup;
 use kiln_core::crypto::Kek;
 use kiln_core::kiln::CreatedKey;
-use kiln_core::llm::SettingMap;
+use kiln_core::llm::{Embedder, SettingMap};
+use kiln_core::rag::engine::RagSetup;
 use kiln_core::{Kiln, KilnConfig};
 use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig};
-use kiln_store::SqlStore;
+use kiln_store::{DatabaseKind, SqlStore};
+
+use crate::config::EmbeddingsConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +40,15 @@ pub struct StartOptions {
     /// Print the first-start key banner to stderr (before the server
     /// answers its first request).
     pub print_banner: bool,
+    /// Where this server keeps its search index (a cache rebuilt from the
+    /// database when missing): normally `DATA_DIR/search`.
+    pub search_dir: PathBuf,
+    /// Largest accepted document upload, in bytes.
+    pub upload_limit: u64,
+    /// Documents ingested at once; 0: this server does not ingest (another
+    /// replica on the database does).
+    pub ingest_workers: usize,
+    pub embeddings: EmbeddingsConfig,
 }
 
 /// A server accepting connections.
@@ -47,6 +60,7 @@ pub struct RunningServer {
     pub bootstrap: Option<CreatedKey>,
     shutdown: CancellationToken,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
     grace: Duration,
 }
 
@@ -75,6 +89,7 @@ impl RunningServer {
             grace,
             store,
             kiln,
+            workers,
             ..
         } = self;
         let mut task = task;
@@ -84,6 +99,11 @@ impl RunningServer {
                 tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
                 task.abort();
             }
+        }
+        // An interrupted ingestion is claimed again: at the next start on
+        // SQLite, after its lease on PostgreSQL.
+        for worker in workers {
+            worker.abort();
         }
         kiln.flush_usage().await;
         store.close().await;
@@ -104,14 +124,17 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             .await
             .with_context(|| format!("opening {}", kiln_store::redact_url(&options.database_url)))?,
     );
+    let rag = rag_setup(&options)?;
     let kiln = Arc::new(
         Kiln::new(
             store.clone(),
             KilnConfig {
                 kek: options.kek,
                 auth_cache_ttl: options.auth_cache_ttl,
+                max_upload_bytes: options.upload_limit,
             },
         )
+        .with_rag(rag)
         .with_llm(LlmSetup {
             factory: Arc::new(HttpProviderFactory::new(
                 options.provider_http,
@@ -128,9 +151,31 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         AppState::new(kiln.clone()),
         &ServerConfig {
             body_limit: options.body_limit,
+            upload_limit: usize::try_from(options.upload_limit).unwrap_or(usize::MAX),
         },
     );
     let shutdown = CancellationToken::new();
+    if store.kind() == DatabaseKind::Sqlite {
+        // One server per SQLite file: whatever a previous run claimed was
+        // interrupted.
+        let released = kiln.release_ingest_claims().await?;
+        if released > 0 {
+            tracing::info!(documents = released, "resuming interrupted ingestion");
+        }
+    }
+    let mut workers = Vec::new();
+    for _ in 0..options.ingest_workers {
+        workers.push(tokio::spawn(
+            kiln.clone().run_ingest_worker(shutdown.clone().cancelled_owned()),
+        ));
+    }
+    // Load the search structures now rather than on the first search.
+    let warm = kiln.clone();
+    workers.push(tokio::spawn(async move {
+        if let Err(e) = warm.catch_up_search().await {
+            tracing::warn!(error = %e, "loading the search index failed; the next search retries");
+        }
+    }));
     // Streams write small events; without TCP_NODELAY, Nagle's algorithm and
     // delayed ACKs hold the second event ~40 ms.
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -148,7 +193,36 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         bootstrap,
         shutdown,
         task,
+        workers,
         grace: options.shutdown_grace,
+    })
+}
+
+/// The RAG parts: extraction, the embedder, and the search index on local
+/// disk (a cache of the database, rebuilt when missing or stale).
+fn rag_setup(options: &StartOptions) -> anyhow::Result<RagSetup> {
+    let embedder: Arc<dyn Embedder> = match &options.embeddings {
+        EmbeddingsConfig::Builtin => Arc::new(kiln_search::HashEmbedder::new()),
+        EmbeddingsConfig::OpenAi {
+            base_url,
+            model,
+            api_key,
+        } => Arc::new(kiln_providers::embeddings::OpenAiEmbedder::new(
+            base_url,
+            api_key.clone(),
+            model,
+            reqwest::Client::new(),
+            options.provider_http.clone(),
+        )),
+    };
+    let lexical = kiln_search::TantivyIndex::open(&options.search_dir)
+        .with_context(|| format!("opening the search index in {}", options.search_dir.display()))?;
+    Ok(RagSetup {
+        extractor: Arc::new(kiln_extract::Extractor),
+        embedder,
+        lexical: Arc::new(lexical),
+        vectors: Arc::new(kiln_search::MemoryVectors::new()),
+        chunking: Default::default(),
     })
 }
 

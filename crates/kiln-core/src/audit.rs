@@ -112,6 +112,9 @@ pub mod actions {
     pub const INDEX_CREATE: &str = "index.create";
     pub const INDEX_UPDATE: &str = "index.update";
     pub const INDEX_DELETE: &str = "index.delete";
+    pub const DOCUMENT_UPLOAD: &str = "document.upload";
+    pub const DOCUMENT_DELETE: &str = "document.delete";
+    pub const DOCUMENT_HARD_DELETE: &str = "document.hard_delete";
     pub const CONVERSATION_CREATE: &str = "conversation.create";
     pub const CONVERSATION_MESSAGE: &str = "conversation.message";
     pub const CONVERSATION_DELETE: &str = "conversation.delete";

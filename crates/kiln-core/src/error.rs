@@ -16,6 +16,7 @@ pub enum EntityKind {
     PromptTemplate,
     Conversation,
     Index,
+    Document,
 }
 
 impl fmt::Display for EntityKind {
@@ -28,6 +29,7 @@ impl fmt::Display for EntityKind {
             EntityKind::PromptTemplate => "prompt template",
             EntityKind::Conversation => "conversation",
             EntityKind::Index => "index",
+            EntityKind::Document => "document",
         })
     }
 }
@@ -46,6 +48,12 @@ pub enum Error {
     /// A unique name is taken.
     #[error("{0}")]
     Conflict(String),
+    /// `if_version` did not match the live latest version of the name.
+    #[error("version conflict: the latest version of `{name}` is {current_version}")]
+    VersionConflict { name: String, current_version: i64 },
+    /// An upload is larger than the configured limit.
+    #[error("the file is larger than the upload limit of {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: u64 },
     /// Secret vaults are used while no key-encryption key is configured.
     #[error("secret vaults are disabled: the server has no key-encryption key (set KILN_SECRET_KEK)")]
     SecretsDisabled,

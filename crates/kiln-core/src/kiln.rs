@@ -29,6 +29,8 @@ pub struct KilnConfig {
     pub kek: Option<Kek>,
     /// How long an authenticated key is trusted before it is looked up again.
     pub auth_cache_ttl: Duration,
+    /// Uploads above this many bytes are refused with 413.
+    pub max_upload_bytes: u64,
 }
 
 impl Default for KilnConfig {
@@ -36,6 +38,7 @@ impl Default for KilnConfig {
         KilnConfig {
             kek: None,
             auth_cache_ttl: Duration::from_secs(2),
+            max_upload_bytes: crate::rag::documents::DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct Kiln {
     pub(crate) llm: Option<crate::chat::LlmSetup>,
     pub(crate) settings_cache: crate::chat::SettingsCache,
     pub(crate) usage_writer: std::sync::OnceLock<crate::chat::UsageWriter>,
+    pub(crate) max_upload_bytes: u64,
+    pub(crate) rag: Option<Arc<crate::rag::engine::Rag>>,
 }
 
 impl std::fmt::Debug for Kiln {
@@ -133,6 +138,8 @@ impl Kiln {
             llm: None,
             settings_cache: Default::default(),
             usage_writer: Default::default(),
+            max_upload_bytes: config.max_upload_bytes,
+            rag: None,
         }
     }
 
@@ -146,6 +153,11 @@ impl Kiln {
     fn vault_changed(&self) {
         self.auth_cache.clear();
         self.settings_cache.clear();
+    }
+
+    /// Uploads above this many bytes are refused.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.max_upload_bytes
     }
 
     pub async fn ping(&self) -> Result<()> {

@@ -40,6 +40,17 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/sdk/indexes/{id}"),
     ("PATCH", "/api/sdk/indexes/{id}"),
     ("DELETE", "/api/sdk/indexes/{id}"),
+    ("POST", "/api/sdk/indexes/{id}/documents"),
+    ("GET", "/api/sdk/indexes/{id}/documents"),
+    ("GET", "/api/sdk/documents"),
+    ("GET", "/api/sdk/documents/{id}"),
+    ("DELETE", "/api/sdk/documents/{id}"),
+    ("GET", "/api/sdk/indexes/{id}/documents/{doc_id}"),
+    ("DELETE", "/api/sdk/indexes/{id}/documents/{doc_id}"),
+    ("GET", "/api/sdk/indexes/{id}/documents/by-name/{name}"),
+    ("GET", "/api/sdk/indexes/{id}/documents/by-name/{name}/versions"),
+    ("POST", "/api/sdk/search"),
+    ("POST", "/api/sdk/indexes/{id}/search"),
     ("POST", "/api/sdk/chat/completions"),
     ("GET", "/api/sdk/conversations"),
     ("POST", "/api/sdk/conversations"),
@@ -77,7 +88,7 @@ impl std::fmt::Debug for Client {
 
 /// Percent-encodes one path segment (everything but unreserved characters),
 /// so names holding `/`, `+` or spaces stay one segment.
-fn segment(value: &str) -> String {
+pub(crate) fn segment(value: &str) -> String {
     urlencoding::encode(value).into_owned()
 }
 
@@ -109,13 +120,13 @@ impl Client {
         &self.base_url
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.http
             .request(method, format!("{}{path}", self.base_url))
             .header("X-API-Key", &self.api_key)
     }
 
-    async fn send(&self, builder: RequestBuilder) -> Result<reqwest::Response, Error> {
+    pub(crate) async fn send(&self, builder: RequestBuilder) -> Result<reqwest::Response, Error> {
         let response = builder.send().await?;
         let status = response.status();
         if status.is_success() {
@@ -125,16 +136,16 @@ impl Client {
         Err(ApiError::from_response(status.as_u16(), &body).into())
     }
 
-    async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T, Error> {
+    pub(crate) async fn json<T: DeserializeOwned>(&self, builder: RequestBuilder) -> Result<T, Error> {
         let bytes = self.send(builder).await?.bytes().await?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Decode(e.to_string()))
     }
 
-    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
+    pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, Error> {
         self.json(self.request(Method::GET, path)).await
     }
 
-    async fn with_body<B: Serialize, T: DeserializeOwned>(
+    pub(crate) async fn with_body<B: Serialize, T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -143,7 +154,7 @@ impl Client {
         self.json(self.request(method, path).json(body)).await
     }
 
-    async fn delete(&self, path: &str) -> Result<(), Error> {
+    pub(crate) async fn delete(&self, path: &str) -> Result<(), Error> {
         self.send(self.request(Method::DELETE, path)).await?;
         Ok(())
     }

@@ -14,10 +14,12 @@
 //! ```
 
 mod client;
+mod documents;
 mod error;
 mod stream;
 
 pub use client::{AuditExportFormat, Client, ENDPOINTS};
+pub use documents::{DocumentQuery, UploadOptions};
 pub use error::{ApiError, Error, VersionConflict};
 pub use kiln_api as api;
 pub use stream::MessageStreamEvent;

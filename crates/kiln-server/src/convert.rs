@@ -140,3 +140,68 @@ pub(crate) fn index(i: kiln_core::index::Index) -> api::Index {
         updated_at: i.updated_at,
     }
 }
+
+pub(crate) fn document(d: kiln_core::rag::document::Document) -> api::Document {
+    api::Document {
+        project_id: d.project_id.to_string(),
+        app_id: d.project_id.into_string(),
+        id: d.id.into_string(),
+        index_id: d.index_id.into_string(),
+        filename: d.filename,
+        content_type: d.content_type,
+        file_size: d.file_size,
+        status: d.status.as_str().to_owned(),
+        error_message: d.error_message,
+        page_count: d.page_count,
+        chunk_count: d.chunk_count,
+        name: d.name,
+        version: d.version,
+        is_latest: d.is_latest,
+        metadata: d.metadata,
+        parent_id: d.parent_id.map(|p| p.into_string()),
+        created_by_api_key_id: d.created_by_api_key_id.map(|k| k.into_string()),
+        content_sha256: d.content_sha256,
+        deleted_at: d.deleted_at,
+        created_at: d.created_at,
+        updated_at: d.updated_at,
+    }
+}
+
+pub(crate) fn search_result(s: kiln_core::rag::search::ScoredChunk) -> api::SearchResult {
+    let r = s.record;
+    api::SearchResult {
+        chunk_id: r.chunk_id.into_string(),
+        document_id: r.document.id.into_string(),
+        filename: r.document.filename,
+        document_name: r.document.name,
+        document_metadata: r.document.metadata,
+        content: r.content,
+        score: s.score,
+        chunk_index: r.chunk_index,
+        metadata: r.metadata,
+    }
+}
+
+pub(crate) fn document_search_result(s: kiln_core::rag::search::ScoredChunk) -> api::DocumentSearchResult {
+    let r = s.record;
+    let preview: String = r
+        .content
+        .chars()
+        .take(kiln_core::rag::search::PREVIEW_CHARS)
+        .collect();
+    api::DocumentSearchResult {
+        document_id: r.document.id.into_string(),
+        index_id: r.document.index_id.into_string(),
+        filename: r.document.filename,
+        document_name: r.document.name,
+        document_metadata: r.document.metadata,
+        parent_id: r.document.parent_id.map(|p| p.into_string()),
+        content_sha256: r.document.content_sha256,
+        score: s.score,
+        best_chunk: api::BestChunk {
+            chunk_id: r.chunk_id.into_string(),
+            chunk_index: r.chunk_index,
+            preview,
+        },
+    }
+}

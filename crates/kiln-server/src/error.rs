@@ -62,6 +62,16 @@ impl From<Error> for ApiError {
             }
             Error::Validation { message, field } => ApiError::validation(message, field.as_deref()),
             Error::Conflict(message) => ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, message),
+            Error::VersionConflict { current_version, .. } => {
+                let mut e = ApiError::new(StatusCode::CONFLICT, codes::VERSION_CONFLICT, err.to_string());
+                e.body = e.body.with_detail("current_version", current_version);
+                e
+            }
+            Error::PayloadTooLarge { limit_bytes } => {
+                let mut e = ApiError::payload_too_large(err.to_string());
+                e.body = e.body.with_detail("limit_bytes", limit_bytes);
+                e
+            }
             Error::SecretsDisabled => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 codes::SECRETS_DISABLED,

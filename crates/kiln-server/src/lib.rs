@@ -55,12 +55,16 @@ impl AppState {
 pub struct ServerConfig {
     /// Largest accepted request body, in bytes; larger ones get 413.
     pub body_limit: usize,
+    /// Largest accepted document upload, in bytes (the multipart form may
+    /// be 1 MiB larger); larger ones get 413.
+    pub upload_limit: usize,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             body_limit: DEFAULT_BODY_LIMIT,
+            upload_limit: kiln_core::rag::documents::DEFAULT_MAX_UPLOAD_BYTES as usize,
         }
     }
 }
@@ -90,7 +94,7 @@ impl utoipa::Modify for ApiKeySecurity {
     }
 }
 
-fn api_routes() -> OpenApiRouter<AppState> {
+fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(routes::system::routes())
         .merge(routes::project::routes())
@@ -98,18 +102,19 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(routes::templates::routes())
         .merge(routes::audit::routes())
         .merge(routes::indexes::routes())
+        .merge(routes::documents::routes(config.upload_limit))
         .merge(routes::chat::routes())
         .merge(routes::openai::routes())
 }
 
 /// The OpenAPI document of every route [`router`] serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    api_routes(&ServerConfig::default()).into_openapi()
 }
 
 /// The whole HTTP surface, ready to serve.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
-    let (router, doc) = api_routes().split_for_parts();
+    let (router, doc) = api_routes(config).split_for_parts();
     let json = doc.to_json().expect("the OpenAPI document serialises");
     let _ = state.openapi_json.set(json);
     let cors = CorsLayer::new()

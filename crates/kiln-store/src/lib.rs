@@ -12,7 +12,10 @@
 //! on the same file (the CLI beside a running server) waits on the busy
 //! timeout instead of failing.
 
+#[macro_use]
+mod macros;
 mod connect;
+mod documents;
 mod rows;
 mod store;
 

@@ -109,13 +109,15 @@ fn cli(data_dir: &Path, args: &[&str]) -> (String, String) {
     (stdout, stderr)
 }
 
+/// The first API key in `text` (log lines also hold `kiln_…` module paths).
 fn find_key(text: &str) -> Option<String> {
-    let start = text.find("kiln_")?;
-    let key: String = text[start..]
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-        .collect();
-    (key.len() == 45).then_some(key)
+    text.match_indices("kiln_").find_map(|(start, _)| {
+        let key: String = text[start..]
+            .chars()
+            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+            .collect();
+        (key.len() == 45 && key[5..].chars().all(|c| c.is_ascii_alphanumeric())).then_some(key)
+    })
 }
 
 fn files_containing(dir: &Path, needle: &[u8]) -> Vec<String> {

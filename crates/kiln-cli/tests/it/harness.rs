@@ -37,7 +37,14 @@ pub struct TestOptions {
     /// The fake provider listens on 127.0.0.1, so tests that configure it
     /// through a vault need private addresses allowed.
     pub allow_private_network: bool,
+    /// Largest accepted upload.
+    pub upload_limit: u64,
+    /// Ingestion workers (0: documents stay pending on this server).
+    pub ingest_workers: usize,
 }
+
+/// Small enough that tests can exceed it cheaply.
+pub const TEST_UPLOAD_LIMIT: u64 = 256 * 1024;
 
 impl Default for TestOptions {
     fn default() -> Self {
@@ -45,6 +52,8 @@ impl Default for TestOptions {
             with_kek: true,
             provider_env: Vec::new(),
             allow_private_network: true,
+            upload_limit: TEST_UPLOAD_LIMIT,
+            ingest_workers: 1,
         }
     }
 }
@@ -82,35 +91,7 @@ impl TestApp {
                 )
             }
         };
-        let kek = options
-            .with_kek
-            .then(|| Kek::from_base64(&Kek::generate_base64()).unwrap());
-        let server = start(StartOptions {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            database_url: database_url.clone(),
-            kek,
-            body_limit: TEST_BODY_LIMIT,
-            auth_cache_ttl: TEST_AUTH_CACHE_TTL,
-            shutdown_grace: Duration::from_secs(5),
-            provider_env: {
-                let mut env = kiln_core::llm::SettingMap::default();
-                for (name, value) in &options.provider_env {
-                    env.insert(name, value.clone());
-                }
-                env
-            },
-            print_banner: false,
-            allow_private_network: options.allow_private_network,
-            provider_http: kiln_providers::HttpSettings {
-                first_byte_timeout: Duration::from_millis(800),
-                response_timeout: Duration::from_millis(800),
-                idle_timeout: Duration::from_secs(2),
-                backoff_base: Duration::from_millis(10),
-                ..Default::default()
-            },
-        })
-        .await
-        .expect("server starts");
+        let server = start_server(&database_url, dir.path(), &options).await;
         let key = server
             .bootstrap
             .as_ref()
@@ -159,6 +140,19 @@ impl TestApp {
         Arc::new(kiln_store::SqlStore::connect(&self.database_url).await.unwrap())
     }
 
+    /// Another server on the same database, with its own (empty) search
+    /// directory: a replica. Its client uses this app's key.
+    pub async fn replica(&self, ingest_workers: usize) -> (RunningServer, Client, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = TestOptions {
+            ingest_workers,
+            ..TestOptions::default()
+        };
+        let server = start_server(&self.database_url, dir.path(), &options).await;
+        let client = Client::new(&server.base_url(), &self.key).unwrap();
+        (server, client, dir)
+    }
+
     /// Stops the server and drops the Postgres schema.
     pub async fn stop(self) {
         self.server.shutdown().await.expect("clean shutdown");
@@ -171,6 +165,43 @@ impl TestApp {
             pool.close().await;
         }
     }
+}
+
+/// Starts a server on `database_url` with its search index under `dir`.
+async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestOptions) -> RunningServer {
+    let kek = options
+        .with_kek
+        .then(|| Kek::from_base64(&Kek::generate_base64()).unwrap());
+    start(StartOptions {
+        addr: "127.0.0.1:0".parse().unwrap(),
+        database_url: database_url.to_owned(),
+        kek,
+        body_limit: TEST_BODY_LIMIT,
+        auth_cache_ttl: TEST_AUTH_CACHE_TTL,
+        shutdown_grace: Duration::from_secs(5),
+        provider_env: {
+            let mut env = kiln_core::llm::SettingMap::default();
+            for (name, value) in &options.provider_env {
+                env.insert(name, value.clone());
+            }
+            env
+        },
+        print_banner: false,
+        allow_private_network: options.allow_private_network,
+        search_dir: dir.join("search"),
+        upload_limit: options.upload_limit,
+        ingest_workers: options.ingest_workers,
+        embeddings: Default::default(),
+        provider_http: kiln_providers::HttpSettings {
+            first_byte_timeout: Duration::from_millis(800),
+            response_timeout: Duration::from_millis(800),
+            idle_timeout: Duration::from_secs(2),
+            backoff_base: Duration::from_millis(10),
+            ..Default::default()
+        },
+    })
+    .await
+    .expect("server starts")
 }
 
 /// Generates one `#[tokio::test]` per backend for each `async fn(TestApp)`.

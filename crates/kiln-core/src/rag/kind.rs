@@ -35,7 +35,12 @@ impl DocumentKind {
 
     /// The kind a stored content type is ingested as.
     pub fn from_content_type(content_type: &str) -> DocumentKind {
-        let essence = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let essence = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         match essence.as_str() {
             "text/markdown" | "text/x-markdown" => DocumentKind::Markdown,
             "text/plain" => DocumentKind::Text,
@@ -60,8 +65,14 @@ const BY_EXTENSION: &[(&str, &str)] = &[
     ("htm", "text/html"),
     ("xhtml", "application/xhtml+xml"),
     ("pdf", "application/pdf"),
-    ("docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
-    ("xlsx", "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"),
+    (
+        "docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    (
+        "xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
     ("json", "application/json"),
     ("yaml", "application/yaml"),
     ("yml", "application/yaml"),
@@ -107,16 +118,25 @@ mod tests {
 
     #[test]
     fn extension_decides_over_a_generic_part_type() {
-        assert_eq!(content_type_for("guide.MD", Some("application/octet-stream")), "text/markdown");
+        assert_eq!(
+            content_type_for("guide.MD", Some("application/octet-stream")),
+            "text/markdown"
+        );
         assert_eq!(content_type_for("a.pdf", None), "application/pdf");
         assert_eq!(content_type_for("blob", Some("text/plain")), "text/plain");
-        assert_eq!(content_type_for("blob", Some("application/octet-stream")), "application/octet-stream");
+        assert_eq!(
+            content_type_for("blob", Some("application/octet-stream")),
+            "application/octet-stream"
+        );
         assert_eq!(content_type_for("blob", None), "application/octet-stream");
     }
 
     #[test]
     fn kinds_follow_the_contract_boundary() {
-        assert_eq!(DocumentKind::from_content_type("text/markdown"), DocumentKind::Markdown);
+        assert_eq!(
+            DocumentKind::from_content_type("text/markdown"),
+            DocumentKind::Markdown
+        );
         assert!(DocumentKind::from_content_type("application/pdf").has_sibling());
         assert!(DocumentKind::from_content_type("text/html; charset=utf-8").has_sibling());
         assert!(!DocumentKind::from_content_type("text/csv").has_sibling());

@@ -13,8 +13,16 @@
 //!   `pending` (bytes included) before it is acknowledged, and a worker
 //!   claims pending documents with a lease, so a restart resumes them.
 
+pub mod chunk;
+pub mod document;
+pub mod documents;
+pub mod engine;
 pub mod kind;
 pub mod ports;
+pub mod search;
+pub mod store;
 
 pub use kind::{DocumentKind, content_type_for};
-pub use ports::{ChunkEntry, Extracted, LexicalIndex, SearchChange, SearchError, SearchHit, TextExtractor, VectorIndex};
+pub use ports::{
+    ChunkEntry, Extracted, LexicalIndex, SearchChange, SearchError, SearchHit, TextExtractor, VectorIndex,
+};

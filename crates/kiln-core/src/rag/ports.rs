@@ -37,11 +37,20 @@ pub struct ChunkEntry {
 #[derive(Debug, Clone, PartialEq)]
 pub enum SearchChange {
     /// The document's chunks become searchable (replacing any it had).
-    Upsert { document_id: DocumentId, chunks: Vec<ChunkEntry> },
+    Upsert {
+        document_id: DocumentId,
+        chunks: Vec<ChunkEntry>,
+    },
     /// The document is no longer searchable (superseded, deleted).
-    RemoveDocument { project_id: ProjectId, document_id: DocumentId },
+    RemoveDocument {
+        project_id: ProjectId,
+        document_id: DocumentId,
+    },
     /// The index and all of its documents are gone.
-    RemoveIndex { project_id: ProjectId, index_id: IndexId },
+    RemoveIndex {
+        project_id: ProjectId,
+        index_id: IndexId,
+    },
 }
 
 /// A scored chunk. Scores are comparable within one result list only.
@@ -87,5 +96,11 @@ pub trait VectorIndex: Send + Sync {
     }
     /// The `k` chunks of `project_id` in `index_ids` most similar to `query`
     /// (unit length); the score is the cosine similarity.
-    fn search(&self, project_id: &ProjectId, index_ids: &[IndexId], query: &[f32], k: usize) -> Vec<SearchHit>;
+    fn search(
+        &self,
+        project_id: &ProjectId,
+        index_ids: &[IndexId],
+        query: &[f32],
+        k: usize,
+    ) -> Vec<SearchHit>;
 }

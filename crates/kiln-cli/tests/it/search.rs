@@ -1,0 +1,415 @@
+//! CONTRACT §2.3 ingestion and §2.4 search: every format through the
+//! pipeline, extraction siblings, hybrid search in chunk and document mode,
+//! and what search must never return.
+
+use std::time::Duration;
+
+use kiln_sdk::api::{Document, SearchRequest};
+use kiln_sdk::{DocumentQuery, UploadOptions};
+use serde_json::{Value, json};
+
+use crate::backends;
+use crate::documents::{index, meta};
+use crate::harness::{TestApp, api_err};
+
+backends!(
+    every_format_is_ingested,
+    hybrid_search_finds_the_passage,
+    search_sees_only_live_latest_documents,
+    a_replica_searches_what_another_server_ingested,
+);
+
+const WAIT: Duration = Duration::from_secs(30);
+
+async fn put(app: &TestApp, idx: &str, filename: &str, body: &[u8], name: Option<&str>) -> Document {
+    let doc = app
+        .client
+        .upload_document_bytes(
+            idx,
+            filename,
+            body.to_vec(),
+            &UploadOptions {
+                name: name.map(str::to_owned),
+                metadata: Some(meta(json!({"source": "test"}))),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    app.client.wait_for_document(&doc.id, WAIT).await.unwrap()
+}
+
+fn query(q: &str) -> SearchRequest {
+    SearchRequest {
+        query: q.into(),
+        ..Default::default()
+    }
+}
+
+const GUIDE: &str = "# Account\n\n## Passwords\n\nTo reset your password, open Settings → Security and press \
+    Send reset link. The link expires after 30 minutes.\n\n## Billing\n\nInvoices are emailed on the first \
+    day of each month as PDF attachments.\n";
+
+async fn every_format_is_ingested(app: &TestApp) {
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+
+    let md = put(app, &idx, "guide.md", GUIDE.as_bytes(), Some("guide")).await;
+    assert_eq!(md.status, "ready");
+    assert_eq!(md.chunk_count, 2, "one chunk per section");
+    assert_eq!(md.page_count, None);
+
+    let txt = put(
+        app,
+        &idx,
+        "notes.txt",
+        b"Plain notes about the warehouse in Lyon.",
+        None,
+    )
+    .await;
+    assert_eq!((txt.status.as_str(), txt.chunk_count), ("ready", 1));
+    let csv = put(
+        app,
+        &idx,
+        "staff.csv",
+        b"name,city\nAda,Paris\n\"Lin, Jr.\",Oslo\n",
+        None,
+    )
+    .await;
+    assert_eq!((csv.status.as_str(), csv.chunk_count), ("ready", 1));
+    let json_doc = put(app, &idx, "config.json", b"{\"a\": 1}", None).await;
+    assert_eq!((json_doc.status.as_str(), json_doc.chunk_count), ("stored", 0));
+
+    // PDF, DOCX and HTML: the original is stored, a Markdown sibling carries the chunks.
+    let pdf_bytes =
+        kiln_extract::fixtures::pdf(&[&["Quarterly turbine inspection."], &["Blade wear within limits."]]);
+    let pdf = put(app, &idx, "report.pdf", &pdf_bytes, Some("reports/q3.pdf")).await;
+    assert_eq!(
+        (pdf.status.as_str(), pdf.chunk_count, pdf.page_count),
+        ("stored", 0, Some(2))
+    );
+    assert_eq!(pdf.content_type, "application/pdf");
+    let siblings = c
+        .list_documents(&DocumentQuery {
+            parent_id: Some(pdf.id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(siblings.total, 1);
+    let sibling = &siblings.data[0];
+    assert_eq!(sibling.content_type, "text/markdown");
+    assert_eq!(sibling.filename, "report.pdf.md");
+    assert_eq!(sibling.name.as_deref(), Some("reports/q3.pdf.md"));
+    assert_eq!(sibling.status, "ready");
+    assert!(sibling.chunk_count >= 1);
+    assert_eq!(
+        sibling.metadata,
+        meta(json!({"source": "test", "derived_from": "extraction"}))
+    );
+    assert_eq!((sibling.version, sibling.is_latest), (1, true));
+    let derived = c
+        .list_documents(&DocumentQuery {
+            derived_from: Some("extraction".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        derived.data.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec![sibling.id.as_str()]
+    );
+
+    let docx_bytes = kiln_extract::fixtures::docx(&[
+        ("Heading1", "Onboarding"),
+        ("", "Badges are issued at the front desk."),
+    ]);
+    let docx = put(app, &idx, "onboarding.docx", &docx_bytes, None).await;
+    assert_eq!(docx.status, "stored");
+    let html = put(
+        app,
+        &idx,
+        "faq.html",
+        b"<html><head><script>var secret = 1;</script></head><body><h1>FAQ</h1><p>Parking is free on weekends.</p></body></html>",
+        None,
+    )
+    .await;
+    assert_eq!(html.status, "stored");
+
+    // Broken files end in `error` with a useful message; others are unaffected.
+    let broken = put(
+        app,
+        &idx,
+        "broken.pdf",
+        b"%PDF-1.4 this is not really a pdf",
+        None,
+    )
+    .await;
+    assert_eq!(broken.status, "error");
+    let message = broken.error_message.unwrap_or_default();
+    assert!(message.to_lowercase().contains("pdf"), "{message}");
+    let bad_docx = put(app, &idx, "broken.docx", b"PK not a zip", None).await;
+    assert_eq!(bad_docx.status, "error");
+
+    // Every chunked text is searchable; hits cite the siblings, never the originals.
+    for (q, expected) in [
+        ("turbine blade wear", "report.pdf.md"),
+        ("badges front desk", "onboarding.docx.md"),
+        ("parking weekends", "faq.html.md"),
+        ("warehouse Lyon", "notes.txt"),
+        ("Lin Oslo", "staff.csv"),
+    ] {
+        let hits = c.search_index(&idx, &query(q)).await.unwrap();
+        assert_eq!(
+            hits.first().map(|h| h.filename.as_str()),
+            Some(expected),
+            "query `{q}`"
+        );
+    }
+    let scripts = c.search_index(&idx, &query("secret")).await.unwrap();
+    assert!(
+        scripts.iter().all(|h| !h.content.contains("var secret")),
+        "scripts are not indexed"
+    );
+}
+
+async fn hybrid_search_finds_the_passage(app: &TestApp) {
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+    let other = index(app, "other").await;
+    let guide = put(app, &idx, "guide.md", GUIDE.as_bytes(), Some("guide")).await;
+    put(
+        app,
+        &other,
+        "other.md",
+        b"# Other\n\nPassword rules for the other team.",
+        None,
+    )
+    .await;
+
+    // Chunk mode: the passage that answers comes first, with its document.
+    let hits = c
+        .search_index(&idx, &query("how do I reset my password"))
+        .await
+        .unwrap();
+    let top = &hits[0];
+    assert!(top.content.contains("Send reset link"), "{}", top.content);
+    assert_eq!(top.document_id, guide.id);
+    assert_eq!(top.document_name.as_deref(), Some("guide"));
+    assert_eq!(top.document_metadata, meta(json!({"source": "test"})));
+    assert_eq!(top.metadata.get("section"), Some(&json!("Account > Passwords")));
+    assert!(hits.iter().all(|h| h.score > 0.0 && h.score <= 1.0));
+    assert!(
+        hits.windows(2).all(|w| w[0].score >= w[1].score),
+        "sorted by score"
+    );
+    // Morphology and a typo still find it (stemming, character n-grams).
+    let variant = c.search_index(&idx, &query("resetting passwrd")).await.unwrap();
+    assert!(variant[0].content.contains("Send reset link"));
+
+    // Project scope sees both indexes; index_id / indexId narrow it.
+    let everywhere = c.search_documents(&query("password")).await.unwrap();
+    let mut files: Vec<&str> = everywhere.iter().map(|d| d.filename.as_str()).collect();
+    files.sort();
+    assert_eq!(files, vec!["guide.md", "other.md"]);
+    let scoped = c
+        .search(&SearchRequest {
+            index_id: Some(other.clone()),
+            ..query("password")
+        })
+        .await
+        .unwrap();
+    assert!(scoped.iter().all(|h| h.filename == "other.md"));
+    assert_eq!(scoped.len(), 1);
+    let camel: Value = app
+        .http()
+        .post(app.url("/api/sdk/search"))
+        .header("X-API-Key", &app.key)
+        .json(&json!({"query": "password", "indexId": other, "result_type": "chunk"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let camel_hits = camel["results"].as_array().unwrap();
+    assert!(camel_hits.iter().all(|h| h["filename"] == "other.md"), "{camel}");
+
+    // top_k, min_score.
+    let one = c
+        .search(&SearchRequest {
+            top_k: Some(1),
+            ..query("password")
+        })
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    let strict = c
+        .search(&SearchRequest {
+            min_score: Some(0.99),
+            ..query("invoices emailed")
+        })
+        .await
+        .unwrap();
+    assert!(strict.iter().all(|h| h.score >= 0.99));
+    let loose = c
+        .search(&SearchRequest {
+            min_score: Some(0.01),
+            ..query("invoices emailed")
+        })
+        .await
+        .unwrap();
+    assert!(loose.len() >= strict.len());
+    assert!(loose[0].content.contains("Invoices"));
+
+    // Document mode: one row per document with its best chunk.
+    let docs = c.search_documents(&query("password invoices")).await.unwrap();
+    assert_eq!(docs.len(), 2, "two documents, not one row per chunk");
+    let best = docs.iter().find(|d| d.document_id == guide.id).unwrap();
+    assert_eq!(best.index_id, idx);
+    assert_eq!(best.content_sha256, guide.content_sha256);
+    assert!(!best.best_chunk.preview.is_empty() && best.best_chunk.preview.chars().count() <= 300);
+
+    // Modes: bm25 and vector alone both answer.
+    for mode in ["bm25", "vector"] {
+        let hits = c
+            .search_index(
+                &idx,
+                &SearchRequest {
+                    mode: Some(mode.into()),
+                    ..query("reset password")
+                },
+            )
+            .await
+            .unwrap();
+        assert!(hits[0].content.contains("Send reset link"), "mode {mode}");
+    }
+
+    // Bad input.
+    api_err(c.search(&query("  ")).await, 400, "validation_failed");
+    let bad_type: Value = app
+        .http()
+        .post(app.url("/api/sdk/search"))
+        .header("X-API-Key", &app.key)
+        .json(&json!({"query": "x", "result_type": "paragraph"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(bad_type["field"], "result_type");
+    api_err(c.search_index("nope", &query("x")).await, 404, "NOT_FOUND");
+    // Another project finds nothing of ours, and cannot name our index.
+    let (_, stranger) = app.key_for("stranger").await;
+    assert!(stranger.search(&query("password")).await.unwrap().is_empty());
+    api_err(
+        stranger.search_index(&idx, &query("password")).await,
+        404,
+        "NOT_FOUND",
+    );
+}
+
+async fn search_sees_only_live_latest_documents(app: &TestApp) {
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+    let v1 = put(
+        app,
+        &idx,
+        "faq.md",
+        b"# FAQ\n\nThe office opens at nine.",
+        Some("faq"),
+    )
+    .await;
+    let found = c.search(&query("office opens")).await.unwrap();
+    assert_eq!(found[0].document_id, v1.id);
+
+    // A new version replaces the old one in search.
+    let v2 = put(
+        app,
+        &idx,
+        "faq.md",
+        b"# FAQ\n\nThe office opens at ten.",
+        Some("faq"),
+    )
+    .await;
+    let hits = c.search(&query("office opens")).await.unwrap();
+    assert_eq!(
+        hits.iter().map(|h| h.document_id.as_str()).collect::<Vec<_>>(),
+        vec![v2.id.as_str()]
+    );
+
+    // Soft delete: gone from search.
+    c.delete_document(&v2.id, false).await.unwrap();
+    assert!(c.search(&query("office opens")).await.unwrap().is_empty());
+
+    // Deleting a PDF deletes its sibling too.
+    let pdf_bytes = kiln_extract::fixtures::pdf(&[&["Emergency exits are marked in green."]]);
+    let pdf = put(app, &idx, "safety.pdf", &pdf_bytes, None).await;
+    assert_eq!(c.search(&query("emergency exits")).await.unwrap().len(), 1);
+    c.delete_document(&pdf.id, true).await.unwrap();
+    assert!(c.search(&query("emergency exits")).await.unwrap().is_empty());
+    let orphans = c
+        .list_documents(&DocumentQuery {
+            parent_id: Some(pdf.id.clone()),
+            include_deleted: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(orphans.total, 0, "the hard delete cascaded to the sibling");
+
+    // Deleting the index removes its documents and their search entries.
+    put(app, &idx, "kept.md", b"# Kept\n\nLunch is served at noon.", None).await;
+    assert_eq!(c.search(&query("lunch noon")).await.unwrap().len(), 1);
+    c.delete_index(&idx).await.unwrap();
+    assert!(c.search(&query("lunch noon")).await.unwrap().is_empty());
+    assert_eq!(
+        c.list_documents(&DocumentQuery {
+            include_deleted: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .total,
+        0
+    );
+}
+
+/// A second server on the same database (its own, empty search directory,
+/// no ingestion) answers the same as the server that ingested.
+async fn a_replica_searches_what_another_server_ingested(app: &TestApp) {
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+    put(app, &idx, "guide.md", GUIDE.as_bytes(), None).await;
+    let (replica, rc, _dir) = app.replica(0).await;
+    let q = query("invoices first day of the month");
+    let here = c.search(&q).await.unwrap();
+    let there = rc.search(&q).await.unwrap();
+    assert!(!here.is_empty());
+    assert_eq!(
+        here.iter().map(|h| (&h.chunk_id, h.score)).collect::<Vec<_>>(),
+        there.iter().map(|h| (&h.chunk_id, h.score)).collect::<Vec<_>>()
+    );
+    // A change made through one server is seen by the other's next search.
+    let later = put(
+        app,
+        &idx,
+        "later.md",
+        b"# Later\n\nThe canteen sells espresso.",
+        None,
+    )
+    .await;
+    let seen = rc.search(&query("canteen espresso")).await.unwrap();
+    assert_eq!(
+        seen.first().map(|h| h.document_id.as_str()),
+        Some(later.id.as_str())
+    );
+    rc.delete_document(&later.id, false).await.unwrap();
+    let after = c.search(&query("canteen espresso")).await.unwrap();
+    assert!(
+        after.iter().all(|h| h.document_id != later.id),
+        "deleted through the replica"
+    );
+    replica.shutdown().await.unwrap();
+}

@@ -1,0 +1,462 @@
+//! The RAG engine's moving parts: the ingestion workers and the catch-up of
+//! the derived search structures from the search log.
+//!
+//! Ingestion: a worker claims a pending document with a lease (so a crashed
+//! worker's document is picked up again once the lease runs out, and at the
+//! next start on SQLite), extracts, chunks and embeds it on the blocking
+//! pool, and records the outcome, chunks and search-log entry in one
+//! transaction conditional on still holding the claim.
+//!
+//! Search freshness: before a search (and after each ingestion) the engine
+//! reads the newest committed search-log number and replays what its
+//! structures have not seen. The lexical index persists the number with its
+//! commits; the vectors live in memory and are loaded from the database on
+//! first use.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Mutex, Notify};
+
+use crate::ids::{ChunkId, DocumentId};
+use crate::kiln::Kiln;
+use crate::llm::Embedder;
+use crate::rag::chunk::{ChunkOptions, chunk_markdown};
+use crate::rag::document::{
+    DERIVED_FROM_EXTRACTION, Document, DocumentStatus, IndexEmbedder, Ingested, NewChunk,
+};
+use crate::rag::documents::sha256_hex;
+use crate::rag::store::SearchOp;
+use crate::rag::{ChunkEntry, DocumentKind, LexicalIndex, SearchChange, TextExtractor, VectorIndex};
+use crate::time::now;
+use crate::{Error, Result, StoreError};
+
+/// How long a worker's claim on a document lasts before another may take it.
+pub const INGEST_LEASE: Duration = Duration::from_secs(120);
+/// How often an idle worker looks for work it was not told about (uploads
+/// on another server, expired leases).
+pub const INGEST_POLL: Duration = Duration::from_secs(5);
+/// Search-log entries replayed per batch.
+const REPLAY_BATCH: i64 = 500;
+/// Documents loaded per page when a structure is rebuilt.
+const REBUILD_DOCUMENTS: i64 = 200;
+
+/// What the server wires in for RAG.
+#[derive(Clone)]
+pub struct RagSetup {
+    pub extractor: Arc<dyn TextExtractor>,
+    /// Embeds chunks and queries; one per deployment.
+    pub embedder: Arc<dyn Embedder>,
+    pub lexical: Arc<dyn LexicalIndex>,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub chunking: ChunkOptions,
+}
+
+pub(crate) struct Rag {
+    pub(crate) setup: RagSetup,
+    work: Notify,
+    sync: Mutex<SyncState>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// The vectors were loaded from the database at least once.
+    vectors_loaded: bool,
+}
+
+impl Rag {
+    pub(crate) fn new(setup: RagSetup) -> Self {
+        Rag {
+            setup,
+            work: Notify::new(),
+            sync: Mutex::new(SyncState::default()),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    now().timestamp_millis()
+}
+
+impl Kiln {
+    /// Wires in RAG ingestion and search (without it, documents stay
+    /// `pending` and search answers 400).
+    pub fn with_rag(mut self, setup: RagSetup) -> Self {
+        self.rag = Some(Arc::new(Rag::new(setup)));
+        self
+    }
+
+    pub(crate) fn rag(&self) -> Result<&Arc<Rag>> {
+        self.rag
+            .as_ref()
+            .ok_or_else(|| Error::validation("search is not configured on this server", None))
+    }
+
+    pub(crate) fn rag_work_arrived(&self) {
+        if let Some(rag) = &self.rag {
+            rag.work.notify_one();
+        }
+    }
+
+    /// Returns documents claimed by a previous run to `pending`; call at
+    /// start when this server is the only one on its database (SQLite).
+    pub async fn release_ingest_claims(&self) -> Result<u64> {
+        Ok(self.store.release_claims().await?)
+    }
+
+    /// Brings the search structures up to date now (at start, so the first
+    /// search does not pay for loading them).
+    pub async fn catch_up_search(&self) -> Result<()> {
+        let rag = self.rag()?.clone();
+        self.sync_search(&rag).await
+    }
+
+    /// Runs one ingestion worker until `shutdown` resolves. Each loop claims
+    /// one document; an idle worker waits for an upload or the poll tick.
+    pub async fn run_ingest_worker(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        let Ok(rag) = self.rag().cloned() else { return };
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let token = uuid::Uuid::new_v4().to_string();
+            let claimed = self
+                .store
+                .claim_document(now_ms(), INGEST_LEASE.as_millis() as i64, &token)
+                .await;
+            match claimed {
+                Ok(Some(doc)) => {
+                    if let Err(e) = self.ingest(&rag, &doc, &token).await {
+                        // The claim stays; its lease runs out and the
+                        // document is tried again.
+                        tracing::warn!(document = %doc.id, error = %e, "ingestion failed to record its outcome");
+                    }
+                    if let Err(e) = self.sync_search(&rag).await {
+                        tracing::warn!(error = %e, "search catch-up failed");
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "could not claim a document"),
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = rag.work.notified() => {}
+                () = tokio::time::sleep(INGEST_POLL) => {}
+            }
+        }
+    }
+
+    /// Extracts, chunks and embeds one claimed document and records it.
+    async fn ingest(&self, rag: &Rag, doc: &Document, token: &str) -> Result<()> {
+        let outcome = match self.prepare(rag, doc).await {
+            Ok(outcome) => outcome,
+            Err(Ingest::Failed(message)) => Ingested::Failed(message),
+            Err(Ingest::Store(e)) => return Err(e.into()),
+        };
+        let embedder = match &outcome {
+            Ingested::Chunked { chunks, .. } | Ingested::Sibling { chunks, .. } => {
+                chunks.first().map(|c| IndexEmbedder {
+                    name: rag.setup.embedder.name(),
+                    dimensions: c.embedding.len() as i64,
+                })
+            }
+            Ingested::Failed(_) => None,
+        };
+        let recorded = self
+            .store
+            .finish_document(doc, token, &outcome, embedder.as_ref())
+            .await?;
+        if !recorded {
+            tracing::info!(document = %doc.id, "claim lost before the outcome was recorded");
+        }
+        Ok(())
+    }
+
+    async fn prepare(&self, rag: &Rag, doc: &Document) -> Result<Ingested, Ingest> {
+        let bytes = self
+            .store
+            .document_bytes(&doc.project_id, &doc.id)
+            .await?
+            .ok_or_else(|| Ingest::Failed("the document's bytes are missing".into()))?;
+        let kind = DocumentKind::from_content_type(&doc.content_type);
+        let extractor = rag.setup.extractor.clone();
+        let options = rag.setup.chunking;
+        let (extracted, pieces) = tokio::task::spawn_blocking(move || {
+            let extracted = extractor.extract(kind, &bytes)?;
+            let pieces = chunk_markdown(&extracted.markdown, options);
+            Ok::<_, String>((extracted, pieces))
+        })
+        .await
+        .map_err(|_| Ingest::Failed("extraction crashed on this file".into()))?
+        .map_err(Ingest::Failed)?;
+
+        let recorded = self.store.index_embedder(&doc.project_id, &doc.index_id).await?;
+        let embedder = &rag.setup.embedder;
+        if let Some(recorded) = &recorded
+            && recorded.name != embedder.name()
+        {
+            return Err(Ingest::Failed(format!(
+                "the index holds vectors from `{}` but this server embeds with `{}`; \
+                 re-create the index to switch embedders",
+                recorded.name,
+                embedder.name()
+            )));
+        }
+        let texts: Vec<String> = pieces.iter().map(|p| p.content.clone()).collect();
+        let vectors = if texts.is_empty() {
+            Vec::new()
+        } else {
+            embedder
+                .embed(&texts)
+                .await
+                .map_err(|e| Ingest::Failed(format!("embedding failed: {e}")))?
+                .vectors
+        };
+        if vectors.len() != texts.len() {
+            return Err(Ingest::Failed(format!(
+                "the embedder returned {} vectors for {} chunks",
+                vectors.len(),
+                texts.len()
+            )));
+        }
+        let dims = recorded.as_ref().map(|r| r.dimensions);
+        if let Some(v) = vectors
+            .iter()
+            .find(|v| dims.is_some_and(|d| d != v.len() as i64) || v.len() != vectors[0].len())
+        {
+            return Err(Ingest::Failed(format!(
+                "the embedder returned {}-dimensional vectors but the index holds {}-dimensional ones",
+                v.len(),
+                dims.unwrap_or(vectors[0].len() as i64)
+            )));
+        }
+        let chunks: Vec<NewChunk> = pieces
+            .into_iter()
+            .zip(vectors)
+            .map(|(piece, embedding)| {
+                let mut metadata = Map::new();
+                if !piece.headings.is_empty() {
+                    metadata.insert("section".into(), Value::String(piece.headings.join(" > ")));
+                }
+                NewChunk {
+                    id: ChunkId::generate(),
+                    chunk_index: piece.index as i64,
+                    content: piece.content,
+                    metadata,
+                    embedding: normalise(embedding),
+                }
+            })
+            .collect();
+        let page_count = extracted.page_count.map(i64::from);
+        if !kind.has_sibling() {
+            return Ok(Ingested::Chunked { chunks, page_count });
+        }
+        let mut metadata = doc.metadata.clone();
+        metadata.insert(
+            "derived_from".into(),
+            Value::String(DERIVED_FROM_EXTRACTION.into()),
+        );
+        let at = now();
+        let markdown = extracted.markdown;
+        let sibling = Document {
+            id: DocumentId::generate(),
+            project_id: doc.project_id.clone(),
+            index_id: doc.index_id.clone(),
+            filename: format!("{}.md", doc.filename),
+            content_type: "text/markdown".into(),
+            file_size: markdown.len() as i64,
+            status: DocumentStatus::Ready,
+            error_message: None,
+            page_count: None,
+            chunk_count: chunks.len() as i64,
+            name: doc.name.as_ref().map(|n| format!("{n}.md")),
+            version: 1,
+            is_latest: true,
+            metadata,
+            parent_id: Some(doc.id.clone()),
+            created_by_api_key_id: doc.created_by_api_key_id.clone(),
+            content_sha256: Some(sha256_hex(markdown.as_bytes())),
+            deleted_at: None,
+            created_at: at,
+            updated_at: at,
+        };
+        Ok(Ingested::Sibling {
+            sibling: Box::new(sibling),
+            markdown,
+            chunks,
+            page_count,
+        })
+    }
+
+    /// Brings the search structures up to the newest committed search-log
+    /// entry. Serialised: one catch-up at a time per server.
+    pub(crate) async fn sync_search(&self, rag: &Rag) -> Result<()> {
+        let mut state = rag.sync.lock().await;
+        let target = self.store.search_seq().await?;
+        let lexical = rag.setup.lexical.clone();
+        let vectors = rag.setup.vectors.clone();
+        let lexical_stale = lexical.applied_seq() > target;
+        if !state.vectors_loaded || lexical_stale || (lexical.applied_seq() == 0 && target > 0) {
+            let rebuild_lexical = lexical_stale || lexical.applied_seq() == 0;
+            self.rebuild_search(&lexical, &vectors, rebuild_lexical, target)
+                .await?;
+            state.vectors_loaded = true;
+        }
+        loop {
+            let from = lexical.applied_seq().min(vectors.applied_seq());
+            if from >= target {
+                return Ok(());
+            }
+            let entries = self.store.search_log_after(from, REPLAY_BATCH).await?;
+            let Some(last) = entries.last().map(|e| e.seq) else {
+                return Ok(());
+            };
+            let mut lexical_changes = Vec::new();
+            let mut vector_changes = Vec::new();
+            for entry in entries {
+                let change = match entry.op {
+                    SearchOp::Add => {
+                        let Some(document_id) = entry.document_id else {
+                            continue;
+                        };
+                        let chunks = self.store.searchable_chunks(&document_id).await?;
+                        if chunks.is_empty() {
+                            SearchChange::RemoveDocument {
+                                project_id: entry.project_id,
+                                document_id,
+                            }
+                        } else {
+                            SearchChange::Upsert { document_id, chunks }
+                        }
+                    }
+                    SearchOp::Remove => {
+                        let Some(document_id) = entry.document_id else {
+                            continue;
+                        };
+                        SearchChange::RemoveDocument {
+                            project_id: entry.project_id,
+                            document_id,
+                        }
+                    }
+                    SearchOp::DropIndex => SearchChange::RemoveIndex {
+                        project_id: entry.project_id,
+                        index_id: entry.index_id,
+                    },
+                };
+                if entry.seq > vectors.applied_seq() {
+                    vector_changes.push(change.clone());
+                }
+                if entry.seq > lexical.applied_seq() {
+                    lexical_changes.push(change);
+                }
+            }
+            let (l, v) = (lexical.clone(), vectors.clone());
+            tokio::task::spawn_blocking(move || {
+                if last > v.applied_seq() {
+                    v.apply(&vector_changes, last);
+                }
+                if last > l.applied_seq() {
+                    l.apply(&lexical_changes, last)?;
+                }
+                Ok::<_, crate::rag::SearchError>(())
+            })
+            .await
+            .map_err(|_| search_failed("applying search changes panicked"))?
+            .map_err(|e| search_failed(&e.to_string()))?;
+        }
+    }
+
+    /// Reloads the vectors (and the lexical index when asked) from every
+    /// searchable chunk, as of `seq` or later.
+    async fn rebuild_search(
+        &self,
+        lexical: &Arc<dyn LexicalIndex>,
+        vectors: &Arc<dyn VectorIndex>,
+        rebuild_lexical: bool,
+        seq: i64,
+    ) -> Result<()> {
+        let started = std::time::Instant::now();
+        {
+            let (l, v) = (lexical.clone(), vectors.clone());
+            tokio::task::spawn_blocking(move || {
+                v.clear();
+                if rebuild_lexical { l.clear() } else { Ok(()) }
+            })
+            .await
+            .map_err(|_| search_failed("clearing the search index panicked"))?
+            .map_err(|e| search_failed(&e.to_string()))?;
+        }
+        let mut after: Option<DocumentId> = None;
+        let mut loaded = 0usize;
+        loop {
+            let page = self
+                .store
+                .searchable_chunks_after(after.as_ref(), REBUILD_DOCUMENTS)
+                .await?;
+            let Some(last) = page.last() else { break };
+            after = Some(last.document_id.clone());
+            loaded += page.len();
+            let changes = group_by_document(page);
+            let (l, v) = (lexical.clone(), vectors.clone());
+            tokio::task::spawn_blocking(move || {
+                v.apply(&changes, seq);
+                if rebuild_lexical {
+                    l.apply(&changes, seq)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
+            .map_err(|_| search_failed("rebuilding the search index panicked"))?
+            .map_err(|e| search_failed(&e.to_string()))?;
+        }
+        tracing::info!(
+            chunks = loaded,
+            ms = started.elapsed().as_millis() as u64,
+            "search structures loaded"
+        );
+        Ok(())
+    }
+}
+
+/// A page of chunks (ordered by document) as one upsert per document.
+fn group_by_document(chunks: Vec<ChunkEntry>) -> Vec<SearchChange> {
+    let mut by_doc: Vec<(DocumentId, Vec<ChunkEntry>)> = Vec::new();
+    for chunk in chunks {
+        match by_doc.last_mut() {
+            Some((d, list)) if *d == chunk.document_id => list.push(chunk),
+            _ => by_doc.push((chunk.document_id.clone(), vec![chunk])),
+        }
+    }
+    by_doc
+        .into_iter()
+        .map(|(document_id, chunks)| SearchChange::Upsert { document_id, chunks })
+        .collect()
+}
+
+fn search_failed(message: &str) -> Error {
+    Error::Store(StoreError::Database(format!("search index: {message}")))
+}
+
+/// Unit length, so cosine similarity is a dot product.
+fn normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+/// Why preparing a document stopped.
+enum Ingest {
+    /// The file is at fault: the document ends in `error`.
+    Failed(String),
+    /// Storage is at fault: leave the claim, try again later.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Ingest {
+    fn from(e: StoreError) -> Self {
+        Ingest::Store(e)
+    }
+}

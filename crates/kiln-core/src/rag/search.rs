@@ -1,0 +1,243 @@
+//! Hybrid search (CONTRACT §2.4): BM25 over chunk text and cosine
+//! similarity over chunk embeddings, fused by reciprocal rank.
+//!
+//! Why reciprocal-rank fusion: BM25 scores and cosine similarities live on
+//! unrelated scales that shift with the corpus and the query; ranks do not.
+//! A chunk's fused score is `Σ 1/(K + rank)` over the lists it appears in,
+//! divided by the best score possible (first in every list), so the score is
+//! in [0, 1], 1 meaning "first by both measures". `mode` narrows search to
+//! one list (`bm25` or `vector`); in `vector` mode the score is the cosine
+//! similarity itself, clamped to [0, 1].
+
+use std::collections::HashMap;
+
+use crate::auth::AuthContext;
+use crate::ids::{ChunkId, IndexId};
+use crate::kiln::Kiln;
+use crate::rag::SearchHit;
+use crate::rag::document::ChunkRecord;
+use crate::{Error, Result, StoreError};
+
+/// `top_k` default and cap (CONTRACT §4.2.14).
+pub const DEFAULT_TOP_K: usize = 10;
+pub const MAX_TOP_K: usize = 100;
+/// Document mode fetches this many chunks per wanted document.
+const DOCUMENT_MODE_FANOUT: usize = 5;
+/// The rank constant of reciprocal-rank fusion (the customary 60).
+const RRF_K: f64 = 60.0;
+/// Longest query accepted, in characters.
+pub const MAX_QUERY_CHARS: usize = 4000;
+/// Characters of the best chunk in a document result's `preview`.
+pub const PREVIEW_CHARS: usize = 300;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResultType {
+    #[default]
+    Chunk,
+    Document,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    #[default]
+    Hybrid,
+    /// BM25 only.
+    Lexical,
+    /// Embeddings only.
+    Vector,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SearchQuery {
+    pub query: String,
+    pub top_k: Option<i64>,
+    pub min_score: Option<f64>,
+    pub result_type: ResultType,
+    /// Search one index; `None` searches the whole project.
+    pub index_id: Option<IndexId>,
+    pub mode: SearchMode,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredChunk {
+    pub record: ChunkRecord,
+    pub score: f64,
+}
+
+fn search_failed(e: impl std::fmt::Display) -> Error {
+    Error::Store(StoreError::Database(format!("search index: {e}")))
+}
+
+/// Fuses ranked lists: chunk → reciprocal-rank score, normalised by the
+/// best possible (first in every list searched, empty ones included).
+pub fn fuse(lists: &[Vec<SearchHit>]) -> Vec<(ChunkId, f64)> {
+    let used = lists.len().max(1) as f64;
+    let best = used / (RRF_K + 1.0);
+    let mut scores: HashMap<ChunkId, f64> = HashMap::new();
+    for list in lists {
+        for (rank, hit) in list.iter().enumerate() {
+            *scores.entry(hit.chunk_id.clone()).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+        }
+    }
+    let mut fused: Vec<(ChunkId, f64)> = scores.into_iter().map(|(id, s)| (id, s / best)).collect();
+    fused.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.as_str().cmp(b.0.as_str())));
+    fused
+}
+
+impl Kiln {
+    /// Chunks (or, in document mode, each document's best chunk) ranked by
+    /// score, highest first.
+    pub async fn search(&self, ctx: &AuthContext, q: SearchQuery) -> Result<Vec<ScoredChunk>> {
+        let query = q.query.trim();
+        if query.is_empty() {
+            return Err(Error::validation("query must not be empty", Some("query")));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(Error::validation(
+                format!("query is longer than {MAX_QUERY_CHARS} characters"),
+                Some("query"),
+            ));
+        }
+        if q.min_score.is_some_and(|s| !s.is_finite()) {
+            return Err(Error::validation("min_score must be a number", Some("min_score")));
+        }
+        let top_k = match q.top_k {
+            Some(k) if k > 0 => (k as usize).min(MAX_TOP_K),
+            _ => DEFAULT_TOP_K,
+        };
+        let rag = self.rag()?.clone();
+        let index_ids: Vec<IndexId> = match &q.index_id {
+            Some(id) => vec![self.get_index(ctx, id).await?.id],
+            None => self.list_indexes(ctx).await?.into_iter().map(|i| i.id).collect(),
+        };
+        if index_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.sync_search(&rag).await?;
+
+        let fetch = match q.result_type {
+            ResultType::Chunk => top_k,
+            ResultType::Document => top_k * DOCUMENT_MODE_FANOUT,
+        };
+        let lexical = if q.mode == SearchMode::Vector {
+            Vec::new()
+        } else {
+            let (l, p, ids, text) = (
+                rag.setup.lexical.clone(),
+                ctx.project.id.clone(),
+                index_ids.clone(),
+                query.to_owned(),
+            );
+            tokio::task::spawn_blocking(move || l.search(&p, &ids, &text, fetch))
+                .await
+                .map_err(search_failed)?
+                .map_err(search_failed)?
+        };
+        let vector = if q.mode == SearchMode::Lexical {
+            Vec::new()
+        } else {
+            let embedder = rag.setup.embedder.clone();
+            // Only indexes whose vectors came from this embedder compare.
+            let mut comparable = Vec::new();
+            for id in &index_ids {
+                match self.store.index_embedder(&ctx.project.id, id).await? {
+                    Some(e) if e.name == embedder.name() => comparable.push(id.clone()),
+                    _ => {}
+                }
+            }
+            if comparable.is_empty() {
+                Vec::new()
+            } else {
+                let embedded = embedder.embed(&[query.to_owned()]).await?;
+                let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
+                let (v, p) = (rag.setup.vectors.clone(), ctx.project.id.clone());
+                let mut hits = tokio::task::spawn_blocking(move || {
+                    v.search(&p, &comparable, &unit(query_vector), fetch)
+                })
+                .await
+                .map_err(search_failed)?;
+                // Orthogonal or opposite vectors are not similar at all.
+                hits.retain(|h| h.score > 0.0);
+                hits
+            }
+        };
+        let scored: Vec<(ChunkId, f64)> = match q.mode {
+            SearchMode::Vector => vector
+                .iter()
+                .map(|h| (h.chunk_id.clone(), f64::from(h.score).clamp(0.0, 1.0)))
+                .collect(),
+            SearchMode::Lexical => fuse(&[lexical]),
+            SearchMode::Hybrid => fuse(&[lexical, vector]),
+        };
+        let min_score = q.min_score.unwrap_or(0.0);
+        let scored: Vec<(ChunkId, f64)> = scored.into_iter().filter(|(_, s)| *s >= min_score).collect();
+        let ids: Vec<ChunkId> = scored.iter().map(|(id, _)| id.clone()).collect();
+        let mut records: HashMap<ChunkId, ChunkRecord> = self
+            .store
+            .chunk_records(&ctx.project.id, &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.chunk_id.clone(), r))
+            .collect();
+        let mut results = Vec::with_capacity(top_k);
+        let mut seen_documents = std::collections::HashSet::new();
+        for (id, score) in scored {
+            let Some(record) = records.remove(&id) else {
+                continue;
+            };
+            if q.result_type == ResultType::Document && !seen_documents.insert(record.document.id.clone()) {
+                continue;
+            }
+            results.push(ScoredChunk { record, score });
+            if results.len() == top_k {
+                break;
+            }
+        }
+        Ok(results)
+    }
+}
+
+fn unit(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hits(ids: &[&str]) -> Vec<SearchHit> {
+        ids.iter()
+            .map(|id| SearchHit {
+                chunk_id: ChunkId::from_string(id.to_string()),
+                score: 1.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn fusion_rewards_agreement_and_stays_in_the_unit_interval() {
+        let fused = fuse(&[hits(&["a", "b", "c"]), hits(&["b", "d"])]);
+        assert_eq!(
+            fused[0].0.as_str(),
+            "b",
+            "second and first beats first and absent"
+        );
+        assert!(fused.iter().all(|(_, s)| *s > 0.0 && *s <= 1.0));
+        let top = fuse(&[hits(&["x"]), hits(&["x"])]);
+        assert!((top[0].1 - 1.0).abs() < 1e-9, "first in both lists scores 1");
+        let half = fuse(&[hits(&["x", "y"]), Vec::new()]);
+        assert!(
+            (half[0].1 - 0.5).abs() < 1e-9,
+            "first in one of two lists scores 0.5"
+        );
+        let single = fuse(&[hits(&["x", "y"])]);
+        assert!(
+            (single[0].1 - 1.0).abs() < 1e-9,
+            "one list searched: its first scores 1"
+        );
+    }
+}
