@@ -15,6 +15,8 @@ use kiln_core::{Kiln, KilnConfig};
 use kiln_store::SqlStore;
 use tracing_subscriber::EnvFilter;
 
+mod docs;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "kiln",
@@ -41,6 +43,13 @@ enum Command {
     /// Create, list and delete RAG indexes.
     #[command(subcommand)]
     Index(IndexCommand),
+    /// Upload files into an index (waits until they are searchable).
+    Upload(docs::UploadArgs),
+    /// List and delete documents.
+    #[command(subcommand)]
+    Docs(docs::DocsCommand),
+    /// Search the project's (or one index's) documents.
+    Search(docs::SearchArgs),
 }
 
 /// Where a remote verb sends its requests.
@@ -180,6 +189,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Index(command) => {
             init_logging(LogFormat::Text, "warn");
             index(command).await
+        }
+        Command::Upload(args) => {
+            init_logging(LogFormat::Text, "warn");
+            docs::upload(args).await
+        }
+        Command::Docs(command) => {
+            init_logging(LogFormat::Text, "warn");
+            docs::docs(command).await
+        }
+        Command::Search(args) => {
+            init_logging(LogFormat::Text, "warn");
+            docs::search(args).await
         }
         Command::Projects(ProjectsCommand::List { json, store }) => {
             init_logging(LogFormat::Text, "warn");
@@ -467,13 +488,7 @@ async fn index(command: IndexCommand) -> anyhow::Result<()> {
         }
         IndexCommand::Delete { name_or_id, remote } => {
             let client = remote.client()?;
-            let indexes = client.list_indexes().await?;
-            let Some(index) = indexes
-                .iter()
-                .find(|i| i.id == name_or_id || i.name == name_or_id)
-            else {
-                anyhow::bail!("no index named or with id `{name_or_id}`");
-            };
+            let index = docs::resolve_index(&client, &name_or_id).await?;
             client.delete_index(&index.id).await?;
             eprintln!("deleted index `{}` ({})", index.name, index.id);
         }

@@ -251,6 +251,68 @@ async fn kiln_binary_end_to_end() {
     assert!(!ok && err.contains("already exists"), "{err}");
     let (ok, _, err) = remote(&["index", "create", "x", "--metadata", "[1]"]);
     assert!(!ok && err.contains("JSON object"), "{err}");
+
+    // `kiln upload` a directory and a pattern, then `kiln search` and `kiln docs list`.
+    let docs_dir = root.path().join("docs");
+    std::fs::create_dir_all(docs_dir.join("hr")).unwrap();
+    std::fs::write(
+        docs_dir.join("hr/leave.md"),
+        "# Leave\n\n## Parental leave\n\nParents get sixteen weeks of paid leave.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        docs_dir.join("badges.txt"),
+        "Badges are collected at the front desk.",
+    )
+    .unwrap();
+    std::fs::write(docs_dir.join("broken.pdf"), "%PDF-1.4 not really").unwrap();
+    let docs_arg = docs_dir.to_string_lossy().into_owned();
+    let (ok, _, err) = remote(&["upload", "--index", "handbook", &docs_arg]);
+    assert!(!ok, "a file that fails makes the command fail");
+    assert!(
+        err.contains("ready") && err.contains("leave.md") && err.contains("1 chunk"),
+        "{err}"
+    );
+    assert!(
+        err.contains("error") && err.contains("broken.pdf") && err.contains("PDF"),
+        "{err}"
+    );
+    assert!(
+        err.contains("3 file(s)") && err.contains("2 ok, 1 failed"),
+        "{err}"
+    );
+    let pattern = format!("{docs_arg}/*.txt");
+    let (ok, _, err) = remote(&["upload", "--index", "handbook", &pattern]);
+    assert!(ok && err.contains("badges.txt") && err.contains("1 ok"), "{err}");
+    let (ok, out, err) = remote(&[
+        "search", "--index", "handbook", "--json", "how", "long", "is", "parental", "leave",
+    ]);
+    assert!(ok, "{err}");
+    let hits: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        hits[0]["content"].as_str().unwrap().contains("sixteen weeks"),
+        "{out}"
+    );
+    let (ok, out, _) = remote(&["search", "--documents", "front", "desk", "badges"]);
+    assert!(
+        ok && out.lines().nth(1).unwrap_or_default().contains("badges.txt"),
+        "{out}"
+    );
+    let (ok, out, _) = remote(&["docs", "list", "--index", "handbook"]);
+    assert!(ok, "{out}");
+    // The re-uploaded badges.txt is version 2 of its name, not a duplicate.
+    assert_eq!(
+        out.lines().filter(|l| l.contains("badges.txt")).count(),
+        1,
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("badges.txt") && l.contains(" 2 ")),
+        "{out}"
+    );
+    let (ok, _, err) = remote(&["upload", "--index", "nope", &pattern]);
+    assert!(!ok && err.contains("no index named"), "{err}");
+
     assert!(remote(&["index", "delete", "handbook"]).0);
     assert!(client.list_indexes().await.unwrap().is_empty());
 

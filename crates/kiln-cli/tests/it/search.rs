@@ -413,3 +413,85 @@ async fn a_replica_searches_what_another_server_ingested(app: &TestApp) {
     );
     replica.shutdown().await.unwrap();
 }
+
+/// Acknowledged uploads are in the database before the 201: a server that
+/// never ingests them (it "crashed"), or a worker that died holding one,
+/// loses nothing; the next server with workers finishes them.
+async fn uploads_survive_a_crash(app: &TestApp) {
+    use kiln_core::rag::store::DocumentStore;
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+    let none = UploadOptions::default();
+    let a = c
+        .upload_document_bytes(
+            &idx,
+            "a.md",
+            b"# A\n\nAardvarks sleep in burrows.".to_vec(),
+            &none,
+        )
+        .await
+        .unwrap();
+    let b = c
+        .upload_document_bytes(&idx, "b.md", b"# B\n\nBadgers dig setts.".to_vec(), &none)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        c.get_document(&a.id).await.unwrap().status,
+        "pending",
+        "this server does not ingest"
+    );
+
+    // A worker claimed `b` and died: its lease ran out long ago.
+    let store = app.second_store().await;
+    let long_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    let claimed = store
+        .claim_document(long_ago, 1_000, "dead-worker")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(claimed.id.as_str(), a.id, "oldest first");
+    store.close().await;
+    assert_eq!(c.get_document(&a.id).await.unwrap().status, "processing");
+
+    let (replica, _rc, _dir) = app.replica(1).await;
+    for doc in [&a, &b] {
+        let done = c.wait_for_document(&doc.id, WAIT).await.unwrap();
+        assert_eq!(
+            (done.status.as_str(), done.chunk_count),
+            ("ready", 1),
+            "{}",
+            doc.filename
+        );
+    }
+    let hits = c.search(&query("badgers setts")).await.unwrap();
+    assert_eq!(hits[0].document_id, b.id);
+    replica.shutdown().await.unwrap();
+}
+
+mod uploads_survive_a_crash {
+    use crate::harness::{Backend, TestApp, TestOptions};
+
+    fn options() -> TestOptions {
+        TestOptions {
+            ingest_workers: 0,
+            ..TestOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::start_with(Backend::Sqlite, options()).await.unwrap();
+        super::uploads_survive_a_crash(&app).await;
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(app) = TestApp::start_with(Backend::Postgres, options()).await else {
+            return;
+        };
+        super::uploads_survive_a_crash(&app).await;
+        app.stop().await;
+    }
+}
