@@ -16,6 +16,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 
+mod rag;
+
 #[derive(Debug, Parser)]
 #[command(name = "kiln-bench", about = "Load and startup figures for a Kiln server")]
 struct Cli {
@@ -29,6 +31,12 @@ enum Command {
     Load(LoadArgs),
     /// Start a fresh `kiln serve`: time to first healthy answer and idle RSS.
     Startup(StartupArgs),
+    /// Retrieval quality (hit@1, hit@5, MRR) of BM25, vectors and hybrid on the labelled set.
+    Retrieval(rag::RetrievalArgs),
+    /// Ingest throughput of Markdown (upload to `ready`), MB/s.
+    Ingest(rag::IngestArgs),
+    /// Hybrid search latency once the index holds N chunks.
+    SearchLatency(rag::LatencyArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -94,6 +102,9 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Load(args) => load(args).await,
             Command::Startup(args) => startup(args).await,
+            Command::Retrieval(args) => rag::retrieval(args).await,
+            Command::Ingest(args) => rag::ingest_throughput(args).await,
+            Command::SearchLatency(args) => rag::search_latency(args).await,
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
                 println!(

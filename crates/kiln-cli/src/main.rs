@@ -110,7 +110,7 @@ struct ChatArgs {
     /// System prompt for a new conversation.
     #[arg(long)]
     system: Option<String>,
-    /// Retrieve passages from this index for every message.
+    /// Retrieve passages from this index (name or id) for every message.
     #[arg(long)]
     rag: Option<String>,
 }
@@ -385,6 +385,10 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
             created
         }
     };
+    let rag_index = match &args.rag {
+        Some(name) => Some(docs::resolve_index(&client, name).await?.id),
+        None => None,
+    };
     let interactive = std::io::stdin().is_terminal();
     let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     loop {
@@ -403,8 +407,8 @@ async fn chat(args: ChatArgs) -> anyhow::Result<()> {
         }
         let input = SendMessage {
             content: line.to_owned(),
-            use_rag: args.rag.as_ref().map(|_| true),
-            index_id: args.rag.clone(),
+            use_rag: rag_index.as_ref().map(|_| true),
+            index_id: rag_index.clone(),
             stream: None,
         };
         let mut events = match client.send_message_stream(&conversation.id, &input).await {

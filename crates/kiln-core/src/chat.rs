@@ -29,6 +29,8 @@ pub const CONVERSATIONS_DEFAULT_LIMIT: i64 = 50;
 pub const CONVERSATIONS_MAX_LIMIT: i64 = 200;
 /// Largest message accepted in a conversation, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+/// Passages retrieved for a message sent with `use_rag`.
+pub const RAG_PASSAGES: i64 = 5;
 
 /// Where provider clients come from, and the server-wide settings (env).
 pub struct LlmSetup {
@@ -137,20 +139,59 @@ pub fn parse_chat_messages(messages: Vec<(String, String)>) -> Result<Vec<Messag
 }
 
 impl Kiln {
-    /// `index_id` must name an index of the project (404 otherwise); RAG
-    /// itself is refused until retrieval lands.
-    async fn rag_unavailable(&self, ctx: &AuthContext, use_rag: bool, index_id: Option<&str>) -> Result<()> {
-        if let Some(index_id) = index_id.filter(|i| !i.is_empty()) {
-            self.get_index(ctx, &crate::ids::IndexId::from_string(index_id))
-                .await?;
+    /// Passages for `question` when `use_rag` is on: the best chunks of the
+    /// index named by `index_id` (404 if it is not the project's), or of the
+    /// whole project, as one system message for the model to cite.
+    async fn rag_context(
+        &self,
+        ctx: &AuthContext,
+        use_rag: bool,
+        index_id: Option<&str>,
+        question: &str,
+    ) -> Result<Option<Message>> {
+        let index_id = index_id
+            .filter(|i| !i.is_empty())
+            .map(crate::ids::IndexId::from_string);
+        if let Some(index_id) = &index_id {
+            self.get_index(ctx, index_id).await?;
         }
-        if use_rag {
-            return Err(Error::validation(
-                "use_rag needs document retrieval, which this server does not have yet",
-                Some("use_rag"),
-            ));
+        if !use_rag || question.trim().is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let query: String = question
+            .chars()
+            .take(crate::rag::search::MAX_QUERY_CHARS)
+            .collect();
+        let hits = self
+            .search(
+                ctx,
+                crate::rag::search::SearchQuery {
+                    query,
+                    top_k: Some(RAG_PASSAGES),
+                    index_id,
+                    ..Default::default()
+                },
+            )
+            .await?;
+        if hits.is_empty() {
+            return Ok(None);
+        }
+        let passages: Vec<(String, String)> = hits
+            .into_iter()
+            .map(|h| {
+                let source = h
+                    .record
+                    .document
+                    .name
+                    .clone()
+                    .unwrap_or(h.record.document.filename.clone());
+                (source, h.record.content)
+            })
+            .collect();
+        Ok(Some(Message::new(
+            Role::System,
+            crate::llm::format_passages(&passages),
+        )))
     }
 
     fn llm(&self) -> Result<&LlmSetup> {
@@ -405,8 +446,17 @@ impl Kiln {
         use_rag: bool,
         index_id: Option<&str>,
     ) -> Result<(ModelRef, ChatResponse)> {
-        let messages = parse_chat_messages(messages)?;
-        self.rag_unavailable(ctx, use_rag, index_id).await?;
+        let mut messages = parse_chat_messages(messages)?;
+        let question = messages
+            .iter()
+            .rev()
+            .find(|m| m.role == Role::User)
+            .map(|m| m.content.clone())
+            .unwrap_or_default();
+        if let Some(passages) = self.rag_context(ctx, use_rag, index_id, &question).await? {
+            let at = messages.len().saturating_sub(1);
+            messages.insert(at, passages);
+        }
         let request = ChatRequest {
             messages,
             ..Default::default()
@@ -586,12 +636,13 @@ impl Kiln {
             ));
         }
         let (conversation, history) = self.get_conversation(ctx, id).await?;
-        self.rag_unavailable(ctx, use_rag, index_id).await?;
-        let mut messages = Vec::with_capacity(history.len() + 2);
+        let passages = self.rag_context(ctx, use_rag, index_id, content).await?;
+        let mut messages = Vec::with_capacity(history.len() + 3);
         if !conversation.system_prompt.is_empty() {
             messages.push(Message::new(Role::System, conversation.system_prompt.clone()));
         }
         messages.extend(history.iter().map(|m| Message::new(m.role, m.content.clone())));
+        messages.extend(passages);
         messages.push(Message::new(Role::User, content));
         let model = Some(conversation.model.as_str()).filter(|m| !m.is_empty());
         let (model_ref, provider) = self.resolve_model(ctx, model).await?;

@@ -69,6 +69,12 @@ impl Embedder for HashEmbedder {
         HASH_EMBEDDER_NAME.to_owned()
     }
 
+    /// Hashed n-grams mostly repeat the lexical evidence BM25 already
+    /// counts, so hybrid search gives their ranking half the weight.
+    fn hybrid_weight(&self) -> f64 {
+        0.5
+    }
+
     /// Embeds on the calling thread: about 30 µs per KB of text, so a batch
     /// of chunks takes milliseconds, not seconds.
     async fn embed(&self, texts: &[String]) -> Result<Embeddings, LlmError> {

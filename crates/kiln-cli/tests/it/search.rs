@@ -17,6 +17,7 @@ backends!(
     hybrid_search_finds_the_passage,
     search_sees_only_live_latest_documents,
     a_replica_searches_what_another_server_ingested,
+    chat_with_rag_cites_the_passage,
 );
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -494,4 +495,57 @@ mod uploads_survive_a_crash {
         super::uploads_survive_a_crash(&app).await;
         app.stop().await;
     }
+}
+
+/// `use_rag` on chat: the best passages go to the model (the offline model
+/// quotes them with their document's name).
+async fn chat_with_rag_cites_the_passage(app: &TestApp) {
+    use kiln_sdk::api::{ChatCompletionInput, ChatMessage, CreateConversation, SendMessage};
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+    put(app, &idx, "guide.md", GUIDE.as_bytes(), Some("account-guide")).await;
+    let ask = |use_rag: bool| ChatCompletionInput {
+        messages: vec![ChatMessage {
+            role: "user".into(),
+            content: "How do I reset my password?".into(),
+        }],
+        use_rag: Some(use_rag),
+        index_id: Some(idx.clone()),
+        model: Some("kiln/offline".into()),
+    };
+    let answer = c.chat_completion(&ask(true)).await.unwrap();
+    let text = &answer.choices[0].message.content;
+    assert!(
+        text.contains("Send reset link") && text.contains("account-guide"),
+        "{text}"
+    );
+    let plain = c.chat_completion(&ask(false)).await.unwrap();
+    assert!(
+        !plain.choices[0].message.content.contains("Send reset link"),
+        "no passages without use_rag"
+    );
+
+    let conversation = c
+        .create_conversation(&CreateConversation {
+            model: Some("kiln/offline".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reply = c
+        .send_message(
+            &conversation.id,
+            &SendMessage {
+                content: "When are invoices emailed?".into(),
+                use_rag: Some(true),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        reply.message.content.contains("first day of each month"),
+        "{}",
+        reply.message.content
+    );
 }

@@ -238,6 +238,12 @@ pub trait Embedder: Send + Sync {
     fn name(&self) -> String;
 
     async fn embed(&self, texts: &[String]) -> Result<Embeddings, LlmError>;
+
+    /// How much hybrid search trusts this embedder's ranking next to BM25's
+    /// (1.0: as much). Weak embedders (hashed n-grams) say less.
+    fn hybrid_weight(&self) -> f64 {
+        1.0
+    }
 }
 
 /// Folds a delta stream into a whole response (for callers that stream

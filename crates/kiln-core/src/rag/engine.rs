@@ -130,12 +130,16 @@ impl Kiln {
                         // document is tried again.
                         tracing::warn!(document = %doc.id, error = %e, "ingestion failed to record its outcome");
                     }
+                    continue;
+                }
+                Ok(None) => {
+                    // Out of work: bring search up to date now, in one
+                    // batch, so the next search does not wait for it (an
+                    // index commit costs milliseconds however small).
                     if let Err(e) = self.sync_search(&rag).await {
                         tracing::warn!(error = %e, "search catch-up failed");
                     }
-                    continue;
                 }
-                Ok(None) => {}
                 Err(e) => tracing::warn!(error = %e, "could not claim a document"),
             }
             tokio::select! {

@@ -5,7 +5,11 @@
 //! unrelated scales that shift with the corpus and the query; ranks do not.
 //! A chunk's fused score is `Σ 1/(K + rank)` over the lists it appears in,
 //! divided by the best score possible (first in every list), so the score is
-//! in [0, 1], 1 meaning "first by both measures". `mode` narrows search to
+//! in [0, 1], 1 meaning "first by both measures". The vector list counts with
+//! the embedder's [`hybrid_weight`](crate::llm::Embedder::hybrid_weight):
+//! 1 for a model, 0.5 for the built-in hashed n-grams, whose ranking is mostly
+//! lexical evidence BM25 already has (on the labelled set in
+//! `crates/kiln-bench/retrieval`, equal weights tie BM25 while 0.5 beats it). `mode` narrows search to
 //! one list (`bm25` or `vector`); in `vector` mode the score is the cosine
 //! similarity itself, clamped to [0, 1].
 
@@ -25,6 +29,8 @@ pub const MAX_TOP_K: usize = 100;
 const DOCUMENT_MODE_FANOUT: usize = 5;
 /// The rank constant of reciprocal-rank fusion (the customary 60).
 const RRF_K: f64 = 60.0;
+/// Candidates taken from each list before fusing.
+const FUSION_DEPTH: usize = 20;
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 4000;
 /// Characters of the best chunk in a document result's `preview`.
@@ -70,13 +76,16 @@ fn search_failed(e: impl std::fmt::Display) -> Error {
 
 /// Fuses ranked lists: chunk → reciprocal-rank score, normalised by the
 /// best possible (first in every list searched, empty ones included).
-pub fn fuse(lists: &[Vec<SearchHit>]) -> Vec<(ChunkId, f64)> {
-    let used = lists.len().max(1) as f64;
-    let best = used / (RRF_K + 1.0);
+pub fn fuse(lists: &[(f64, Vec<SearchHit>)]) -> Vec<(ChunkId, f64)> {
+    let best: f64 = lists
+        .iter()
+        .map(|(w, _)| w / (RRF_K + 1.0))
+        .sum::<f64>()
+        .max(f64::MIN_POSITIVE);
     let mut scores: HashMap<ChunkId, f64> = HashMap::new();
-    for list in lists {
+    for (weight, list) in lists {
         for (rank, hit) in list.iter().enumerate() {
-            *scores.entry(hit.chunk_id.clone()).or_default() += 1.0 / (RRF_K + rank as f64 + 1.0);
+            *scores.entry(hit.chunk_id.clone()).or_default() += weight / (RRF_K + rank as f64 + 1.0);
         }
     }
     let mut fused: Vec<(ChunkId, f64)> = scores.into_iter().map(|(id, s)| (id, s / best)).collect();
@@ -115,10 +124,13 @@ impl Kiln {
         }
         self.sync_search(&rag).await?;
 
-        let fetch = match q.result_type {
+        let wanted = match q.result_type {
             ResultType::Chunk => top_k,
             ResultType::Document => top_k * DOCUMENT_MODE_FANOUT,
         };
+        // Fusion needs candidates beyond the first few of each list: a chunk
+        // ranked 8th by both measures belongs above one ranked 1st by one.
+        let fetch = wanted.max(FUSION_DEPTH);
         let lexical = if q.mode == SearchMode::Vector {
             Vec::new()
         } else {
@@ -166,11 +178,15 @@ impl Kiln {
                 .iter()
                 .map(|h| (h.chunk_id.clone(), f64::from(h.score).clamp(0.0, 1.0)))
                 .collect(),
-            SearchMode::Lexical => fuse(&[lexical]),
-            SearchMode::Hybrid => fuse(&[lexical, vector]),
+            SearchMode::Lexical => fuse(&[(1.0, lexical)]),
+            SearchMode::Hybrid => fuse(&[(1.0, lexical), (rag.setup.embedder.hybrid_weight(), vector)]),
         };
         let min_score = q.min_score.unwrap_or(0.0);
-        let scored: Vec<(ChunkId, f64)> = scored.into_iter().filter(|(_, s)| *s >= min_score).collect();
+        let scored: Vec<(ChunkId, f64)> = scored
+            .into_iter()
+            .filter(|(_, s)| *s >= min_score)
+            .take(wanted + FUSION_DEPTH)
+            .collect();
         let ids: Vec<ChunkId> = scored.iter().map(|(id, _)| id.clone()).collect();
         let mut records: HashMap<ChunkId, ChunkRecord> = self
             .store
@@ -220,21 +236,21 @@ mod tests {
 
     #[test]
     fn fusion_rewards_agreement_and_stays_in_the_unit_interval() {
-        let fused = fuse(&[hits(&["a", "b", "c"]), hits(&["b", "d"])]);
+        let fused = fuse(&[(1.0, hits(&["a", "b", "c"])), (1.0, hits(&["b", "d"]))]);
         assert_eq!(
             fused[0].0.as_str(),
             "b",
             "second and first beats first and absent"
         );
         assert!(fused.iter().all(|(_, s)| *s > 0.0 && *s <= 1.0));
-        let top = fuse(&[hits(&["x"]), hits(&["x"])]);
+        let top = fuse(&[(1.0, hits(&["x"])), (1.0, hits(&["x"]))]);
         assert!((top[0].1 - 1.0).abs() < 1e-9, "first in both lists scores 1");
-        let half = fuse(&[hits(&["x", "y"]), Vec::new()]);
+        let half = fuse(&[(1.0, hits(&["x", "y"])), (1.0, Vec::new())]);
         assert!(
             (half[0].1 - 0.5).abs() < 1e-9,
             "first in one of two lists scores 0.5"
         );
-        let single = fuse(&[hits(&["x", "y"])]);
+        let single = fuse(&[(1.0, hits(&["x", "y"]))]);
         assert!(
             (single[0].1 - 1.0).abs() < 1e-9,
             "one list searched: its first scores 1"
