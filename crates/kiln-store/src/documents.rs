@@ -478,33 +478,19 @@ impl DocumentStore for SqlStore {
         page: Page,
     ) -> StoreResult<(Vec<Document>, i64)> {
         let (where_sql, binds) = list_where(self.kind(), project_id, filter);
-        let count_sql = format!("SELECT COUNT(*) AS n FROM documents{where_sql}");
-        let n = binds.len();
-        let list_sql = format!(
-            "SELECT {} FROM documents{where_sql} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+        let (rows, total) = count_and_page!(
+            self,
+            DocumentRow,
             document_columns(""),
-            n + 1,
-            n + 2
+            format!("documents{where_sql}"),
+            binds,
+            page
         );
-        read!(self, |pool| {
-            let total: i64 = bind_all!(sqlx::query(AssertSqlSafe(count_sql)), &binds)
-                .fetch_one(pool)
-                .await
-                .map_err(db_err)?
-                .try_get("n")
-                .map_err(db_err)?;
-            let rows: Vec<DocumentRow> = bind_all!(sqlx::query_as(AssertSqlSafe(list_sql)), &binds)
-                .bind(page.limit)
-                .bind(page.offset)
-                .fetch_all(pool)
-                .await
-                .map_err(db_err)?;
-            let docs = rows
-                .into_iter()
-                .map(Document::try_from)
-                .collect::<StoreResult<Vec<_>>>()?;
-            Ok((docs, total))
-        })
+        let docs = rows
+            .into_iter()
+            .map(Document::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok((docs, total))
     }
 
     async fn delete_document(

@@ -122,3 +122,36 @@ macro_rules! bind_all {
         q
     }};
 }
+
+/// One page of a filtered list, newest first, and the count of every match:
+/// `$from_where` is `table WHERE …` with `$1..$N` placeholders for `$binds`.
+/// Evaluates to `(Vec<$row>, total)`; errors return from the caller.
+macro_rules! count_and_page {
+    ($store:expr, $row:ty, $columns:expr, $from_where:expr, $binds:expr, $page:expr) => {{
+        let from_where: &str = &$from_where;
+        let binds: &[Bind] = &$binds;
+        let page: Page = $page;
+        let count_sql = format!("SELECT COUNT(*) AS n FROM {from_where}");
+        let list_sql = format!(
+            "SELECT {} FROM {from_where} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
+            $columns,
+            binds.len() + 1,
+            binds.len() + 2
+        );
+        read!($store, |pool| {
+            let total: i64 = bind_all!(sqlx::query(AssertSqlSafe(count_sql)), binds)
+                .fetch_one(pool)
+                .await
+                .map_err(db_err)?
+                .try_get("n")
+                .map_err(db_err)?;
+            let rows: Vec<$row> = bind_all!(sqlx::query_as(AssertSqlSafe(list_sql)), binds)
+                .bind(page.limit)
+                .bind(page.offset)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            (rows, total)
+        })
+    }};
+}

@@ -885,28 +885,15 @@ impl Store for SqlStore {
         page: Page,
     ) -> StoreResult<(Vec<AuditEntry>, i64)> {
         let (where_sql, binds) = audit_where(project_id, filter);
-        let count_sql = format!("SELECT COUNT(*) AS n FROM audit_log{where_sql}");
-        let n = binds.len();
-        let list_sql = format!(
-            "SELECT {AUDIT_COLUMNS} FROM audit_log{where_sql} ORDER BY created_at DESC, id DESC LIMIT ${} OFFSET ${}",
-            n + 1,
-            n + 2
+        let (rows, total) = count_and_page!(
+            self,
+            AuditRow,
+            AUDIT_COLUMNS,
+            format!("audit_log{where_sql}"),
+            binds,
+            page
         );
-        read!(self, |pool| {
-            let total: i64 = bind_all!(sqlx::query(AssertSqlSafe(count_sql)), &binds)
-                .fetch_one(pool)
-                .await
-                .map_err(db_err)?
-                .try_get("n")
-                .map_err(db_err)?;
-            let rows: Vec<AuditRow> = bind_all!(sqlx::query_as(AssertSqlSafe(list_sql)), &binds)
-                .bind(page.limit)
-                .bind(page.offset)
-                .fetch_all(pool)
-                .await
-                .map_err(db_err)?;
-            Ok((rows.into_iter().map(AuditEntry::from).collect(), total))
-        })
+        Ok((rows.into_iter().map(AuditEntry::from).collect(), total))
     }
 
     async fn audit_page_before(
