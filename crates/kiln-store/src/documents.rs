@@ -874,10 +874,13 @@ impl DocumentStore for SqlStore {
         let sql = format!(
             "SELECT c.id AS chunk_id, c.chunk_index, c.content AS chunk_content, c.metadata AS chunk_metadata, {} \
              FROM chunks c JOIN documents d ON d.id = c.document_id \
-             WHERE c.project_id = $1 AND d.project_id = $1 AND {SEARCHABLE} AND c.id IN ({})",
+             WHERE c.id IN ({}) AND c.project_id = $1 AND {SEARCHABLE}",
             document_columns("d."),
             placeholders.join(", ")
         );
+        // Led by the chunk ids (primary key): a condition on the document's
+        // project would let SQLite's planner walk every chunk of the project
+        // instead. A chunk's project is its document's.
         let rows: Vec<ChunkRecordRow> = read!(self, |pool| {
             let mut q = sqlx::query_as(AssertSqlSafe(sql)).bind(project_id.as_str());
             for id in chunk_ids {

@@ -31,6 +31,9 @@ const DOCUMENT_MODE_FANOUT: usize = 5;
 const RRF_K: f64 = 60.0;
 /// Candidates taken from each list before fusing.
 const FUSION_DEPTH: usize = 20;
+/// Extra fused candidates read from the database, for hits the database no
+/// longer considers searchable (a change not yet replayed).
+const HYDRATION_SLACK: usize = 5;
 /// Longest query accepted, in characters.
 pub const MAX_QUERY_CHARS: usize = 4000;
 /// Characters of the best chunk in a document result's `preview`.
@@ -131,9 +134,11 @@ impl Kiln {
         // Fusion needs candidates beyond the first few of each list: a chunk
         // ranked 8th by both measures belongs above one ranked 1st by one.
         let fetch = wanted.max(FUSION_DEPTH);
-        let lexical = if q.mode == SearchMode::Vector {
-            Vec::new()
-        } else {
+        // The two lists are independent: run them at once.
+        let lexical = async {
+            if q.mode == SearchMode::Vector {
+                return Ok(Vec::new());
+            }
             let (l, p, ids, text) = (
                 rag.setup.lexical.clone(),
                 ctx.project.id.clone(),
@@ -143,11 +148,12 @@ impl Kiln {
             tokio::task::spawn_blocking(move || l.search(&p, &ids, &text, fetch))
                 .await
                 .map_err(search_failed)?
-                .map_err(search_failed)?
+                .map_err(search_failed)
         };
-        let vector = if q.mode == SearchMode::Lexical {
-            Vec::new()
-        } else {
+        let vector = async {
+            if q.mode == SearchMode::Lexical {
+                return Ok(Vec::new());
+            }
             let embedder = rag.setup.embedder.clone();
             // Only indexes whose vectors came from this embedder compare.
             let mut comparable = Vec::new();
@@ -158,21 +164,20 @@ impl Kiln {
                 }
             }
             if comparable.is_empty() {
-                Vec::new()
-            } else {
-                let embedded = embedder.embed(&[query.to_owned()]).await?;
-                let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
-                let (v, p) = (rag.setup.vectors.clone(), ctx.project.id.clone());
-                let mut hits = tokio::task::spawn_blocking(move || {
-                    v.search(&p, &comparable, &unit(query_vector), fetch)
-                })
-                .await
-                .map_err(search_failed)?;
-                // Orthogonal or opposite vectors are not similar at all.
-                hits.retain(|h| h.score > 0.0);
-                hits
+                return Ok(Vec::new());
             }
+            let embedded = embedder.embed(&[query.to_owned()]).await?;
+            let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
+            let (v, p) = (rag.setup.vectors.clone(), ctx.project.id.clone());
+            let mut hits =
+                tokio::task::spawn_blocking(move || v.search(&p, &comparable, &unit(query_vector), fetch))
+                    .await
+                    .map_err(search_failed)?;
+            // Orthogonal or opposite vectors are not similar at all.
+            hits.retain(|h| h.score > 0.0);
+            Ok::<_, Error>(hits)
         };
+        let (lexical, vector) = tokio::try_join!(lexical, vector)?;
         let scored: Vec<(ChunkId, f64)> = match q.mode {
             SearchMode::Vector => vector
                 .iter()
@@ -185,7 +190,7 @@ impl Kiln {
         let scored: Vec<(ChunkId, f64)> = scored
             .into_iter()
             .filter(|(_, s)| *s >= min_score)
-            .take(wanted + FUSION_DEPTH)
+            .take(wanted + HYDRATION_SLACK)
             .collect();
         let ids: Vec<ChunkId> = scored.iter().map(|(id, _)| id.clone()).collect();
         let mut records: HashMap<ChunkId, ChunkRecord> = self
