@@ -134,7 +134,7 @@ pub struct ServeArgs {
     pub upload_limit: u64,
     /// Documents ingested at once (extract, chunk, embed) by this server; 0 leaves ingestion to
     /// other servers on the same database.
-    #[arg(long, env = ENV_INGEST_WORKERS, default_value_t = 1)]
+    #[arg(long, env = ENV_INGEST_WORKERS, default_value_t = 2)]
     pub ingest_workers: usize,
     /// Embedding model for RAG: `builtin` (kiln/hash-384: no model file, no network) or a model
     /// name served by an OpenAI-compatible `/embeddings` endpoint (e.g. `text-embedding-3-small`).
