@@ -37,6 +37,8 @@ pub const INGEST_LEASE: Duration = Duration::from_secs(120);
 /// How often an idle worker looks for work it was not told about (uploads
 /// on another server, expired leases).
 pub const INGEST_POLL: Duration = Duration::from_secs(5);
+/// Longest a document's extraction and chunking may take.
+pub const EXTRACT_TIMEOUT: Duration = Duration::from_secs(120);
 /// Search-log entries replayed per batch.
 const REPLAY_BATCH: i64 = 500;
 /// Documents loaded per page when a structure is rebuilt.
@@ -185,14 +187,23 @@ impl Kiln {
         let kind = DocumentKind::from_content_type(&doc.content_type);
         let extractor = rag.setup.extractor.clone();
         let options = rag.setup.chunking;
-        let (extracted, pieces) = tokio::task::spawn_blocking(move || {
+        let work = tokio::task::spawn_blocking(move || {
             let extracted = extractor.extract(kind, &bytes)?;
             let pieces = chunk_markdown(&extracted.markdown, options);
             Ok::<_, String>((extracted, pieces))
-        })
-        .await
-        .map_err(|_| Ingest::Failed("extraction crashed on this file".into()))?
-        .map_err(Ingest::Failed)?;
+        });
+        // A pathological file must not hold a worker forever. (The blocking
+        // thread cannot be stopped; it finishes on its own and is ignored.)
+        let (extracted, pieces) = tokio::time::timeout(EXTRACT_TIMEOUT, work)
+            .await
+            .map_err(|_| {
+                Ingest::Failed(format!(
+                    "extracting the text took longer than {} s; the file is too complex to read",
+                    EXTRACT_TIMEOUT.as_secs()
+                ))
+            })?
+            .map_err(|_| Ingest::Failed("extraction crashed on this file".into()))?
+            .map_err(Ingest::Failed)?;
 
         let recorded = self.store.index_embedder(&doc.project_id, &doc.index_id).await?;
         let embedder = &rag.setup.embedder;
