@@ -1,0 +1,125 @@
+//! The `Sandbox` port: run one block of model-written JavaScript with
+//! bounded memory, time and output, and no ambient I/O. Everything the code
+//! can reach (search, fetch, input, …) is a host function the caller
+//! injects, so the sandbox knows nothing about agents.
+//!
+//! `kiln-sandbox` implements it with embedded QuickJS: a fresh runtime and
+//! context per block, so nothing leaks from one block (or session) to the
+//! next.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde_json::Value;
+
+/// Bounds of one code block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxLimits {
+    /// Heap the block may allocate.
+    pub memory_bytes: usize,
+    /// Native stack the interpreter may use (bounds recursion).
+    pub stack_bytes: usize,
+    /// Wall-clock time for the whole block, host calls included.
+    pub time: Duration,
+    /// Captured `console` output kept; the rest is cut and flagged.
+    pub output_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        SandboxLimits {
+            memory_bytes: 64 * 1024 * 1024,
+            stack_bytes: 1024 * 1024,
+            time: Duration::from_secs(30),
+            output_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// Stops a running block from outside (a cancelled turn).
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The functions a block may call, injected per run. A name with a dot
+/// (`data.get`) is exposed as a method of a global object (`data`).
+/// Every host function is async in JavaScript (returns a promise) and takes
+/// its arguments as one JSON array.
+#[async_trait]
+pub trait HostFunctions: Send + Sync {
+    /// The names to expose, e.g. `["search", "fetch", "data.get"]`.
+    fn names(&self) -> Vec<String>;
+    /// Calls `name` with the JS arguments (as a JSON array). `Err` rejects
+    /// the promise with that message, which the code may catch.
+    async fn call(&self, name: &str, args: Value) -> Result<Value, String>;
+}
+
+/// How a block ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SandboxError {
+    /// The code does not parse.
+    Syntax(String),
+    /// The code threw (and did not catch) this.
+    Thrown { message: String, stack: Option<String> },
+    /// The time limit passed.
+    Timeout,
+    /// The memory limit was hit.
+    OutOfMemory,
+    /// Recursion exceeded the stack limit.
+    StackOverflow,
+    /// The caller cancelled the block.
+    Cancelled,
+}
+
+impl std::fmt::Display for SandboxError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SandboxError::Syntax(m) => write!(f, "SyntaxError: {m}"),
+            SandboxError::Thrown { message, .. } => write!(f, "{message}"),
+            SandboxError::Timeout => f.write_str("the code ran past its time limit"),
+            SandboxError::OutOfMemory => f.write_str("the code ran out of memory"),
+            SandboxError::StackOverflow => f.write_str("maximum call stack size exceeded"),
+            SandboxError::Cancelled => f.write_str("cancelled"),
+        }
+    }
+}
+
+/// The result of one block: its completion value (the value of the last
+/// expression statement, or what a top-level `return` in an async body
+/// gives, as JSON; `undefined` is `null`), the console output, and timing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxOutcome {
+    pub result: Result<Value, SandboxError>,
+    /// `console.log/info/warn/error` lines, joined by newlines.
+    pub console: String,
+    /// Output beyond `output_bytes` was dropped.
+    pub console_truncated: bool,
+    pub elapsed: Duration,
+}
+
+#[async_trait]
+pub trait Sandbox: Send + Sync {
+    /// Runs `code` in a fresh context with `host`'s functions, within
+    /// `limits`, until it settles, times out, or `cancel` is set. Never
+    /// panics and never leaves anything running behind it.
+    async fn run(
+        &self,
+        code: &str,
+        host: Arc<dyn HostFunctions>,
+        limits: SandboxLimits,
+        cancel: CancelFlag,
+    ) -> SandboxOutcome;
+}

@@ -1,0 +1,586 @@
+//! One block from start to end, on its own thread: a fresh runtime and
+//! context, the prelude, the model's code, and a small event loop that runs
+//! promise jobs and settles host calls until the block's promise settles or a
+//! limit stops it. Everything here is synchronous; the async side is in
+//! `lib.rs`.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use kiln_core::sandbox::{CancelFlag, HostFunctions, SandboxError, SandboxLimits};
+use rquickjs::context::EvalOptions;
+use rquickjs::promise::PromiseState;
+use rquickjs::{Context, Ctx, Function, Object, Promise, Runtime, Value};
+use serde_json::Value as Json;
+use tokio::runtime::Handle;
+
+use crate::console::Console;
+use crate::host::{HostCalls, HostReply};
+use crate::meter::{Meter, MeteredAllocator};
+use crate::prelude;
+
+/// The least interpreter stack a block gets, whatever its limits say:
+/// QuickJS reads a stack size of 0 as "unchecked", which would let deep
+/// recursion overflow the thread's real stack.
+const MIN_STACK_BYTES: usize = 64 * 1024;
+
+/// Thread stack beyond the interpreter's limit, for the frames below the
+/// limit's mark and for native code (ours and QuickJS's) called at the
+/// deepest point.
+const STACK_MARGIN_BYTES: usize = 1024 * 1024;
+
+/// How often the event loop looks at the cancel flag and the clock while it
+/// waits for host calls.
+const POLL: Duration = Duration::from_millis(5);
+
+/// How many promise jobs run between two looks at the clock (the interrupt
+/// handler also covers long jobs).
+const JOBS_PER_CHECK: u32 = 1024;
+
+/// Heap allowed past the limit once the block has failed, so its error can
+/// still be described after it ran out of memory.
+const REPORT_HEADROOM_BYTES: usize = 256 * 1024;
+
+/// The file name in stack traces and syntax errors.
+const FILE_NAME: &str = "block.js";
+
+/// A block with a top-level `return` runs as the body of this function. The
+/// prefix has no newline, so line numbers stay those of the code.
+const WRAP_PREFIX: &str = "(async function () {";
+const WRAP_SUFFIX: &str = "\n})()";
+
+/// QuickJS's parse error for a `return` outside a function.
+const RETURN_OUTSIDE_FUNCTION: &str = "return not in a function";
+
+/// The reply when the code awaits a promise that nothing can settle.
+const NEVER_SETTLES: &str = "Error: the code awaits a promise that can never settle \
+     (no host call is running, and there are no timers)";
+
+/// What the sandbox thread needs to run one block.
+pub(crate) struct Job {
+    pub(crate) code: String,
+    pub(crate) host: Arc<dyn HostFunctions>,
+    pub(crate) limits: SandboxLimits,
+    pub(crate) cancel: CancelFlag,
+    /// Set when the caller stopped waiting (its future was dropped).
+    pub(crate) abandoned: Arc<AtomicBool>,
+    pub(crate) deadline: Option<Instant>,
+    /// The caller's runtime, where host calls run.
+    pub(crate) runtime: Handle,
+}
+
+/// How a block ended, without its timing.
+#[derive(Debug)]
+pub(crate) struct Finished {
+    pub(crate) result: Result<Json, SandboxError>,
+    pub(crate) console: String,
+    pub(crate) console_truncated: bool,
+}
+
+impl Finished {
+    pub(crate) fn failed(error: SandboxError) -> Finished {
+        Finished {
+            result: Err(error),
+            console: String::new(),
+            console_truncated: false,
+        }
+    }
+}
+
+/// A failure of the sandbox itself, not of the code. The port has no variant
+/// for it, so it reads like QuickJS's own internal errors.
+pub(crate) fn internal(message: &str) -> SandboxError {
+    SandboxError::Thrown {
+        message: format!("InternalError: {message}"),
+        stack: None,
+    }
+}
+
+/// The stack the block's thread needs.
+pub(crate) fn thread_stack_bytes(limits: &SandboxLimits) -> usize {
+    interpreter_stack_bytes(limits).saturating_add(STACK_MARGIN_BYTES)
+}
+
+fn interpreter_stack_bytes(limits: &SandboxLimits) -> usize {
+    limits.stack_bytes.max(MIN_STACK_BYTES)
+}
+
+/// Why the block was stopped from outside the code.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Timeout,
+    Cancelled,
+}
+
+impl From<Stop> for SandboxError {
+    fn from(stop: Stop) -> SandboxError {
+        match stop {
+            Stop::Timeout => SandboxError::Timeout,
+            Stop::Cancelled => SandboxError::Cancelled,
+        }
+    }
+}
+
+/// The deadline and the cancel flags, shared by the interrupt handler and the
+/// event loop. The first reason to stop sticks.
+#[derive(Clone)]
+struct Watch {
+    deadline: Option<Instant>,
+    cancel: CancelFlag,
+    abandoned: Arc<AtomicBool>,
+    stop: Rc<Cell<Option<Stop>>>,
+}
+
+impl Watch {
+    /// Looks at the flags and the clock.
+    fn check(&self) -> Option<Stop> {
+        if let Some(stop) = self.stop.get() {
+            return Some(stop);
+        }
+        let stop = if self.cancel.is_cancelled() || self.abandoned.load(Ordering::Relaxed) {
+            Stop::Cancelled
+        } else if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+            Stop::Timeout
+        } else {
+            return None;
+        };
+        self.stop.set(Some(stop));
+        Some(stop)
+    }
+
+    /// Whether the block was already stopped.
+    fn stopped(&self) -> Option<Stop> {
+        self.stop.get()
+    }
+}
+
+/// A fresh runtime and context, never used by any block. A pooled thread
+/// makes the next one as soon as it is idle, so the block that comes along
+/// does not wait for it; a block that finds none makes its own.
+pub(crate) struct Fresh {
+    runtime: Runtime,
+    context: Context,
+    meter: Rc<Meter>,
+}
+
+impl Fresh {
+    pub(crate) fn new() -> Result<Fresh, SandboxError> {
+        let meter = Meter::new();
+        let runtime = Runtime::new_with_alloc(MeteredAllocator(meter.clone()))
+            .map_err(|_| internal("cannot create a QuickJS runtime"))?;
+        let context = Context::full(&runtime).map_err(|_| internal("cannot create a QuickJS context"))?;
+        Ok(Fresh {
+            runtime,
+            context,
+            meter,
+        })
+    }
+}
+
+/// Runs one block on the current thread, which must not be a Tokio worker:
+/// this blocks until the block ends. `reply` gets the outcome as soon as it
+/// is known; the runtime is torn down after that, off the caller's path.
+pub(crate) fn run(job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) {
+    let watch = Watch {
+        deadline: job.deadline,
+        cancel: job.cancel.clone(),
+        abandoned: job.abandoned.clone(),
+        stop: Rc::new(Cell::new(None)),
+    };
+    if let Some(stop) = watch.check() {
+        return reply(Finished::failed(stop.into()));
+    }
+    let fresh = match fresh.map_or_else(Fresh::new, Ok) {
+        Ok(fresh) => fresh,
+        Err(error) => return reply(Finished::failed(error)),
+    };
+    let Fresh {
+        runtime,
+        context,
+        meter,
+    } = fresh;
+    // The limit starts now: until the runtime and context exist nothing is
+    // refused, as QuickJS and rquickjs do not survive failing to create them.
+    // Their 100-odd KiB count against it.
+    meter.arm(job.limits.memory_bytes);
+    runtime.set_max_stack_size(interpreter_stack_bytes(&job.limits));
+    runtime.set_interrupt_handler(Some(Box::new({
+        let watch = watch.clone();
+        move || watch.check().is_some()
+    })));
+    let console = Rc::new(RefCell::new(Console::new(job.limits.output_bytes)));
+
+    let result = context.with(|ctx| run_block(&ctx, &job, &watch, &meter, &console));
+
+    let (console, console_truncated) = console.replace(Console::new(0)).into_parts();
+    reply(Finished {
+        result,
+        console,
+        console_truncated,
+    });
+    drop(context);
+    drop(runtime);
+}
+
+fn run_block<'js>(
+    ctx: &Ctx<'js>,
+    job: &Job,
+    watch: &Watch,
+    meter: &Meter,
+    console: &Rc<RefCell<Console>>,
+) -> Result<Json, SandboxError> {
+    let (replies_tx, replies) = mpsc::channel();
+    let calls = Rc::new(HostCalls::new(job.host.clone(), job.runtime.clone(), replies_tx));
+    let _abort_calls = AbortOnDrop(&calls);
+
+    let mut block = Block {
+        ctx: ctx.clone(),
+        watch,
+        meter,
+        describe: None,
+    };
+    let result_json = block.prelude(&calls, console, job)?;
+    let (promise, shape) = block.evaluate(&job.code)?;
+    let value = block.drive(&promise, &calls, &replies)?;
+    let value = match shape {
+        Shape::Script => value
+            .into_object()
+            .and_then(|object| object.get::<_, Value>("value").ok()),
+        Shape::Function => Some(value),
+    };
+    let json = match value {
+        Some(value) => block.to_json(&result_json, value)?,
+        None => Json::Null,
+    };
+    block.finish_calls(&calls, &replies)?;
+    Ok(json)
+}
+
+/// Stops the block's host calls and breaks the cycle through their
+/// promises, on every way out of the block.
+struct AbortOnDrop<'a, 'js>(&'a HostCalls<'js>);
+
+impl Drop for AbortOnDrop<'_, '_> {
+    fn drop(&mut self) {
+        self.0.abort_all();
+    }
+}
+
+/// How the code was run, which decides where its value is.
+#[derive(Debug, Clone, Copy)]
+enum Shape {
+    /// As a script with top-level await: the promise resolves to
+    /// `{ value }`, `value` being the completion value.
+    Script,
+    /// As the body of an async function: the promise resolves to what it
+    /// returns.
+    Function,
+}
+
+/// One block's context and what reads its outcome.
+struct Block<'a, 'js> {
+    ctx: Ctx<'js>,
+    watch: &'a Watch,
+    meter: &'a Meter,
+    /// The prelude's `describe`, once it ran.
+    describe: Option<Function<'js>>,
+}
+
+impl<'js> Block<'_, 'js> {
+    /// Installs `console` and the host functions; returns `resultJson`.
+    fn prelude(
+        &mut self,
+        calls: &Rc<HostCalls<'js>>,
+        console: &Rc<RefCell<Console>>,
+        job: &Job,
+    ) -> Result<Function<'js>, SandboxError> {
+        let host_call = Function::new(self.ctx.clone(), {
+            let calls = calls.clone();
+            move |ctx: Ctx<'js>, name: String, args: String| calls.start(&ctx, name, &args)
+        })
+        .map_err(|error| self.failure(error))?;
+        let console_write = Function::new(self.ctx.clone(), {
+            let console = console.clone();
+            move |line: String| console.borrow_mut().write(&line)
+        })
+        .map_err(|error| self.failure(error))?;
+        let bytecode = prelude::bytecode().map_err(|error| internal(&error))?;
+        let setup = prelude::load(&self.ctx, bytecode).map_err(|error| self.failure(error))?;
+        let helpers: Object = setup
+            .call((
+                host_call,
+                console_write,
+                job.host.names(),
+                job.limits.output_bytes as f64,
+            ))
+            .map_err(|error| self.failure(error))?;
+        let result_json: Function = helpers.get("resultJson").map_err(|error| self.failure(error))?;
+        let describe: Function = helpers.get("describe").map_err(|error| self.failure(error))?;
+        self.describe = Some(describe);
+        Ok(result_json)
+    }
+
+    /// Starts the code: as a script with top-level await, or, when it has a
+    /// top-level `return`, as the body of an async function.
+    fn evaluate(&self, code: &str) -> Result<(Promise<'js>, Shape), SandboxError> {
+        match self
+            .ctx
+            .eval_with_options::<Promise, _>(code, eval_options(true, FILE_NAME))
+        {
+            Ok(promise) => return Ok((promise, Shape::Script)),
+            Err(rquickjs::Error::Exception) => {}
+            Err(error) => return Err(self.failure(error)),
+        }
+        let thrown = self.ctx.catch();
+        match self.syntax_error(&thrown) {
+            Some((message, _)) if message == RETURN_OUTSIDE_FUNCTION => {}
+            Some((message, location)) => return Err(syntax(&message, location, 0)),
+            None => return Err(self.classify(thrown)),
+        }
+
+        let wrapped = format!("{WRAP_PREFIX}{code}{WRAP_SUFFIX}");
+        match self
+            .ctx
+            .eval_with_options::<Promise, _>(wrapped, eval_options(false, FILE_NAME))
+        {
+            Ok(promise) => Ok((promise, Shape::Function)),
+            Err(rquickjs::Error::Exception) => {
+                let thrown = self.ctx.catch();
+                match self.syntax_error(&thrown) {
+                    Some((message, location)) => Err(syntax(&message, location, WRAP_PREFIX.len())),
+                    None => Err(self.classify(thrown)),
+                }
+            }
+            Err(error) => Err(self.failure(error)),
+        }
+    }
+
+    /// Runs jobs and settles host calls until `promise` settles.
+    fn drive(
+        &self,
+        promise: &Promise<'js>,
+        calls: &HostCalls<'js>,
+        replies: &Receiver<HostReply>,
+    ) -> Result<Value<'js>, SandboxError> {
+        loop {
+            self.run_jobs()?;
+            if promise.state() != PromiseState::Pending {
+                return match promise.result::<Value>() {
+                    Some(Ok(value)) => Ok(value),
+                    Some(Err(error)) => Err(self.failure(error)),
+                    None => Err(internal("a settled promise has no result")),
+                };
+            }
+            if !calls.in_flight() {
+                return Err(SandboxError::Thrown {
+                    message: NEVER_SETTLES.to_owned(),
+                    stack: None,
+                });
+            }
+            self.settle_next(calls, replies)?;
+        }
+    }
+
+    /// Lets the host calls the code started but did not await finish (and
+    /// their callbacks run), as Node lets pending I/O finish before it exits.
+    fn finish_calls(
+        &self,
+        calls: &HostCalls<'js>,
+        replies: &Receiver<HostReply>,
+    ) -> Result<(), SandboxError> {
+        loop {
+            self.run_jobs()?;
+            if !calls.in_flight() {
+                return Ok(());
+            }
+            self.settle_next(calls, replies)?;
+        }
+    }
+
+    /// Runs promise jobs until none is left.
+    fn run_jobs(&self) -> Result<(), SandboxError> {
+        let mut jobs: u32 = 0;
+        while self.ctx.execute_pending_job() {
+            jobs = jobs.wrapping_add(1);
+            let stop = if jobs.is_multiple_of(JOBS_PER_CHECK) {
+                self.watch.check()
+            } else {
+                self.watch.stopped()
+            };
+            if let Some(stop) = stop {
+                return Err(stop.into());
+            }
+        }
+        match self.watch.stopped() {
+            Some(stop) => Err(stop.into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Waits for the next host reply and settles its promise, looking at the
+    /// clock and the cancel flag every few milliseconds.
+    fn settle_next(&self, calls: &HostCalls<'js>, replies: &Receiver<HostReply>) -> Result<(), SandboxError> {
+        loop {
+            // Replies may come back to back, never leaving the wait below
+            // to time out: look on every round.
+            if let Some(stop) = self.watch.check() {
+                return Err(stop.into());
+            }
+            let wait = self.watch.deadline.map_or(POLL, |deadline| {
+                deadline.saturating_duration_since(Instant::now()).min(POLL)
+            });
+            match replies.recv_timeout(wait) {
+                Ok(reply) => return calls.settle(reply).map_err(|error| self.failure(error)),
+                Err(RecvTimeoutError::Timeout) => {}
+                // `calls` holds a sender, so the channel stays open.
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(internal("the host call channel closed"));
+                }
+            }
+        }
+    }
+
+    /// The completion value as JSON, through the prelude's `resultJson`.
+    fn to_json(&self, result_json: &Function<'js>, value: Value<'js>) -> Result<Json, SandboxError> {
+        let json: Option<String> = result_json.call((value,)).map_err(|error| self.failure(error))?;
+        match json {
+            None => Ok(Json::Null),
+            Some(json) => serde_json::from_str(&json)
+                .map_err(|error| internal(&format!("the result cannot be read as JSON: {error}"))),
+        }
+    }
+
+    /// The `(message, location)` of a SyntaxError, or `None` for any other
+    /// value.
+    fn syntax_error(&self, thrown: &Value<'js>) -> Option<(String, Option<String>)> {
+        if self.watch.stopped().is_some() {
+            return None;
+        }
+        let error = thrown.as_object()?;
+        let name: String = error.get("name").ok()?;
+        if name != "SyntaxError" {
+            return None;
+        }
+        let message: String = error.get("message").ok()?;
+        let stack: Option<String> = error.get("stack").ok().flatten();
+        let location = stack.as_deref().and_then(|stack| {
+            let line = stack.lines().next()?.trim();
+            Some(line.strip_prefix("at ")?.to_owned())
+        });
+        Some((message, location))
+    }
+
+    /// Maps an error from the engine to how the block ended.
+    fn failure(&self, error: rquickjs::Error) -> SandboxError {
+        match error {
+            rquickjs::Error::Exception => {
+                let thrown = self.ctx.catch();
+                self.classify(thrown)
+            }
+            _ if let Some(stop) = self.watch.stopped() => stop.into(),
+            _ if self.meter.refused() => SandboxError::OutOfMemory,
+            rquickjs::Error::Allocation => SandboxError::OutOfMemory,
+            error => internal(&error.to_string()),
+        }
+    }
+
+    /// Maps an uncaught exception to how the block ended.
+    fn classify(&self, thrown: Value<'js>) -> SandboxError {
+        if let Some(stop) = self.watch.stopped() {
+            return stop.into();
+        }
+        // QuickJS throws `null` when it cannot even allocate its error.
+        if thrown.is_null() && self.meter.refused() {
+            return SandboxError::OutOfMemory;
+        }
+        self.meter.allow_past_limit(REPORT_HEADROOM_BYTES);
+        let Some(describe) = &self.describe else {
+            return if self.meter.refused() {
+                SandboxError::OutOfMemory
+            } else {
+                internal("the sandbox failed before the code ran")
+            };
+        };
+        let described = describe.call::<_, Object>((thrown,)).and_then(|described| {
+            let message: String = described.get("message")?;
+            let stack: Option<String> = described.get("stack")?;
+            Ok((message, stack))
+        });
+        match described {
+            Ok((message, stack)) => match message.as_str() {
+                "InternalError: out of memory" => SandboxError::OutOfMemory,
+                "RangeError: Maximum call stack size exceeded" | "InternalError: stack overflow" => {
+                    SandboxError::StackOverflow
+                }
+                "InternalError: interrupted" => SandboxError::Timeout,
+                _ => SandboxError::Thrown {
+                    message,
+                    stack: stack.map(|stack| stack.trim_end().to_owned()),
+                },
+            },
+            Err(error) => {
+                if matches!(error, rquickjs::Error::Exception) {
+                    self.ctx.catch();
+                }
+                if let Some(stop) = self.watch.stopped() {
+                    stop.into()
+                } else if self.meter.refused() {
+                    SandboxError::OutOfMemory
+                } else {
+                    internal(&format!("the thrown value cannot be described: {error}"))
+                }
+            }
+        }
+    }
+}
+
+fn eval_options(top_level_await: bool, file_name: &str) -> EvalOptions {
+    let mut options = EvalOptions::default();
+    options.global = true;
+    // Sloppy mode, like a script in Node; `"use strict"` still works.
+    options.strict = false;
+    options.promise = top_level_await;
+    options.filename = Some(file_name.to_owned());
+    options
+}
+
+/// A syntax error's message with its place, as `message at block.js:L:C`;
+/// `shift` is the wrapper's length on line 1.
+fn syntax(message: &str, location: Option<String>, shift: usize) -> SandboxError {
+    let Some(location) = location else {
+        return SandboxError::Syntax(message.to_owned());
+    };
+    let location = match location.rsplitn(3, ':').collect::<Vec<_>>()[..] {
+        [column, "1", file] if shift > 0 => match column.parse::<usize>() {
+            Ok(column) => format!("{file}:1:{}", column.saturating_sub(shift).max(1)),
+            Err(_) => location.clone(),
+        },
+        _ => location.clone(),
+    };
+    SandboxError::Syntax(format!("{message} at {location}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_errors_name_their_place_without_the_wrapper() {
+        assert_eq!(
+            syntax("unexpected token", Some("block.js:1:25".to_owned()), 20),
+            SandboxError::Syntax("unexpected token at block.js:1:5".to_owned())
+        );
+        assert_eq!(
+            syntax("unexpected token", Some("block.js:3:7".to_owned()), 20),
+            SandboxError::Syntax("unexpected token at block.js:3:7".to_owned())
+        );
+        assert_eq!(
+            syntax("unexpected end of input", None, 0),
+            SandboxError::Syntax("unexpected end of input".to_owned())
+        );
+    }
+}

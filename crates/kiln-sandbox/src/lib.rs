@@ -1,0 +1,238 @@
+//! Kiln's JavaScript sandbox: [`QuickJsSandbox`] implements `kiln-core`'s
+//! [`Sandbox`] port with embedded QuickJS (QuickJS-NG through `rquickjs`,
+//! vendored C, no download), so model-written code runs in process with
+//! bounded memory, stack, time and output, and reaches nothing but the host
+//! functions the caller injects.
+//!
+//! # Isolation
+//!
+//! Every block gets a fresh QuickJS runtime and context, which no other
+//! block has used and which are dropped when it ends: a global set by one
+//! block does not exist in the next, and nothing leaks between blocks or
+//! sessions. The context has the standard built-ins (plus
+//! QuickJS's `queueMicrotask`, `atob`/`btoa`, `performance.now`), and no
+//! ambient I/O: no `require`, no module loader (`import()` rejects), no
+//! `fetch`, no timers (`setTimeout` is absent), no `print`. What the code
+//! may reach is only:
+//!
+//! * the host functions of [`HostFunctions::names`]: `search` becomes a
+//!   global, `data.get` a method of a global object `data`. Each is async:
+//!   its arguments go to the host as one JSON array (BigInts as strings), and
+//!   its promise resolves with the host's JSON reply or rejects with
+//!   `Error(message)`. Calls may overlap (`Promise.all`);
+//! * `console.log`/`info`/`warn`/`error`/`debug` (and `trace`, `dir`), which
+//!   append one line per call to [`SandboxOutcome::console`]: strings as they
+//!   are, other values Node-like (objects as JSON, errors as
+//!   `TypeError: message`), joined by spaces.
+//!
+//! # The completion value
+//!
+//! The code runs as a script with top-level `await`. Its result is the
+//! script's completion value, as in a REPL or `eval`: the value of the last
+//! expression statement evaluated (`let x = 1` alone gives `undefined`).
+//! When the code has a top-level `return` (which a script cannot have), it
+//! runs instead as the body of an `async function`, and its result is what it
+//! returns: `null` if it ends without returning. Either way the value is
+//! converted with `JSON.stringify`: `undefined`, functions and symbols give
+//! `null`, BigInts their decimal string, `NaN` and infinities `null`; a
+//! cycle fails the block with `TypeError: circular reference`. The code runs
+//! in sloppy mode, like a Node script.
+//!
+//! # Errors
+//!
+//! A parse error is [`SandboxError::Syntax`] with QuickJS's message and its
+//! place, as in `unexpected token in expression: ';' at block.js:2:7`. An
+//! uncaught throw is [`SandboxError::Thrown`]: an `Error` as `String(error)`
+//! (`TypeError: not a function`) with its stack; a string as it is; any other
+//! value as JSON. Failures of the sandbox itself, which the port has no
+//! variant for, read as thrown `InternalError: ...`.
+//!
+//! # Limits, and how each is enforced
+//!
+//! * **Memory**: the runtime allocates through a metering allocator
+//!   (`meter.rs`) that refuses allocations past `memory_bytes`, the runtime
+//!   and context's own 100-odd KiB included; QuickJS then throws, and an
+//!   uncaught out-of-memory error is [`SandboxError::OutOfMemory`]. The code
+//!   may catch it and go on.
+//! * **Stack**: QuickJS checks its stack use against `stack_bytes` (at least
+//!   64 KiB) on every call; runaway recursion throws `RangeError: Maximum
+//!   call stack size exceeded`, which uncaught is
+//!   [`SandboxError::StackOverflow`]. The block's thread has that much stack
+//!   plus 1 MiB, so the check always comes before the real end.
+//! * **Time**: one deadline, `time` after [`Sandbox::run`] was called,
+//!   covers everything. While JavaScript runs, QuickJS's interrupt handler
+//!   (polled every few thousand instructions, also inside regular
+//!   expressions) stops it with an uncatchable error; while the code awaits
+//!   host calls, the event loop wakes every 5 ms. Past the deadline the block
+//!   ends with [`SandboxError::Timeout`] and its running host calls are
+//!   aborted.
+//! * **Cancel**: the same two checks read the [`CancelFlag`], giving
+//!   [`SandboxError::Cancelled`] within milliseconds.
+//! * **Output**: console lines are cut on a char boundary at `output_bytes`
+//!   and [`SandboxOutcome::console_truncated`] is set; past that, console
+//!   calls return at once, and a huge line is cut inside JavaScript before
+//!   it is copied out, so output cannot grow the host's memory.
+//!
+//! The block ends when its promise has settled and the host calls it
+//! started have finished, as Node waits for pending I/O before it exits: a
+//! call the code did not await still completes (within the time limit). A
+//! promise that can never settle (no job is queued and no host call is
+//! running) fails the block at once with a thrown error saying so, rather
+//! than at the deadline.
+//!
+//! # Threads
+//!
+//! JavaScript runs synchronously until it awaits, so a block must not run on
+//! a Tokio worker: a 30-second loop would stall every task on that worker.
+//! Each block runs on a sandbox thread (`threads.rs`) with the stack its
+//! limit needs, which `spawn_blocking`'s pool cannot promise, and owns its
+//! runtime there, so the runtime never crosses threads and needs no locks.
+//! Idle threads are kept, each holding a runtime and context made while it
+//! waited, so a block does not pay for them; no block ever sees a runtime
+//! another block used. Host calls run as tasks on the caller's Tokio runtime,
+//! where its clients and pools live, and send their replies back over a
+//! channel. The caller awaits the outcome on a oneshot channel, with a
+//! backstop 250 ms past the deadline (or a cancel) in case the engine is
+//! stuck in native code the interrupt handler cannot reach, and dropping its
+//! future stops the block. The runtime is torn down after the reply is
+//! sent, off the caller's path. [`Sandbox::run`] must be called inside a
+//! Tokio runtime with time enabled.
+//!
+//! # Unsafe code
+//!
+//! Two small modules allow it, each with its reason: `meter.rs` implements
+//! rquickjs's `unsafe trait Allocator` by delegating to its own allocator,
+//! and `prelude.rs` loads the prelude's bytecode, compiled in process, as
+//! parsing it anew would cost more than the rest of a block.
+
+mod console;
+mod engine;
+mod host;
+mod meter;
+mod prelude;
+mod threads;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use kiln_core::sandbox::{CancelFlag, HostFunctions, Sandbox, SandboxError, SandboxLimits, SandboxOutcome};
+use tokio::runtime::Handle;
+use tokio::sync::oneshot;
+
+use crate::engine::{Finished, Job};
+
+/// How long past the deadline (or after a cancel) the caller waits for a
+/// stuck engine before giving up on it.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
+
+/// How often the caller looks at the cancel flag while it waits.
+const BACKSTOP_TICK: Duration = Duration::from_millis(50);
+
+/// The QuickJS sandbox: each [`Sandbox::run`] gets a fresh runtime on its
+/// own thread, so it may be called from many tasks at once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct QuickJsSandbox {
+    _private: (),
+}
+
+impl QuickJsSandbox {
+    pub fn new() -> QuickJsSandbox {
+        QuickJsSandbox::default()
+    }
+}
+
+#[async_trait]
+impl Sandbox for QuickJsSandbox {
+    async fn run(
+        &self,
+        code: &str,
+        host: Arc<dyn HostFunctions>,
+        limits: SandboxLimits,
+        cancel: CancelFlag,
+    ) -> SandboxOutcome {
+        let started = Instant::now();
+        let deadline = started.checked_add(limits.time);
+        let finished = match Handle::try_current() {
+            Ok(runtime) => {
+                let abandoned = Arc::new(AtomicBool::new(false));
+                let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+                let job = Job {
+                    code: code.to_owned(),
+                    host,
+                    limits,
+                    cancel: cancel.clone(),
+                    abandoned,
+                    deadline,
+                    runtime,
+                };
+                run_on_thread(job, &limits, deadline, &cancel).await
+            }
+            Err(_) => Finished::failed(engine::internal("the sandbox must run inside a Tokio runtime")),
+        };
+        SandboxOutcome {
+            result: finished.result,
+            console: finished.console,
+            console_truncated: finished.console_truncated,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// Runs `job` on a sandbox thread and waits for it, giving up a little
+/// after the deadline or a cancel if the thread does not answer.
+async fn run_on_thread(
+    job: Job,
+    limits: &SandboxLimits,
+    deadline: Option<Instant>,
+    cancel: &CancelFlag,
+) -> Finished {
+    let (done_tx, mut done) = oneshot::channel();
+    let work = Box::new(move |fresh| {
+        engine::run(job, fresh, |finished| {
+            // The caller may have given up; then nobody reads this.
+            let _ = done_tx.send(finished);
+        });
+    });
+    if let Err(error) = threads::execute(engine::thread_stack_bytes(limits), work) {
+        return Finished::failed(engine::internal(&format!(
+            "cannot start a sandbox thread: {error}"
+        )));
+    }
+
+    let mut cancelled_at = None;
+    loop {
+        tokio::select! {
+            finished = &mut done => {
+                return finished.unwrap_or_else(|_| {
+                    Finished::failed(engine::internal("the sandbox thread panicked"))
+                });
+            }
+            () = tokio::time::sleep(BACKSTOP_TICK) => {
+                let now = Instant::now();
+                if deadline
+                    .and_then(|deadline| deadline.checked_add(BACKSTOP_GRACE))
+                    .is_some_and(|backstop| now >= backstop)
+                {
+                    return Finished::failed(SandboxError::Timeout);
+                }
+                if cancel.is_cancelled() {
+                    let cancelled_at = *cancelled_at.get_or_insert(now);
+                    if now >= cancelled_at + BACKSTOP_GRACE {
+                        return Finished::failed(SandboxError::Cancelled);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Tells the engine to stop when the caller's future is dropped.
+struct AbandonOnDrop(Arc<AtomicBool>);
+
+impl Drop for AbandonOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}

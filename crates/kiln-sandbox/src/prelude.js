@@ -1,0 +1,173 @@
+// The sandbox's prelude, a module compiled to bytecode once per process
+// (see `prelude.rs`). Its default export installs `console` and the host
+// functions on the global object, and returns the helpers the engine uses to
+// read results and errors. It runs once per block, before the model's code,
+// and keeps its own copies of `JSON` and friends so the code cannot break the
+// engine by replacing them.
+export default function setup(hostCall, consoleWrite, hostNames, outputBytes) {
+  const global = globalThis;
+  const stringify = JSON.stringify;
+  const parse = JSON.parse;
+  const ErrorType = Error;
+  const DateType = Date;
+  const WeakSetType = WeakSet;
+  const objectToString = Object.prototype.toString;
+  const defineProperty = Object.defineProperty;
+
+  // Strings cross into Rust as UTF-8, which has no lone surrogates.
+  const isWellFormed = String.prototype.isWellFormed;
+  const toWellFormed = String.prototype.toWellFormed;
+  const wellFormed = (text) =>
+    isWellFormed.call(text) ? text : toWellFormed.call(text);
+
+  // The replacer for JSON bound for Rust: JSON has no BigInt, so it goes as
+  // its decimal string, and a lone surrogate (from slicing an emoji, say)
+  // becomes U+FFFD, as Rust's JSON parser rejects it. (Object keys are not
+  // repaired: a key with a lone surrogate fails the conversion.)
+  const forRust = (_key, value) => {
+    switch (typeof value) {
+      case "bigint":
+        return value.toString();
+      case "string":
+        return wellFormed(value);
+      default:
+        return value;
+    }
+  };
+
+  // console: Node-like formatting, one line per call, capped in bytes.
+
+  const circularSafe = () => {
+    const seen = new WeakSetType();
+    return (key, value) => {
+      if (typeof value === "bigint") return value.toString();
+      if (typeof value === "object" && value !== null) {
+        if (seen.has(value)) return "[Circular]";
+        seen.add(value);
+      }
+      return value;
+    };
+  };
+
+  const formatObject = (value) => {
+    if (value instanceof ErrorType) return String(value);
+    if (value instanceof DateType) {
+      return Number.isNaN(value.getTime()) ? "Invalid Date" : value.toISOString();
+    }
+    try {
+      const json = stringify(value, forRust);
+      if (json !== undefined) return json;
+    } catch (_) {
+      // A cycle: fall through to the cycle-safe form.
+    }
+    try {
+      const json = stringify(value, circularSafe());
+      if (json !== undefined) return json;
+    } catch (_) {
+      // A throwing `toJSON` or proxy: fall back to the tag.
+    }
+    return objectToString.call(value);
+  };
+
+  const format = (value) => {
+    try {
+      switch (typeof value) {
+        case "string":
+          return value;
+        case "object":
+          return value === null ? "null" : formatObject(value);
+        case "function":
+          return value.name ? `[Function: ${value.name}]` : "[Function (anonymous)]";
+        case "bigint":
+          return `${value}n`;
+        case "symbol":
+          return value.toString();
+        default:
+          return String(value);
+      }
+    } catch (_) {
+      return objectToString.call(value);
+    }
+  };
+
+  // Bytes the next line may take, as the engine last reported; -1 once the
+  // output is full, after which console calls return at once.
+  let room = outputBytes;
+  const write = function (...args) {
+    if (room < 0) return;
+    let line = "";
+    for (let i = 0; i < args.length; i++) {
+      if (i > 0) line += " ";
+      line += format(args[i]);
+      // Every UTF-16 unit is at least one UTF-8 byte: past `room` units the
+      // line is cut anyway, so the rest need not be formatted or copied.
+      if (line.length > room) break;
+    }
+    if (line.length > room + 1) line = line.slice(0, room + 1);
+    room = consoleWrite(wellFormed(line));
+  };
+  const console = {};
+  for (const level of ["log", "info", "warn", "error", "debug", "trace", "dir"]) {
+    console[level] = write;
+  }
+  global.console = console;
+
+  // Host functions: `name(...args)` sends the arguments as one JSON array and
+  // resolves with the host's JSON reply, or rejects with `Error(message)`.
+  const hostFunction = (name, last) => {
+    const call = async function (...args) {
+      const argsJson = stringify(args, forRust);
+      let reply;
+      try {
+        reply = await hostCall(name, argsJson);
+      } catch (message) {
+        throw new ErrorType(String(message));
+      }
+      return parse(reply);
+    };
+    defineProperty(call, "name", { value: last });
+    return call;
+  };
+  for (const name of hostNames) {
+    const path = name.split(".");
+    const last = path[path.length - 1];
+    let target = global;
+    for (let i = 0; i < path.length - 1; i++) {
+      let next = target[path[i]];
+      if (next === null || (typeof next !== "object" && typeof next !== "function")) {
+        next = {};
+        target[path[i]] = next;
+      }
+      target = next;
+    }
+    target[last] = hostFunction(name, last);
+  }
+
+  // The completion value as JSON text, or `undefined` when it has none
+  // (`undefined`, a function, a symbol).
+  const resultJson = (value) => {
+    const json = stringify(value, forRust);
+    return json === undefined ? undefined : wellFormed(json);
+  };
+
+  // An uncaught exception as `{ message, stack }`: an Error reads like
+  // `TypeError: not a function`; a string as it is; anything else as JSON.
+  const describe = (error) => {
+    try {
+      if (error instanceof ErrorType) {
+        const stack = error.stack;
+        return {
+          message: wellFormed(String(error)),
+          stack: typeof stack === "string" && stack !== "" ? wellFormed(stack) : undefined,
+        };
+      }
+      if (typeof error === "string") return { message: wellFormed(error) };
+      const json = stringify(error, forRust);
+      return { message: wellFormed(json === undefined ? String(error) : json) };
+    } catch (_) {
+      return { message: wellFormed(objectToString.call(error)) };
+    }
+  };
+
+  return { resultJson, describe };
+}
