@@ -155,7 +155,12 @@ impl Kek {
 /// Hex SHA-256 of an API key: keys are high-entropy, so a fast hash is
 /// enough, and it lets a lookup be one indexed equality.
 pub fn hash_api_key(key: &str) -> String {
-    hex::encode(Sha256::digest(key.as_bytes()))
+    sha256_hex(key.as_bytes())
+}
+
+/// Lowercase hex SHA-256 (API key hashes, `content_sha256` of uploads).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
 }
 
 #[cfg(test)]

@@ -2,10 +2,10 @@
 //! reads by id and by name, lists with filters, and deletes.
 
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 
 use crate::audit::{Actor, NewAudit, actions};
 use crate::auth::AuthContext;
+use crate::crypto::sha256_hex;
 use crate::error::EntityKind;
 use crate::ids::{DocumentId, IndexId};
 use crate::kiln::Kiln;
@@ -81,10 +81,6 @@ pub fn parse_document_name(name: &str) -> Result<String> {
         ));
     }
     Ok(name.to_owned())
-}
-
-pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
 }
 
 fn document_audit(ctx: &AuthContext, action: &'static str, id: &DocumentId) -> NewAudit {

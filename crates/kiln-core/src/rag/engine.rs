@@ -19,6 +19,7 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio::sync::{Mutex, Notify};
 
+use crate::crypto::sha256_hex;
 use crate::ids::{ChunkId, DocumentId};
 use crate::kiln::Kiln;
 use crate::llm::Embedder;
@@ -26,9 +27,11 @@ use crate::rag::chunk::{ChunkOptions, chunk_markdown};
 use crate::rag::document::{
     DERIVED_FROM_EXTRACTION, Document, DocumentStatus, IndexEmbedder, Ingested, NewChunk,
 };
-use crate::rag::documents::sha256_hex;
 use crate::rag::store::SearchOp;
-use crate::rag::{ChunkEntry, DocumentKind, LexicalIndex, SearchChange, TextExtractor, VectorIndex};
+use crate::rag::{
+    ChunkEntry, DocumentKind, LexicalIndex, SearchChange, TextExtractor, VectorIndex, search_failed,
+    unit_length,
+};
 use crate::time::now;
 use crate::{Error, Result, StoreError};
 
@@ -258,7 +261,7 @@ impl Kiln {
                     chunk_index: piece.index as i64,
                     content: piece.content,
                     metadata,
-                    embedding: normalise(embedding),
+                    embedding: unit_length(embedding),
                 }
             })
             .collect();
@@ -377,7 +380,7 @@ impl Kiln {
             })
             .await
             .map_err(|_| search_failed("applying search changes panicked"))?
-            .map_err(|e| search_failed(&e.to_string()))?;
+            .map_err(search_failed)?;
         }
     }
 
@@ -399,7 +402,7 @@ impl Kiln {
             })
             .await
             .map_err(|_| search_failed("clearing the search index panicked"))?
-            .map_err(|e| search_failed(&e.to_string()))?;
+            .map_err(search_failed)?;
         }
         let mut after: Option<DocumentId> = None;
         let mut loaded = 0usize;
@@ -423,7 +426,7 @@ impl Kiln {
             })
             .await
             .map_err(|_| search_failed("rebuilding the search index panicked"))?
-            .map_err(|e| search_failed(&e.to_string()))?;
+            .map_err(search_failed)?;
         }
         tracing::info!(
             chunks = loaded,
@@ -447,19 +450,6 @@ fn group_by_document(chunks: Vec<ChunkEntry>) -> Vec<SearchChange> {
         .into_iter()
         .map(|(document_id, chunks)| SearchChange::Upsert { document_id, chunks })
         .collect()
-}
-
-fn search_failed(message: &str) -> Error {
-    Error::Store(StoreError::Database(format!("search index: {message}")))
-}
-
-/// Unit length, so cosine similarity is a dot product.
-fn normalise(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
 }
 
 /// Why preparing a document stopped.

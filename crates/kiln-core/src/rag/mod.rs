@@ -26,3 +26,19 @@ pub use kind::{DocumentKind, content_type_for};
 pub use ports::{
     ChunkEntry, Extracted, LexicalIndex, SearchChange, SearchError, SearchHit, TextExtractor, VectorIndex,
 };
+
+/// A failure of the search structures, reported as a storage failure (the
+/// caller sees 500; the message goes to the log).
+pub(crate) fn search_failed(e: impl std::fmt::Display) -> crate::Error {
+    crate::Error::Store(crate::StoreError::Database(format!("search index: {e}")))
+}
+
+/// `v` scaled to unit length (a zero vector stays zero), so cosine
+/// similarity is a dot product.
+pub(crate) fn unit_length(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+    v
+}

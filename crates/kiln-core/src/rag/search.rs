@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use crate::auth::AuthContext;
 use crate::ids::{ChunkId, IndexId};
 use crate::kiln::Kiln;
-use crate::rag::SearchHit;
 use crate::rag::document::ChunkRecord;
-use crate::{Error, Result, StoreError};
+use crate::rag::{SearchHit, search_failed, unit_length};
+use crate::{Error, Result};
 
 /// `top_k` default and cap (CONTRACT §4.2.14).
 pub const DEFAULT_TOP_K: usize = 10;
@@ -71,10 +71,6 @@ pub struct SearchQuery {
 pub struct ScoredChunk {
     pub record: ChunkRecord,
     pub score: f64,
-}
-
-fn search_failed(e: impl std::fmt::Display) -> Error {
-    Error::Store(StoreError::Database(format!("search index: {e}")))
 }
 
 /// Fuses ranked lists: chunk → reciprocal-rank score, normalised by the
@@ -169,10 +165,11 @@ impl Kiln {
             let embedded = embedder.embed(&[query.to_owned()]).await?;
             let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
             let (v, p) = (rag.setup.vectors.clone(), ctx.project.id.clone());
-            let mut hits =
-                tokio::task::spawn_blocking(move || v.search(&p, &comparable, &unit(query_vector), fetch))
-                    .await
-                    .map_err(search_failed)?;
+            let mut hits = tokio::task::spawn_blocking(move || {
+                v.search(&p, &comparable, &unit_length(query_vector), fetch)
+            })
+            .await
+            .map_err(search_failed)?;
             // Orthogonal or opposite vectors are not similar at all.
             hits.retain(|h| h.score > 0.0);
             Ok::<_, Error>(hits)
@@ -216,14 +213,6 @@ impl Kiln {
         }
         Ok(results)
     }
-}
-
-fn unit(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
 }
 
 #[cfg(test)]
