@@ -6,6 +6,7 @@
 //! response types always emit every field (nullable ones as explicit `null`).
 //! Nothing here does I/O.
 
+pub mod agent;
 pub mod audit;
 pub mod chat;
 pub mod document;
@@ -18,6 +19,7 @@ pub mod system;
 pub mod template;
 pub mod vault;
 
+pub use agent::*;
 pub use audit::*;
 pub use chat::*;
 pub use document::*;

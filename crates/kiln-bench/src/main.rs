@@ -4,7 +4,8 @@
 //! connection) against a running server for a fixed time after a warm-up,
 //! and reports latency percentiles and requests/s. `startup` starts a fresh
 //! `kiln serve`, times start to first healthy answer, and reads its idle
-//! resident memory.
+//! resident memory. `agents` measures the agent runtime (turn overhead,
+//! throughput, memory per session and per open stream, sandbox blocks).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -16,6 +17,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 
+mod agents;
 mod rag;
 
 #[derive(Debug, Parser)]
@@ -37,6 +39,9 @@ enum Command {
     Ingest(rag::IngestArgs),
     /// Hybrid search latency once the index holds N chunks.
     SearchLatency(rag::LatencyArgs),
+    /// Agent runtime: turn overhead, throughput, memory per session and per
+    /// open stream, and sandbox block cost, against an in-process server.
+    Agents(agents::AgentsArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -105,6 +110,7 @@ fn main() -> anyhow::Result<()> {
             Command::Retrieval(args) => rag::retrieval(args).await,
             Command::Ingest(args) => rag::ingest_throughput(args).await,
             Command::SearchLatency(args) => rag::search_latency(args).await,
+            Command::Agents(args) => agents::agents(args).await,
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
                 println!(

@@ -68,6 +68,8 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         upload_limit: 64 * 1024 * 1024,
         ingest_workers: workers,
         embeddings: Default::default(),
+        runtime: Default::default(),
+        fetch: Default::default(),
     })
     .await?;
     let key = server

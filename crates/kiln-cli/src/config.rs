@@ -29,6 +29,17 @@ pub const ENV_INGEST_WORKERS: &str = "KILN_INGEST_WORKERS";
 pub const ENV_EMBEDDINGS_MODEL: &str = "KILN_EMBEDDINGS_MODEL";
 pub const ENV_EMBEDDINGS_BASE_URL: &str = "KILN_EMBEDDINGS_BASE_URL";
 pub const ENV_EMBEDDINGS_API_KEY: &str = "KILN_EMBEDDINGS_API_KEY";
+pub const ENV_AGENT_MAX_STEPS: &str = "KILN_AGENT_MAX_STEPS";
+pub const ENV_AGENT_MAX_TURN_SECS: &str = "KILN_AGENT_MAX_TURN_SECS";
+pub const ENV_AGENT_MAX_TURN_TOKENS: &str = "KILN_AGENT_MAX_TURN_TOKENS";
+pub const ENV_AGENT_INPUT_TIMEOUT_SECS: &str = "KILN_AGENT_INPUT_TIMEOUT_SECS";
+pub const ENV_AGENT_BLOCK_TIMEOUT_SECS: &str = "KILN_AGENT_BLOCK_TIMEOUT_SECS";
+pub const ENV_AGENT_BLOCK_MEMORY_MB: &str = "KILN_AGENT_BLOCK_MEMORY_MB";
+pub const ENV_AGENT_MAX_CONCURRENT_BLOCKS: &str = "KILN_AGENT_MAX_CONCURRENT_BLOCKS";
+pub const ENV_FETCH_ALLOW_HOSTS: &str = "KILN_FETCH_ALLOW_HOSTS";
+pub const ENV_FETCH_DENY_HOSTS: &str = "KILN_FETCH_DENY_HOSTS";
+pub const ENV_FETCH_MAX_BYTES: &str = "KILN_FETCH_MAX_BYTES";
+pub const ENV_FETCH_TIMEOUT_SECS: &str = "KILN_FETCH_TIMEOUT_SECS";
 
 /// Provider settings read from the environment: `(env var, setting)`. The
 /// designated vault's secrets of the same setting names win over these.
@@ -146,6 +157,89 @@ pub struct ServeArgs {
     /// Log format on stderr (`RUST_LOG` sets the level).
     #[arg(long, env = ENV_LOG_FORMAT, value_enum, default_value = "text")]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub agents: AgentArgs,
+}
+
+/// The agent runtime's limits. Hitting one ends the turn with an `error`
+/// event whose `code` names it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct AgentArgs {
+    /// Agent turns: model calls per turn (each code block or tool round is one); then `step_limit`.
+    #[arg(long, env = ENV_AGENT_MAX_STEPS, default_value_t = 10)]
+    pub agent_max_steps: u32,
+    /// Agent turns: seconds a turn may run, time waiting for `input()` excluded; then `time_limit`.
+    #[arg(long, env = ENV_AGENT_MAX_TURN_SECS, default_value_t = 300)]
+    pub agent_max_turn_secs: u64,
+    /// Agent turns: prompt plus completion tokens per turn, `ai()` included; then `token_limit`.
+    #[arg(long, env = ENV_AGENT_MAX_TURN_TOKENS, default_value_t = 200_000)]
+    pub agent_max_turn_tokens: u64,
+    /// Agent turns: seconds `input()` waits for `POST /agents/:id/input`; then `input_timeout`.
+    #[arg(long, env = ENV_AGENT_INPUT_TIMEOUT_SECS, default_value_t = 600)]
+    pub agent_input_timeout_secs: u64,
+    /// Sandbox: seconds one code block may run (host calls included, input waits excluded).
+    #[arg(long, env = ENV_AGENT_BLOCK_TIMEOUT_SECS, default_value_t = 30)]
+    pub agent_block_timeout_secs: u64,
+    /// Sandbox: heap of one code block, in MiB.
+    #[arg(long, env = ENV_AGENT_BLOCK_MEMORY_MB, default_value_t = 64)]
+    pub agent_block_memory_mb: usize,
+    /// Sandbox: code blocks running at once on this server; more wait for a slot.
+    #[arg(long, env = ENV_AGENT_MAX_CONCURRENT_BLOCKS, default_value_t = 16)]
+    pub agent_max_concurrent_blocks: usize,
+    /// Sandbox `fetch()`: the only hosts code may reach, comma-separated (`*.example.com` matches
+    /// subdomains). Empty: any public host.
+    #[arg(long, env = ENV_FETCH_ALLOW_HOSTS, value_delimiter = ',')]
+    pub fetch_allow_hosts: Vec<String>,
+    /// Sandbox `fetch()`: hosts code may never reach, comma-separated; checked first.
+    #[arg(long, env = ENV_FETCH_DENY_HOSTS, value_delimiter = ',')]
+    pub fetch_deny_hosts: Vec<String>,
+    /// Sandbox `fetch()`: response bytes kept; the rest is cut (`truncated: true`).
+    #[arg(long, env = ENV_FETCH_MAX_BYTES, default_value_t = 5 * 1024 * 1024)]
+    pub fetch_max_bytes: usize,
+    /// Sandbox `fetch()`: seconds per request, redirects included.
+    #[arg(long, env = ENV_FETCH_TIMEOUT_SECS, default_value_t = 30)]
+    pub fetch_timeout_secs: u64,
+}
+
+impl AgentArgs {
+    pub fn runtime(&self) -> kiln_core::runtime::RuntimeConfig {
+        let defaults = kiln_core::runtime::RuntimeConfig::default();
+        kiln_core::runtime::RuntimeConfig {
+            max_steps: self.agent_max_steps.max(1),
+            max_turn_time: Duration::from_secs(self.agent_max_turn_secs.max(1)),
+            max_turn_tokens: self.agent_max_turn_tokens,
+            input_timeout: Duration::from_secs(self.agent_input_timeout_secs.max(1)),
+            sandbox: kiln_core::sandbox::SandboxLimits {
+                memory_bytes: self.agent_block_memory_mb.max(1) * 1024 * 1024,
+                time: Duration::from_secs(self.agent_block_timeout_secs.max(1)),
+                ..defaults.sandbox
+            },
+            max_concurrent_blocks: self.agent_max_concurrent_blocks.max(1),
+            ..defaults
+        }
+    }
+
+    /// The `fetch()` policy; private networks follow `--allow-private-network`.
+    pub fn fetch_policy(&self, allow_private_network: bool) -> kiln_providers::web::FetchPolicy {
+        kiln_providers::web::FetchPolicy {
+            allow_private_network,
+            allow_hosts: self
+                .fetch_allow_hosts
+                .iter()
+                .filter(|h| !h.trim().is_empty())
+                .cloned()
+                .collect(),
+            deny_hosts: self
+                .fetch_deny_hosts
+                .iter()
+                .filter(|h| !h.trim().is_empty())
+                .cloned()
+                .collect(),
+            max_response_bytes: self.fetch_max_bytes,
+            timeout: Duration::from_secs(self.fetch_timeout_secs.max(1)),
+            ..Default::default()
+        }
+    }
 }
 
 /// Which embedder the RAG pipeline uses (one per deployment).

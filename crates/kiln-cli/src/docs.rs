@@ -345,7 +345,7 @@ pub(crate) async fn docs(command: DocsCommand) -> anyhow::Result<()> {
 }
 
 /// One line of a chunk's text, at most `n` characters.
-fn snippet(text: &str, n: usize) -> String {
+pub(crate) fn snippet(text: &str, n: usize) -> String {
     let flat: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if flat.chars().count() <= n {
         return flat;

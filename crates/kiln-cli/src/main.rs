@@ -15,6 +15,7 @@ use kiln_core::{Kiln, KilnConfig};
 use kiln_store::SqlStore;
 use tracing_subscriber::EnvFilter;
 
+mod agents;
 mod docs;
 
 #[derive(Debug, Parser)]
@@ -50,6 +51,11 @@ enum Command {
     Docs(docs::DocsCommand),
     /// Search the project's (or one index's) documents.
     Search(docs::SearchArgs),
+    /// Run one agent turn, streaming its steps as they happen (creates a session unless --session).
+    Run(agents::RunArgs),
+    /// List, show and delete agent sessions.
+    #[command(subcommand)]
+    Sessions(agents::SessionsCommand),
 }
 
 /// Where a remote verb sends its requests.
@@ -201,6 +207,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Search(args) => {
             init_logging(LogFormat::Text, "warn");
             docs::search(args).await
+        }
+        Command::Run(args) => {
+            init_logging(LogFormat::Text, "warn");
+            agents::run(args).await
+        }
+        Command::Sessions(command) => {
+            init_logging(LogFormat::Text, "warn");
+            agents::sessions(command).await
         }
         Command::Projects(ProjectsCommand::List { json, store }) => {
             init_logging(LogFormat::Text, "warn");
@@ -572,6 +586,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         upload_limit: args.upload_limit,
         ingest_workers: args.ingest_workers,
         embeddings: args.embeddings(),
+        runtime: args.agents.runtime(),
+        fetch: args.agents.fetch_policy(args.allow_private_network),
     })
     .await?;
     if args.allow_private_network {

@@ -12,6 +12,7 @@ use kiln_core::crypto::Kek;
 use kiln_core::kiln::CreatedKey;
 use kiln_core::llm::{Embedder, SettingMap};
 use kiln_core::rag::engine::RagSetup;
+use kiln_core::runtime::RuntimeSetup;
 use kiln_core::{Kiln, KilnConfig};
 use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig};
@@ -49,6 +50,10 @@ pub struct StartOptions {
     /// replica on the database does).
     pub ingest_workers: usize,
     pub embeddings: EmbeddingsConfig,
+    /// The agent runtime's limits.
+    pub runtime: kiln_core::runtime::RuntimeConfig,
+    /// What the sandbox's `fetch()` may reach.
+    pub fetch: kiln_providers::web::FetchPolicy,
 }
 
 /// A server accepting connections.
@@ -95,7 +100,13 @@ impl RunningServer {
         let mut task = task;
         tokio::select! {
             result = &mut task => { result.context("server task panicked")??; }
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+            () = async {
+                shutdown.cancelled().await;
+                // Turns still running end with an `interrupted` event, which
+                // closes their streams so the server can drain.
+                kiln.interrupt_turns(Duration::from_secs(2)).await;
+                tokio::time::sleep(grace).await;
+            } => {
                 tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
                 task.abort();
             }
@@ -135,6 +146,11 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             },
         )
         .with_rag(rag)
+        .with_runtime(RuntimeSetup {
+            sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
+            fetch: Arc::new(kiln_providers::web::GuardedFetch::new(options.fetch.clone())),
+            config: options.runtime.clone(),
+        })
         .with_llm(LlmSetup {
             factory: Arc::new(HttpProviderFactory::new(
                 options.provider_http,
@@ -155,13 +171,22 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         },
     );
     let shutdown = CancellationToken::new();
-    if store.kind() == DatabaseKind::Sqlite {
-        // One server per SQLite file: whatever a previous run claimed was
-        // interrupted.
+    // One server per SQLite file: whatever a previous run claimed was
+    // interrupted. On PostgreSQL, turns whose server stopped renewing their
+    // claim are ended here and by every server's upkeep later.
+    let sqlite = store.kind() == DatabaseKind::Sqlite;
+    if sqlite {
         let released = kiln.release_ingest_claims().await?;
         if released > 0 {
             tracing::info!(documents = released, "resuming interrupted ingestion");
         }
+    }
+    let reaped = kiln
+        .reap_turns(sqlite)
+        .await
+        .context("ending interrupted agent turns")?;
+    if reaped > 0 {
+        tracing::warn!(turns = reaped, "ended agent turns interrupted by a previous stop");
     }
     let mut workers = Vec::new();
     for _ in 0..options.ingest_workers {
@@ -169,6 +194,9 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             kiln.clone().run_ingest_worker(shutdown.clone().cancelled_owned()),
         ));
     }
+    workers.push(tokio::spawn(
+        kiln.clone().run_agent_upkeep(shutdown.clone().cancelled_owned()),
+    ));
     // Load the search structures now rather than on the first search.
     let warm = kiln.clone();
     workers.push(tokio::spawn(async move {

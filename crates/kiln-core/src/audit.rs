@@ -118,4 +118,7 @@ pub mod actions {
     pub const CONVERSATION_CREATE: &str = "conversation.create";
     pub const CONVERSATION_MESSAGE: &str = "conversation.message";
     pub const CONVERSATION_DELETE: &str = "conversation.delete";
+    pub const AGENT_SESSION_CREATE: &str = "agent_session.create";
+    pub const AGENT_SESSION_DELETE: &str = "agent_session.delete";
+    pub const AGENT_SESSION_CANCEL: &str = "agent_session.cancel";
 }

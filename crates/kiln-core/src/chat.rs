@@ -64,6 +64,7 @@ pub enum CallSource {
     Chat,
     Conversation,
     OpenAi,
+    Agent,
 }
 
 impl CallSource {
@@ -72,6 +73,7 @@ impl CallSource {
             CallSource::Chat => "chat",
             CallSource::Conversation => "conversation",
             CallSource::OpenAi => "openai",
+            CallSource::Agent => "agent",
         }
     }
 }
@@ -327,7 +329,13 @@ impl Kiln {
 
     /// Queues the call's usage for the usage writer; never waits on the
     /// database, so recording adds no latency to the call.
-    async fn record_call(&self, project_id: &ProjectId, source: CallSource, model: &ModelRef, usage: Usage) {
+    pub(crate) async fn record_call(
+        &self,
+        project_id: &ProjectId,
+        source: CallSource,
+        model: &ModelRef,
+        usage: Usage,
+    ) {
         let call = LlmCall {
             id: LlmCallId::generate(),
             project_id: project_id.clone(),

@@ -17,6 +17,8 @@ pub enum EntityKind {
     Conversation,
     Index,
     Document,
+    Session,
+    InputRequest,
 }
 
 impl fmt::Display for EntityKind {
@@ -30,6 +32,8 @@ impl fmt::Display for EntityKind {
             EntityKind::Conversation => "conversation",
             EntityKind::Index => "index",
             EntityKind::Document => "document",
+            EntityKind::Session => "agent session",
+            EntityKind::InputRequest => "input request",
         })
     }
 }
@@ -51,6 +55,14 @@ pub enum Error {
     /// `if_version` did not match the live latest version of the name.
     #[error("version conflict: the latest version of `{name}` is {current_version}")]
     VersionConflict { name: String, current_version: i64 },
+    /// A refusal with its own stable code (`unknown_tool`, `run_in_progress`,
+    /// `not_running`, `input_already_answered`, ...): 400 or 409 per `kind`.
+    #[error("{message}")]
+    Refused {
+        kind: Refusal,
+        code: &'static str,
+        message: String,
+    },
     /// An upload is larger than the configured limit.
     #[error("the file is larger than the upload limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: u64 },
@@ -74,7 +86,24 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
+/// The status family of an [`Error::Refused`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The request itself is wrong (400).
+    BadRequest,
+    /// The request conflicts with the entity's state (409).
+    Conflict,
+}
+
 impl Error {
+    pub fn refused(kind: Refusal, code: &'static str, message: impl Into<String>) -> Self {
+        Error::Refused {
+            kind,
+            code,
+            message: message.into(),
+        }
+    }
+
     pub fn validation(message: impl Into<String>, field: Option<&str>) -> Self {
         Error::Validation {
             message: message.into(),

@@ -63,4 +63,12 @@ define_id!(
     DocumentId,
     /// A chunk of a document's text: the unit search returns.
     ChunkId,
+    /// An agent session.
+    SessionId,
+    /// One turn of a session (a `run`).
+    TurnId,
+    /// One event of a session's log (a step, when it is one).
+    EventId,
+    /// A pending `input()` request of a turn.
+    InputRequestId,
 );

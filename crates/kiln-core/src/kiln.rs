@@ -61,6 +61,7 @@ pub struct Kiln {
     pub(crate) usage_writer: std::sync::OnceLock<crate::chat::UsageWriter>,
     pub(crate) max_upload_bytes: u64,
     pub(crate) rag: Option<Arc<crate::rag::engine::Rag>>,
+    pub(crate) runtime: Option<Arc<crate::runtime::Runtime>>,
 }
 
 impl std::fmt::Debug for Kiln {
@@ -140,6 +141,7 @@ impl Kiln {
             usage_writer: Default::default(),
             max_upload_bytes: config.max_upload_bytes,
             rag: None,
+            runtime: None,
         }
     }
 

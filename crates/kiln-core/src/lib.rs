@@ -21,6 +21,7 @@ pub mod names;
 pub mod page;
 pub mod project;
 pub mod rag;
+pub mod runtime;
 pub mod sandbox;
 pub mod store;
 pub mod template;

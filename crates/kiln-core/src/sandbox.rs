@@ -65,6 +65,11 @@ pub trait HostFunctions: Send + Sync {
     /// Calls `name` with the JS arguments (as a JSON array). `Err` rejects
     /// the promise with that message, which the code may catch.
     async fn call(&self, name: &str, args: Value) -> Result<Value, String>;
+    /// Time spent waiting on a person (an `input()` answer) since the block
+    /// started; the block's time limit does not count it.
+    fn paused(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// How a block ended.

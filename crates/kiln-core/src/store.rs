@@ -22,7 +22,9 @@ use crate::vault::{Secret, SecretName, Vault};
 pub type StoreResult<T> = Result<T, StoreError>;
 
 #[async_trait]
-pub trait Store: crate::rag::store::DocumentStore + Send + Sync + 'static {
+pub trait Store:
+    crate::rag::store::DocumentStore + crate::runtime::store::AgentStore + Send + Sync + 'static
+{
     /// Checks the database answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 

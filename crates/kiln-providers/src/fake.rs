@@ -42,6 +42,10 @@ pub enum Script {
     CutOff { text: String, chunks: usize },
     /// A body that is not the vendor's format.
     Malformed,
+    /// One agent step: a tool call `execute_js({"code": code})`, or, when
+    /// the request's last message is a tool result, the text `answer`. As a
+    /// default reply it answers any number of concurrent agent turns.
+    CodeStep { code: String, answer: String },
 }
 
 /// One scripted reply with its timing.
@@ -106,6 +110,36 @@ impl Reply {
         Self::new(Script::Malformed)
     }
 
+    pub fn code_step(code: impl Into<String>, answer: impl Into<String>) -> Self {
+        Self::new(Script::CodeStep {
+            code: code.into(),
+            answer: answer.into(),
+        })
+    }
+
+    /// A [`Script::CodeStep`] made concrete for `body`.
+    fn for_request(mut self, body: &Value) -> Self {
+        if let Script::CodeStep { code, answer } = &self.script {
+            let last = ["messages", "contents"]
+                .iter()
+                .find_map(|k| body.get(*k).and_then(Value::as_array).and_then(|m| m.last()))
+                .map(Value::to_string)
+                .unwrap_or_default();
+            let answered = last.contains("\"role\":\"tool\"")
+                || last.contains("\"tool_result\"")
+                || last.contains("\"functionResponse\"");
+            self.script = if answered {
+                Script::Text(answer.clone())
+            } else {
+                Script::ToolCalls(vec![(
+                    "execute_js".to_owned(),
+                    json!({ "code": code }).to_string(),
+                )])
+            };
+        }
+        self
+    }
+
     pub fn retry_after(mut self, seconds: u64) -> Self {
         if let Script::Status { retry_after, .. } = &mut self.script {
             *retry_after = Some(seconds);
@@ -151,6 +185,8 @@ struct FakeState {
     required_key: Mutex<Option<String>>,
     /// Response bodies dropped before they were fully sent (client gone).
     abandoned: AtomicUsize,
+    /// Requests are not recorded (long benchmarks).
+    forgetful: std::sync::atomic::AtomicBool,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -234,6 +270,11 @@ impl FakeProvider {
         *self.state.required_key.lock().unwrap() = Some(key.to_owned());
     }
 
+    /// Stops recording requests (a benchmark's millions would fill memory).
+    pub fn stop_recording(&self) {
+        self.state.forgetful.store(true, Ordering::Relaxed);
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.state.requests.lock().unwrap().clone()
     }
@@ -262,6 +303,9 @@ enum Vendor {
 
 impl FakeState {
     fn record(&self, path: &str, headers: &HeaderMap, body: &Value) {
+        if self.forgetful.load(Ordering::Relaxed) {
+            return;
+        }
         let headers = headers
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
@@ -386,7 +430,7 @@ async fn front(
     if !state.authorized(headers) {
         return Err(error_response(vendor, 401, "invalid api key", None));
     }
-    let reply = state.next_reply();
+    let reply = state.next_reply().for_request(body);
     if !reply.delay.is_zero() {
         tokio::time::sleep(reply.delay).await;
     }
@@ -536,7 +580,7 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
                 json_response(state, &value, false)
             }
         }
-        Script::Hang | Script::Status { .. } => unreachable!("handled in front"),
+        Script::Hang | Script::Status { .. } | Script::CodeStep { .. } => unreachable!("handled in front"),
     }
 }
 
@@ -568,7 +612,7 @@ async fn anthropic_messages(
             ));
         }
         Script::Malformed => return (StatusCode::OK, "not json").into_response(),
-        Script::Hang | Script::Status { .. } => unreachable!("handled in front"),
+        Script::Hang | Script::Status { .. } | Script::CodeStep { .. } => unreachable!("handled in front"),
     };
     let (prompt, completion) = usage_of(&reply, &text);
     let stop_reason = if calls.is_empty() { "end_turn" } else { "tool_use" };
@@ -671,7 +715,7 @@ async fn gemini_generate(
             ));
         }
         Script::Malformed => return (StatusCode::OK, "not json").into_response(),
-        Script::Hang | Script::Status { .. } => unreachable!("handled in front"),
+        Script::Hang | Script::Status { .. } | Script::CodeStep { .. } => unreachable!("handled in front"),
     };
     let (prompt, completion) = usage_of(&reply, &text);
     let usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion});

@@ -69,7 +69,29 @@ pub fn check_url(url: &str) -> Result<(), String> {
     }
 }
 
-/// A resolver that drops private addresses and fails if none remain.
+/// The error [`PublicOnlyResolver`] fails with: `host` resolves only to
+/// private or local addresses. Callers find it in an error's source chain
+/// (`downcast_ref`) to tell a refusal from a DNS failure.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrivateHostRefused {
+    pub host: String,
+}
+
+impl std::fmt::Display for PrivateHostRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "refused to connect to `{}`: it resolves only to private or local addresses, which are not allowed \
+             for project-configured URLs (the operator can pass --allow-private-network)",
+            self.host
+        )
+    }
+}
+
+impl std::error::Error for PrivateHostRefused {}
+
+/// A resolver that drops private addresses and fails (with
+/// [`PrivateHostRefused`]) if none remain.
 #[derive(Debug, Clone, Default)]
 pub struct PublicOnlyResolver;
 
@@ -80,11 +102,7 @@ impl Resolve for PublicOnlyResolver {
             let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             let public: Vec<SocketAddr> = addrs.into_iter().filter(|a| !is_private(a.ip())).collect();
             if public.is_empty() {
-                return Err(format!(
-                    "refused to connect to `{host}`: it resolves only to private or local addresses, which are \
-                     not allowed for project-configured URLs (the operator can pass --allow-private-network)"
-                )
-                .into());
+                return Err(Box::new(PrivateHostRefused { host }) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(public.into_iter()) as Addrs)
         })

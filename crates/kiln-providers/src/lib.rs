@@ -13,6 +13,12 @@
 //! [`embeddings`] is the OpenAI-compatible `/embeddings` client behind the
 //! `Embedder` port.
 //!
+//! [`web`] is the sandbox's `fetch()` behind kiln-core's `WebFetch` port:
+//! [`web::GuardedFetch`] applies a [`web::FetchPolicy`] (http and https
+//! only, host allow and deny lists, the private-network guard of [`guard`]
+//! on the first request and on every redirect hop, a response size limit
+//! and a whole-request timeout).
+//!
 //! With the `fake` feature, [`fake`] is a scriptable provider server on
 //! 127.0.0.1 speaking the OpenAI, Anthropic and Gemini wire formats, for
 //! tests and benchmarks.
@@ -25,6 +31,7 @@ pub mod guard;
 pub mod http;
 pub mod offline;
 pub mod openai;
+pub mod web;
 
 #[cfg(feature = "fake")]
 pub mod fake;

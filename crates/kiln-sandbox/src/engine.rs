@@ -130,12 +130,20 @@ impl From<Stop> for SandboxError {
 #[derive(Clone)]
 struct Watch {
     deadline: Option<Instant>,
+    /// Tells how long the block has waited on a person (not counted).
+    host: Arc<dyn HostFunctions>,
     cancel: CancelFlag,
     abandoned: Arc<AtomicBool>,
     stop: Rc<Cell<Option<Stop>>>,
 }
 
 impl Watch {
+    /// The deadline moved by the time the host reports as paused.
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+            .and_then(|deadline| deadline.checked_add(self.host.paused()))
+    }
+
     /// Looks at the flags and the clock.
     fn check(&self) -> Option<Stop> {
         if let Some(stop) = self.stop.get() {
@@ -143,7 +151,7 @@ impl Watch {
         }
         let stop = if self.cancel.is_cancelled() || self.abandoned.load(Ordering::Relaxed) {
             Stop::Cancelled
-        } else if self.deadline.is_some_and(|deadline| Instant::now() >= deadline) {
+        } else if self.deadline().is_some_and(|deadline| Instant::now() >= deadline) {
             Stop::Timeout
         } else {
             return None;
@@ -187,6 +195,7 @@ impl Fresh {
 pub(crate) fn run(job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) {
     let watch = Watch {
         deadline: job.deadline,
+        host: job.host.clone(),
         cancel: job.cancel.clone(),
         abandoned: job.abandoned.clone(),
         stop: Rc::new(Cell::new(None)),
@@ -430,7 +439,7 @@ impl<'js> Block<'_, 'js> {
             if let Some(stop) = self.watch.check() {
                 return Err(stop.into());
             }
-            let wait = self.watch.deadline.map_or(POLL, |deadline| {
+            let wait = self.watch.deadline().map_or(POLL, |deadline| {
                 deadline.saturating_duration_since(Instant::now()).min(POLL)
             });
             match replies.recv_timeout(wait) {

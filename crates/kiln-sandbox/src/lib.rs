@@ -66,6 +66,8 @@
 //!   host calls, the event loop wakes every 5 ms. Past the deadline the block
 //!   ends with [`SandboxError::Timeout`] and its running host calls are
 //!   aborted.
+//!   Time the host reports through [`HostFunctions::paused`] (a turn
+//!   waiting for a person to answer `input()`) moves the deadline on.
 //! * **Cancel**: the same two checks read the [`CancelFlag`], giving
 //!   [`SandboxError::Cancelled`] within milliseconds.
 //! * **Output**: console lines are cut on a char boundary at `output_bytes`
@@ -158,6 +160,7 @@ impl Sandbox for QuickJsSandbox {
             Ok(runtime) => {
                 let abandoned = Arc::new(AtomicBool::new(false));
                 let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+                let paused = host.clone();
                 let job = Job {
                     code: code.to_owned(),
                     host,
@@ -167,7 +170,7 @@ impl Sandbox for QuickJsSandbox {
                     deadline,
                     runtime,
                 };
-                run_on_thread(job, &limits, deadline, &cancel).await
+                run_on_thread(job, &limits, deadline, paused.as_ref(), &cancel).await
             }
             Err(_) => Finished::failed(engine::internal("the sandbox must run inside a Tokio runtime")),
         };
@@ -186,6 +189,7 @@ async fn run_on_thread(
     job: Job,
     limits: &SandboxLimits,
     deadline: Option<Instant>,
+    host: &dyn HostFunctions,
     cancel: &CancelFlag,
 ) -> Finished {
     let (done_tx, mut done) = oneshot::channel();
@@ -212,7 +216,7 @@ async fn run_on_thread(
             () = tokio::time::sleep(BACKSTOP_TICK) => {
                 let now = Instant::now();
                 if deadline
-                    .and_then(|deadline| deadline.checked_add(BACKSTOP_GRACE))
+                    .and_then(|deadline| deadline.checked_add(BACKSTOP_GRACE + host.paused()))
                     .is_some_and(|backstop| now >= backstop)
                 {
                     return Finished::failed(SandboxError::Timeout);

@@ -91,7 +91,46 @@ pub enum Error {
     /// The base URL or an argument could not form a request.
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// An agent turn's event stream ended (server restart, dropped
+    /// connection) before the turn's `done` or `error` event. The turn may
+    /// still be running: [`Client::resume_events`](crate::Client::resume_events)
+    /// with [`StreamCut::last_seq`] picks it up where the stream stopped.
+    #[error(transparent)]
+    StreamCut(#[from] StreamCut),
 }
+
+/// The details of [`Error::StreamCut`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamCut {
+    /// The session whose turn was being streamed.
+    pub session_id: String,
+    /// The sequence number (`id:`) of the last event received; for a
+    /// resumed stream with no new event, the cursor it started from. `None`
+    /// when a `run` stream was cut before its first event.
+    pub last_seq: Option<i64>,
+    /// The transport error that cut the stream, when there was one (none
+    /// when the body simply ended).
+    pub cause: Option<String>,
+}
+
+impl std::fmt::Display for StreamCut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stream ended before the turn finished")?;
+        if let Some(cause) = &self.cause {
+            write!(f, " ({cause})")?;
+        }
+        match self.last_seq {
+            Some(seq) => write!(f, "; resume with resume_events(\"{}\", {seq})", self.session_id),
+            None => write!(
+                f,
+                "; no event arrived, so there is no sequence number to resume session {} from",
+                self.session_id
+            ),
+        }
+    }
+}
+
+impl std::error::Error for StreamCut {}
 
 impl Error {
     /// The API error, if the server sent one.
@@ -112,6 +151,14 @@ impl Error {
 
     pub fn as_version_conflict(&self) -> Option<VersionConflict> {
         self.api().and_then(ApiError::as_version_conflict)
+    }
+
+    /// `Some` when an agent event stream ended before its turn did.
+    pub fn as_stream_cut(&self) -> Option<&StreamCut> {
+        match self {
+            Error::StreamCut(cut) => Some(cut),
+            _ => None,
+        }
     }
 }
 

@@ -3,7 +3,8 @@
 //! One flat [`Client`] with a method per endpoint, request and response types
 //! from `kiln-api` (shared with the server, so they cannot drift), and a typed
 //! [`ApiError`] carrying the contract's `status`, `code`, `message` and
-//! `details`.
+//! `details`. An agent turn streams as an [`AgentEventStream`] of typed
+//! [`TurnEvent`]s that can be resumed after a cut ([`StreamCut`]).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), kiln_sdk::Error> {
@@ -13,13 +14,15 @@
 //! # Ok(()) }
 //! ```
 
+mod agents;
 mod client;
 mod documents;
 mod error;
 mod stream;
 
+pub use agents::{AgentEventStream, InputRequest, InputType, TurnEvent, TurnEventKind};
 pub use client::{AuditExportFormat, Client, ENDPOINTS};
 pub use documents::{DocumentQuery, UploadOptions};
-pub use error::{ApiError, Error, VersionConflict};
+pub use error::{ApiError, Error, StreamCut, VersionConflict};
 pub use kiln_api as api;
 pub use stream::MessageStreamEvent;

@@ -205,3 +205,144 @@ pub(crate) fn document_search_result(s: kiln_core::rag::search::ScoredChunk) -> 
         },
     }
 }
+
+pub(crate) fn session(s: kiln_core::runtime::Session) -> api::AgentSession {
+    api::AgentSession {
+        tools_config: s.tools_config(),
+        app_id: s.project_id.to_string(),
+        id: s.id.into_string(),
+        project_id: s.project_id.into_string(),
+        title: s.title,
+        system_prompt: s.system_prompt,
+        model: s.model,
+        metadata: s.metadata,
+        status: s.status.as_str().to_owned(),
+        index_ids: s
+            .index_ids
+            .map(|ids| ids.into_iter().map(|i| i.into_string()).collect()),
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+        prompt_tokens: i64::from(s.usage.prompt_tokens),
+        completion_tokens: i64::from(s.usage.completion_tokens),
+        step_count: s.step_count,
+        duration_ms: s.duration_ms,
+        // Sessions are never closed for good (CONTRACT §4.1.6: `completed`
+        // only on an explicit close, which the contract does not define).
+        finished_at: None,
+    }
+}
+
+pub(crate) fn step(s: kiln_core::runtime::Step) -> api::AgentStep {
+    api::AgentStep {
+        id: s.id.into_string(),
+        session_id: s.session_id.into_string(),
+        step_index: s.step_index,
+        step_type: s.step_type,
+        content: s.content,
+        tool_name: s.tool_name,
+        tool_args: s.tool_args,
+        duration_ms: s.duration_ms,
+        created_at: s.created_at,
+        prompt_tokens: i64::from(s.usage.prompt_tokens),
+        completion_tokens: i64::from(s.usage.completion_tokens),
+    }
+}
+
+fn event_tokens(usage: kiln_core::llm::Usage) -> api::EventTokens {
+    api::EventTokens {
+        prompt: i64::from(usage.prompt_tokens),
+        completion: i64::from(usage.completion_tokens),
+    }
+}
+
+/// A logged event as the contract's `AgentEvent`.
+pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody) -> api::AgentEvent {
+    use kiln_core::runtime::EventBody as B;
+    use serde_json::{Map, Value, json};
+    let kind = body.type_name().to_owned();
+    let object = |value: Value| match value {
+        Value::Object(map) => Some(map),
+        _ => None,
+    };
+    let mut event = api::AgentEvent {
+        kind,
+        ..Default::default()
+    };
+    match body {
+        B::UserMessage { content } => event.content = Some(content),
+        B::SandboxEvent {
+            kind,
+            summary,
+            content,
+            tokens,
+        } => {
+            event.content = Some(content);
+            event.args = object(json!({ "kind": kind, "summary": summary }));
+            event.tokens = tokens.map(event_tokens);
+        }
+        B::ExecuteJs { code, tokens, .. } => {
+            event.tool = Some("execute_js".to_owned());
+            event.content = Some(code);
+            event.tokens = tokens.map(event_tokens);
+        }
+        B::ExecuteJsResult {
+            content,
+            result,
+            error,
+        } => {
+            event.content = Some(content);
+            event.result = Some(result);
+            event.args = error.map(|e| {
+                let mut args = Map::new();
+                args.insert("error".to_owned(), Value::String(e));
+                args
+            });
+        }
+        B::ToolCall { tool, args, .. } => {
+            event.tool = Some(tool);
+            event.args = Some(args);
+        }
+        B::ToolResult {
+            tool,
+            result,
+            content,
+        } => {
+            event.tool = Some(tool);
+            event.result = Some(result);
+            event.content = Some(content);
+        }
+        B::DataUpdate { changes } => event.args = Some(changes),
+        B::Response { content, tokens } => {
+            event.content = Some(content);
+            event.tokens = tokens.map(event_tokens);
+        }
+        B::InputRequest {
+            request_id,
+            input_type,
+            message,
+            options,
+            placeholder,
+        } => {
+            event.content = Some(message.clone());
+            event.args = object(json!({
+                "request_id": request_id,
+                "input_type": input_type,
+                "message": message,
+                "options": options,
+                "placeholder": placeholder,
+            }));
+        }
+        B::Error { message, code } => {
+            event.content = Some(message);
+            event.code = Some(code);
+        }
+        B::Done { steps, tokens } => {
+            event.summary = Some(api::EventSummary {
+                session_id: session_id.to_owned(),
+                steps,
+                tokens: event_tokens(tokens),
+            });
+        }
+    }
+    event
+}

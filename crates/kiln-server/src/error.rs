@@ -62,6 +62,13 @@ impl From<Error> for ApiError {
             }
             Error::Validation { message, field } => ApiError::validation(message, field.as_deref()),
             Error::Conflict(message) => ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, message),
+            Error::Refused { kind, code, message } => {
+                let status = match kind {
+                    kiln_core::error::Refusal::BadRequest => StatusCode::BAD_REQUEST,
+                    kiln_core::error::Refusal::Conflict => StatusCode::CONFLICT,
+                };
+                ApiError::new(status, code, message)
+            }
             Error::VersionConflict { current_version, .. } => {
                 let mut e = ApiError::new(StatusCode::CONFLICT, codes::VERSION_CONFLICT, err.to_string());
                 e.body = e.body.with_detail("current_version", current_version);

@@ -104,6 +104,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::indexes::routes())
         .merge(routes::documents::routes(config.upload_limit))
         .merge(routes::chat::routes())
+        .merge(routes::agents::routes())
         .merge(routes::openai::routes())
 }
 

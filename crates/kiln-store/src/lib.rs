@@ -14,6 +14,7 @@
 
 #[macro_use]
 mod macros;
+mod agents;
 mod connect;
 mod documents;
 mod rows;

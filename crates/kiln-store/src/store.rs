@@ -17,6 +17,7 @@ use kiln_core::store::{Store, StoreResult};
 use kiln_core::template::PromptTemplate;
 use kiln_core::vault::{Secret, SecretName, Vault};
 
+use crate::agents::ACTIVE_STATUSES;
 use crate::connect::{Db, SqlStore, db_err};
 use crate::documents::log_search;
 use crate::macros::Bind;
@@ -169,8 +170,17 @@ impl Store for SqlStore {
     }
 
     async fn project_metrics(&self, project_id: &ProjectId) -> StoreResult<ProjectMetrics> {
-        // Agent sessions and eval runs have no tables yet; their counters
-        // are zero until the features that write them land.
+        // Eval runs have no tables yet; their counters are zero until the
+        // feature that writes them lands. Sessions are never closed, so none
+        // counts as completed.
+        let sessions_sql = format!(
+            "SELECT COUNT(*) AS total, \
+                    CAST(COALESCE(SUM(CASE WHEN status IN ({ACTIVE_STATUSES}) THEN 1 ELSE 0 END), 0) AS BIGINT) \
+                      AS active, \
+                    CAST(COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+                    CAST(COALESCE(SUM(step_count), 0) AS BIGINT) AS steps \
+             FROM agent_sessions WHERE project_id = $1"
+        );
         read!(self, |pool| {
             let row = sqlx::query(
                 "SELECT COUNT(*) AS calls, CAST(COALESCE(SUM(prompt_tokens), 0) AS BIGINT) AS prompt, \
@@ -181,6 +191,11 @@ impl Store for SqlStore {
             .fetch_one(pool)
             .await
             .map_err(db_err)?;
+            let sessions = sqlx::query(AssertSqlSafe(sessions_sql))
+                .bind(project_id.as_str())
+                .fetch_one(pool)
+                .await
+                .map_err(db_err)?;
             let prompt: i64 = row.try_get("prompt").map_err(db_err)?;
             let completion: i64 = row.try_get("completion").map_err(db_err)?;
             Ok(ProjectMetrics {
@@ -188,6 +203,10 @@ impl Store for SqlStore {
                 completion_tokens: completion,
                 total_tokens: prompt + completion,
                 request_count: row.try_get("calls").map_err(db_err)?,
+                total_sessions: sessions.try_get("total").map_err(db_err)?,
+                active_sessions: sessions.try_get("active").map_err(db_err)?,
+                error_sessions: sessions.try_get("errors").map_err(db_err)?,
+                total_steps: sessions.try_get("steps").map_err(db_err)?,
                 ..ProjectMetrics::default()
             })
         })

@@ -41,6 +41,8 @@ pub struct TestOptions {
     pub upload_limit: u64,
     /// Ingestion workers (0: documents stay pending on this server).
     pub ingest_workers: usize,
+    /// The agent runtime's limits.
+    pub runtime: kiln_core::runtime::RuntimeConfig,
 }
 
 /// Small enough that tests can exceed it cheaply.
@@ -54,6 +56,7 @@ impl Default for TestOptions {
             allow_private_network: true,
             upload_limit: TEST_UPLOAD_LIMIT,
             ingest_workers: 1,
+            runtime: kiln_core::runtime::RuntimeConfig::default(),
         }
     }
 }
@@ -192,6 +195,11 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
         upload_limit: options.upload_limit,
         ingest_workers: options.ingest_workers,
         embeddings: Default::default(),
+        runtime: options.runtime.clone(),
+        fetch: kiln_providers::web::FetchPolicy {
+            allow_private_network: options.allow_private_network,
+            ..Default::default()
+        },
         provider_http: kiln_providers::HttpSettings {
             first_byte_timeout: Duration::from_millis(800),
             response_timeout: Duration::from_millis(800),

@@ -192,3 +192,53 @@ async fn a_block_waits_for_a_slow_host_within_its_time() {
     let outcome = run_with("await slow()", host, short()).await;
     assert_eq!(outcome.result, Ok(json!("late")));
 }
+
+/// A host whose one call waits on a person: the wait is reported as paused
+/// and does not count against the block's time limit.
+struct PausingHost {
+    wait: Duration,
+    paused: std::sync::Mutex<Duration>,
+}
+
+#[async_trait::async_trait]
+impl kiln_core::sandbox::HostFunctions for PausingHost {
+    fn names(&self) -> Vec<String> {
+        vec!["ask".to_owned()]
+    }
+
+    async fn call(&self, _name: &str, _args: serde_json::Value) -> Result<serde_json::Value, String> {
+        tokio::time::sleep(self.wait).await;
+        *self.paused.lock().unwrap() += self.wait;
+        Ok(serde_json::json!("yes"))
+    }
+
+    fn paused(&self) -> Duration {
+        // While waiting the whole wait counts as paused, as a turn's clock does.
+        *self.paused.lock().unwrap() + self.wait
+    }
+}
+
+#[tokio::test]
+async fn time_spent_paused_on_a_person_does_not_count() {
+    let limits = SandboxLimits {
+        time: Duration::from_millis(300),
+        ..limits()
+    };
+    let host = Arc::new(PausingHost {
+        wait: Duration::from_millis(600),
+        paused: Default::default(),
+    });
+    let outcome = QuickJsSandbox::new()
+        .run("await ask()", host, limits, CancelFlag::new())
+        .await;
+    assert_eq!(outcome.result, Ok(serde_json::json!("yes")));
+    // A loop still hits the limit.
+    let host = Arc::new(PausingHost {
+        wait: Duration::ZERO,
+        paused: Default::default(),
+    });
+    let outcome = QuickJsSandbox::new()
+        .run("while (true) {}", host, limits, CancelFlag::new())
+        .await;
+    assert_eq!(outcome.result, Err(SandboxError::Timeout));
+}

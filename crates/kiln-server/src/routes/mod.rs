@@ -1,6 +1,7 @@
 //! Route modules, one per contract section. Each exposes `routes()`, which
 //! registers its handlers with their OpenAPI descriptions.
 
+pub(crate) mod agents;
 pub(crate) mod audit;
 pub(crate) mod chat;
 pub(crate) mod documents;

@@ -1,0 +1,232 @@
+//! Agent sessions, their steps and the turn event stream (CONTRACT §2.7),
+//! plus Kiln's additions: cancel and resumable event streams.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// On a `run` response: the sequence number of the turn's user message, the
+/// cursor to resume from (`GET /agents/:id/events?after=`) when the stream
+/// drops before its first event.
+pub const EVENT_CURSOR_HEADER: &str = "kiln-event-cursor";
+
+/// The event types of a turn (`AgentEvent.type`).
+pub mod event_types {
+    pub const SANDBOX_EVENT: &str = "sandbox_event";
+    pub const EXECUTE_JS: &str = "execute_js";
+    pub const EXECUTE_JS_RESULT: &str = "execute_js_result";
+    pub const TOOL_CALL: &str = "tool_call";
+    pub const TOOL_RESULT: &str = "tool_result";
+    pub const DATA_UPDATE: &str = "data_update";
+    pub const RESPONSE: &str = "response";
+    pub const INPUT_REQUEST: &str = "input_request";
+    pub const ERROR: &str = "error";
+    pub const DONE: &str = "done";
+}
+
+/// The `code` of a terminal `error` event (a Kiln addition; clients that do
+/// not know it ignore it).
+pub mod turn_error_codes {
+    /// `POST /agents/:id/cancel` stopped the turn.
+    pub const CANCELLED: &str = "cancelled";
+    /// The turn used its steps (`--agent-max-steps`).
+    pub const STEP_LIMIT: &str = "step_limit";
+    /// The turn ran past its time (`--agent-max-turn-secs`).
+    pub const TIME_LIMIT: &str = "time_limit";
+    /// The turn used its tokens (`--agent-max-turn-tokens`).
+    pub const TOKEN_LIMIT: &str = "token_limit";
+    /// An `input()` request was not answered in time.
+    pub const INPUT_TIMEOUT: &str = "input_timeout";
+    /// The model provider failed.
+    pub const UPSTREAM_ERROR: &str = "upstream_error";
+    /// The model is not configured (no provider for it).
+    pub const MODEL_NOT_CONFIGURED: &str = "model_not_configured";
+    /// The server running the turn stopped before it ended.
+    pub const INTERRUPTED: &str = "interrupted";
+    /// Something inside Kiln failed.
+    pub const INTERNAL: &str = "internal_error";
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentSession {
+    pub id: String,
+    pub project_id: String,
+    pub app_id: String,
+    pub title: String,
+    pub system_prompt: String,
+    /// The resolved model, `provider/model`.
+    pub model: String,
+    /// `{"tools": [...]}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub tools_config: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub metadata: Value,
+    /// `active`, `running`, `awaiting_input` or `error`.
+    pub status: String,
+    /// The search scope: `null` = every index of the project, `[]` = none.
+    pub index_ids: Option<Vec<String>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+    pub step_count: i64,
+    pub duration_ms: i64,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentStep {
+    pub id: String,
+    pub session_id: String,
+    pub step_index: i64,
+    /// The event type, or `user_message`.
+    pub step_type: String,
+    pub content: String,
+    pub tool_name: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub tool_args: Value,
+    pub duration_ms: i64,
+    pub created_at: DateTime<Utc>,
+    pub prompt_tokens: i64,
+    pub completion_tokens: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CreateSession {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_version_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    /// `live` (default) or `draft`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Extra function-call tools: `search`, `fetch`, `list_stores`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tools: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub metadata: Option<Value>,
+    /// Left out or `null`: every index; `[]`: no search.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionList {
+    pub sessions: Vec<AgentSession>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SessionDetail {
+    pub session: AgentSession,
+    pub steps: Vec<AgentStep>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RunAgent {
+    #[serde(default)]
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct InputAnswer {
+    #[serde(default)]
+    pub request_id: String,
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub value: Value,
+}
+
+/// `{"ok": true}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Acknowledged {
+    pub ok: bool,
+}
+
+/// `POST /agents/:id/cancel`: the session after its turn ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CancelResult {
+    pub ok: bool,
+    pub session: AgentSession,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SystemPrompt {
+    pub prompt: String,
+}
+
+/// `GET /agents/:id/events?after=N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::IntoParams))]
+pub struct EventsQuery {
+    /// Replay events with a sequence number above this (the `id:` of the
+    /// last event seen); `Last-Event-ID` is read when this is missing.
+    #[serde(default)]
+    pub after: Option<i64>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventTokens {
+    pub prompt: i64,
+    pub completion: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EventSummary {
+    pub session_id: String,
+    /// Steps persisted during the turn (the user message not counted).
+    pub steps: i64,
+    /// This turn's tokens.
+    pub tokens: EventTokens,
+}
+
+/// One `data:` line of a turn stream. Every key but `type` is left out when
+/// it does not apply.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub args: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub result: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub summary: Option<EventSummary>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<EventTokens>,
+    /// On `error`: why the turn ended (see [`turn_error_codes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+impl AgentEvent {
+    /// `done` and `error` end a turn.
+    pub fn is_terminal(&self) -> bool {
+        self.kind == event_types::DONE || self.kind == event_types::ERROR
+    }
+}

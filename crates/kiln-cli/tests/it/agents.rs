@@ -1,0 +1,1133 @@
+//! CONTRACT §2.7 and §4.1: agent sessions, turns streamed over SSE, the
+//! sandbox and its primitives, input requests, cancel, limits, faults, and
+//! event streams that resume from a cursor, against the fake provider (and
+//! the offline model).
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kiln_core::runtime::RuntimeConfig;
+use kiln_providers::fake::{FakeProvider, Reply};
+use kiln_sdk::api::CreateSession;
+use kiln_sdk::{TurnEvent, TurnEventKind, UploadOptions};
+use serde_json::{Value, json};
+
+use crate::harness::{Backend, TestApp, TestOptions, api_err};
+
+/// Generates a SQLite and a PostgreSQL test for each
+/// `async fn(&TestApp, &FakeProvider)`, the fake being the project's
+/// default model, with the given runtime settings.
+macro_rules! agent_tests {
+    ($($name:ident => $runtime:expr),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                run(Backend::Sqlite, $runtime, |app, fake| Box::pin(super::$name(app, fake))).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                run(Backend::Postgres, $runtime, |app, fake| Box::pin(super::$name(app, fake))).await;
+            }
+        }
+    )*};
+}
+
+type TestFn = for<'a> fn(&'a TestApp, &'a FakeProvider) -> futures::future::BoxFuture<'a, ()>;
+
+async fn run(backend: Backend, runtime: RuntimeConfig, test: TestFn) {
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        provider_env: vec![
+            ("openai_api_key", "test-key".to_owned()),
+            ("openai_base_url", fake.openai_base_url()),
+            ("default_model", "openai/gpt-test".to_owned()),
+        ],
+        runtime,
+        ..TestOptions::default()
+    };
+    let Some(app) = TestApp::start_with(backend, options).await else {
+        return;
+    };
+    test(&app, &fake).await;
+    app.stop().await;
+}
+
+fn defaults() -> RuntimeConfig {
+    RuntimeConfig::default()
+}
+
+agent_tests!(
+    sessions_are_created_listed_and_deleted => defaults(),
+    a_code_step_runs_in_the_sandbox_and_goes_back_to_the_model => defaults(),
+    history_carries_across_turns => defaults(),
+    fenced_code_and_faulty_code_are_contained => RuntimeConfig {
+        sandbox: kiln_core::sandbox::SandboxLimits {
+            time: Duration::from_millis(400),
+            memory_bytes: 16 * 1024 * 1024,
+            ..Default::default()
+        },
+        ..defaults()
+    },
+    limits_and_model_failures_end_the_turn_with_an_error => RuntimeConfig {
+        max_steps: 2,
+        ..defaults()
+    },
+    input_requests_pause_the_turn_until_answered => defaults(),
+    a_block_waiting_for_input_gives_back_its_slot => RuntimeConfig {
+        max_concurrent_blocks: 1,
+        ..defaults()
+    },
+    unanswered_input_times_out => RuntimeConfig {
+        input_timeout: Duration::from_millis(400),
+        ..defaults()
+    },
+    cancel_stops_a_running_turn => defaults(),
+    a_busy_session_and_bad_runs_are_refused_before_streaming => defaults(),
+    dropped_streams_resume_from_a_cursor => defaults(),
+    primitives_reach_data_ai_fetch_and_search => defaults(),
+    the_offline_model_searches_and_quotes => defaults(),
+    the_stream_is_framed_as_the_contract_says => defaults(),
+    a_reader_on_another_server_follows_and_controls_the_turn => defaults(),
+    turns_of_a_dead_server_are_ended_at_the_next_start => defaults(),
+);
+
+async fn session(app: &TestApp, input: CreateSession) -> String {
+    app.client.create_session(&input).await.unwrap().id
+}
+
+async fn turn(app: &TestApp, id: &str, message: &str) -> Vec<TurnEvent> {
+    app.client
+        .run_agent(id, message)
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap()
+}
+
+fn types(events: &[TurnEvent]) -> Vec<&str> {
+    events.iter().map(|e| e.raw.kind.as_str()).collect()
+}
+
+fn code(js: &str) -> Reply {
+    Reply::tool_call("execute_js", json!({ "code": js }))
+}
+
+/// The `execute_js_result` events' `(content, result, error)`.
+fn results(events: &[TurnEvent]) -> Vec<(String, Option<Value>, Option<String>)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TurnEventKind::ExecuteJsResult {
+                content,
+                result,
+                error,
+            } => Some((content.clone(), result.clone(), error.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn terminal(events: &[TurnEvent]) -> &TurnEventKind {
+    &events.last().expect("a terminal event").kind
+}
+
+fn error_code(events: &[TurnEvent]) -> String {
+    match terminal(events) {
+        TurnEventKind::Error { code, .. } => code.clone().unwrap_or_default(),
+        other => panic!("expected an error event, got {other:?}"),
+    }
+}
+
+async fn status(app: &TestApp, id: &str) -> String {
+    app.client.get_session(id).await.unwrap().session.status
+}
+
+async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProvider) {
+    let c = &app.client;
+    let plain = c.create_session(&CreateSession::default()).await.unwrap();
+    assert_eq!(plain.status, "active");
+    assert_eq!(plain.model, "openai/gpt-test", "the project default");
+    assert_eq!(plain.tools_config, json!({ "tools": [] }));
+    assert_eq!(plain.metadata, json!({}));
+    assert_eq!(plain.index_ids, None, "every index");
+    assert_eq!((plain.step_count, plain.prompt_tokens), (0, 0));
+
+    let index = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "handbook".into(),
+            description: Some("The staff handbook".into()),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let full = c
+        .create_session(&CreateSession {
+            title: Some("Support".into()),
+            system_prompt: Some("You are a support agent".into()),
+            model: Some("kiln/offline".into()),
+            tools: Some(vec!["search".into(), "fetch".into()]),
+            metadata: Some(json!({ "customer": 42, "tags": ["vip"] })),
+            index_ids: Some(vec![index.id.clone()]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(full.title, "Support");
+    assert_eq!(full.system_prompt, "You are a support agent");
+    assert_eq!(full.model, "kiln/offline");
+    assert_eq!(full.tools_config, json!({ "tools": ["search", "fetch"] }));
+    assert_eq!(full.metadata, json!({ "customer": 42, "tags": ["vip"] }));
+    assert_eq!(full.index_ids, Some(vec![index.id.clone()]));
+    let none = c
+        .create_session(&CreateSession {
+            index_ids: Some(vec![]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        none.index_ids,
+        Some(vec![]),
+        "[] means no search, kept apart from null"
+    );
+
+    let unknown = api_err(
+        c.create_session(&CreateSession {
+            tools: Some(vec!["search".into(), "shell".into()]),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "unknown_tool",
+    );
+    assert!(
+        unknown.message.contains("unknown tool: shell"),
+        "{}",
+        unknown.message
+    );
+    api_err(
+        c.create_session(&CreateSession {
+            index_ids: Some(vec!["no-such-index".into()]),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "validation_failed",
+    );
+    api_err(
+        c.create_session(&CreateSession {
+            target: Some("staging".into()),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "validation_failed",
+    );
+    api_err(
+        c.create_session(&CreateSession {
+            agent_id: Some("agent-1".into()),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "agent_configs_unavailable",
+    );
+    api_err(
+        c.create_session(&CreateSession {
+            model: Some("nonsense".into()),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "validation_failed",
+    );
+
+    let listed: Vec<String> = c
+        .list_sessions(None, None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(
+        listed,
+        [none.id.clone(), full.id.clone(), plain.id.clone()],
+        "newest first"
+    );
+    let page: Vec<String> = c
+        .list_sessions(Some(1), Some(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(page, vec![full.id.clone()]);
+
+    let detail = c.get_session(&full.id).await.unwrap();
+    assert_eq!(detail.session, full);
+    assert!(detail.steps.is_empty());
+
+    let prompt = c.agent_system_prompt().await.unwrap();
+    for needle in [
+        "execute_js",
+        "await search(",
+        "await input(",
+        "data.set(",
+        "handbook",
+    ] {
+        assert!(prompt.contains(needle), "the system prompt documents {needle}");
+    }
+
+    c.delete_session(&full.id).await.unwrap();
+    api_err(c.get_session(&full.id).await, 404, "NOT_FOUND");
+    api_err(c.delete_session(&full.id).await, 404, "NOT_FOUND");
+
+    // Another project sees none of them.
+    let (_, other) = app.key_for("elsewhere").await;
+    assert!(other.list_sessions(None, None).await.unwrap().is_empty());
+    api_err(other.get_session(&plain.id).await, 404, "NOT_FOUND");
+    api_err(other.run_agent(&plain.id, "hi").await, 404, "NOT_FOUND");
+}
+
+async fn a_code_step_runs_in_the_sandbox_and_goes_back_to_the_model(app: &TestApp, fake: &FakeProvider) {
+    fake.push(
+        Reply::tool_calls(vec![(
+            "execute_js",
+            json!({ "code": "console.log('adding'); const y = 2; y + 2" }),
+        )])
+        .usage(100, 20),
+    );
+    fake.push(Reply::text("It is 4.").usage(130, 5));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "What is 2 + 2?").await;
+    assert_eq!(
+        types(&events),
+        ["execute_js", "execute_js_result", "response", "done"]
+    );
+    match &events[0].kind {
+        TurnEventKind::ExecuteJs { code, tokens } => {
+            assert_eq!(code, "console.log('adding'); const y = 2; y + 2");
+            assert_eq!(tokens.map(|t| (t.prompt, t.completion)), Some((100, 20)));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(events[0].raw.tool.as_deref(), Some("execute_js"));
+    assert_eq!(
+        results(&events),
+        [("Console:\nadding\n\nResult:\n4".to_owned(), Some(json!(4)), None)]
+    );
+    match &events[2].kind {
+        TurnEventKind::Response { content, tokens } => {
+            assert_eq!(content, "It is 4.");
+            assert_eq!(tokens.map(|t| (t.prompt, t.completion)), Some((130, 5)));
+        }
+        other => panic!("{other:?}"),
+    }
+    match terminal(&events) {
+        TurnEventKind::Done(summary) => {
+            assert_eq!(summary.session_id, id);
+            assert_eq!(summary.steps, 3, "execute_js, its result, the response");
+            assert_eq!((summary.tokens.prompt, summary.tokens.completion), (230, 25));
+        }
+        other => panic!("{other:?}"),
+    }
+    // Sequence numbers rise by one; the user message took the first.
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq.unwrap()).collect();
+    assert_eq!(seqs, [2, 3, 4, 5]);
+
+    // The model got the sandbox's result as the tool call's answer.
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    let first = &requests[0].body;
+    assert_eq!(first["tools"][0]["function"]["name"], "execute_js");
+    assert_eq!(first["messages"][0]["role"], "system");
+    assert!(
+        first["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("execute_js")
+    );
+    let second = requests[1].body["messages"].as_array().unwrap();
+    let tool = second
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .expect("a tool message");
+    assert_eq!(tool["content"], "Console:\nadding\n\nResult:\n4");
+    let call_id = second
+        .iter()
+        .find_map(|m| m["tool_calls"][0]["id"].as_str())
+        .unwrap();
+    assert_eq!(tool["tool_call_id"], call_id);
+
+    // The session keeps the steps and the totals.
+    let detail = app.client.get_session(&id).await.unwrap();
+    assert_eq!(detail.session.status, "active");
+    assert_eq!(
+        (detail.session.prompt_tokens, detail.session.completion_tokens),
+        (230, 25)
+    );
+    assert_eq!(detail.session.step_count, 4);
+    let steps: Vec<(i64, &str)> = detail
+        .steps
+        .iter()
+        .map(|s| (s.step_index, s.step_type.as_str()))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            (0, "user_message"),
+            (1, "execute_js"),
+            (2, "execute_js_result"),
+            (3, "response")
+        ]
+    );
+    assert_eq!(detail.steps[0].content, "What is 2 + 2?");
+    assert_eq!(detail.steps[1].tool_name, "execute_js");
+    assert_eq!(detail.steps[1].prompt_tokens, 100);
+}
+
+async fn history_carries_across_turns(app: &TestApp, fake: &FakeProvider) {
+    fake.push(code("'remembered'"));
+    fake.push(Reply::text("First answer."));
+    fake.push(Reply::text("Second answer."));
+    let id = session(
+        app,
+        CreateSession {
+            system_prompt: Some("You are terse.".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    turn(app, &id, "First question").await;
+    let events = turn(app, &id, "Second question").await;
+    assert_eq!(types(&events), ["response", "done"]);
+    let messages = fake.requests()[2].body["messages"].clone();
+    let roles: Vec<&str> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "tool", "assistant", "user"]
+    );
+    assert!(
+        messages[0]["content"]
+            .as_str()
+            .unwrap()
+            .ends_with("You are terse.\n")
+    );
+    assert_eq!(messages[1]["content"], "First question");
+    assert_eq!(messages[3]["content"], "remembered");
+    assert_eq!(messages[4]["content"], "First answer.");
+    assert_eq!(messages[5]["content"], "Second question");
+}
+
+async fn fenced_code_and_faulty_code_are_contained(app: &TestApp, fake: &FakeProvider) {
+    fake.push(Reply::text("Let me loop.\n```js\nwhile (true) {}\n```"));
+    fake.push(code("const a = []; while (true) a.push('x'.repeat(1e5));"));
+    fake.push(code("function f() { return f() + 1 } f()"));
+    fake.push(code("throw new TypeError('bad input')"));
+    fake.push(code("console.log('y'.repeat(200000)); 'big'.repeat(20000)"));
+    fake.push(code("this is not javascript"));
+    fake.push(Reply::text("I give up."));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Break things").await;
+    match &events[0].kind {
+        TurnEventKind::SandboxEvent {
+            kind,
+            summary,
+            content,
+            ..
+        } => {
+            assert_eq!((kind.as_str(), summary.as_str()), ("llm", "Let me loop."));
+            assert_eq!(content, "Let me loop.");
+        }
+        other => panic!("text before a fenced block is a sandbox_event: {other:?}"),
+    }
+    assert_eq!(events[1].raw.content.as_deref(), Some("while (true) {}"));
+    let results = results(&events);
+    assert_eq!(results.len(), 6);
+    let errors: Vec<String> = results.iter().map(|r| r.2.clone().unwrap_or_default()).collect();
+    assert_eq!(errors[0], "the code ran past its time limit");
+    assert_eq!(errors[1], "the code ran out of memory");
+    assert_eq!(errors[2], "maximum call stack size exceeded");
+    assert_eq!(errors[3], "TypeError: bad input");
+    assert_eq!(errors[4], "", "huge output is cut, not an error");
+    assert!(errors[5].starts_with("SyntaxError"), "{}", errors[5]);
+    assert_eq!(results[3].0, "Error: TypeError: bad input");
+    let big = &results[4];
+    assert!(big.0.len() <= 16 * 1024 && big.0.ends_with("[truncated]"));
+    assert!(big.1.as_ref().unwrap().as_str().unwrap().ends_with("[truncated]"));
+    assert_eq!(types(&events).last(), Some(&"done"));
+    // The fenced result went back as text.
+    let second = fake.requests()[1].body["messages"].clone();
+    let last = second.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["role"], "user");
+    assert!(
+        last["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Result of your code:\nError: the code ran past")
+    );
+    // The server is fine.
+    fake.push(Reply::text("ok"));
+    assert_eq!(types(&turn(app, &id, "again").await), ["response", "done"]);
+}
+
+async fn limits_and_model_failures_end_the_turn_with_an_error(app: &TestApp, fake: &FakeProvider) {
+    let id = session(app, CreateSession::default()).await;
+    fake.push(code("1"));
+    fake.push(code("2"));
+    let events = turn(app, &id, "Loop forever").await;
+    assert_eq!(fake.request_count(), 2, "two model calls");
+    assert_eq!(error_code(&events), "step_limit");
+    assert_eq!(status(app, &id).await, "error");
+    assert_eq!(results(&events).len(), 2, "two steps ran");
+
+    // The session takes the next turn; a provider failure mid-turn is an
+    // error event, not a broken stream.
+    fake.push(code("1 + 1"));
+    fake.push(Reply::status(500, "boom"));
+    fake.push(Reply::status(500, "boom"));
+    fake.push(Reply::status(500, "boom"));
+    let events = turn(app, &id, "Try").await;
+    assert_eq!(error_code(&events), "upstream_error");
+    let TurnEventKind::Error { message, .. } = terminal(&events) else {
+        unreachable!()
+    };
+    assert!(message.contains("500"), "{message}");
+    assert_eq!(status(app, &id).await, "error");
+
+    fake.push(Reply::text("fine"));
+    let events = turn(app, &id, "Again").await;
+    assert_eq!(types(&events), ["response", "done"]);
+    assert_eq!(status(app, &id).await, "active");
+    let detail = app.client.get_session(&id).await.unwrap();
+    assert!(
+        detail
+            .steps
+            .iter()
+            .all(|s| s.step_type != "error" && s.step_type != "done"),
+        "terminal events are not steps"
+    );
+}
+
+/// Reads events until `pred` holds, returning them.
+async fn read_until(
+    stream: &mut kiln_sdk::AgentEventStream,
+    pred: impl Fn(&TurnEvent) -> bool,
+) -> Vec<TurnEvent> {
+    let mut seen = Vec::new();
+    while let Some(item) = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("an event within 10 s")
+    {
+        let event = item.unwrap();
+        let stop = pred(&event);
+        seen.push(event);
+        if stop {
+            break;
+        }
+    }
+    seen
+}
+
+fn input_request(event: &TurnEvent) -> kiln_sdk::InputRequest {
+    match &event.kind {
+        TurnEventKind::InputRequest(request) => request.clone(),
+        other => panic!("expected an input request, got {other:?}"),
+    }
+}
+
+async fn input_requests_pause_the_turn_until_answered(app: &TestApp, fake: &FakeProvider) {
+    fake.push(code(
+        "const ok = await input({ type: 'confirm', message: 'Proceed?' });\n\
+         const pick = await input({ type: 'choice', message: 'Pick one', options: ['a', 'b'] });\n\
+         const name = await input('Your name?');\n\
+         ({ ok, pick, name })",
+    ));
+    fake.push(Reply::text("Thanks."));
+    let c = &app.client;
+    let id = session(app, CreateSession::default()).await;
+    let mut stream = c.run_agent(&id, "Ask me things").await.unwrap();
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let confirm = input_request(seen.last().unwrap());
+    assert_eq!(confirm.input_type, kiln_sdk::InputType::Confirm);
+    assert_eq!(confirm.message, "Proceed?");
+    assert_eq!(seen.last().unwrap().raw.content.as_deref(), Some("Proceed?"));
+    assert_eq!(
+        seen.last().unwrap().raw.args.as_ref().unwrap()["options"],
+        json!([])
+    );
+    assert_eq!(status(app, &id).await, "awaiting_input");
+
+    api_err(
+        c.respond_to_input(&id, &confirm.request_id, json!("yes")).await,
+        400,
+        "validation_failed",
+    );
+    api_err(
+        c.respond_to_input(&id, "no-such-request", json!(true)).await,
+        404,
+        "NOT_FOUND",
+    );
+    api_err(
+        c.respond_to_input("no-such-session", &confirm.request_id, json!(true))
+            .await,
+        404,
+        "NOT_FOUND",
+    );
+    c.respond_to_input(&id, &confirm.request_id, json!(true))
+        .await
+        .unwrap();
+    api_err(
+        c.respond_to_input(&id, &confirm.request_id, json!(true)).await,
+        400,
+        "input_already_answered",
+    );
+
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let choice = input_request(seen.last().unwrap());
+    assert_eq!(choice.options, ["a", "b"]);
+    api_err(
+        c.respond_to_input(&id, &choice.request_id, json!("z")).await,
+        400,
+        "validation_failed",
+    );
+    c.respond_to_input(&id, &choice.request_id, json!("b"))
+        .await
+        .unwrap();
+
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let text = input_request(seen.last().unwrap());
+    assert_eq!(text.input_type, kiln_sdk::InputType::Text);
+    api_err(
+        c.respond_to_input(&id, &text.request_id, json!(5)).await,
+        400,
+        "validation_failed",
+    );
+    c.respond_to_input(&id, &text.request_id, json!("Ada"))
+        .await
+        .unwrap();
+
+    let rest = read_until(&mut stream, TurnEvent::is_terminal).await;
+    assert_eq!(
+        results(&rest),
+        [(
+            r#"{"name":"Ada","ok":true,"pick":"b"}"#.to_owned(),
+            Some(json!({ "ok": true, "pick": "b", "name": "Ada" })),
+            None
+        )]
+    );
+    assert!(matches!(terminal(&rest), TurnEventKind::Done(_)));
+    assert_eq!(status(app, &id).await, "active");
+}
+
+async fn unanswered_input_times_out(app: &TestApp, fake: &FakeProvider) {
+    fake.push(code("await input('Anyone there?')"));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Ask").await;
+    assert!(types(&events).contains(&"input_request"));
+    assert_eq!(error_code(&events), "input_timeout");
+    assert_eq!(status(app, &id).await, "error");
+}
+
+async fn cancel_stops_a_running_turn(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let id = session(app, CreateSession::default()).await;
+    api_err(c.cancel_session(&id).await, 409, "not_running");
+
+    // While the model is thinking (the upstream request is aborted).
+    fake.push(Reply::hang());
+    let mut stream = c.run_agent(&id, "Think hard").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cancelled = c.cancel_session(&id).await.unwrap();
+    assert!(cancelled.ok);
+    assert_eq!(cancelled.session.status, "active");
+    let events = read_until(&mut stream, TurnEvent::is_terminal).await;
+    assert_eq!(error_code(&events), "cancelled");
+    assert!(stream.next().await.is_none(), "nothing after the terminal event");
+    api_err(c.cancel_session(&id).await, 409, "not_running");
+
+    // While code runs in the sandbox.
+    fake.push(code("while (true) {}"));
+    let mut stream = c.run_agent(&id, "Spin").await.unwrap();
+    read_until(&mut stream, |e| e.raw.kind == "execute_js").await;
+    c.cancel_session(&id).await.unwrap();
+    let events = read_until(&mut stream, TurnEvent::is_terminal).await;
+    assert_eq!(error_code(&events), "cancelled");
+
+    // While waiting for input; then the session takes turns again.
+    fake.push(code("await input('Sure?')"));
+    let mut stream = c.run_agent(&id, "Ask").await.unwrap();
+    read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    assert_eq!(c.cancel_session(&id).await.unwrap().session.status, "active");
+    assert_eq!(
+        error_code(&read_until(&mut stream, TurnEvent::is_terminal).await),
+        "cancelled"
+    );
+    fake.push(Reply::text("back"));
+    assert_eq!(types(&turn(app, &id, "hello").await), ["response", "done"]);
+}
+
+async fn a_busy_session_and_bad_runs_are_refused_before_streaming(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let id = session(app, CreateSession::default()).await;
+    api_err(c.run_agent(&id, "").await, 400, "validation_failed");
+    api_err(c.run_agent(&id, "   ").await, 400, "validation_failed");
+    api_err(c.run_agent("no-such-session", "hi").await, 404, "NOT_FOUND");
+    api_err(c.resume_events("no-such-session", 0).await, 404, "NOT_FOUND");
+    api_err(c.cancel_session("no-such-session").await, 404, "NOT_FOUND");
+
+    fake.push(Reply::text("slow").delay(Duration::from_millis(700)));
+    let stream = c.run_agent(&id, "first").await.unwrap();
+    let busy = api_err(c.run_agent(&id, "second").await, 409, "run_in_progress");
+    assert!(busy.message.contains("already running"));
+    let events = stream.collect_turn().await.unwrap();
+    assert_eq!(types(&events), ["response", "done"]);
+    fake.push(Reply::text("now"));
+    assert_eq!(types(&turn(app, &id, "second").await), ["response", "done"]);
+}
+
+async fn dropped_streams_resume_from_a_cursor(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    fake.push(code("const a = await input('First?'); a"));
+    fake.push(Reply::text("Got it."));
+    let id = session(app, CreateSession::default()).await;
+    let mut stream = c.run_agent(&id, "Ask once").await.unwrap();
+    assert_eq!(
+        stream.last_seq(),
+        Some(1),
+        "the user message's number, from the response header"
+    );
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let request = input_request(seen.last().unwrap());
+    let cursor = seen.last().unwrap().seq.unwrap();
+    drop(stream);
+
+    // The turn went on without a reader.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(status(app, &id).await, "awaiting_input");
+    // A replay from the start gives the same events.
+    let mut replay = c.resume_events(&id, 0).await.unwrap();
+    let replayed = read_until(&mut replay, |e| e.raw.kind == "input_request").await;
+    assert_eq!(replayed, seen);
+    drop(replay);
+
+    let mut resumed = c.resume_events(&id, cursor).await.unwrap();
+    c.respond_to_input(&id, &request.request_id, json!("yes"))
+        .await
+        .unwrap();
+    let rest = read_until(&mut resumed, TurnEvent::is_terminal).await;
+    assert_eq!(rest[0].seq, Some(cursor + 1), "nothing missed, nothing repeated");
+    assert_eq!(
+        types(&rest),
+        ["sandbox_event", "execute_js_result", "response", "done"]
+    );
+
+    // After the turn: the replay ends at its terminal event, and a cursor
+    // at the end gives an empty stream.
+    let all = c
+        .resume_events(&id, 0)
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    assert_eq!(all.len(), seen.len() + rest.len());
+    let last = rest.last().unwrap().seq.unwrap();
+    let body = app
+        .http()
+        .get(app.url(&format!("/api/sdk/agents/{id}/events")))
+        .header("X-API-Key", &app.key)
+        .header("Last-Event-ID", last.to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!body.contains("data: "), "{body}");
+    let body = app
+        .http()
+        .get(app.url(&format!("/api/sdk/agents/{id}/events")))
+        .header("X-API-Key", &app.key)
+        .header("Last-Event-ID", (last - 1).to_string())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body.contains(&format!("id: {last}\nevent: done\ndata: ")),
+        "{body}"
+    );
+}
+
+async fn primitives_reach_data_ai_fetch_and_search(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let index = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "handbook".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let doc = c
+        .upload_document_bytes(
+            &index.id,
+            "reset.md",
+            b"# Passwords\n\nTo reset your password open Settings, then Security, then Reset password."
+                .to_vec(),
+            &UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    c.wait_for_document(&doc.id, Duration::from_secs(20))
+        .await
+        .unwrap();
+
+    let models_url = format!("{}/v1/models", fake.base_url());
+    fake.push(code(&format!(
+        "await data.set('plan', {{ step: 1 }});\n\
+         const plan = await data.get('plan');\n\
+         const summary = await ai('Summarise: hello');\n\
+         const hits = await search('reset password', {{ top_k: 2 }});\n\
+         const page = await fetch({models_url:?});\n\
+         ({{ plan, summary, source: hits[0].source, status: page.status, models: page.json.data.length > 0 }})"
+    )));
+    fake.push(Reply::text("A summary.").usage(7, 3));
+    fake.push(Reply::text("Done."));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Use everything").await;
+    let kinds: Vec<String> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TurnEventKind::SandboxEvent { kind, .. } => Some(kind.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kinds, ["data", "data", "ai", "search", "fetch"]);
+    let update = events.iter().find(|e| e.raw.kind == "data_update").unwrap();
+    assert_eq!(
+        update.raw.args,
+        json!({ "plan": { "step": 1 } }).as_object().cloned()
+    );
+    let ai = events
+        .iter()
+        .find(|e| matches!(&e.kind, TurnEventKind::SandboxEvent { kind, .. } if kind == "ai"))
+        .unwrap();
+    assert_eq!(ai.raw.tokens.map(|t| (t.prompt, t.completion)), Some((7, 3)));
+    assert_eq!(ai.raw.content.as_deref(), Some("A summary."));
+    let search = events
+        .iter()
+        .find(|e| matches!(&e.kind, TurnEventKind::SandboxEvent { kind, .. } if kind == "search"))
+        .unwrap();
+    assert_eq!(
+        search.raw.args.as_ref().unwrap()["summary"],
+        "\"reset password\" → 1 results"
+    );
+    assert_eq!(
+        results(&events)[0].1,
+        Some(
+            json!({ "plan": { "step": 1 }, "summary": "A summary.", "source": "reset.md", "status": 200, "models": true })
+        )
+    );
+    match terminal(&events) {
+        TurnEventKind::Done(summary) => assert!(summary.tokens.prompt >= 7, "ai() counts"),
+        other => panic!("{other:?}"),
+    }
+
+    // A session without search, and one scoped to another index.
+    let other = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "other".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    for (scope, expected) in [
+        (Some(vec![]), "search is disabled in this session"),
+        (Some(vec![other.id.clone()]), "[]"),
+    ] {
+        fake.push(code(
+            "try { JSON.stringify(await search('reset password')) } catch (e) { e.message }",
+        ));
+        fake.push(Reply::text("ok"));
+        let id = session(
+            app,
+            CreateSession {
+                index_ids: scope,
+                ..Default::default()
+            },
+        )
+        .await;
+        let events = turn(app, &id, "Search").await;
+        let content = &results(&events)[0].0;
+        assert!(content.contains(expected), "{content}");
+    }
+}
+
+async fn the_stream_is_framed_as_the_contract_says(app: &TestApp, fake: &FakeProvider) {
+    fake.push(Reply::text("Thinking first.\n```js\n'line one\\nline two'\n```"));
+    fake.push(Reply::text("Answer with\na newline."));
+    let id = session(app, CreateSession::default()).await;
+    let response = app
+        .http()
+        .post(app.url(&format!("/api/sdk/agents/{id}/run")))
+        .header("X-API-Key", &app.key)
+        .header("Accept", "text/event-stream")
+        .json(&json!({ "message": "hi" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("content-type").as_deref(), Some("text/event-stream"));
+    assert_eq!(header("cache-control").as_deref(), Some("no-cache"));
+    assert_eq!(header("x-accel-buffering").as_deref(), Some("no"));
+    let body = response.text().await.unwrap();
+    assert!(body.ends_with("\n\n"));
+    let events: Vec<&str> = body.trim_end().split("\n\n").collect();
+    let mut names = Vec::new();
+    for (i, event) in events.iter().enumerate() {
+        let lines: Vec<&str> = event.lines().collect();
+        assert_eq!(lines.len(), 3, "id, event, one data line: {event:?}");
+        assert_eq!(lines[0], format!("id: {}", i + 2));
+        let name = lines[1].strip_prefix("event: ").expect("event: with a space");
+        let data = lines[2].strip_prefix("data: ").expect("data: with a space");
+        let json: Value = serde_json::from_str(data).unwrap();
+        assert_eq!(json["type"], name, "the event name is the type");
+        assert!(data.len() < 64 * 1024);
+        names.push(name.to_owned());
+    }
+    assert_eq!(
+        names,
+        [
+            "sandbox_event",
+            "execute_js",
+            "execute_js_result",
+            "response",
+            "done"
+        ]
+    );
+    assert!(!body.contains("\r"));
+    let done: Value =
+        serde_json::from_str(events[4].lines().nth(2).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(done["summary"]["session_id"], id.as_str());
+    assert_eq!(
+        done.as_object().unwrap().len(),
+        2,
+        "only type and summary: {done}"
+    );
+    assert!(done.get("tokens").is_none());
+}
+
+async fn a_reader_on_another_server_follows_and_controls_the_turn(app: &TestApp, fake: &FakeProvider) {
+    if app.database_url.starts_with("sqlite") {
+        // One server per SQLite file; this is the PostgreSQL deployment.
+        return;
+    }
+    let (_replica, other, _dir) = app.replica(0).await;
+    fake.push(code("await input({ type: 'confirm', message: 'Go?' })"));
+    fake.push(Reply::text("Went."));
+    let id = session(app, CreateSession::default()).await;
+    let mut stream = app.client.run_agent(&id, "Ask").await.unwrap();
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let request = input_request(seen.last().unwrap());
+    drop(stream);
+
+    // The replica replays, is answered, and follows the turn to its end.
+    let mut remote = other.resume_events(&id, 0).await.unwrap();
+    let replayed = read_until(&mut remote, |e| e.raw.kind == "input_request").await;
+    assert_eq!(replayed, seen);
+    other
+        .respond_to_input(&id, &request.request_id, json!(true))
+        .await
+        .unwrap();
+    let rest = read_until(&mut remote, TurnEvent::is_terminal).await;
+    assert!(matches!(terminal(&rest), TurnEventKind::Done(_)));
+    assert_eq!(results(&rest)[0].1, Some(json!(true)));
+
+    // A cancel sent to the replica stops a turn running here.
+    fake.push(Reply::hang());
+    let stream = app.client.run_agent(&id, "Think").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cancelled = other.cancel_session(&id).await.unwrap();
+    assert_eq!(cancelled.session.status, "active");
+    let events = stream.collect_turn().await.unwrap();
+    assert_eq!(error_code(&events), "cancelled");
+    let codes: Vec<_> = events.iter().filter(|e| e.is_terminal()).collect();
+    assert_eq!(codes.len(), 1, "exactly one terminal event");
+}
+
+async fn turns_of_a_dead_server_are_ended_at_the_next_start(app: &TestApp, _fake: &FakeProvider) {
+    use kiln_core::runtime::store::{AgentStore, BeginTurn, NewEvent};
+    let id = session(app, CreateSession::default()).await;
+    // A server claimed a turn, wrote its first event, and died.
+    let store = app.second_store().await;
+    let detail = app.client.get_session(&id).await.unwrap();
+    let project = kiln_core::ids::ProjectId::from_string(detail.session.project_id.clone());
+    let sid = kiln_core::ids::SessionId::from_string(id.clone());
+    let turn = kiln_core::ids::TurnId::generate();
+    let expired = chrono::Utc::now() - chrono::Duration::seconds(5);
+    assert_eq!(
+        store.begin_turn(&project, &sid, &turn, expired).await.unwrap(),
+        BeginTurn::Started
+    );
+    store
+        .append_event(
+            &project,
+            &sid,
+            &turn,
+            &NewEvent {
+                body: kiln_core::runtime::EventBody::UserMessage {
+                    content: "lost".into(),
+                },
+                duration_ms: 0,
+                at: chrono::Utc::now(),
+                status: None,
+                totals: None,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store.close().await;
+    assert_eq!(status(app, &id).await, "running");
+    api_err(app.client.run_agent(&id, "hi").await, 409, "run_in_progress");
+
+    // The next server to start ends it; readers see the terminal event.
+    let (_replica, _client, _dir) = app.replica(0).await;
+    assert_eq!(status(app, &id).await, "error");
+    let events = app
+        .client
+        .resume_events(&id, 0)
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    assert_eq!(error_code(&events), "interrupted");
+    let _ = app
+        .client
+        .run_agent(&id, "hi")
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+}
+
+async fn the_offline_model_searches_and_quotes(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let index = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "help".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    for (name, text) in [
+        (
+            "reset.md",
+            "# Passwords\n\nTo reset your password open Settings, then Security, then Reset password.",
+        ),
+        (
+            "billing.md",
+            "# Billing\n\nInvoices are sent on the first day of each month.",
+        ),
+    ] {
+        let doc = c
+            .upload_document_bytes(
+                &index.id,
+                name,
+                text.as_bytes().to_vec(),
+                &UploadOptions::default(),
+            )
+            .await
+            .unwrap();
+        c.wait_for_document(&doc.id, Duration::from_secs(20))
+            .await
+            .unwrap();
+    }
+    let id = session(
+        app,
+        CreateSession {
+            model: Some("kiln/offline".into()),
+            system_prompt: Some("You are a support agent".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let events = turn(app, &id, "How do I reset my password?").await;
+    assert_eq!(
+        types(&events),
+        [
+            "sandbox_event",
+            "execute_js",
+            "sandbox_event",
+            "execute_js_result",
+            "response",
+            "done"
+        ]
+    );
+    assert!(
+        events[1]
+            .raw
+            .content
+            .as_deref()
+            .unwrap()
+            .contains("search(\"How do I reset my password?\"")
+    );
+    let hits = results(&events)[0].1.clone().unwrap();
+    assert_eq!(hits[0]["source"], "reset.md");
+    let TurnEventKind::Response { content, .. } = &events[4].kind else {
+        unreachable!()
+    };
+    assert!(
+        content.contains("open Settings, then Security") && content.contains("reset.md"),
+        "{content}"
+    );
+    assert_eq!(fake.request_count(), 0, "the offline model needs no provider");
+}
+
+async fn a_block_waiting_for_input_gives_back_its_slot(app: &TestApp, fake: &FakeProvider) {
+    // One block may run at a time on this server.
+    fake.push(code("await input('Wait for me?')"));
+    fake.push(code("6 * 7"));
+    fake.push(Reply::text("42"));
+    fake.push(Reply::text("Thanks."));
+    let c = &app.client;
+    let waiting = session(app, CreateSession::default()).await;
+    let mut stream = c.run_agent(&waiting, "Ask").await.unwrap();
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let request = input_request(seen.last().unwrap());
+
+    let other = session(app, CreateSession::default()).await;
+    let events = tokio::time::timeout(Duration::from_secs(10), turn(app, &other, "Compute"))
+        .await
+        .expect("the other session's block runs while the first waits");
+    assert_eq!(results(&events)[0].1, Some(json!(42)));
+
+    c.respond_to_input(&waiting, &request.request_id, json!("yes"))
+        .await
+        .unwrap();
+    let rest = read_until(&mut stream, TurnEvent::is_terminal).await;
+    assert_eq!(results(&rest)[0].1, Some(json!("yes")));
+}

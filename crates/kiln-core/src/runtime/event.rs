@@ -1,0 +1,262 @@
+//! What happens in a turn, as the durable event log records it. The HTTP
+//! edge turns each [`EventBody`] into the contract's `AgentEvent`; the store
+//! keeps it as JSON (the serde form below is the storage format, not the
+//! wire's).
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::ids::{EventId, TurnId};
+use crate::llm::Usage;
+use crate::time::Timestamp;
+
+/// The step type of the user message that starts a turn.
+pub const USER_MESSAGE: &str = "user_message";
+
+/// Event contents are cut to this many bytes (the contract's lines must stay
+/// under 64 KiB, and a result may be as long again).
+pub const MAX_EVENT_CONTENT_BYTES: usize = 16 * 1024;
+/// A result whose JSON is longer is replaced by its truncated rendering.
+pub const MAX_EVENT_RESULT_BYTES: usize = 32 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum EventBody {
+    /// The message that started the turn (a step, never streamed).
+    UserMessage { content: String },
+    /// Model text before a code block (`kind: "llm"`), or a primitive call
+    /// inside the sandbox (`kind: "search"`, `"fetch"`, `"ai"`, ...).
+    SandboxEvent {
+        kind: String,
+        summary: String,
+        content: String,
+        #[serde(default)]
+        tokens: Option<Usage>,
+    },
+    /// A code block about to run.
+    ExecuteJs {
+        code: String,
+        #[serde(default)]
+        tokens: Option<Usage>,
+        /// The model's tool-call id; `None` when the code came as a fenced
+        /// block in its text.
+        #[serde(default)]
+        call_id: Option<String>,
+    },
+    /// The block finished: readable `content`, raw `result`, and the error
+    /// when it failed.
+    ExecuteJsResult {
+        content: String,
+        result: Value,
+        #[serde(default)]
+        error: Option<String>,
+    },
+    /// A function-call tool was invoked.
+    ToolCall {
+        tool: String,
+        args: Map<String, Value>,
+        #[serde(default)]
+        call_id: Option<String>,
+    },
+    /// That tool returned.
+    ToolResult {
+        tool: String,
+        result: Value,
+        content: String,
+    },
+    /// `data.set` changed these keys.
+    DataUpdate { changes: Map<String, Value> },
+    /// The turn's answer.
+    Response {
+        content: String,
+        #[serde(default)]
+        tokens: Option<Usage>,
+    },
+    /// `input()` is waiting for `POST /agents/:id/input`.
+    InputRequest {
+        request_id: String,
+        input_type: String,
+        message: String,
+        options: Vec<String>,
+        placeholder: String,
+    },
+    /// Terminal: the turn failed.
+    Error { message: String, code: String },
+    /// Terminal: the turn finished.
+    Done { steps: i64, tokens: Usage },
+}
+
+impl EventBody {
+    /// The contract's `type` (or [`USER_MESSAGE`]).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventBody::UserMessage { .. } => USER_MESSAGE,
+            EventBody::SandboxEvent { .. } => "sandbox_event",
+            EventBody::ExecuteJs { .. } => "execute_js",
+            EventBody::ExecuteJsResult { .. } => "execute_js_result",
+            EventBody::ToolCall { .. } => "tool_call",
+            EventBody::ToolResult { .. } => "tool_result",
+            EventBody::DataUpdate { .. } => "data_update",
+            EventBody::Response { .. } => "response",
+            EventBody::InputRequest { .. } => "input_request",
+            EventBody::Error { .. } => "error",
+            EventBody::Done { .. } => "done",
+        }
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, EventBody::Error { .. } | EventBody::Done { .. })
+    }
+
+    /// Whether clients see it on the event stream (the user message is a
+    /// step only).
+    pub fn is_streamed(&self) -> bool {
+        !matches!(self, EventBody::UserMessage { .. })
+    }
+
+    /// The LLM usage this event closes, if it closes a call.
+    pub fn tokens(&self) -> Option<Usage> {
+        match self {
+            EventBody::SandboxEvent { tokens, .. }
+            | EventBody::ExecuteJs { tokens, .. }
+            | EventBody::Response { tokens, .. } => *tokens,
+            _ => None,
+        }
+    }
+
+    /// The step this event is stored as: `(content, tool_name, tool_args)`;
+    /// `None` for terminal events, which are not steps.
+    pub fn step_fields(&self) -> Option<(String, String, Value)> {
+        let empty = || Value::Object(Map::new());
+        Some(match self {
+            EventBody::UserMessage { content } => (content.clone(), String::new(), empty()),
+            EventBody::SandboxEvent {
+                kind,
+                summary,
+                content,
+                ..
+            } => (
+                content.clone(),
+                String::new(),
+                serde_json::json!({ "kind": kind, "summary": summary }),
+            ),
+            EventBody::ExecuteJs { code, .. } => (
+                code.clone(),
+                "execute_js".to_owned(),
+                serde_json::json!({ "code": code }),
+            ),
+            EventBody::ExecuteJsResult { content, error, .. } => (
+                content.clone(),
+                "execute_js".to_owned(),
+                match error {
+                    Some(error) => serde_json::json!({ "error": error }),
+                    None => empty(),
+                },
+            ),
+            EventBody::ToolCall { tool, args, .. } => {
+                (String::new(), tool.clone(), Value::Object(args.clone()))
+            }
+            EventBody::ToolResult { tool, content, .. } => (content.clone(), tool.clone(), empty()),
+            EventBody::DataUpdate { changes } => {
+                (String::new(), String::new(), Value::Object(changes.clone()))
+            }
+            EventBody::Response { content, .. } => (content.clone(), String::new(), empty()),
+            EventBody::InputRequest {
+                request_id,
+                input_type,
+                message,
+                options,
+                placeholder,
+            } => (
+                message.clone(),
+                String::new(),
+                serde_json::json!({
+                    "request_id": request_id,
+                    "input_type": input_type,
+                    "message": message,
+                    "options": options,
+                    "placeholder": placeholder,
+                }),
+            ),
+            EventBody::Error { .. } | EventBody::Done { .. } => return None,
+        })
+    }
+}
+
+/// An event as the log holds it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub id: EventId,
+    /// Per session, from 1, without gaps.
+    pub seq: i64,
+    pub turn_id: TurnId,
+    /// Set when the event is a step.
+    pub step_index: Option<i64>,
+    pub body: EventBody,
+    /// Time since the previous event of the turn (for steps).
+    pub duration_ms: i64,
+    pub created_at: Timestamp,
+}
+
+/// Cuts `text` to at most `max` bytes on a char boundary, marking the cut.
+pub fn truncate_text(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_owned();
+    }
+    let mut end = max.saturating_sub(20);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… [truncated]", &text[..end])
+}
+
+/// `result` as the event carries it: itself when its JSON is small enough,
+/// else a truncated string rendering.
+pub fn bounded_result(result: Value) -> Value {
+    let rendered = result.to_string();
+    if rendered.len() <= MAX_EVENT_RESULT_BYTES {
+        result
+    } else {
+        Value::String(truncate_text(&rendered, MAX_EVENT_RESULT_BYTES))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_results_become_truncated_strings() {
+        let small = serde_json::json!({"a": 1});
+        assert_eq!(bounded_result(small.clone()), small);
+        let big = Value::String("é".repeat(40_000));
+        let Value::String(cut) = bounded_result(big) else {
+            panic!("a string")
+        };
+        assert!(cut.len() <= MAX_EVENT_RESULT_BYTES);
+        assert!(cut.ends_with("[truncated]"));
+    }
+
+    #[test]
+    fn storage_form_round_trips() {
+        let body = EventBody::InputRequest {
+            request_id: "r1".into(),
+            input_type: "choice".into(),
+            message: "Pick".into(),
+            options: vec!["a".into(), "b".into()],
+            placeholder: String::new(),
+        };
+        let json = serde_json::to_string(&body).unwrap();
+        assert_eq!(serde_json::from_str::<EventBody>(&json).unwrap(), body);
+        assert_eq!(body.type_name(), "input_request");
+        assert!(!body.is_terminal());
+        assert!(
+            EventBody::Done {
+                steps: 1,
+                tokens: Usage::default()
+            }
+            .step_fields()
+            .is_none()
+        );
+    }
+}

@@ -1,0 +1,553 @@
+//! The sandbox's primitives (`search`, `fetch`, `ai`, `input`, `data`) and
+//! the function-call tools (`search`, `fetch`, `list_stores`), on behalf of
+//! one turn. In the sandbox every call also emits a `sandbox_event`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use serde_json::{Map, Value, json};
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::ids::{IndexId, InputRequestId};
+use crate::llm::{ChatRequest, Message, Role};
+use crate::rag::search::SearchQuery;
+use crate::runtime::SessionStatus;
+use crate::runtime::event::{EventBody, MAX_EVENT_CONTENT_BYTES, truncate_text};
+use crate::runtime::fetch::FetchRequest;
+use crate::runtime::hub::Stop;
+use crate::runtime::store::InputRequest;
+use crate::runtime::turn::{Turn, error_codes, render};
+use crate::sandbox::HostFunctions;
+use crate::time::now;
+
+/// `search` results: default and cap.
+const SEARCH_DEFAULT_TOP_K: i64 = 5;
+const SEARCH_MAX_TOP_K: i64 = 20;
+/// The largest `data.set` change, as JSON.
+const MAX_DATA_CHANGE_BYTES: usize = 256 * 1024;
+/// How often a turn waiting for input looks at the database when no
+/// wake-up came (a missed notification costs at most this).
+const INPUT_POLL: Duration = Duration::from_secs(5);
+
+const PRIMITIVES: [&str; 6] = ["search", "fetch", "ai", "input", "data.get", "data.set"];
+
+/// The host functions of one block.
+pub(crate) struct TurnHost {
+    turn: Arc<Turn>,
+    /// The turn's paused time when the block started.
+    paused_at_start: Duration,
+    /// The block's slot among the server's running blocks, given back while
+    /// `input()` waits for a person.
+    slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+}
+
+impl TurnHost {
+    pub(crate) fn new(turn: Arc<Turn>, slot: Option<OwnedSemaphorePermit>) -> TurnHost {
+        let paused_at_start = turn.paused();
+        TurnHost {
+            turn,
+            paused_at_start,
+            slot: std::sync::Mutex::new(slot),
+        }
+    }
+
+    /// `input()`, without holding a slot while the person thinks.
+    async fn input(&self, spec: Value) -> Result<Value, String> {
+        let held = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let had_slot = held.is_some();
+        drop(held);
+        let answer = self.turn.input(spec).await;
+        if had_slot {
+            let slot = self.turn.runtime().blocks.clone().acquire_owned().await.ok();
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
+        }
+        answer
+    }
+}
+
+#[async_trait]
+impl HostFunctions for TurnHost {
+    fn names(&self) -> Vec<String> {
+        PRIMITIVES.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    async fn call(&self, name: &str, args: Value) -> Result<Value, String> {
+        let args = match args {
+            Value::Array(args) => args,
+            other => vec![other],
+        };
+        let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
+        let turn = &self.turn;
+        let (value, summary) = match name {
+            "search" => turn.search(&options_with(arg(1), "query", arg(0))).await?,
+            "fetch" => turn.fetch(&options_with(arg(1), "url", arg(0))).await?,
+            "ai" => return turn.ai(arg(0)).await,
+            "input" => return self.input(arg(0)).await,
+            "data.get" => turn.data_get(arg(0)).await?,
+            "data.set" => turn.data_set(arg(0), args.get(1).cloned()).await?,
+            other => return Err(format!("`{other}` is not a sandbox function")),
+        };
+        let kind = name.split('.').next().unwrap_or(name);
+        turn.emit(
+            EventBody::SandboxEvent {
+                kind: kind.to_owned(),
+                summary,
+                content: String::new(),
+                tokens: None,
+            },
+            None,
+        )
+        .await
+        .map_err(|stop| stop.message)?;
+        Ok(value)
+    }
+
+    fn paused(&self) -> Duration {
+        self.turn.paused().saturating_sub(self.paused_at_start)
+    }
+}
+
+/// `opts` (an object, or nothing) with `key` set to `value`.
+fn options_with(opts: Value, key: &str, value: Value) -> Map<String, Value> {
+    let mut opts = match opts {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    opts.insert(key.to_owned(), value);
+    opts
+}
+
+fn short(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+impl Turn {
+    /// A function-call tool the session added.
+    pub(crate) async fn native_tool(&self, tool: &str, args: Value) -> Result<Value, String> {
+        let args = match args {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        if !self.session.tools.iter().any(|t| t == tool) {
+            return Err(format!("unknown tool: {tool}"));
+        }
+        match tool {
+            "search" => Ok(self.search(&args).await?.0),
+            "fetch" => Ok(self.fetch(&args).await?.0),
+            "list_stores" => self.list_stores().await,
+            other => Err(format!("unknown tool: {other}")),
+        }
+    }
+
+    /// The indexes `search` may read: `None` for the whole project.
+    fn search_scope(&self, index: Option<&str>) -> Result<Vec<Option<IndexId>>, String> {
+        match (&self.session.index_ids, index) {
+            (Some(ids), _) if ids.is_empty() => {
+                Err("search is disabled in this session (it was created with index_ids: [])".to_owned())
+            }
+            (None, None) => Ok(vec![None]),
+            (None, Some(index)) => Ok(vec![Some(IndexId::from_string(index))]),
+            (Some(ids), Some(index)) => {
+                if ids.iter().any(|id| id.as_str() == index) {
+                    Ok(vec![Some(IndexId::from_string(index))])
+                } else {
+                    Err(format!("index `{index}` is not in this session's search scope"))
+                }
+            }
+            (Some(ids), None) => Ok(ids.iter().cloned().map(Some).collect()),
+        }
+    }
+
+    pub(crate) async fn search(&self, args: &Map<String, Value>) -> Result<(Value, String), String> {
+        let query = args
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        if query.is_empty() {
+            return Err("search needs a query string: search(\"refund policy\")".to_owned());
+        }
+        let top_k = args
+            .get("top_k")
+            .and_then(Value::as_i64)
+            .unwrap_or(SEARCH_DEFAULT_TOP_K)
+            .clamp(1, SEARCH_MAX_TOP_K);
+        let index = args.get("index").and_then(Value::as_str);
+        let mut hits = Vec::new();
+        for index_id in self.search_scope(index)? {
+            let found = self
+                .kiln
+                .search(
+                    &self.ctx,
+                    SearchQuery {
+                        query: query.clone(),
+                        top_k: Some(top_k),
+                        index_id,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            hits.extend(found);
+        }
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        hits.truncate(top_k as usize);
+        let results: Vec<Value> = hits
+            .into_iter()
+            .map(|hit| {
+                let document = &hit.record.document;
+                json!({
+                    "content": hit.record.content,
+                    "score": hit.score,
+                    "source": document.name.clone().unwrap_or_else(|| document.filename.clone()),
+                    "document_id": document.id.as_str(),
+                    "index_id": document.index_id.as_str(),
+                    "chunk_index": hit.record.chunk_index,
+                })
+            })
+            .collect();
+        let summary = format!("\"{}\" → {} results", short(&query, 80), results.len());
+        Ok((Value::Array(results), summary))
+    }
+
+    pub(crate) async fn fetch(&self, args: &Map<String, Value>) -> Result<(Value, String), String> {
+        let url = args
+            .get("url")
+            .and_then(Value::as_str)
+            .ok_or("fetch needs a URL: fetch(\"https://example.com\")")?
+            .to_owned();
+        let method = args
+            .get("method")
+            .and_then(Value::as_str)
+            .unwrap_or("GET")
+            .to_ascii_uppercase();
+        let mut headers: Vec<(String, String)> = args
+            .get("headers")
+            .and_then(Value::as_object)
+            .map(|h| h.iter().map(|(k, v)| (k.clone(), render(v))).collect())
+            .unwrap_or_default();
+        let body = match args.get("body") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(other) => {
+                if !headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+                {
+                    headers.push(("content-type".into(), "application/json".into()));
+                }
+                Some(other.to_string())
+            }
+        };
+        let response = self
+            .runtime()
+            .fetch
+            .fetch(FetchRequest {
+                url: url.clone(),
+                method: method.clone(),
+                headers,
+                body,
+            })
+            .await?;
+        let mut header_map = Map::new();
+        for (name, value) in &response.headers {
+            let name = name.to_ascii_lowercase();
+            let joined = match header_map.get(&name).and_then(Value::as_str) {
+                Some(previous) => format!("{previous}, {value}"),
+                None => value.clone(),
+            };
+            header_map.insert(name, Value::String(joined));
+        }
+        let is_json = header_map
+            .get("content-type")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t.contains("json"));
+        let parsed = if is_json {
+            serde_json::from_str::<Value>(&response.body).unwrap_or(Value::Null)
+        } else {
+            Value::Null
+        };
+        let summary = format!(
+            "{method} {} → {} ({} bytes{})",
+            short(&url, 100),
+            response.status,
+            response.body.len(),
+            if response.truncated { ", truncated" } else { "" }
+        );
+        Ok((
+            json!({
+                "status": response.status,
+                "ok": (200..300).contains(&response.status),
+                "url": response.url,
+                "headers": header_map,
+                "body": response.body,
+                "json": parsed,
+                "truncated": response.truncated,
+            }),
+            summary,
+        ))
+    }
+
+    async fn list_stores(&self) -> Result<Value, String> {
+        let indexes = self
+            .kiln
+            .list_indexes(&self.ctx)
+            .await
+            .map_err(|e| e.to_string())?;
+        let in_scope = |id: &IndexId| match &self.session.index_ids {
+            None => true,
+            Some(ids) => ids.contains(id),
+        };
+        Ok(Value::Array(
+            indexes
+                .into_iter()
+                .filter(|i| in_scope(&i.id))
+                .map(|i| json!({ "id": i.id.as_str(), "name": i.name, "description": i.description }))
+                .collect(),
+        ))
+    }
+
+    /// `ai(prompt)`: one call to the session's model, no history or tools.
+    async fn ai(&self, prompt: Value) -> Result<Value, String> {
+        let prompt = match prompt {
+            Value::String(s) if !s.trim().is_empty() => s,
+            Value::Null => return Err("ai needs a prompt: ai(\"Summarise: ...\")".to_owned()),
+            other => render(&other),
+        };
+        let response = self
+            .complete(ChatRequest {
+                messages: vec![Message::new(Role::User, prompt.clone())],
+                ..Default::default()
+            })
+            .await
+            .map_err(|stop| {
+                // A failed call rejects the promise; a limit ends the turn.
+                if stop.code == error_codes::UPSTREAM_ERROR {
+                    stop.message
+                } else {
+                    self.fail(stop)
+                }
+            })?;
+        self.emit(
+            EventBody::SandboxEvent {
+                kind: "ai".into(),
+                summary: short(&prompt, 80),
+                content: truncate_text(&response.content, MAX_EVENT_CONTENT_BYTES),
+                tokens: Some(response.usage),
+            },
+            None,
+        )
+        .await
+        .map_err(|stop| stop.message)?;
+        Ok(Value::String(response.content))
+    }
+
+    /// Ends the turn with `stop` (a limit hit inside a primitive) and gives
+    /// the code its message.
+    fn fail(&self, stop: Stop) -> String {
+        let message = stop.message.clone();
+        self.control.stop(stop);
+        message
+    }
+
+    /// `input(spec)`: asks the person and waits for `POST /input`.
+    async fn input(&self, spec: Value) -> Result<Value, String> {
+        let (input_type, message, options, placeholder) = parse_input_spec(spec)?;
+        let request = InputRequest {
+            id: InputRequestId::generate(),
+            project_id: self.ctx.project.id.clone(),
+            session_id: self.session.id.clone(),
+            turn_id: self.turn_id.clone(),
+            input_type: input_type.clone(),
+            message: message.clone(),
+            options: options.clone(),
+            placeholder: placeholder.clone(),
+            value: None,
+            created_at: now(),
+        };
+        self.kiln
+            .store
+            .create_input_request(&request)
+            .await
+            .map_err(|e| {
+                self.fail(Stop::new(
+                    error_codes::INTERNAL,
+                    e.to_string(),
+                    SessionStatus::Error,
+                ))
+            })?;
+        self.pause(true);
+        let asked = self
+            .emit(
+                EventBody::InputRequest {
+                    request_id: request.id.to_string(),
+                    input_type,
+                    message,
+                    options,
+                    placeholder,
+                },
+                Some(SessionStatus::AwaitingInput),
+            )
+            .await;
+        if let Err(stop) = asked {
+            self.pause(false);
+            return Err(stop.message);
+        }
+        let answer = self.wait_for_answer(&request.id).await;
+        self.pause(false);
+        let value = answer?;
+        self.emit(
+            EventBody::SandboxEvent {
+                kind: "input".into(),
+                summary: format!("answered: {}", short(&render(&value), 80)),
+                content: String::new(),
+                tokens: None,
+            },
+            Some(SessionStatus::Running),
+        )
+        .await
+        .map_err(|stop| stop.message)?;
+        Ok(value)
+    }
+
+    async fn wait_for_answer(&self, id: &InputRequestId) -> Result<Value, String> {
+        let timeout = self.runtime().config.input_timeout;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let request = self
+                .kiln
+                .store
+                .get_input_request(&self.ctx.project.id, &self.session.id, id)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(value) = request.and_then(|r| r.value) {
+                return Ok(value);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(self.fail(Stop::new(
+                    error_codes::INPUT_TIMEOUT,
+                    format!(
+                        "the input request was not answered within {} s",
+                        timeout.as_secs()
+                    ),
+                    SessionStatus::Error,
+                )));
+            }
+            tokio::select! {
+                () = self.control.input.notified() => {}
+                () = tokio::time::sleep(left.min(INPUT_POLL)) => {}
+            }
+        }
+    }
+
+    async fn data_get(&self, key: Value) -> Result<(Value, String), String> {
+        let session = self
+            .kiln
+            .store
+            .get_session(&self.ctx.project.id, &self.session.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the session was deleted")?;
+        Ok(match key {
+            Value::Null => (Value::Object(session.data), "get (all)".to_owned()),
+            key => {
+                let key = render(&key);
+                let value = session.data.get(&key).cloned().unwrap_or(Value::Null);
+                (value, format!("get {}", short(&key, 80)))
+            }
+        })
+    }
+
+    async fn data_set(&self, key: Value, value: Option<Value>) -> Result<(Value, String), String> {
+        let changes = match (key, value) {
+            (Value::Object(map), None) => map,
+            (Value::String(key), Some(value)) if !key.is_empty() => {
+                let mut map = Map::new();
+                map.insert(key, value);
+                map
+            }
+            (Value::String(key), None) if !key.is_empty() => {
+                let mut map = Map::new();
+                map.insert(key, Value::Null);
+                map
+            }
+            _ => return Err("data.set takes (key, value) or an object of changes".to_owned()),
+        };
+        if Value::Object(changes.clone()).to_string().len() > MAX_DATA_CHANGE_BYTES {
+            return Err(format!(
+                "data.set takes at most {MAX_DATA_CHANGE_BYTES} bytes at once"
+            ));
+        }
+        self.kiln
+            .store
+            .update_session_data(&self.ctx.project.id, &self.session.id, &changes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let keys: Vec<&str> = changes.keys().map(String::as_str).collect();
+        let summary = format!("set {}", short(&keys.join(", "), 80));
+        self.emit(EventBody::DataUpdate { changes }, None)
+            .await
+            .map_err(|stop| stop.message)?;
+        Ok((Value::Null, summary))
+    }
+}
+
+/// `input("question")` or `input({type, message, options, placeholder})`.
+fn parse_input_spec(spec: Value) -> Result<(String, String, Vec<String>, String), String> {
+    let spec = match spec {
+        Value::String(message) => return Ok(("text".into(), message, Vec::new(), String::new())),
+        Value::Object(map) => map,
+        _ => return Err("input takes a question or {type, message, options, placeholder}".to_owned()),
+    };
+    let input_type = spec
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("text")
+        .to_owned();
+    if !matches!(input_type.as_str(), "confirm" | "choice" | "text") {
+        return Err(format!(
+            "input type `{input_type}` is not one of confirm, choice, text"
+        ));
+    }
+    let message = spec.get("message").map(render).unwrap_or_default();
+    let options: Vec<String> = spec
+        .get("options")
+        .and_then(Value::as_array)
+        .map(|o| o.iter().map(render).collect())
+        .unwrap_or_default();
+    if input_type == "choice" && options.is_empty() {
+        return Err(
+            "a choice input needs options: input({type: \"choice\", message, options: [...]})".to_owned(),
+        );
+    }
+    let placeholder = spec.get("placeholder").map(render).unwrap_or_default();
+    let options = if input_type == "choice" {
+        options
+    } else {
+        Vec::new()
+    };
+    Ok((input_type, message, options, placeholder))
+}
+
+/// Checks an answer against its request's type (CONTRACT §2.7).
+pub(crate) fn check_answer(request: &InputRequest, value: &Value) -> Result<(), String> {
+    match request.input_type.as_str() {
+        "confirm" if !value.is_boolean() => Err("a confirm request takes a boolean value".to_owned()),
+        "text" if !value.is_string() => Err("a text request takes a string value".to_owned()),
+        "choice" => match value.as_str() {
+            Some(choice) if request.options.iter().any(|o| o == choice) => Ok(()),
+            _ => Err(format!(
+                "a choice request takes one of its options: {}",
+                request.options.join(", ")
+            )),
+        },
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,162 @@
+//! The in-process hub: wakes the readers of a session when its log grows,
+//! and reaches the turns running on this server (cancel, input answers).
+//! Other servers' news arrives through [`Hub::on_signal`] (PostgreSQL
+//! `LISTEN`); the log stays the source of truth, so a wake-up that carries
+//! no event just sends the reader back to the database.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, broadcast, watch};
+
+use crate::ids::{SessionId, TurnId};
+use crate::runtime::SessionStatus;
+use crate::runtime::event::StoredEvent;
+use crate::runtime::store::AgentSignal;
+
+/// Buffered wake-ups per session; a reader that falls further behind reads
+/// the log instead.
+const WAKE_BUFFER: usize = 256;
+/// Sweep channels nobody listens to once the map is this large.
+const SWEEP_AT: usize = 1024;
+
+#[derive(Debug, Clone)]
+pub(crate) enum Wake {
+    /// An event appended on this server.
+    Event(Arc<StoredEvent>),
+    /// The log reached this sequence number on another server.
+    Seq(i64),
+}
+
+/// Why a turn is being stopped from outside its loop.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Stop {
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    /// The session's status after the turn.
+    pub(crate) status: SessionStatus,
+}
+
+/// What the hub holds of a turn running here.
+#[derive(Clone)]
+pub(crate) struct TurnControl {
+    pub(crate) turn_id: TurnId,
+    pub(crate) stop: watch::Sender<Option<Stop>>,
+    pub(crate) input: Arc<Notify>,
+}
+
+impl TurnControl {
+    /// Stops the turn; the first reason wins.
+    pub(crate) fn stop(&self, stop: Stop) {
+        self.stop.send_if_modified(|current| {
+            if current.is_none() {
+                *current = Some(stop);
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Hub {
+    channels: Mutex<HashMap<SessionId, broadcast::Sender<Wake>>>,
+    turns: Mutex<HashMap<SessionId, TurnControl>>,
+}
+
+impl Hub {
+    /// A receiver of the session's wake-ups from now on.
+    pub(crate) fn subscribe(&self, session: &SessionId) -> broadcast::Receiver<Wake> {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if channels.len() >= SWEEP_AT {
+            channels.retain(|_, tx| tx.receiver_count() > 0);
+        }
+        channels
+            .entry(session.clone())
+            .or_insert_with(|| broadcast::channel(WAKE_BUFFER).0)
+            .subscribe()
+    }
+
+    pub(crate) fn publish(&self, session: &SessionId, wake: Wake) {
+        let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(tx) = channels.get(session)
+            && tx.send(wake).is_err()
+        {
+            channels.remove(session);
+        }
+    }
+
+    /// Records a turn starting here and returns its control.
+    pub(crate) fn register(&self, session: &SessionId, turn_id: &TurnId) -> TurnControl {
+        let control = TurnControl {
+            turn_id: turn_id.clone(),
+            stop: watch::channel(None).0,
+            input: Arc::new(Notify::new()),
+        };
+        self.turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(session.clone(), control.clone());
+        control
+    }
+
+    pub(crate) fn unregister(&self, session: &SessionId, turn_id: &TurnId) {
+        let mut turns = self.turns.lock().unwrap_or_else(|e| e.into_inner());
+        if turns.get(session).is_some_and(|c| &c.turn_id == turn_id) {
+            turns.remove(session);
+        }
+    }
+
+    fn local(&self, session: &SessionId) -> Option<TurnControl> {
+        self.turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(session)
+            .cloned()
+    }
+
+    /// Stops the session's turn if it runs here.
+    pub(crate) fn stop_local(&self, session: &SessionId, stop: Stop) -> bool {
+        match self.local(session) {
+            Some(control) => {
+                control.stop(stop);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stops every turn running here (shutdown).
+    pub(crate) fn stop_all(&self, stop: &Stop) -> usize {
+        let turns: Vec<TurnControl> = self
+            .turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for control in &turns {
+            control.stop(stop.clone());
+        }
+        turns.len()
+    }
+
+    /// Tells the session's turn, if it runs here, that an answer arrived.
+    pub(crate) fn input_arrived(&self, session: &SessionId) {
+        if let Some(control) = self.local(session) {
+            control.input.notify_one();
+        }
+    }
+
+    /// News from another server.
+    pub(crate) fn on_signal(&self, signal: AgentSignal, cancel: impl FnOnce() -> Stop) {
+        match signal {
+            AgentSignal::Event { session_id, seq } => self.publish(&session_id, Wake::Seq(seq)),
+            AgentSignal::Cancel { session_id } => {
+                self.stop_local(&session_id, cancel());
+            }
+            AgentSignal::Input { session_id } => self.input_arrived(&session_id),
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! The agent runtime: sessions, turns, the step loop, the sandbox's
+//! primitives, human input, cancel, and the durable event log readers
+//! follow.
+//!
+//! A turn runs in a task of its own, so a dropped connection does not stop
+//! it; `cancel` does. Every event is appended to the session's log (durable,
+//! numbered per session) before anyone sees it; readers (the `run` stream,
+//! `GET /agents/:id/events`) read the log from a cursor and are woken by
+//! the in-process hub, which on PostgreSQL also relays other servers'
+//! notifications. So a client that drops reconnects with its last sequence
+//! number and misses nothing, and a reader on one server follows a turn
+//! running on another.
+
+pub mod event;
+pub mod fetch;
+pub mod session;
+pub mod store;
+
+pub use event::{EventBody, StoredEvent};
+pub use session::{Session, SessionStatus, Step};
+
+mod history;
+mod host;
+pub(crate) mod hub;
+pub mod prompt;
+pub mod sessions;
+mod turn;
+
+pub use sessions::{CreateSession, EventFollow, FollowItem};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::sandbox::{Sandbox, SandboxLimits};
+
+/// The bounds of a turn and of what it may do. Every one ends the turn with
+/// an `error` event when hit, never a hang.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Model calls per turn (each code block or tool round is one).
+    pub max_steps: u32,
+    /// Wall-clock time of a turn, time spent waiting for `input()` excluded.
+    pub max_turn_time: Duration,
+    /// Prompt plus completion tokens per turn, `ai()` sub-calls included.
+    pub max_turn_tokens: u64,
+    /// How long `input()` waits for an answer.
+    pub input_timeout: Duration,
+    /// Each code block's bounds.
+    pub sandbox: SandboxLimits,
+    /// Code blocks running at once on this server; more wait their turn.
+    pub max_concurrent_blocks: usize,
+    /// History sent to the model, in characters; older turns drop first.
+    pub max_history_chars: usize,
+    /// Heartbeat comments on idle event streams.
+    pub heartbeat: Duration,
+    /// How long a turn's claim lasts without renewal (a server that died
+    /// mid-turn is detected after this).
+    pub turn_lease: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_steps: 10,
+            max_turn_time: Duration::from_secs(300),
+            max_turn_tokens: 200_000,
+            input_timeout: Duration::from_secs(600),
+            sandbox: SandboxLimits::default(),
+            max_concurrent_blocks: 16,
+            max_history_chars: 200_000,
+            heartbeat: Duration::from_secs(15),
+            turn_lease: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What the runtime is built from.
+pub struct RuntimeSetup {
+    pub sandbox: Arc<dyn Sandbox>,
+    pub fetch: Arc<dyn fetch::WebFetch>,
+    pub config: RuntimeConfig,
+}
+
+/// The runtime's state on one server.
+pub(crate) struct Runtime {
+    pub(crate) sandbox: Arc<dyn Sandbox>,
+    pub(crate) fetch: Arc<dyn fetch::WebFetch>,
+    pub(crate) config: RuntimeConfig,
+    pub(crate) hub: hub::Hub,
+    /// Slots for running blocks; a block waiting for `input()` gives its
+    /// slot back while it waits.
+    pub(crate) blocks: Arc<tokio::sync::Semaphore>,
+}
+
+impl Runtime {
+    pub(crate) fn new(setup: RuntimeSetup) -> Runtime {
+        Runtime {
+            blocks: Arc::new(tokio::sync::Semaphore::new(
+                setup.config.max_concurrent_blocks.max(1),
+            )),
+            sandbox: setup.sandbox,
+            fetch: setup.fetch,
+            config: setup.config,
+            hub: hub::Hub::default(),
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The platform prompt (what the model is told about the sandbox and the
+//! code format), the tools offered to it, and reading code out of a reply.
+
+use crate::index::Index;
+use crate::llm::ToolSpec;
+
+/// The name of the one tool that runs code.
+pub const EXECUTE_JS: &str = "execute_js";
+
+/// The platform part of every agent's system prompt.
+pub const PLATFORM_PROMPT: &str = r#"You are an agent running on Kiln. You work by writing JavaScript that Kiln runs in a sandbox, reading the result, and then either writing more code or answering.
+
+## How to run code
+Call the `execute_js` tool with `{"code": "<JavaScript>"}`. If you cannot call tools, write exactly one fenced block tagged `js` instead:
+```js
+const hits = await search("refund policy", { top_k: 3 });
+hits.map(h => h.source + ": " + h.content.slice(0, 200))
+```
+Text before the code is shown to the user as your reasoning. The code's result is the value of its last expression (or of a top-level `return`), as JSON; `console.log` output is captured too. You get both back and continue. When you have the answer, reply with plain text and no code: that reply ends the turn.
+
+## The sandbox
+Modern JavaScript (ES2023) with top-level `await`. Every block starts fresh: variables do not survive between blocks (use `data` to keep things). There is no `require`, no file system, no timers. Each block is limited in time, memory and output. Every primitive below is async: `await` it.
+
+- `await search(query, { top_k = 5, index })` → `[{ content, score, source, document_id, index_id, chunk_index }]`: hybrid search over this session's knowledge indexes (best first, score in [0, 1]). `index` narrows to one index id of the session's scope.
+- `await fetch(url, { method = "GET", headers = {}, body })` → `{ status, ok, url, headers, body, json, truncated }`: an HTTP request to a public address. `body` may be a string or an object (sent as JSON); `json` is the parsed body when the response is JSON. Private and local addresses are refused.
+- `await ai(prompt)` → string: asks the model a self-contained question (no history, no tools), e.g. to summarise or classify text.
+- `await input({ type: "confirm" | "choice" | "text", message, options, placeholder })` → the person's answer: a boolean for `confirm`, one of `options` for `choice`, a string for `text`. The turn pauses until they answer. Use it to ask before acting, or when you need information only they have. `input("question")` asks for text.
+- `await data.get(key)` → the value stored under `key` in this session (`data.get()` returns everything); `await data.set(key, value)` stores it (`data.set({ key: value, ... })` stores several; a `null` value removes the key). Data lasts for the whole session.
+- `console.log(...)` → captured output, returned with the result.
+
+Errors thrown by your code (or by a primitive) come back as the result: read them, fix the code and try again. Do not repeat a failing block unchanged."#;
+
+/// The tool every session has.
+pub fn execute_js_tool() -> ToolSpec {
+    ToolSpec {
+        name: EXECUTE_JS.to_owned(),
+        description: "Run JavaScript in Kiln's sandbox and get its result (the last expression's value as JSON, \
+                      plus console output). The sandbox offers search, fetch, ai, input and data; see the system \
+                      prompt."
+            .to_owned(),
+        parameters: serde_json::json!({
+            "type": "object",
+            "properties": { "code": { "type": "string", "description": "The JavaScript to run." } },
+            "required": ["code"],
+        }),
+    }
+}
+
+/// The function-call tools a session may add (`tools` on create).
+pub fn native_tool(name: &str) -> Option<ToolSpec> {
+    let (description, parameters) = match name {
+        "search" => (
+            "Search the session's knowledge indexes.",
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "query": { "type": "string" },
+                    "top_k": { "type": "integer", "minimum": 1, "maximum": 20 },
+                    "index": { "type": "string", "description": "One index id of the session's scope." },
+                },
+                "required": ["query"],
+            }),
+        ),
+        "fetch" => (
+            "Make an HTTP request to a public address.",
+            serde_json::json!({
+                "type": "object",
+                "properties": {
+                    "url": { "type": "string" },
+                    "method": { "type": "string" },
+                    "headers": { "type": "object", "additionalProperties": { "type": "string" } },
+                    "body": { "type": "string" },
+                },
+                "required": ["url"],
+            }),
+        ),
+        "list_stores" => (
+            "List the knowledge indexes this session may search.",
+            serde_json::json!({ "type": "object", "properties": {} }),
+        ),
+        _ => return None,
+    };
+    Some(ToolSpec {
+        name: name.to_owned(),
+        description: description.to_owned(),
+        parameters,
+    })
+}
+
+/// The whole system prompt: the platform part, the indexes in scope, and
+/// the session's persona.
+pub fn system_prompt(indexes: Option<&[Index]>, persona: &str) -> String {
+    let mut prompt = String::from(PLATFORM_PROMPT);
+    prompt.push_str("\n\n## Knowledge\n");
+    match indexes {
+        None => prompt.push_str("`search` is disabled in this session.\n"),
+        Some([]) => prompt.push_str("No knowledge indexes exist yet; `search` finds nothing.\n"),
+        Some(indexes) => {
+            prompt.push_str("`search` covers these indexes:\n");
+            for index in indexes {
+                let description = if index.description.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", index.description)
+                };
+                prompt.push_str(&format!("- {} (id `{}`){description}\n", index.name, index.id));
+            }
+        }
+    }
+    let persona = persona.trim();
+    if !persona.is_empty() {
+        prompt.push_str("\n## Your instructions\n");
+        prompt.push_str(persona);
+        prompt.push('\n');
+    }
+    prompt
+}
+
+/// The first fenced block tagged `js`, `javascript` or `ts` in `text`:
+/// `(text before it, code)`.
+pub fn fenced_code(text: &str) -> Option<(String, String)> {
+    let mut offset = 0;
+    while let Some(found) = text[offset..].find("```") {
+        let open = offset + found;
+        let after_ticks = &text[open + 3..];
+        let line_end = after_ticks.find('\n')?;
+        let tag = after_ticks[..line_end].trim().to_ascii_lowercase();
+        let body_start = open + 3 + line_end + 1;
+        let close = text[body_start..].find("```").map(|c| body_start + c);
+        if matches!(tag.as_str(), "js" | "javascript" | "ts" | "typescript") {
+            let code = match close {
+                Some(close) => &text[body_start..close],
+                None => &text[body_start..],
+            };
+            return Some((text[..open].trim().to_owned(), code.trim_end().to_owned()));
+        }
+        match close {
+            Some(close) => offset = close + 3,
+            None => return None,
+        }
+    }
+    None
+}
+
+/// A one-line summary of model text for `args.summary`.
+pub fn summary_line(text: &str) -> String {
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let mut summary: String = line.chars().take(120).collect();
+    if line.chars().count() > 120 {
+        summary.push('…');
+    }
+    summary
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_js_block_is_the_code() {
+        let reply = "Let me check.\n```python\nprint(1)\n```\nthen\n```js\nconst a = 1;\na + 1\n```\nignored";
+        let (before, code) = fenced_code(reply).unwrap();
+        assert_eq!(code, "const a = 1;\na + 1");
+        assert!(before.starts_with("Let me check."));
+        assert_eq!(fenced_code("no code here").as_ref(), None);
+        assert_eq!(fenced_code("```\nplain\n```").as_ref(), None);
+        let (_, unclosed) = fenced_code("```javascript\n1 + 1").unwrap();
+        assert_eq!(unclosed, "1 + 1");
+    }
+
+    #[test]
+    fn the_prompt_documents_every_primitive_and_the_format() {
+        let prompt = system_prompt(Some(&[]), "You are a support agent");
+        for primitive in [
+            "search(",
+            "fetch(",
+            "ai(",
+            "input(",
+            "data.get(",
+            "data.set(",
+            "console.log",
+            "execute_js",
+        ] {
+            assert!(prompt.contains(primitive), "{primitive}");
+        }
+        assert!(prompt.ends_with("You are a support agent\n"));
+        assert!(system_prompt(None, "").contains("`search` is disabled"));
+    }
+}

@@ -1,0 +1,679 @@
+//! `Kiln`'s agent operations: sessions, turns, input, cancel, reading the
+//! event log, and the upkeep every server runs (signals, reaping turns whose
+//! server died).
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_core::Stream;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+use crate::audit::{Actor, NewAudit, actions};
+use crate::auth::AuthContext;
+use crate::error::{EntityKind, Refusal};
+use crate::ids::{IndexId, InputRequestId, ProjectId, SessionId, TurnId};
+use crate::kiln::Kiln;
+use crate::llm::Usage;
+use crate::page::Page;
+use crate::runtime::event::{EventBody, StoredEvent};
+use crate::runtime::hub::{Stop, Wake};
+use crate::runtime::store::{AgentSignal, AnswerInput, BeginTurn, NewEvent, TurnTotals};
+use crate::runtime::turn::{Turn, error_codes};
+use crate::runtime::{Runtime, RuntimeSetup, Session, SessionStatus, Step, host, prompt};
+use crate::time::now;
+use crate::{Error, Result};
+
+pub const SESSIONS_DEFAULT_LIMIT: i64 = 50;
+pub const SESSIONS_MAX_LIMIT: i64 = 200;
+/// Largest user message of a turn, in bytes.
+pub const MAX_TURN_MESSAGE_BYTES: usize = 256 * 1024;
+/// Events read from the log per round by a reader.
+const READ_BATCH: i64 = 256;
+/// How long `cancel` waits for the turn's own end before ending it itself.
+const CANCEL_WAIT: Duration = Duration::from_secs(2);
+
+/// `POST /agents` input, already decoded.
+#[derive(Debug, Clone, Default)]
+pub struct CreateSession {
+    pub agent_version_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub target: Option<String>,
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
+    pub model: Option<String>,
+    pub tools: Option<Vec<String>>,
+    pub metadata: Option<Value>,
+    pub index_ids: Option<Vec<String>>,
+}
+
+/// What an event reader yields.
+#[derive(Debug, Clone)]
+pub enum FollowItem {
+    Event(Arc<StoredEvent>),
+    /// Nothing happened for a while (write a heartbeat).
+    Idle,
+}
+
+pub type EventFollow = std::pin::Pin<Box<dyn Stream<Item = FollowItem> + Send>>;
+
+impl Kiln {
+    /// Wires in the agent runtime (without it, agent endpoints answer 503).
+    pub fn with_runtime(mut self, setup: RuntimeSetup) -> Self {
+        self.runtime = Some(Arc::new(Runtime::new(setup)));
+        self
+    }
+
+    fn agents(&self) -> Result<&Runtime> {
+        self.runtime.as_deref().ok_or_else(|| {
+            Error::refused(
+                Refusal::Conflict,
+                "runtime_unavailable",
+                "the agent runtime is not enabled on this server",
+            )
+        })
+    }
+
+    /// The indexes the session's `search` covers (`None`: search is off).
+    async fn scope_indexes(&self, ctx: &AuthContext, scope: Option<&[IndexId]>) -> Vec<crate::index::Index> {
+        let all = self.list_indexes(ctx).await.unwrap_or_default();
+        match scope {
+            None => all,
+            Some(ids) => all.into_iter().filter(|i| ids.contains(&i.id)).collect(),
+        }
+    }
+
+    /// The system prompt of a session's turns.
+    pub(crate) async fn agent_prompt(&self, ctx: &AuthContext, session: &Session) -> String {
+        let indexes = match session.index_ids.as_deref() {
+            Some([]) => None,
+            scope => Some(self.scope_indexes(ctx, scope).await),
+        };
+        prompt::system_prompt(indexes.as_deref(), &session.system_prompt)
+    }
+
+    /// `GET /agents/system-prompt`: what an ad-hoc session of this project sees.
+    pub async fn agent_system_prompt(&self, ctx: &AuthContext) -> Result<String> {
+        let indexes = self.scope_indexes(ctx, None).await;
+        Ok(prompt::system_prompt(Some(&indexes), ""))
+    }
+
+    pub async fn create_session(&self, ctx: &AuthContext, input: CreateSession) -> Result<Session> {
+        if let Some(target) = input.target.as_deref()
+            && !matches!(target, "live" | "draft")
+        {
+            return Err(Error::validation(
+                format!("target must be `live` or `draft`, not `{target}`"),
+                Some("target"),
+            ));
+        }
+        if input.agent_id.is_some() || input.agent_version_id.is_some() {
+            return Err(Error::refused(
+                Refusal::BadRequest,
+                "agent_configs_unavailable",
+                "agent configs are not available on this server yet: create an ad-hoc session with \
+                 system_prompt, model, tools and index_ids instead of agent_id / agent_version_id",
+            ));
+        }
+        if input.target.as_deref() == Some("draft") {
+            return Err(Error::validation(
+                "target `draft` needs an agent_id",
+                Some("target"),
+            ));
+        }
+        let mut tools = Vec::new();
+        for tool in input.tools.unwrap_or_default() {
+            if !crate::runtime::session::TOOL_NAMES.contains(&tool.as_str()) {
+                return Err(Error::refused(
+                    Refusal::BadRequest,
+                    "unknown_tool",
+                    format!(
+                        "unknown tool: {tool} (known: {})",
+                        crate::runtime::session::TOOL_NAMES.join(", ")
+                    ),
+                ));
+            }
+            if !tools.contains(&tool) {
+                tools.push(tool);
+            }
+        }
+        let index_ids = match input.index_ids {
+            None => None,
+            Some(ids) => {
+                let known = self.list_indexes(ctx).await?;
+                let mut scope = Vec::new();
+                for id in ids {
+                    let id = IndexId::from_string(id);
+                    if !known.iter().any(|i| i.id == id) {
+                        return Err(Error::validation(
+                            format!("index `{id}` is not in this project"),
+                            Some("index_ids"),
+                        ));
+                    }
+                    if !scope.contains(&id) {
+                        scope.push(id);
+                    }
+                }
+                Some(scope)
+            }
+        };
+        let (model, _) = self.resolve_model(ctx, input.model.as_deref()).await?;
+        let at = now();
+        let session = Session {
+            id: SessionId::generate(),
+            project_id: ctx.project.id.clone(),
+            title: input.title.unwrap_or_default(),
+            system_prompt: input.system_prompt.unwrap_or_default(),
+            model: model.to_string(),
+            tools,
+            metadata: input
+                .metadata
+                .unwrap_or_else(|| Value::Object(Default::default())),
+            status: SessionStatus::Active,
+            index_ids,
+            data: Default::default(),
+            turn_id: None,
+            usage: Usage::default(),
+            step_count: 0,
+            duration_ms: 0,
+            created_at: at,
+            updated_at: at,
+        };
+        let audit = NewAudit::new(
+            &ctx.project.id,
+            &Actor::api_key(ctx.key_id.clone()),
+            actions::AGENT_SESSION_CREATE,
+            session.id.as_str(),
+        );
+        self.store.create_session(&session, &audit).await?;
+        Ok(session)
+    }
+
+    pub async fn list_sessions(
+        &self,
+        ctx: &AuthContext,
+        limit: Option<i64>,
+        offset: Option<i64>,
+    ) -> Result<Vec<Session>> {
+        let page = Page::new(limit, offset, SESSIONS_DEFAULT_LIMIT, SESSIONS_MAX_LIMIT);
+        Ok(self.store.list_sessions(&ctx.project.id, page).await?)
+    }
+
+    pub async fn get_session(&self, ctx: &AuthContext, id: &SessionId) -> Result<Session> {
+        self.store
+            .get_session(&ctx.project.id, id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Session, id))
+    }
+
+    pub async fn session_steps(&self, ctx: &AuthContext, id: &SessionId) -> Result<(Session, Vec<Step>)> {
+        let session = self.get_session(ctx, id).await?;
+        let steps = self.store.session_steps(&ctx.project.id, id).await?;
+        Ok((session, steps))
+    }
+
+    /// Deletes the session; a turn running here stops (one running
+    /// elsewhere stops at its next event, when it finds its claim gone).
+    pub async fn delete_session(&self, ctx: &AuthContext, id: &SessionId) -> Result<()> {
+        let audit = NewAudit::new(
+            &ctx.project.id,
+            &Actor::api_key(ctx.key_id.clone()),
+            actions::AGENT_SESSION_DELETE,
+            id.as_str(),
+        );
+        if !self.store.delete_session(&ctx.project.id, id, &audit).await? {
+            return Err(Error::not_found(EntityKind::Session, id));
+        }
+        if let Some(runtime) = self.runtime.as_deref() {
+            runtime.hub.stop_local(id, Stop::cancelled());
+        }
+        Ok(())
+    }
+
+    /// Starts a turn and returns its event stream (from the turn's first
+    /// event to its terminal one), with the sequence number of the user
+    /// message (the cursor to resume from before any event arrived). The
+    /// turn runs on its own: dropping the stream does not stop it.
+    pub async fn run_turn(
+        self: &Arc<Self>,
+        ctx: &AuthContext,
+        id: &SessionId,
+        message: &str,
+    ) -> Result<(i64, EventFollow)> {
+        let runtime = self.agents()?;
+        if message.trim().is_empty() {
+            return Err(Error::validation("message must not be empty", Some("message")));
+        }
+        if message.len() > MAX_TURN_MESSAGE_BYTES {
+            return Err(Error::validation(
+                format!("message is longer than {MAX_TURN_MESSAGE_BYTES} bytes"),
+                Some("message"),
+            ));
+        }
+        let session = self.get_session(ctx, id).await?;
+        let model = self.resolve_model(ctx, Some(&session.model)).await?;
+        let turn_id = TurnId::generate();
+        let lease =
+            chrono::Duration::from_std(runtime.config.turn_lease).unwrap_or(chrono::Duration::seconds(60));
+        match self
+            .store
+            .begin_turn(&ctx.project.id, id, &turn_id, now() + lease)
+            .await?
+        {
+            BeginTurn::Started => {}
+            BeginTurn::Busy => {
+                return Err(Error::refused(
+                    Refusal::Conflict,
+                    "run_in_progress",
+                    "a turn is already running in this session; wait for it to end or cancel it",
+                ));
+            }
+            BeginTurn::NotFound => return Err(Error::not_found(EntityKind::Session, id)),
+        }
+        let control = runtime.hub.register(id, &turn_id);
+        // Subscribe before the first append, so the reader misses nothing.
+        let wakes = runtime.hub.subscribe(id);
+        let history = self.history(&ctx.project.id, id).await;
+        let history = match history {
+            Ok(history) => history,
+            Err(e) => {
+                runtime.hub.unregister(id, &turn_id);
+                self.end_turn(&ctx.project.id, id, &turn_id, internal_stop())
+                    .await;
+                return Err(e);
+            }
+        };
+        let turn = Arc::new(Turn::new(
+            self.clone(),
+            ctx.clone(),
+            session,
+            turn_id.clone(),
+            control,
+            model,
+            history,
+        ));
+        let cursor = match turn
+            .emit(
+                EventBody::UserMessage {
+                    content: message.to_owned(),
+                },
+                None,
+            )
+            .await
+        {
+            Ok(seq) => seq,
+            Err(stop) => {
+                runtime.hub.unregister(id, &turn_id);
+                self.end_turn(&ctx.project.id, id, &turn_id, stop).await;
+                return Err(Error::Store(crate::StoreError::Database(
+                    "the turn could not be recorded".into(),
+                )));
+            }
+        };
+        tokio::spawn(turn.run());
+        Ok((
+            cursor,
+            self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, false),
+        ))
+    }
+
+    /// The session's events so far, as the model's history.
+    async fn history(&self, project_id: &ProjectId, id: &SessionId) -> Result<Vec<EventBody>> {
+        let mut bodies = Vec::new();
+        let mut cursor = 0;
+        loop {
+            let batch = self.store.events_after(project_id, id, cursor, 1000).await?;
+            let Some(last) = batch.last() else { break };
+            cursor = last.seq;
+            bodies.extend(batch.into_iter().map(|e| e.body));
+        }
+        Ok(bodies)
+    }
+
+    /// `GET /agents/:id/events?after=N`: the log after `after` up to the
+    /// end of the turn it is in (a client that dropped mid-turn gets the
+    /// rest of that turn), following it live while it runs. When nothing
+    /// follows the cursor and no turn runs, the stream ends at once.
+    pub async fn follow_events(&self, ctx: &AuthContext, id: &SessionId, after: i64) -> Result<EventFollow> {
+        let runtime = self.agents()?;
+        self.get_session(ctx, id).await?;
+        let wakes = runtime.hub.subscribe(id);
+        Ok(self.follow(ctx.project.id.clone(), id.clone(), after.max(0), wakes, true))
+    }
+
+    fn follow(
+        &self,
+        project_id: ProjectId,
+        id: SessionId,
+        cursor: i64,
+        wakes: broadcast::Receiver<Wake>,
+        end_when_idle: bool,
+    ) -> EventFollow {
+        let reader = Reader {
+            store: self.store.clone(),
+            heartbeat: self
+                .runtime
+                .as_deref()
+                .map_or(Duration::from_secs(15), |r| r.config.heartbeat),
+            project_id,
+            id,
+            cursor,
+            wakes,
+            ready: VecDeque::new(),
+            end_when_idle,
+            ended: false,
+            read_log: true,
+        };
+        Box::pin(futures_util::stream::unfold(reader, |mut reader| async move {
+            let item = reader.next().await?;
+            Some((item, reader))
+        }))
+    }
+
+    /// `POST /agents/:id/input`.
+    pub async fn answer_input(
+        &self,
+        ctx: &AuthContext,
+        id: &SessionId,
+        request_id: &str,
+        value: Value,
+    ) -> Result<()> {
+        let runtime = self.agents()?;
+        self.get_session(ctx, id).await?;
+        let request_id = InputRequestId::from_string(request_id);
+        let request = self
+            .store
+            .get_input_request(&ctx.project.id, id, &request_id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::InputRequest, &request_id))?;
+        let already = || {
+            Error::refused(
+                Refusal::BadRequest,
+                "input_already_answered",
+                format!("input request `{request_id}` was already answered"),
+            )
+        };
+        if request.value.is_some() {
+            return Err(already());
+        }
+        host::check_answer(&request, &value).map_err(|m| Error::validation(m, Some("value")))?;
+        match self
+            .store
+            .answer_input(&ctx.project.id, id, &request_id, &value, now())
+            .await?
+        {
+            AnswerInput::Answered => {}
+            AnswerInput::AlreadyAnswered => return Err(already()),
+            AnswerInput::NotFound => return Err(Error::not_found(EntityKind::InputRequest, &request_id)),
+        }
+        runtime.hub.input_arrived(id);
+        if let Err(e) = self
+            .store
+            .notify(&AgentSignal::Input {
+                session_id: id.clone(),
+            })
+            .await
+        {
+            tracing::warn!(error = %e, "telling other servers about an input answer failed");
+        }
+        Ok(())
+    }
+
+    /// `POST /agents/:id/cancel`: stops the running turn (here or on another
+    /// server) and returns the session once the turn has ended.
+    pub async fn cancel_turn(&self, ctx: &AuthContext, id: &SessionId) -> Result<Session> {
+        let runtime = self.agents()?;
+        let session = self.get_session(ctx, id).await?;
+        let Some(turn_id) = session.turn_id.clone() else {
+            return Err(Error::refused(
+                Refusal::Conflict,
+                "not_running",
+                "no turn is running in this session",
+            ));
+        };
+        let mut wakes = runtime.hub.subscribe(id);
+        if !runtime.hub.stop_local(id, Stop::cancelled())
+            && let Err(e) = self
+                .store
+                .notify(&AgentSignal::Cancel {
+                    session_id: id.clone(),
+                })
+                .await
+        {
+            tracing::warn!(error = %e, "telling other servers about a cancel failed");
+        }
+        let deadline = tokio::time::Instant::now() + CANCEL_WAIT;
+        loop {
+            let session = self.get_session(ctx, id).await?;
+            if session.turn_id.as_ref() != Some(&turn_id) {
+                return Ok(session);
+            }
+            let woke = tokio::time::timeout_at(deadline, async {
+                // A wake-up, or a look at the row now and then.
+                let _ = tokio::time::timeout(Duration::from_millis(250), wakes.recv()).await;
+            })
+            .await;
+            if woke.is_err() {
+                break;
+            }
+        }
+        // The turn's server did not end it in time (it may be gone): end it here.
+        self.end_turn(&ctx.project.id, id, &turn_id, Stop::cancelled())
+            .await;
+        self.get_session(ctx, id).await
+    }
+
+    /// Writes a turn's terminal event from outside the turn (it may be
+    /// running elsewhere, or nowhere). A no-op when it already ended.
+    async fn end_turn(&self, project_id: &ProjectId, id: &SessionId, turn_id: &TurnId, stop: Stop) {
+        let event = NewEvent {
+            body: EventBody::Error {
+                message: stop.message,
+                code: stop.code.to_owned(),
+            },
+            duration_ms: 0,
+            at: now(),
+            status: Some(stop.status),
+            totals: Some(TurnTotals {
+                usage: Usage::default(),
+                duration_ms: 0,
+            }),
+        };
+        match self.store.append_event(project_id, id, turn_id, &event).await {
+            Ok(Some(stored)) => {
+                if let Some(runtime) = self.runtime.as_deref() {
+                    runtime.hub.publish(id, Wake::Event(Arc::new(stored)));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, session = %id, "ending a turn failed"),
+        }
+    }
+
+    /// Ends the turns whose server stopped renewing their claim; with
+    /// `all`, every running turn (a SQLite file has one server, so at start
+    /// nothing can be running). Returns how many it ended.
+    pub async fn reap_turns(&self, all: bool) -> Result<usize> {
+        let cutoff = if all {
+            now() + chrono::Duration::days(36_500)
+        } else {
+            now()
+        };
+        let expired = self.store.expired_turns(cutoff).await?;
+        for (project_id, id, turn_id) in &expired {
+            tracing::warn!(session = %id, "ending a turn whose server stopped");
+            self.end_turn(
+                project_id,
+                id,
+                turn_id,
+                Stop::new(
+                    error_codes::INTERRUPTED,
+                    "the server running this turn stopped before it ended",
+                    SessionStatus::Error,
+                ),
+            )
+            .await;
+        }
+        Ok(expired.len())
+    }
+
+    /// The runtime's upkeep on this server until `shutdown`: relays other
+    /// servers' signals to the hub and reaps turns whose server died.
+    pub async fn run_agent_upkeep(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
+        let listener = match self.store.listen().await {
+            Ok(listener) => listener,
+            Err(e) => {
+                tracing::error!(error = %e, "listening for other servers' agent signals failed");
+                None
+            }
+        };
+        let relay = {
+            let runtime = runtime.clone();
+            async move {
+                let Some(mut signals) = listener else {
+                    return std::future::pending::<()>().await;
+                };
+                use futures_util::StreamExt;
+                while let Some(signal) = signals.next().await {
+                    runtime.hub.on_signal(signal, Stop::cancelled);
+                }
+            }
+        };
+        let reaper = async {
+            let period = runtime.config.turn_lease / 2;
+            loop {
+                tokio::time::sleep(period).await;
+                if let Err(e) = self.reap_turns(false).await {
+                    tracing::warn!(error = %e, "reaping stopped turns failed");
+                }
+            }
+        };
+        tokio::select! {
+            () = shutdown => {}
+            () = relay => {}
+            () = reaper => {}
+        }
+    }
+
+    /// Ends every turn running on this server (at shutdown) and waits until
+    /// their end is recorded, up to `grace`.
+    pub async fn interrupt_turns(&self, grace: Duration) {
+        let Some(runtime) = self.runtime.as_deref() else {
+            return;
+        };
+        let stop = Stop::new(
+            error_codes::INTERRUPTED,
+            "the server shut down during this turn",
+            SessionStatus::Error,
+        );
+        if runtime.hub.stop_all(&stop) == 0 {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while runtime.hub.stop_all(&stop) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn internal_stop() -> Stop {
+    Stop::new(
+        error_codes::INTERNAL,
+        "the turn could not start",
+        SessionStatus::Error,
+    )
+}
+
+/// One reader of a session's log.
+struct Reader {
+    store: Arc<dyn crate::Store>,
+    heartbeat: Duration,
+    project_id: ProjectId,
+    id: SessionId,
+    /// The last sequence number handed out (or skipped).
+    cursor: i64,
+    wakes: broadcast::Receiver<Wake>,
+    ready: VecDeque<Arc<StoredEvent>>,
+    /// End when caught up and no turn runs (a reader that did not start
+    /// the turn it reads).
+    end_when_idle: bool,
+    ended: bool,
+    /// The log may hold events past the cursor.
+    read_log: bool,
+}
+
+impl Reader {
+    async fn next(&mut self) -> Option<FollowItem> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            while let Some(event) = self.ready.pop_front() {
+                if event.seq <= self.cursor {
+                    continue;
+                }
+                self.cursor = event.seq;
+                if !event.body.is_streamed() {
+                    continue;
+                }
+                self.ended = event.body.is_terminal();
+                return Some(FollowItem::Event(event));
+            }
+            if self.read_log {
+                // Whether a turn runs, looked at before reading: if none
+                // does, every event of the last turn is in what we read.
+                let idle = if !self.end_when_idle {
+                    false
+                } else {
+                    match self.store.get_session(&self.project_id, &self.id).await {
+                        Ok(Some(session)) => session.turn_id.is_none(),
+                        _ => true,
+                    }
+                };
+                let batch = match self
+                    .store
+                    .events_after(&self.project_id, &self.id, self.cursor, READ_BATCH)
+                    .await
+                {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        tracing::error!(error = %e, session = %self.id, "reading the event log failed");
+                        return None;
+                    }
+                };
+                let full = batch.len() as i64 == READ_BATCH;
+                self.ready.extend(batch.into_iter().map(Arc::new));
+                self.read_log = full;
+                if self.ready.is_empty() && idle {
+                    return None;
+                }
+                if !self.ready.is_empty() {
+                    continue;
+                }
+            }
+            let heartbeat = tokio::time::sleep(self.heartbeat);
+            tokio::select! {
+                wake = self.wakes.recv() => match wake {
+                    Ok(Wake::Event(event)) if event.seq == self.cursor + 1 => self.ready.push_back(event),
+                    Ok(Wake::Event(event)) if event.seq <= self.cursor => {}
+                    Ok(Wake::Seq(seq)) if seq <= self.cursor => {}
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => self.read_log = true,
+                    Err(broadcast::error::RecvError::Closed) => {
+                        self.read_log = true;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                },
+                () = heartbeat => {
+                    // Look at the log now and then anyway: a wake-up from
+                    // another server may have been lost.
+                    self.read_log = true;
+                    return Some(FollowItem::Idle);
+                }
+            }
+        }
+    }
+}

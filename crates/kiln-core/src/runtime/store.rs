@@ -1,0 +1,177 @@
+//! The storage port of the agent runtime. `Store` requires it.
+//!
+//! A session's turn is a claim on its row (`turn_id`, with a lease the
+//! owner renews): only one turn runs per session, and every event of a turn
+//! is appended under that claim, so a turn that was ended from elsewhere (a
+//! cancel on another server, a reaped lease) cannot write after its end.
+//! Appends number events per session without gaps and, on PostgreSQL,
+//! notify other servers in the same transaction.
+
+use std::pin::Pin;
+
+use async_trait::async_trait;
+use futures_core::Stream;
+use serde_json::{Map, Value};
+
+use crate::audit::NewAudit;
+use crate::ids::{InputRequestId, ProjectId, SessionId, TurnId};
+use crate::llm::Usage;
+use crate::page::Page;
+use crate::runtime::event::{EventBody, StoredEvent};
+use crate::runtime::session::{Session, SessionStatus, Step};
+use crate::store::StoreResult;
+use crate::time::Timestamp;
+
+/// What `begin_turn` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BeginTurn {
+    /// The session is claimed for the turn.
+    Started,
+    /// Another turn holds the session.
+    Busy,
+    /// No such session in the project.
+    NotFound,
+}
+
+/// One event to append.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub body: EventBody,
+    /// Milliseconds since the previous event of the turn.
+    pub duration_ms: i64,
+    pub at: Timestamp,
+    /// The session's status after this event (for non-terminal events:
+    /// `running` or `awaiting_input`; `None` leaves it).
+    pub status: Option<SessionStatus>,
+    /// For terminal events: what the turn adds to the session's totals. The
+    /// append also releases the claim and sets `status`.
+    pub totals: Option<TurnTotals>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TurnTotals {
+    pub usage: Usage,
+    pub duration_ms: i64,
+}
+
+/// A pending or answered `input()` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputRequest {
+    pub id: InputRequestId,
+    pub project_id: ProjectId,
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    /// `confirm`, `choice` or `text`.
+    pub input_type: String,
+    pub message: String,
+    pub options: Vec<String>,
+    pub placeholder: String,
+    /// The answer, once given.
+    pub value: Option<Value>,
+    pub created_at: Timestamp,
+}
+
+/// What `answer_input` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerInput {
+    Answered,
+    /// It had an answer already; nothing was written.
+    AlreadyAnswered,
+    NotFound,
+}
+
+/// Cross-server news about a session. Appends carry their own (the store
+/// sends `Event` as part of the append); the runtime sends the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgentSignal {
+    /// Events up to `seq` are in the log.
+    Event { session_id: SessionId, seq: i64 },
+    /// Stop the session's running turn.
+    Cancel { session_id: SessionId },
+    /// An input request of the session was answered.
+    Input { session_id: SessionId },
+}
+
+pub type SignalStream = Pin<Box<dyn Stream<Item = AgentSignal> + Send>>;
+
+#[async_trait]
+pub trait AgentStore: Send + Sync {
+    async fn create_session(&self, session: &Session, audit: &NewAudit) -> StoreResult<()>;
+    async fn get_session(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Option<Session>>;
+    /// Newest first.
+    async fn list_sessions(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Session>>;
+    /// Deletes the session with its events and input requests. `Ok(false)`
+    /// when it does not exist.
+    async fn delete_session(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool>;
+    /// The session's steps by `step_index`.
+    async fn session_steps(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Vec<Step>>;
+
+    /// Claims the session for `turn` (status `running`, lease until
+    /// `lease_until`) unless a turn holds it.
+    async fn begin_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        turn: &TurnId,
+        lease_until: Timestamp,
+    ) -> StoreResult<BeginTurn>;
+    /// Appends `event` to the session's log under `turn`'s claim, numbered
+    /// one past the last; a step gets the next `step_index`. `Ok(None)` when
+    /// the turn no longer holds the session (nothing written).
+    async fn append_event(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        turn: &TurnId,
+        event: &NewEvent,
+    ) -> StoreResult<Option<StoredEvent>>;
+    /// Up to `limit` events with `seq > after`, in order.
+    async fn events_after(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>>;
+    /// Extends the turn's lease. `Ok(false)` when it no longer holds the session.
+    async fn renew_turn(&self, id: &SessionId, turn: &TurnId, lease_until: Timestamp) -> StoreResult<bool>;
+    /// Turns whose lease ended before `now`, across projects (for the reaper).
+    async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>>;
+
+    /// Merges `changes` into the session's data (a `null` value removes the
+    /// key) and returns the data after the change.
+    async fn update_session_data(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        changes: &Map<String, Value>,
+    ) -> StoreResult<Map<String, Value>>;
+
+    async fn create_input_request(&self, request: &InputRequest) -> StoreResult<()>;
+    async fn get_input_request(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &InputRequestId,
+    ) -> StoreResult<Option<InputRequest>>;
+    /// Records the answer unless one was recorded already.
+    async fn answer_input(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &InputRequestId,
+        value: &Value,
+        at: Timestamp,
+    ) -> StoreResult<AnswerInput>;
+
+    /// Tells the other servers (PostgreSQL `NOTIFY`; nothing on SQLite).
+    async fn notify(&self, signal: &AgentSignal) -> StoreResult<()>;
+    /// Signals from other servers, or `None` when there can be none (SQLite
+    /// serves one server per file).
+    async fn listen(&self) -> StoreResult<Option<SignalStream>>;
+}

@@ -1,0 +1,507 @@
+//! One turn: the step loop (model → code → sandbox → model … → answer),
+//! bounded by steps, time and tokens, stoppable from outside, every event
+//! appended to the log under the turn's claim before anyone sees it.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use crate::auth::AuthContext;
+use crate::chat::CallSource;
+use crate::ids::TurnId;
+use crate::kiln::Kiln;
+use crate::llm::{ChatRequest, ChatResponse, LlmProvider, Message, ModelRef, Role, Usage};
+use crate::runtime::event::{EventBody, MAX_EVENT_CONTENT_BYTES, bounded_result, truncate_text};
+use crate::runtime::hub::{Stop, TurnControl, Wake};
+use crate::runtime::store::{NewEvent, TurnTotals};
+use crate::runtime::{Runtime, Session, SessionStatus, history, prompt};
+use crate::sandbox::{CancelFlag, SandboxOutcome};
+use crate::time::now;
+use error_codes::*;
+
+/// The `code`s of terminal `error` events (the wire's `turn_error_codes`).
+pub(crate) mod error_codes {
+    pub(crate) const CANCELLED: &str = "cancelled";
+    pub(crate) const STEP_LIMIT: &str = "step_limit";
+    pub(crate) const TIME_LIMIT: &str = "time_limit";
+    pub(crate) const TOKEN_LIMIT: &str = "token_limit";
+    pub(crate) const INPUT_TIMEOUT: &str = "input_timeout";
+    pub(crate) const UPSTREAM_ERROR: &str = "upstream_error";
+    pub(crate) const INTERRUPTED: &str = "interrupted";
+    pub(crate) const INTERNAL: &str = "internal_error";
+}
+
+impl Stop {
+    pub(crate) fn new(code: &'static str, message: impl Into<String>, status: SessionStatus) -> Stop {
+        Stop {
+            code,
+            message: message.into(),
+            status,
+        }
+    }
+
+    pub(crate) fn cancelled() -> Stop {
+        Stop::new(CANCELLED, "the turn was cancelled", SessionStatus::Active)
+    }
+
+    fn failed(code: &'static str, message: impl Into<String>) -> Stop {
+        Stop::new(code, message, SessionStatus::Error)
+    }
+
+    /// The turn no longer holds its session (ended elsewhere, or deleted).
+    fn lost() -> Stop {
+        Stop::failed(INTERRUPTED, "the turn was ended elsewhere")
+    }
+}
+
+/// What changes while the turn runs.
+struct TurnState {
+    usage: Usage,
+    steps: i64,
+    last_event: Instant,
+    /// Every event of the session so far (the model's history).
+    bodies: Vec<EventBody>,
+    paused_total: Duration,
+    paused_since: Option<Instant>,
+}
+
+/// A model call the reply asked for.
+enum Call {
+    Code {
+        code: String,
+        call_id: Option<String>,
+    },
+    Native {
+        tool: String,
+        args: Map<String, Value>,
+        call_id: String,
+    },
+}
+
+pub(crate) struct Turn {
+    pub(crate) kiln: Arc<Kiln>,
+    pub(crate) ctx: AuthContext,
+    pub(crate) session: Session,
+    pub(crate) turn_id: TurnId,
+    pub(crate) control: TurnControl,
+    pub(crate) model: ModelRef,
+    pub(crate) provider: Arc<dyn LlmProvider>,
+    started: Instant,
+    state: Mutex<TurnState>,
+}
+
+impl Turn {
+    pub(crate) fn new(
+        kiln: Arc<Kiln>,
+        ctx: AuthContext,
+        session: Session,
+        turn_id: TurnId,
+        control: TurnControl,
+        (model, provider): (ModelRef, Arc<dyn LlmProvider>),
+        bodies: Vec<EventBody>,
+    ) -> Turn {
+        let started = Instant::now();
+        Turn {
+            kiln,
+            ctx,
+            session,
+            turn_id,
+            control,
+            model,
+            provider,
+            started,
+            state: Mutex::new(TurnState {
+                usage: Usage::default(),
+                steps: 0,
+                last_event: started,
+                bodies,
+                paused_total: Duration::ZERO,
+                paused_since: None,
+            }),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn runtime(&self) -> &Runtime {
+        self.kiln
+            .runtime
+            .as_deref()
+            .expect("turns run only with a runtime")
+    }
+
+    /// Time spent waiting for `input()` answers so far.
+    pub(crate) fn paused(&self) -> Duration {
+        let state = self.state();
+        state.paused_total + state.paused_since.map_or(Duration::ZERO, |since| since.elapsed())
+    }
+
+    pub(crate) fn pause(&self, paused: bool) {
+        let mut state = self.state();
+        match (paused, state.paused_since) {
+            (true, None) => state.paused_since = Some(Instant::now()),
+            (false, Some(since)) => {
+                state.paused_total += since.elapsed();
+                state.paused_since = None;
+            }
+            _ => {}
+        }
+    }
+
+    /// Appends `body` to the log, then wakes the readers. Returns the
+    /// event's sequence number.
+    pub(crate) async fn emit(&self, body: EventBody, status: Option<SessionStatus>) -> Result<i64, Stop> {
+        let duration_ms = {
+            let mut state = self.state();
+            let elapsed = state.last_event.elapsed();
+            state.last_event = Instant::now();
+            elapsed.as_millis() as i64
+        };
+        let event = NewEvent {
+            body: body.clone(),
+            duration_ms,
+            at: now(),
+            status,
+            totals: None,
+        };
+        let seq = self.append(event).await?;
+        let mut state = self.state();
+        if body.step_fields().is_some() && body.is_streamed() {
+            state.steps += 1;
+        }
+        state.bodies.push(body);
+        Ok(seq)
+    }
+
+    async fn append(&self, event: NewEvent) -> Result<i64, Stop> {
+        let stored = self
+            .kiln
+            .store
+            .append_event(&self.ctx.project.id, &self.session.id, &self.turn_id, &event)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, session = %self.session.id, "appending a turn event failed");
+                Stop::failed(INTERNAL, "the turn could not be recorded")
+            })?
+            .ok_or_else(Stop::lost)?;
+        let seq = stored.seq;
+        self.runtime()
+            .hub
+            .publish(&self.session.id, Wake::Event(Arc::new(stored)));
+        Ok(seq)
+    }
+
+    /// Counts a model call's tokens against the turn's limit.
+    pub(crate) async fn add_usage(&self, usage: Usage) -> Result<(), Stop> {
+        self.kiln
+            .record_call(&self.ctx.project.id, CallSource::Agent, &self.model, usage)
+            .await;
+        let total = {
+            let mut state = self.state();
+            state.usage += usage;
+            u64::from(state.usage.total())
+        };
+        let limit = self.runtime().config.max_turn_tokens;
+        if total > limit {
+            return Err(Stop::failed(
+                TOKEN_LIMIT,
+                format!("the turn used {total} tokens, over its limit of {limit}"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// One model call with the session's model.
+    pub(crate) async fn complete(&self, request: ChatRequest) -> Result<ChatResponse, Stop> {
+        let mut request = request;
+        request.model = self.model.model.clone();
+        let response = self.provider.complete(&request).await.map_err(|e| {
+            tracing::warn!(error = %e, session = %self.session.id, "the model failed mid-turn");
+            Stop::failed(UPSTREAM_ERROR, e.to_string())
+        })?;
+        self.add_usage(response.usage).await?;
+        Ok(response)
+    }
+
+    /// Runs the turn to its end and records the end. Never fails: whatever
+    /// happens becomes the terminal event.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let mut stop_rx = self.control.stop.subscribe();
+        let outcome = tokio::select! {
+            outcome = self.clone().steps() => outcome,
+            stop = stop_rx.wait_for(Option::is_some) => Err(stop
+                .ok()
+                .and_then(|s| s.clone())
+                .unwrap_or_else(Stop::cancelled)),
+            stop = self.deadline() => Err(stop),
+            stop = self.keep_claim() => Err(stop),
+        };
+        self.finish(outcome).await;
+        self.runtime().hub.unregister(&self.session.id, &self.turn_id);
+    }
+
+    async fn finish(&self, outcome: Result<(), Stop>) {
+        let (usage, steps) = {
+            let state = self.state();
+            (state.usage, state.steps)
+        };
+        let (body, status) = match outcome {
+            Ok(()) => (EventBody::Done { steps, tokens: usage }, SessionStatus::Active),
+            Err(stop) => (
+                EventBody::Error {
+                    message: stop.message,
+                    code: stop.code.to_owned(),
+                },
+                stop.status,
+            ),
+        };
+        let elapsed = self.started.elapsed().saturating_sub(self.paused());
+        let event = NewEvent {
+            body,
+            duration_ms: 0,
+            at: now(),
+            status: Some(status),
+            totals: Some(TurnTotals {
+                usage,
+                duration_ms: elapsed.as_millis() as i64,
+            }),
+        };
+        // `Err` here means the end was already recorded elsewhere.
+        let _ = self.append(event).await;
+    }
+
+    /// Resolves when the turn has run past its time (pauses not counted).
+    async fn deadline(&self) -> Stop {
+        let limit = self.runtime().config.max_turn_time;
+        loop {
+            let due = self.started + limit + self.paused();
+            if Instant::now() >= due && self.state().paused_since.is_none() {
+                return Stop::failed(
+                    TIME_LIMIT,
+                    format!("the turn ran past its time limit of {} s", limit.as_secs()),
+                );
+            }
+            tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(10)).into()).await;
+        }
+    }
+
+    /// Renews the turn's claim; resolves if it was lost.
+    async fn keep_claim(&self) -> Stop {
+        let lease = self.runtime().config.turn_lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let until = now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
+            match self
+                .kiln
+                .store
+                .renew_turn(&self.session.id, &self.turn_id, until)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return Stop::lost(),
+                Err(e) => tracing::warn!(error = %e, "renewing a turn's claim failed; retrying"),
+            }
+        }
+    }
+
+    /// The step loop.
+    async fn steps(self: Arc<Self>) -> Result<(), Stop> {
+        let config = &self.runtime().config;
+        let mut tools = vec![prompt::execute_js_tool()];
+        tools.extend(self.session.tools.iter().filter_map(|t| prompt::native_tool(t)));
+        let system = Message::new(
+            Role::System,
+            self.kiln.agent_prompt(&self.ctx, &self.session).await,
+        );
+        for _ in 0..config.max_steps {
+            let history = {
+                let state = self.state();
+                history::messages(&state.bodies, config.max_history_chars)
+            };
+            let mut messages = Vec::with_capacity(history.len() + 1);
+            messages.push(system.clone());
+            messages.extend(history);
+            let response = self
+                .complete(ChatRequest {
+                    messages,
+                    tools: tools.clone(),
+                    ..Default::default()
+                })
+                .await?;
+            let (text, calls) = calls_of(&response);
+            let mut tokens = Some(response.usage);
+            if calls.is_empty() {
+                let content = truncate_text(&response.content, MAX_EVENT_CONTENT_BYTES);
+                self.emit(EventBody::Response { content, tokens }, None).await?;
+                return Ok(());
+            }
+            let native_first = matches!(calls.first(), Some(Call::Native { .. }));
+            if !text.trim().is_empty() || native_first {
+                let summary = match (prompt::summary_line(&text), calls.first()) {
+                    (s, Some(Call::Native { tool, .. })) if s.is_empty() => format!("calling {tool}"),
+                    (s, _) => s,
+                };
+                let tokens_here = if native_first { tokens.take() } else { None };
+                self.emit(
+                    EventBody::SandboxEvent {
+                        kind: "llm".into(),
+                        summary,
+                        content: truncate_text(&text, MAX_EVENT_CONTENT_BYTES),
+                        tokens: tokens_here,
+                    },
+                    None,
+                )
+                .await?;
+            }
+            for call in calls {
+                match call {
+                    Call::Code { code, call_id } => {
+                        self.emit(
+                            EventBody::ExecuteJs {
+                                code: code.clone(),
+                                tokens: tokens.take(),
+                                call_id,
+                            },
+                            None,
+                        )
+                        .await?;
+                        let outcome = self.clone().run_block(&code).await;
+                        self.emit(block_result(outcome), None).await?;
+                    }
+                    Call::Native { tool, args, call_id } => {
+                        self.emit(
+                            EventBody::ToolCall {
+                                tool: tool.clone(),
+                                args: args.clone(),
+                                call_id: Some(call_id),
+                            },
+                            None,
+                        )
+                        .await?;
+                        let result = match self.native_tool(&tool, Value::Object(args)).await {
+                            Ok(value) => value,
+                            Err(message) => serde_json::json!({ "error": message }),
+                        };
+                        let content = truncate_text(&render(&result), MAX_EVENT_CONTENT_BYTES);
+                        self.emit(
+                            EventBody::ToolResult {
+                                tool,
+                                result: bounded_result(result),
+                                content,
+                            },
+                            None,
+                        )
+                        .await?;
+                    }
+                }
+            }
+        }
+        Err(Stop::failed(
+            STEP_LIMIT,
+            format!(
+                "the turn reached its limit of {} steps without an answer",
+                config.max_steps
+            ),
+        ))
+    }
+
+    /// Runs one block in the sandbox, waiting for a slot.
+    async fn run_block(self: Arc<Self>, code: &str) -> SandboxOutcome {
+        let runtime = self.runtime();
+        let slot = runtime.blocks.clone().acquire_owned().await.ok();
+        let host = Arc::new(super::host::TurnHost::new(self.clone(), slot));
+        runtime
+            .sandbox
+            .run(code, host, runtime.config.sandbox, CancelFlag::new())
+            .await
+    }
+}
+
+/// The text and the calls of a reply: tool calls when it made any, else
+/// the first fenced js block of its text.
+fn calls_of(response: &ChatResponse) -> (String, Vec<Call>) {
+    if !response.tool_calls.is_empty() {
+        let calls = response
+            .tool_calls
+            .iter()
+            .enumerate()
+            .map(|(i, call)| {
+                let call_id = if call.id.is_empty() {
+                    format!("call_{i}")
+                } else {
+                    call.id.clone()
+                };
+                let args: Option<Map<String, Value>> = serde_json::from_str(&call.arguments).ok();
+                if call.name == prompt::EXECUTE_JS {
+                    // Some models send the code itself instead of `{"code": …}`.
+                    let code = args
+                        .as_ref()
+                        .and_then(|a| a.get("code"))
+                        .and_then(Value::as_str)
+                        .map_or_else(|| call.arguments.clone(), str::to_owned);
+                    Call::Code {
+                        code,
+                        call_id: Some(call_id),
+                    }
+                } else {
+                    Call::Native {
+                        tool: call.name.clone(),
+                        args: args.unwrap_or_default(),
+                        call_id,
+                    }
+                }
+            })
+            .collect();
+        return (response.content.clone(), calls);
+    }
+    match prompt::fenced_code(&response.content) {
+        Some((before, code)) => (before, vec![Call::Code { code, call_id: None }]),
+        None => (response.content.clone(), Vec::new()),
+    }
+}
+
+/// A value as readable text: strings as they are, the rest as JSON.
+pub(crate) fn render(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// The `execute_js_result` of a block.
+fn block_result(outcome: SandboxOutcome) -> EventBody {
+    let mut console = outcome.console;
+    if outcome.console_truncated {
+        console.push_str("\n[console output truncated]");
+    }
+    let with_console = |text: String| {
+        if console.is_empty() {
+            text
+        } else {
+            format!("Console:\n{console}\n\nResult:\n{text}")
+        }
+    };
+    match outcome.result {
+        Ok(value) => EventBody::ExecuteJsResult {
+            content: truncate_text(&with_console(render(&value)), MAX_EVENT_CONTENT_BYTES),
+            result: bounded_result(value),
+            error: None,
+        },
+        Err(error) => {
+            let message = error.to_string();
+            let content = if console.is_empty() {
+                format!("Error: {message}")
+            } else {
+                format!("Error: {message}\n\nConsole:\n{console}")
+            };
+            EventBody::ExecuteJsResult {
+                content: truncate_text(&content, MAX_EVENT_CONTENT_BYTES),
+                result: Value::Null,
+                error: Some(message),
+            }
+        }
+    }
+}

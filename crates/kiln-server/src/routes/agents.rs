@@ -1,0 +1,250 @@
+//! CONTRACT §2.7: agent sessions and their turns, plus Kiln's additions:
+//! `POST /agents/:id/cancel` and `GET /agents/:id/events?after=N`.
+//!
+//! Both event streams are framed per §1.12: for each event an `id: <seq>`
+//! line (the cursor to resume from; the contract's clients ignore it),
+//! `event: <type>`, one compact `data:` line, a blank line; `: ping`
+//! comments while nothing happens; the response ends right after `done` or
+//! `error`.
+
+use std::convert::Infallible;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use kiln_api::{
+    Acknowledged, AgentSession, CancelResult, CreateSession, ErrorBody, EventsQuery, InputAnswer, PageQuery,
+    RunAgent, SessionDetail, SessionList, SystemPrompt,
+};
+use kiln_core::ids::SessionId;
+use kiln_core::runtime::{EventFollow, FollowItem};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::ApiError;
+use crate::extract::{ApiPath, ApiQuery, Authed, JsonBody};
+use crate::{AppState, convert};
+
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(system_prompt))
+        .routes(routes!(list_sessions, create_session))
+        .routes(routes!(get_session, delete_session))
+        .routes(routes!(run_turn))
+        .routes(routes!(answer_input))
+        .routes(routes!(cancel_turn))
+        .routes(routes!(follow_events))
+}
+
+/// The platform prompt every agent of this project sees: how to write code
+/// and what the sandbox offers, and the project's indexes.
+#[utoipa::path(get, path = "/api/sdk/agents/system-prompt", tag = "agents",
+    responses((status = 200, body = SystemPrompt)))]
+async fn system_prompt(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+) -> Result<Json<SystemPrompt>, ApiError> {
+    let prompt = state.kiln.agent_system_prompt(&ctx).await?;
+    Ok(Json(SystemPrompt { prompt }))
+}
+
+/// Creates an ad-hoc session. `index_ids` left out searches every index;
+/// `[]` turns search off. `tools` adds function-call tools (`search`,
+/// `fetch`, `list_stores`); unknown names get 400 `unknown_tool`.
+#[utoipa::path(post, path = "/api/sdk/agents", tag = "agents", request_body = CreateSession,
+    responses((status = 201, body = AgentSession), (status = 400, body = ErrorBody)))]
+async fn create_session(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    JsonBody(body): JsonBody<CreateSession>,
+) -> Result<(StatusCode, Json<AgentSession>), ApiError> {
+    let session = state
+        .kiln
+        .create_session(
+            &ctx,
+            kiln_core::runtime::CreateSession {
+                agent_version_id: body.agent_version_id,
+                agent_id: body.agent_id,
+                target: body.target,
+                title: body.title,
+                system_prompt: body.system_prompt,
+                model: body.model,
+                tools: body.tools,
+                metadata: body.metadata,
+                index_ids: body.index_ids,
+            },
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(convert::session(session))))
+}
+
+/// Newest first; `limit` defaults to 50 and is clamped to 200.
+#[utoipa::path(get, path = "/api/sdk/agents", tag = "agents", params(PageQuery),
+    responses((status = 200, body = SessionList)))]
+async fn list_sessions(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiQuery(page): ApiQuery<PageQuery>,
+) -> Result<Json<SessionList>, ApiError> {
+    let sessions = state.kiln.list_sessions(&ctx, page.limit, page.offset).await?;
+    Ok(Json(SessionList {
+        sessions: sessions.into_iter().map(convert::session).collect(),
+    }))
+}
+
+/// The session and its steps by `step_index`.
+#[utoipa::path(get, path = "/api/sdk/agents/{id}", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = SessionDetail), (status = 404, body = ErrorBody)))]
+async fn get_session(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<SessionDetail>, ApiError> {
+    let (session, steps) = state
+        .kiln
+        .session_steps(&ctx, &SessionId::from_string(id))
+        .await?;
+    Ok(Json(SessionDetail {
+        session: convert::session(session),
+        steps: steps.into_iter().map(convert::step).collect(),
+    }))
+}
+
+/// Deletes the session, its steps and events; a running turn stops.
+#[utoipa::path(delete, path = "/api/sdk/agents/{id}", tag = "agents", params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_session(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    state
+        .kiln
+        .delete_session(&ctx, &SessionId::from_string(id))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Runs one turn and streams its events (SSE). Errors before the stream
+/// are JSON: 404, 400 (empty message), 409 `run_in_progress`. A dropped
+/// connection does not stop the turn: reconnect with
+/// `GET /agents/{id}/events?after=<last id>` (before any event arrived: the
+/// `Kiln-Event-Cursor` response header).
+#[utoipa::path(post, path = "/api/sdk/agents/{id}/run", tag = "agents", params(("id" = String, Path)),
+    request_body = RunAgent,
+    responses((status = 200, content_type = "text/event-stream", body = kiln_api::AgentEvent),
+              (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+async fn run_turn(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+    JsonBody(body): JsonBody<RunAgent>,
+) -> Result<Response, ApiError> {
+    let id = SessionId::from_string(id);
+    let (cursor, events) = state.kiln.run_turn(&ctx, &id, &body.message).await?;
+    let mut response = event_stream(id, events);
+    response
+        .headers_mut()
+        .insert(kiln_api::EVENT_CURSOR_HEADER, HeaderValue::from(cursor));
+    Ok(response)
+}
+
+/// Answers a pending `input_request`: `value` is a boolean (`confirm`),
+/// one of the options (`choice`) or a string (`text`).
+#[utoipa::path(post, path = "/api/sdk/agents/{id}/input", tag = "agents", params(("id" = String, Path)),
+    request_body = InputAnswer,
+    responses((status = 200, body = Acknowledged), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn answer_input(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+    JsonBody(body): JsonBody<InputAnswer>,
+) -> Result<Json<Acknowledged>, ApiError> {
+    if body.request_id.is_empty() {
+        return Err(ApiError::validation("request_id is required", Some("request_id")));
+    }
+    state
+        .kiln
+        .answer_input(&ctx, &SessionId::from_string(id), &body.request_id, body.value)
+        .await?;
+    Ok(Json(Acknowledged { ok: true }))
+}
+
+/// Stops the running turn (on whichever server runs it): the turn's stream
+/// ends with an `error` event with code `cancelled`, and the session is
+/// `active` again when this returns. 409 `not_running` when idle.
+#[utoipa::path(post, path = "/api/sdk/agents/{id}/cancel", tag = "agents", params(("id" = String, Path)),
+    responses((status = 200, body = CancelResult), (status = 404, body = ErrorBody),
+              (status = 409, body = ErrorBody)))]
+async fn cancel_turn(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<CancelResult>, ApiError> {
+    let session = state.kiln.cancel_turn(&ctx, &SessionId::from_string(id)).await?;
+    Ok(Json(CancelResult {
+        ok: true,
+        session: convert::session(session),
+    }))
+}
+
+/// The session's events after `after` (or the `Last-Event-ID` header),
+/// then live until the running turn ends; at once when none runs.
+#[utoipa::path(get, path = "/api/sdk/agents/{id}/events", tag = "agents",
+    params(("id" = String, Path), EventsQuery),
+    responses((status = 200, content_type = "text/event-stream", body = kiln_api::AgentEvent),
+              (status = 404, body = ErrorBody)))]
+async fn follow_events(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let after = match query.after {
+        Some(after) => after,
+        None => match headers.get("last-event-id") {
+            Some(value) => value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    ApiError::validation("Last-Event-ID must be an event's id (an integer)", None)
+                })?,
+            None => 0,
+        },
+    };
+    let id = SessionId::from_string(id);
+    let events = state.kiln.follow_events(&ctx, &id, after).await?;
+    Ok(event_stream(id, events))
+}
+
+/// The SSE response of a reader.
+fn event_stream(id: SessionId, events: EventFollow) -> Response {
+    let session_id = id.into_string();
+    let events = events.map(move |item| {
+        let event = match item {
+            FollowItem::Event(stored) => {
+                let wire = convert::agent_event(&session_id, stored.body.clone());
+                let data = serde_json::to_string(&wire).expect("events serialise");
+                Event::default()
+                    .id(stored.seq.to_string())
+                    .event(wire.kind)
+                    .data(data)
+            }
+            FollowItem::Idle => Event::default().comment("ping"),
+        };
+        Ok::<Event, Infallible>(event)
+    });
+    let mut response = Sse::new(events).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}

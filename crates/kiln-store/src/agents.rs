@@ -1,0 +1,1315 @@
+//! `impl AgentStore for SqlStore`: agent sessions, their turn claims, the
+//! per-session event log (whose step events are the session's steps), the
+//! input requests, and the cross-server signals (PostgreSQL `NOTIFY`).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use sqlx::postgres::PgListener;
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+use kiln_core::StoreError;
+use kiln_core::audit::NewAudit;
+use kiln_core::ids::{EventId, IndexId, InputRequestId, ProjectId, SessionId, TurnId};
+use kiln_core::llm::Usage;
+use kiln_core::page::Page;
+use kiln_core::runtime::event::StoredEvent;
+use kiln_core::runtime::session::{Session, SessionStatus, Step};
+use kiln_core::runtime::store::{
+    AgentSignal, AgentStore, AnswerInput, BeginTurn, InputRequest, NewEvent, SignalStream,
+};
+use kiln_core::store::StoreResult;
+use kiln_core::time::{Timestamp, now};
+
+use crate::connect::{DatabaseKind, Db, SqlStore, db_err};
+
+/// The PostgreSQL channel every server listens on.
+const CHANNEL: &str = "kiln_agents";
+
+const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
+     data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at";
+const EVENT_COLUMNS: &str = "id, seq, turn_id, step_index, body, duration_ms, created_at";
+const STEP_COLUMNS: &str = "id, session_id, step_index, step_type, content, tool_name, tool_args, duration_ms, \
+     prompt_tokens, completion_tokens, created_at";
+const INPUT_COLUMNS: &str =
+    "id, project_id, session_id, turn_id, input_type, message, options, placeholder, value, created_at";
+
+/// The statuses `project_metrics` counts as active.
+pub(crate) const ACTIVE_STATUSES: &str = "'active', 'running', 'awaiting_input'";
+
+/// Token counts are stored as BIGINT and read back into `u32`s, saturating.
+fn usage(prompt_tokens: i64, completion_tokens: i64) -> Usage {
+    let clamp = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
+    Usage {
+        prompt_tokens: clamp(prompt_tokens),
+        completion_tokens: clamp(completion_tokens),
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    id: String,
+    project_id: String,
+    title: String,
+    system_prompt: String,
+    model: String,
+    tools: Json<Vec<String>>,
+    metadata: Json<Value>,
+    status: String,
+    index_ids: Option<Json<Vec<String>>>,
+    data: Json<Map<String, Value>>,
+    turn_id: Option<String>,
+    step_count: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    duration_ms: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(r: SessionRow) -> Result<Self, StoreError> {
+        Ok(Session {
+            status: SessionStatus::parse(&r.status)
+                .ok_or_else(|| StoreError::Corrupt(format!("agent session status `{}`", r.status)))?,
+            id: SessionId::from_string(r.id),
+            project_id: ProjectId::from_string(r.project_id),
+            title: r.title,
+            system_prompt: r.system_prompt,
+            model: r.model,
+            tools: r.tools.0,
+            metadata: r.metadata.0,
+            index_ids: r
+                .index_ids
+                .map(|ids| ids.0.into_iter().map(IndexId::from_string).collect()),
+            data: r.data.0,
+            turn_id: r.turn_id.map(TurnId::from_string),
+            usage: usage(r.prompt_tokens, r.completion_tokens),
+            step_count: r.step_count,
+            duration_ms: r.duration_ms,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct EventRow {
+    id: String,
+    seq: i64,
+    turn_id: String,
+    step_index: Option<i64>,
+    body: String,
+    duration_ms: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<EventRow> for StoredEvent {
+    type Error = StoreError;
+    fn try_from(r: EventRow) -> Result<Self, StoreError> {
+        Ok(StoredEvent {
+            body: serde_json::from_str(&r.body)
+                .map_err(|e| StoreError::Corrupt(format!("agent event `{}`: {e}", r.id)))?,
+            id: EventId::from_string(r.id),
+            seq: r.seq,
+            turn_id: TurnId::from_string(r.turn_id),
+            step_index: r.step_index,
+            duration_ms: r.duration_ms,
+            created_at: r.created_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    id: String,
+    session_id: String,
+    step_index: i64,
+    step_type: String,
+    content: Option<String>,
+    tool_name: Option<String>,
+    tool_args: Option<Json<Value>>,
+    duration_ms: i64,
+    prompt_tokens: i64,
+    completion_tokens: i64,
+    created_at: DateTime<Utc>,
+}
+
+impl From<StepRow> for Step {
+    fn from(r: StepRow) -> Self {
+        Step {
+            id: EventId::from_string(r.id),
+            session_id: SessionId::from_string(r.session_id),
+            step_index: r.step_index,
+            step_type: r.step_type,
+            content: r.content.unwrap_or_default(),
+            tool_name: r.tool_name.unwrap_or_default(),
+            tool_args: r.tool_args.map_or_else(|| Value::Object(Map::new()), |a| a.0),
+            duration_ms: r.duration_ms,
+            usage: usage(r.prompt_tokens, r.completion_tokens),
+            created_at: r.created_at,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct InputRequestRow {
+    id: String,
+    project_id: String,
+    session_id: String,
+    turn_id: String,
+    input_type: String,
+    message: String,
+    options: Json<Vec<String>>,
+    placeholder: String,
+    value: Option<Json<Value>>,
+    created_at: DateTime<Utc>,
+}
+
+impl From<InputRequestRow> for InputRequest {
+    fn from(r: InputRequestRow) -> Self {
+        InputRequest {
+            id: InputRequestId::from_string(r.id),
+            project_id: ProjectId::from_string(r.project_id),
+            session_id: SessionId::from_string(r.session_id),
+            turn_id: TurnId::from_string(r.turn_id),
+            input_type: r.input_type,
+            message: r.message,
+            options: r.options.0,
+            placeholder: r.placeholder,
+            value: r.value.map(|v| v.0),
+            created_at: r.created_at,
+        }
+    }
+}
+
+/// A signal as a `NOTIFY` payload: `<kind>:<seq>:<session id>`, with kind
+/// `e` (event, with its seq), `c` (cancel) or `i` (input), the seq empty for
+/// the last two.
+pub(crate) fn encode_signal(signal: &AgentSignal) -> String {
+    match signal {
+        AgentSignal::Event { session_id, seq } => format!("e:{seq}:{session_id}"),
+        AgentSignal::Cancel { session_id } => format!("c::{session_id}"),
+        AgentSignal::Input { session_id } => format!("i::{session_id}"),
+    }
+}
+
+/// The inverse of [`encode_signal`]; `None` for anything else.
+pub(crate) fn parse_signal(payload: &str) -> Option<AgentSignal> {
+    let mut parts = payload.splitn(3, ':');
+    let (kind, seq, session) = (parts.next()?, parts.next()?, parts.next()?);
+    if session.is_empty() {
+        return None;
+    }
+    let session_id = SessionId::from_string(session);
+    match (kind, seq) {
+        ("e", seq) => Some(AgentSignal::Event {
+            session_id,
+            seq: seq.parse().ok()?,
+        }),
+        ("c", "") => Some(AgentSignal::Cancel { session_id }),
+        ("i", "") => Some(AgentSignal::Input { session_id }),
+        _ => None,
+    }
+}
+
+/// A listener on [`CHANNEL`], taking a connection of `pool`.
+async fn pg_listener(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// The signals of `listener`, for as long as `pool` is open. A failed
+/// listener is replaced (after a pause) rather than ending the stream;
+/// whatever was notified in between is lost, as `NOTIFY`s are.
+fn signal_stream(pool: PgPool, listener: PgListener) -> SignalStream {
+    const RETRY: Duration = Duration::from_secs(1);
+    Box::pin(futures_util::stream::unfold(
+        (pool, Some(listener)),
+        |(pool, mut listener)| async move {
+            loop {
+                let Some(current) = listener.as_mut() else {
+                    match pg_listener(&pool).await {
+                        Ok(fresh) => listener = Some(fresh),
+                        Err(sqlx::Error::PoolClosed) => return None,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "reconnecting the agent-signal listener failed; retrying");
+                            tokio::time::sleep(RETRY).await;
+                        }
+                    }
+                    continue;
+                };
+                match current.recv().await {
+                    Ok(notification) => match parse_signal(notification.payload()) {
+                        Some(signal) => return Some((signal, (pool, listener))),
+                        None => tracing::warn!(
+                            payload = notification.payload(),
+                            "ignoring an unreadable agent signal"
+                        ),
+                    },
+                    Err(sqlx::Error::PoolClosed) => return None,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "listening for agent signals failed; reconnecting");
+                        listener = None;
+                        tokio::time::sleep(RETRY).await;
+                    }
+                }
+            }
+        },
+    ))
+}
+
+#[async_trait]
+impl AgentStore for SqlStore {
+    async fn create_session(&self, session: &Session, audit: &NewAudit) -> StoreResult<()> {
+        let index_ids: Option<Vec<&str>> = session
+            .index_ids
+            .as_ref()
+            .map(|ids| ids.iter().map(IndexId::as_str).collect());
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO agent_sessions (id, project_id, title, system_prompt, model, tools, metadata, status, \
+                 index_ids, data, turn_id, lease_until, last_seq, step_count, prompt_tokens, completion_tokens, \
+                 duration_ms, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 0, $12, $13, $14, $15, $16, $17)",
+            )
+            .bind(session.id.as_str())
+            .bind(session.project_id.as_str())
+            .bind(&session.title)
+            .bind(&session.system_prompt)
+            .bind(&session.model)
+            .bind(Json(&session.tools))
+            .bind(Json(&session.metadata))
+            .bind(session.status.as_str())
+            .bind(index_ids.as_ref().map(Json))
+            .bind(Json(&session.data))
+            .bind(session.turn_id.as_ref().map(TurnId::as_str))
+            .bind(session.step_count)
+            .bind(i64::from(session.usage.prompt_tokens))
+            .bind(i64::from(session.usage.completion_tokens))
+            .bind(session.duration_ms)
+            .bind(session.created_at)
+            .bind(session.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)
+        })
+    }
+
+    async fn get_session(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Option<Session>> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM agent_sessions WHERE project_id = $1 AND id = $2");
+        let row: Option<SessionRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        row.map(Session::try_from).transpose()
+    }
+
+    async fn list_sessions(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Session>> {
+        let sql = format!(
+            "SELECT {SESSION_COLUMNS} FROM agent_sessions WHERE project_id = $1 \
+             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
+        );
+        let rows: Vec<SessionRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(page.limit)
+            .bind(page.offset)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        rows.into_iter().map(Session::try_from).collect()
+    }
+
+    async fn delete_session(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool> {
+        // The events and input requests would go with the session (ON DELETE
+        // CASCADE); deleting them first keeps that explicit.
+        write_tx!(self, |tx| {
+            for table in ["agent_events", "agent_input_requests"] {
+                sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {table} WHERE project_id = $1 AND session_id = $2"
+                )))
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            }
+            let done = sqlx::query("DELETE FROM agent_sessions WHERE project_id = $1 AND id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            insert_audit!(tx, audit);
+            tx.commit().await.map_err(db_err)?;
+            Ok(true)
+        })
+    }
+
+    async fn session_steps(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Vec<Step>> {
+        let sql = format!(
+            "SELECT {STEP_COLUMNS} FROM agent_events WHERE project_id = $1 AND session_id = $2 \
+             AND step_index IS NOT NULL ORDER BY step_index"
+        );
+        let rows: Vec<StepRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(rows.into_iter().map(Step::from).collect())
+    }
+
+    async fn begin_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        turn: &TurnId,
+        lease_until: Timestamp,
+    ) -> StoreResult<BeginTurn> {
+        write_tx!(self, |tx| {
+            let claimed = sqlx::query(
+                "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = $3, updated_at = $4 \
+                 WHERE id = $5 AND project_id = $6 AND turn_id IS NULL",
+            )
+            .bind(turn.as_str())
+            .bind(SessionStatus::Running.as_str())
+            .bind(lease_until)
+            .bind(now())
+            .bind(id.as_str())
+            .bind(project_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if claimed.rows_affected() == 1 {
+                tx.commit().await.map_err(db_err)?;
+                return Ok(BeginTurn::Started);
+            }
+            let exists = sqlx::query("SELECT id FROM agent_sessions WHERE id = $1 AND project_id = $2")
+                .bind(id.as_str())
+                .bind(project_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            Ok(if exists.is_some() {
+                BeginTurn::Busy
+            } else {
+                BeginTurn::NotFound
+            })
+        })
+    }
+
+    async fn append_event(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        turn: &TurnId,
+        event: &NewEvent,
+    ) -> StoreResult<Option<StoredEvent>> {
+        let step = event.body.step_fields();
+        let tokens = event.body.tokens().unwrap_or_default();
+        let body = serde_json::to_string(&event.body)
+            .map_err(|e| StoreError::Database(format!("encoding an agent event: {e}")))?;
+        let (added, added_ms) = event
+            .totals
+            .map_or((Usage::default(), 0), |t| (t.usage, t.duration_ms));
+        let postgres = self.kind() == DatabaseKind::Postgres;
+        write_tx!(self, |tx| {
+            // Numbers the event under the turn's claim; on PostgreSQL the
+            // row lock orders concurrent appends to the session.
+            let Some(row) = sqlx::query(
+                "UPDATE agent_sessions SET last_seq = last_seq + 1, step_count = step_count + $1, \
+                 status = COALESCE($2, status), updated_at = $3, \
+                 turn_id = CASE WHEN $4 THEN NULL ELSE turn_id END, \
+                 lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END, \
+                 prompt_tokens = prompt_tokens + $5, completion_tokens = completion_tokens + $6, \
+                 duration_ms = duration_ms + $7 \
+                 WHERE id = $8 AND project_id = $9 AND turn_id = $10 RETURNING last_seq, step_count",
+            )
+            .bind(i64::from(step.is_some()))
+            .bind(event.status.map(SessionStatus::as_str))
+            .bind(event.at)
+            .bind(event.totals.is_some())
+            .bind(i64::from(added.prompt_tokens))
+            .bind(i64::from(added.completion_tokens))
+            .bind(added_ms)
+            .bind(id.as_str())
+            .bind(project_id.as_str())
+            .bind(turn.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?
+            else {
+                return Ok(None);
+            };
+            let seq: i64 = row.try_get("last_seq").map_err(db_err)?;
+            let step_count: i64 = row.try_get("step_count").map_err(db_err)?;
+            let step_index = step.as_ref().map(|_| step_count - 1);
+            let (content, tool_name, tool_args) = match &step {
+                Some((content, tool_name, tool_args)) => (
+                    Some(content.as_str()),
+                    Some(tool_name.as_str()),
+                    Some(Json(tool_args)),
+                ),
+                None => (None, None, None),
+            };
+            let stored = StoredEvent {
+                id: EventId::generate(),
+                seq,
+                turn_id: turn.clone(),
+                step_index,
+                body: event.body.clone(),
+                duration_ms: event.duration_ms,
+                created_at: event.at,
+            };
+            sqlx::query(
+                "INSERT INTO agent_events (id, project_id, session_id, seq, turn_id, step_index, step_type, body, \
+                 content, tool_name, tool_args, duration_ms, prompt_tokens, completion_tokens, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+            )
+            .bind(stored.id.as_str())
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .bind(seq)
+            .bind(turn.as_str())
+            .bind(step_index)
+            .bind(event.body.type_name())
+            .bind(&body)
+            .bind(content)
+            .bind(tool_name)
+            .bind(tool_args)
+            .bind(event.duration_ms)
+            .bind(i64::from(tokens.prompt_tokens))
+            .bind(i64::from(tokens.completion_tokens))
+            .bind(event.at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if postgres {
+                let signal = AgentSignal::Event {
+                    session_id: id.clone(),
+                    seq,
+                };
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(encode_signal(&signal))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(Some(stored))
+        })
+    }
+
+    async fn events_after(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        after: i64,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM agent_events WHERE project_id = $1 AND session_id = $2 AND seq > $3 \
+             ORDER BY seq LIMIT $4"
+        );
+        let rows: Vec<EventRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        rows.into_iter().map(StoredEvent::try_from).collect()
+    }
+
+    async fn renew_turn(&self, id: &SessionId, turn: &TurnId, lease_until: Timestamp) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            let done =
+                sqlx::query("UPDATE agent_sessions SET lease_until = $1 WHERE id = $2 AND turn_id = $3")
+                    .bind(lease_until)
+                    .bind(id.as_str())
+                    .bind(turn.as_str())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>> {
+        read!(self, |pool| {
+            let rows = sqlx::query(
+                "SELECT project_id, id, turn_id FROM agent_sessions \
+                 WHERE turn_id IS NOT NULL AND lease_until < $1 ORDER BY lease_until, id",
+            )
+            .bind(now)
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?;
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        ProjectId::from_string(r.try_get::<String, _>("project_id").map_err(db_err)?),
+                        SessionId::from_string(r.try_get::<String, _>("id").map_err(db_err)?),
+                        TurnId::from_string(r.try_get::<String, _>("turn_id").map_err(db_err)?),
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    async fn update_session_data(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        changes: &Map<String, Value>,
+    ) -> StoreResult<Map<String, Value>> {
+        // SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL
+        // needs the row lock for the read-modify-write.
+        let lock = match self.kind() {
+            DatabaseKind::Postgres => " FOR UPDATE",
+            DatabaseKind::Sqlite => "",
+        };
+        let select = format!("SELECT data FROM agent_sessions WHERE id = $1 AND project_id = $2{lock}");
+        write_tx!(self, |tx| {
+            let row = sqlx::query(AssertSqlSafe(select))
+                .bind(id.as_str())
+                .bind(project_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let Some(row) = row else {
+                // The session is gone (deleted under the turn).
+                return Err(StoreError::ForeignKeyViolation(format!(
+                    "agent session `{id}` does not exist"
+                )));
+            };
+            let Json(mut data): Json<Map<String, Value>> = row.try_get("data").map_err(db_err)?;
+            for (key, value) in changes {
+                if value.is_null() {
+                    data.remove(key);
+                } else {
+                    data.insert(key.clone(), value.clone());
+                }
+            }
+            sqlx::query("UPDATE agent_sessions SET data = $1 WHERE id = $2 AND project_id = $3")
+                .bind(Json(&data))
+                .bind(id.as_str())
+                .bind(project_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(data)
+        })
+    }
+
+    async fn create_input_request(&self, request: &InputRequest) -> StoreResult<()> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO agent_input_requests (id, project_id, session_id, turn_id, input_type, message, \
+                 options, placeholder, value, answered_at, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, $10)",
+            )
+            .bind(request.id.as_str())
+            .bind(request.project_id.as_str())
+            .bind(request.session_id.as_str())
+            .bind(request.turn_id.as_str())
+            .bind(&request.input_type)
+            .bind(&request.message)
+            .bind(Json(&request.options))
+            .bind(&request.placeholder)
+            .bind(request.value.as_ref().map(Json))
+            .bind(request.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)
+        })
+    }
+
+    async fn get_input_request(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &InputRequestId,
+    ) -> StoreResult<Option<InputRequest>> {
+        let sql = format!(
+            "SELECT {INPUT_COLUMNS} FROM agent_input_requests WHERE project_id = $1 AND session_id = $2 AND id = $3"
+        );
+        let row: Option<InputRequestRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(session_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(row.map(InputRequest::from))
+    }
+
+    async fn answer_input(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &InputRequestId,
+        value: &Value,
+        at: Timestamp,
+    ) -> StoreResult<AnswerInput> {
+        write_tx!(self, |tx| {
+            let done = sqlx::query(
+                "UPDATE agent_input_requests SET value = $1, answered_at = $2 \
+                 WHERE id = $3 AND session_id = $4 AND project_id = $5 AND answered_at IS NULL",
+            )
+            .bind(Json(value))
+            .bind(at)
+            .bind(id.as_str())
+            .bind(session_id.as_str())
+            .bind(project_id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 1 {
+                tx.commit().await.map_err(db_err)?;
+                return Ok(AnswerInput::Answered);
+            }
+            let exists = sqlx::query(
+                "SELECT id FROM agent_input_requests WHERE id = $1 AND session_id = $2 AND project_id = $3",
+            )
+            .bind(id.as_str())
+            .bind(session_id.as_str())
+            .bind(project_id.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            Ok(if exists.is_some() {
+                AnswerInput::AlreadyAnswered
+            } else {
+                AnswerInput::NotFound
+            })
+        })
+    }
+
+    async fn notify(&self, signal: &AgentSignal) -> StoreResult<()> {
+        match &self.db {
+            Db::Sqlite { .. } => Ok(()),
+            Db::Postgres(pool) => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(encode_signal(signal))
+                    .execute(pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn listen(&self) -> StoreResult<Option<SignalStream>> {
+        match &self.db {
+            Db::Sqlite { .. } => Ok(None),
+            Db::Postgres(pool) => {
+                let listener = pg_listener(pool).await.map_err(db_err)?;
+                Ok(Some(signal_stream(pool.clone(), listener)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use chrono::TimeDelta;
+    use futures_util::StreamExt;
+    use serde_json::json;
+
+    use kiln_core::audit::{Actor, actions};
+    use kiln_core::ids::ProjectId;
+    use kiln_core::project::{Project, ProjectName};
+    use kiln_core::runtime::event::EventBody;
+    use kiln_core::runtime::store::TurnTotals;
+    use kiln_core::store::Store;
+
+    use super::*;
+
+    const TEST_DATABASE_ENV: &str = "KILN_TEST_DATABASE_URL";
+
+    /// A store on a fresh SQLite file (kept alive by the returned dir).
+    async fn sqlite_store() -> (SqlStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+        (SqlStore::connect(&url).await.expect("connect"), dir)
+    }
+
+    /// A fresh PostgreSQL schema: `(url with its search_path, base url,
+    /// schema)`, or `None` when the test database is not configured.
+    async fn pg_schema() -> Option<(String, String, String)> {
+        let Some(base) = std::env::var(TEST_DATABASE_ENV).ok().filter(|v| !v.is_empty()) else {
+            eprintln!("skipping the PostgreSQL run: {TEST_DATABASE_ENV} is not set");
+            return None;
+        };
+        let schema = format!("kiln_s_{}", ProjectId::generate().as_str().replace('-', ""));
+        let pool = PgPool::connect(&base)
+            .await
+            .unwrap_or_else(|e| panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {e}"));
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+            .execute(&pool)
+            .await
+            .expect("create test schema");
+        pool.close().await;
+        let sep = if base.contains('?') { '&' } else { '?' };
+        Some((format!("{base}{sep}options[search_path]={schema}"), base, schema))
+    }
+
+    async fn drop_schema(base: &str, schema: &str) {
+        if let Ok(pool) = PgPool::connect(base).await {
+            let _ = sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&pool)
+                .await;
+            pool.close().await;
+        }
+    }
+
+    async fn project(store: &SqlStore) -> ProjectId {
+        let at = now();
+        let id = ProjectId::generate();
+        let project = Project {
+            id: id.clone(),
+            name: ProjectName::parse(&format!("p-{id}")).unwrap(),
+            slug: format!("p-{id}"),
+            description: String::new(),
+            vault_id: None,
+            created_at: at,
+            updated_at: at,
+        };
+        store.create_project(&project, None, &[]).await.unwrap();
+        id
+    }
+
+    fn session(project_id: &ProjectId, created_at: Timestamp) -> Session {
+        Session {
+            id: SessionId::generate(),
+            project_id: project_id.clone(),
+            title: "t".into(),
+            system_prompt: "be brief".into(),
+            model: "openai/gpt".into(),
+            tools: vec!["search".into()],
+            metadata: json!({"k": "v"}),
+            status: SessionStatus::Active,
+            index_ids: Some(vec![IndexId::from_string("i1")]),
+            data: Map::new(),
+            turn_id: None,
+            usage: Usage::default(),
+            step_count: 0,
+            duration_ms: 0,
+            created_at,
+            updated_at: created_at,
+        }
+    }
+
+    fn audit(project_id: &ProjectId, action: &'static str, subject: &SessionId) -> NewAudit {
+        NewAudit::new(project_id, &Actor::cli(), action, subject.as_str())
+    }
+
+    fn event(body: EventBody, status: Option<SessionStatus>) -> NewEvent {
+        NewEvent {
+            body,
+            duration_ms: 5,
+            at: now(),
+            status,
+            totals: None,
+        }
+    }
+
+    fn tokens(prompt_tokens: u32, completion_tokens: u32) -> Usage {
+        Usage {
+            prompt_tokens,
+            completion_tokens,
+        }
+    }
+
+    /// Every behaviour of the port on one backend.
+    async fn scenario(store: &SqlStore) {
+        let p = project(store).await;
+        let other = project(store).await;
+        let t0 = now();
+        let s = session(&p, t0 - TimeDelta::seconds(1));
+        store
+            .create_session(&s, &audit(&p, actions::AGENT_SESSION_CREATE, &s.id))
+            .await
+            .unwrap();
+        assert_eq!(store.get_session(&p, &s.id).await.unwrap(), Some(s.clone()));
+        assert_eq!(store.get_session(&other, &s.id).await.unwrap(), None);
+        let mut everywhere = session(&p, t0);
+        everywhere.index_ids = None;
+        store
+            .create_session(
+                &everywhere,
+                &audit(&p, actions::AGENT_SESSION_CREATE, &everywhere.id),
+            )
+            .await
+            .unwrap();
+        let listed = store
+            .list_sessions(&p, Page { limit: 10, offset: 0 })
+            .await
+            .unwrap();
+        assert_eq!(listed, vec![everywhere.clone(), s.clone()], "newest first");
+        let page = store
+            .list_sessions(&p, Page { limit: 1, offset: 1 })
+            .await
+            .unwrap();
+        assert_eq!(page, vec![s.clone()]);
+        assert!(
+            store
+                .list_sessions(&other, Page { limit: 10, offset: 0 })
+                .await
+                .unwrap()
+                .is_empty()
+        );
+
+        // begin_turn: Started, then Busy; NotFound elsewhere.
+        let lease = now() + TimeDelta::seconds(60);
+        let turn = TurnId::generate();
+        assert_eq!(
+            store.begin_turn(&p, &s.id, &turn, lease).await.unwrap(),
+            BeginTurn::Started
+        );
+        assert_eq!(
+            store
+                .begin_turn(&p, &s.id, &TurnId::generate(), lease)
+                .await
+                .unwrap(),
+            BeginTurn::Busy
+        );
+        assert_eq!(
+            store.begin_turn(&other, &s.id, &turn, lease).await.unwrap(),
+            BeginTurn::NotFound
+        );
+        assert_eq!(
+            store
+                .begin_turn(&p, &SessionId::generate(), &turn, lease)
+                .await
+                .unwrap(),
+            BeginTurn::NotFound
+        );
+        let running = store.get_session(&p, &s.id).await.unwrap().unwrap();
+        assert_eq!(running.status, SessionStatus::Running);
+        assert_eq!(running.turn_id.as_ref(), Some(&turn));
+
+        // Appends: seq 1..n, step_index on steps only.
+        let bodies = [
+            EventBody::UserMessage { content: "hi".into() },
+            EventBody::ExecuteJs {
+                code: "1 + 1".into(),
+                tokens: Some(tokens(10, 3)),
+                call_id: Some("call_1".into()),
+            },
+            EventBody::ExecuteJsResult {
+                content: "2".into(),
+                result: json!(2),
+                error: None,
+            },
+            EventBody::InputRequest {
+                request_id: "r1".into(),
+                input_type: "confirm".into(),
+                message: "ok?".into(),
+                options: vec![],
+                placeholder: String::new(),
+            },
+            EventBody::Response {
+                content: "done".into(),
+                tokens: Some(tokens(4, 2)),
+            },
+        ];
+        let mut appended = Vec::new();
+        for body in &bodies {
+            let stored = store
+                .append_event(
+                    &p,
+                    &s.id,
+                    &turn,
+                    &event(body.clone(), Some(SessionStatus::Running)),
+                )
+                .await
+                .unwrap()
+                .expect("the turn holds the session");
+            appended.push(stored);
+        }
+        assert_eq!(
+            appended.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5]
+        );
+        assert_eq!(
+            appended.iter().map(|e| e.step_index).collect::<Vec<_>>(),
+            [Some(0), Some(1), Some(2), Some(3), Some(4)]
+        );
+        // A stale turn writes nothing, and neither does another project.
+        let stale = store
+            .append_event(&p, &s.id, &TurnId::generate(), &event(bodies[0].clone(), None))
+            .await
+            .unwrap();
+        assert_eq!(stale, None);
+        let foreign = store
+            .append_event(&other, &s.id, &turn, &event(bodies[0].clone(), None))
+            .await
+            .unwrap();
+        assert_eq!(foreign, None);
+        assert_eq!(store.events_after(&p, &s.id, 0, 100).await.unwrap(), appended);
+
+        // The terminal event: not a step, releases the claim, adds totals.
+        let done = NewEvent {
+            body: EventBody::Done {
+                steps: 5,
+                tokens: tokens(14, 5),
+            },
+            duration_ms: 0,
+            at: now(),
+            status: Some(SessionStatus::Active),
+            totals: Some(TurnTotals {
+                usage: tokens(14, 5),
+                duration_ms: 1234,
+            }),
+        };
+        let last = store
+            .append_event(&p, &s.id, &turn, &done)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((last.seq, last.step_index), (6, None));
+        let after = store.get_session(&p, &s.id).await.unwrap().unwrap();
+        assert_eq!(after.status, SessionStatus::Active);
+        assert_eq!(after.turn_id, None);
+        assert_eq!(after.usage, tokens(14, 5));
+        assert_eq!((after.step_count, after.duration_ms), (5, 1234));
+        assert_eq!(after.updated_at, done.at);
+        assert_eq!(
+            store
+                .append_event(&p, &s.id, &turn, &event(bodies[0].clone(), None))
+                .await
+                .unwrap(),
+            None,
+            "an ended turn cannot append"
+        );
+
+        // events_after: cursor and limit.
+        let tail = store.events_after(&p, &s.id, 3, 2).await.unwrap();
+        assert_eq!(tail.iter().map(|e| e.seq).collect::<Vec<_>>(), [4, 5]);
+        assert_eq!(tail[0].body, bodies[3]);
+        assert!(store.events_after(&p, &s.id, 6, 10).await.unwrap().is_empty());
+        assert!(store.events_after(&other, &s.id, 0, 10).await.unwrap().is_empty());
+
+        // Steps, in order, with their stored fields.
+        let steps = store.session_steps(&p, &s.id).await.unwrap();
+        assert_eq!(steps.len(), 5);
+        assert_eq!(steps[0].step_type, "user_message");
+        assert_eq!(steps[0].content, "hi");
+        assert_eq!(steps[1].tool_name, "execute_js");
+        assert_eq!(steps[1].tool_args, json!({"code": "1 + 1"}));
+        assert_eq!(steps[1].usage, tokens(10, 3));
+        assert_eq!(steps[1].duration_ms, 5);
+        assert_eq!(steps[3].tool_args["request_id"], json!("r1"));
+        assert_eq!(steps[4].step_index, 4);
+        assert!(store.session_steps(&other, &s.id).await.unwrap().is_empty());
+
+        // A second turn numbers on.
+        let turn2 = TurnId::generate();
+        assert_eq!(
+            store.begin_turn(&p, &s.id, &turn2, lease).await.unwrap(),
+            BeginTurn::Started
+        );
+        let next = store
+            .append_event(&p, &s.id, &turn2, &event(bodies[0].clone(), None))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((next.seq, next.step_index), (7, Some(5)));
+        let failed = NewEvent {
+            body: EventBody::Error {
+                message: "boom".into(),
+                code: "internal".into(),
+            },
+            duration_ms: 0,
+            at: now(),
+            status: Some(SessionStatus::Error),
+            totals: Some(TurnTotals {
+                usage: tokens(1, 1),
+                duration_ms: 6,
+            }),
+        };
+        store
+            .append_event(&p, &s.id, &turn2, &failed)
+            .await
+            .unwrap()
+            .unwrap();
+        let after = store.get_session(&p, &s.id).await.unwrap().unwrap();
+        assert_eq!(after.status, SessionStatus::Error);
+        assert_eq!((after.usage, after.duration_ms), (tokens(15, 6), 1240));
+
+        // Leases: renew only under the claim; expiry across projects.
+        let turn3 = TurnId::generate();
+        let past = now() - TimeDelta::seconds(5);
+        assert_eq!(
+            store.begin_turn(&p, &s.id, &turn3, past).await.unwrap(),
+            BeginTurn::Started
+        );
+        assert!(!store.renew_turn(&s.id, &turn2, lease).await.unwrap());
+        let expired = store.expired_turns(now()).await.unwrap();
+        assert!(expired.contains(&(p.clone(), s.id.clone(), turn3.clone())));
+        assert!(store.renew_turn(&s.id, &turn3, lease).await.unwrap());
+        let expired = store.expired_turns(now()).await.unwrap();
+        assert!(!expired.iter().any(|(_, id, _)| id == &s.id));
+        assert!(
+            store
+                .expired_turns(lease + TimeDelta::seconds(1))
+                .await
+                .unwrap()
+                .contains(&(p.clone(), s.id.clone(), turn3.clone()))
+        );
+
+        // Session data: merge, null removes.
+        let mut changes = Map::new();
+        changes.insert("a".into(), json!(1));
+        changes.insert("b".into(), json!({"x": [1, 2]}));
+        let data = store.update_session_data(&p, &s.id, &changes).await.unwrap();
+        assert_eq!(Value::Object(data), json!({"a": 1, "b": {"x": [1, 2]}}));
+        let mut changes = Map::new();
+        changes.insert("a".into(), Value::Null);
+        changes.insert("c".into(), json!("three"));
+        let data = store.update_session_data(&p, &s.id, &changes).await.unwrap();
+        assert_eq!(
+            Value::Object(data.clone()),
+            json!({"b": {"x": [1, 2]}, "c": "three"})
+        );
+        assert_eq!(store.get_session(&p, &s.id).await.unwrap().unwrap().data, data);
+        assert!(store.update_session_data(&other, &s.id, &changes).await.is_err());
+
+        // Input requests.
+        let request = InputRequest {
+            id: InputRequestId::generate(),
+            project_id: p.clone(),
+            session_id: s.id.clone(),
+            turn_id: turn3.clone(),
+            input_type: "choice".into(),
+            message: "pick".into(),
+            options: vec!["a".into(), "b".into()],
+            placeholder: "…".into(),
+            value: None,
+            created_at: now(),
+        };
+        store.create_input_request(&request).await.unwrap();
+        assert_eq!(
+            store.get_input_request(&p, &s.id, &request.id).await.unwrap(),
+            Some(request.clone())
+        );
+        assert_eq!(
+            store.get_input_request(&other, &s.id, &request.id).await.unwrap(),
+            None
+        );
+        let answer = json!("b");
+        assert_eq!(
+            store
+                .answer_input(&p, &s.id, &request.id, &answer, now())
+                .await
+                .unwrap(),
+            AnswerInput::Answered
+        );
+        assert_eq!(
+            store
+                .answer_input(&p, &s.id, &request.id, &json!("a"), now())
+                .await
+                .unwrap(),
+            AnswerInput::AlreadyAnswered
+        );
+        assert_eq!(
+            store
+                .answer_input(&p, &s.id, &InputRequestId::generate(), &answer, now())
+                .await
+                .unwrap(),
+            AnswerInput::NotFound
+        );
+        assert_eq!(
+            store
+                .answer_input(&other, &s.id, &request.id, &answer, now())
+                .await
+                .unwrap(),
+            AnswerInput::NotFound
+        );
+        let answered = store
+            .get_input_request(&p, &s.id, &request.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(answered.value, Some(answer));
+
+        // Metrics count the sessions.
+        let metrics = store.project_metrics(&p).await.unwrap();
+        assert_eq!(
+            (
+                metrics.total_sessions,
+                metrics.active_sessions,
+                metrics.error_sessions,
+                metrics.completed_sessions,
+                metrics.total_steps
+            ),
+            (2, 2, 0, 0, 6)
+        );
+
+        // Delete: the session with its events and input requests.
+        let actor_audit = audit(&p, actions::AGENT_SESSION_DELETE, &s.id);
+        assert!(!store.delete_session(&other, &s.id, &actor_audit).await.unwrap());
+        assert!(store.delete_session(&p, &s.id, &actor_audit).await.unwrap());
+        assert!(!store.delete_session(&p, &s.id, &actor_audit).await.unwrap());
+        assert_eq!(store.get_session(&p, &s.id).await.unwrap(), None);
+        assert!(store.events_after(&p, &s.id, 0, 100).await.unwrap().is_empty());
+        assert_eq!(
+            store.get_input_request(&p, &s.id, &request.id).await.unwrap(),
+            None
+        );
+        let audited = store
+            .list_audit(&p, &Default::default(), Page { limit: 10, offset: 0 })
+            .await
+            .unwrap()
+            .0;
+        assert_eq!(
+            audited
+                .iter()
+                .filter(|a| a.subject_id == s.id.as_str())
+                .map(|a| a.action.as_str())
+                .collect::<Vec<_>>(),
+            [actions::AGENT_SESSION_DELETE, actions::AGENT_SESSION_CREATE]
+        );
+    }
+
+    #[test]
+    fn signal_payloads_round_trip() {
+        let session_id = SessionId::generate();
+        for signal in [
+            AgentSignal::Event {
+                session_id: session_id.clone(),
+                seq: 42,
+            },
+            AgentSignal::Cancel {
+                session_id: session_id.clone(),
+            },
+            AgentSignal::Input {
+                session_id: session_id.clone(),
+            },
+        ] {
+            let payload = encode_signal(&signal);
+            assert!(payload.len() < 100, "{payload}");
+            assert_eq!(parse_signal(&payload), Some(signal));
+        }
+        assert_eq!(
+            encode_signal(&AgentSignal::Event {
+                session_id: SessionId::from_string("s"),
+                seq: 7
+            }),
+            "e:7:s"
+        );
+        for junk in ["", "e", "e:1", "e:x:s", "e:1:", "c:1:s", "x::s", "i::"] {
+            assert_eq!(parse_signal(junk), None, "{junk}");
+        }
+    }
+
+    #[tokio::test]
+    async fn sqlite_agent_store() {
+        let (store, _dir) = sqlite_store().await;
+        scenario(&store).await;
+        store
+            .notify(&AgentSignal::Cancel {
+                session_id: SessionId::generate(),
+            })
+            .await
+            .unwrap();
+        assert!(store.listen().await.unwrap().is_none());
+        store.close().await;
+    }
+
+    #[tokio::test]
+    async fn postgres_agent_store() {
+        let Some((url, base, schema)) = pg_schema().await else {
+            return;
+        };
+        let store = SqlStore::connect(&url).await.unwrap();
+        scenario(&store).await;
+        store.close().await;
+        drop_schema(&base, &schema).await;
+    }
+
+    #[tokio::test]
+    async fn postgres_listen_receives_appends_and_notifies() {
+        let Some((url, base, schema)) = pg_schema().await else {
+            return;
+        };
+        let listening = SqlStore::connect(&url).await.unwrap();
+        let writing = SqlStore::connect(&url).await.unwrap();
+        let mut signals = listening.listen().await.unwrap().expect("PostgreSQL listens");
+
+        let p = project(&writing).await;
+        let s = session(&p, now());
+        writing
+            .create_session(&s, &audit(&p, actions::AGENT_SESSION_CREATE, &s.id))
+            .await
+            .unwrap();
+        let turn = TurnId::generate();
+        let lease = now() + TimeDelta::seconds(60);
+        writing.begin_turn(&p, &s.id, &turn, lease).await.unwrap();
+        let body = EventBody::UserMessage { content: "hi".into() };
+        let stored = writing
+            .append_event(&p, &s.id, &turn, &event(body, None))
+            .await
+            .unwrap()
+            .unwrap();
+        writing
+            .notify(&AgentSignal::Input {
+                session_id: s.id.clone(),
+            })
+            .await
+            .unwrap();
+
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(10), signals.next())
+                .await
+                .expect("a signal within 10 s")
+                .expect("the stream goes on")
+        };
+        assert_eq!(
+            next().await,
+            AgentSignal::Event {
+                session_id: s.id.clone(),
+                seq: stored.seq
+            }
+        );
+        assert_eq!(
+            next().await,
+            AgentSignal::Input {
+                session_id: s.id.clone()
+            }
+        );
+
+        drop(signals);
+        writing.close().await;
+        listening.close().await;
+        drop_schema(&base, &schema).await;
+    }
+}
