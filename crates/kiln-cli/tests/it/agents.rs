@@ -76,6 +76,12 @@ agent_tests!(
         ..defaults()
     },
     input_requests_pause_the_turn_until_answered => defaults(),
+    time_and_token_limits_end_the_turn_and_idle_streams_get_heartbeats => RuntimeConfig {
+        max_turn_time: Duration::from_millis(600),
+        max_turn_tokens: 50,
+        heartbeat: Duration::from_millis(100),
+        ..defaults()
+    },
     a_block_waiting_for_input_gives_back_its_slot => RuntimeConfig {
         max_concurrent_blocks: 1,
         ..defaults()
@@ -833,7 +839,7 @@ async fn primitives_reach_data_ai_fetch_and_search(app: &TestApp, fake: &FakePro
         .unwrap();
     assert_eq!(
         search.raw.args.as_ref().unwrap()["summary"],
-        "\"reset password\" → 1 results"
+        "\"reset password\" → 1 result"
     );
     assert_eq!(
         results(&events)[0].1,
@@ -1130,4 +1136,64 @@ async fn a_block_waiting_for_input_gives_back_its_slot(app: &TestApp, fake: &Fak
         .unwrap();
     let rest = read_until(&mut stream, TurnEvent::is_terminal).await;
     assert_eq!(results(&rest)[0].1, Some(json!("yes")));
+}
+
+async fn time_and_token_limits_end_the_turn_and_idle_streams_get_heartbeats(
+    app: &TestApp,
+    fake: &FakeProvider,
+) {
+    let id = session(app, CreateSession::default()).await;
+    // A block that would run for 30 s; the turn has 0.6 s.
+    fake.push(code("while (true) {}").usage(5, 5));
+    let events = turn(app, &id, "Spin").await;
+    assert_eq!(error_code(&events), "time_limit");
+    // One call over the token budget.
+    fake.push(Reply::text("Long answer").usage(40, 20));
+    let events = turn(app, &id, "Talk").await;
+    assert_eq!(error_code(&events), "token_limit");
+    let TurnEventKind::Error { message, .. } = terminal(&events) else {
+        unreachable!()
+    };
+    assert!(
+        message.contains("60 tokens") && message.contains("50"),
+        "{message}"
+    );
+    assert_eq!(status(app, &id).await, "error");
+
+    // Time waiting for a person does not count, and the open stream gets
+    // `: ping` comments meanwhile.
+    fake.push(code("await input('Still there?')").usage(5, 5));
+    fake.push(Reply::text("ok").usage(5, 5));
+    let response = app
+        .http()
+        .post(app.url(&format!("/api/sdk/agents/{id}/run")))
+        .header("X-API-Key", &app.key)
+        .json(&json!({ "message": "Ask" }))
+        .send()
+        .await
+        .unwrap();
+    let mut body = response.bytes_stream();
+    let mut text = String::new();
+    while !text.contains("event: input_request") {
+        text.push_str(&String::from_utf8_lossy(&body.next().await.unwrap().unwrap()));
+    }
+    let request_id = text
+        .split("\"request_id\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    app.client
+        .respond_to_input(&id, &request_id, json!("yes"))
+        .await
+        .unwrap();
+    while let Some(chunk) = body.next().await {
+        text.push_str(&String::from_utf8_lossy(&chunk.unwrap()));
+    }
+    assert!(text.contains("\n: ping\n\n"), "heartbeats while waiting: {text}");
+    assert!(
+        text.contains("event: done\n"),
+        "the wait did not count against 0.6 s: {text}"
+    );
 }

@@ -313,6 +313,46 @@ async fn kiln_binary_end_to_end() {
     let (ok, _, err) = remote(&["upload", "--index", "nope", &pattern]);
     assert!(!ok && err.contains("no index named"), "{err}");
 
+    // `kiln run` on the offline model: it searches the index and quotes;
+    // `kiln sessions` lists, shows and deletes the session.
+    let (ok, out, err) = remote(&[
+        "run",
+        "--index",
+        "handbook",
+        "--system",
+        "You are an HR assistant",
+        "How long is parental leave?",
+    ]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("```js") && out.contains("search("),
+        "the code is shown: {out}"
+    );
+    assert!(out.contains("[search]"), "primitive calls are shown: {out}");
+    assert!(
+        out.contains("sixteen weeks"),
+        "the answer quotes the handbook: {out}"
+    );
+    assert!(err.contains("done:"), "{err}");
+    let session = client.list_sessions(None, None).await.unwrap()[0].clone();
+    assert!(err.contains(&session.id), "the session id is printed: {err}");
+    assert_eq!(session.system_prompt, "You are an HR assistant");
+    assert_eq!(session.index_ids.as_ref().map(Vec::len), Some(1));
+    let (ok, out, err) = remote(&["run", "--session", &session.id, "--json", "Where are badges?"]);
+    assert!(ok, "{err}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "done", "{out}");
+    let (ok, out, _) = remote(&["sessions", "list"]);
+    assert!(ok && out.contains(&session.id) && out.contains("active"), "{out}");
+    let (ok, out, _) = remote(&["sessions", "show", &session.id]);
+    assert!(
+        ok && out.contains("user_message") && out.contains("execute_js_result"),
+        "{out}"
+    );
+    assert!(remote(&["sessions", "delete", &session.id]).0);
+    let (ok, _, err) = remote(&["sessions", "show", &session.id]);
+    assert!(!ok && err.contains("not found"), "{err}");
+
     assert!(remote(&["index", "delete", "handbook"]).0);
     assert!(client.list_indexes().await.unwrap().is_empty());
 
@@ -405,4 +445,67 @@ async fn kiln_binary_end_to_end() {
     again.terminate();
     assert!(!second_log.contains("first start"), "{second_log}");
     assert_eq!(find_key(&second_log), None, "no key printed on later starts");
+}
+
+/// `kiln run` answers an `input()` question on the terminal (stdin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_run_asks_input_questions_on_the_terminal() {
+    use kiln_providers::fake::{FakeProvider, Reply};
+    let root = tempfile::tempdir().unwrap();
+    let data_dir = root.path().join("data");
+    let server = serve(&data_dir, "run.log").await;
+    let key = find_key(&server.stderr()).expect("the banner prints a key");
+    let client = Client::new(&server.base_url, &key).unwrap();
+    let fake = FakeProvider::start().await;
+    let vault = client
+        .create_secret_vault(&CreateSecretVault {
+            name: "llm".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    client.put_secret(&vault.id, "openai_api_key", "k").await.unwrap();
+    client
+        .put_secret(&vault.id, "openai_base_url", &fake.openai_base_url())
+        .await
+        .unwrap();
+    client.set_project_vault(Some(&vault.id)).await.unwrap();
+    fake.push(Reply::tool_call(
+        "execute_js",
+        serde_json::json!({ "code": "await input({ type: 'choice', message: 'Which colour?', options: ['red', 'blue'] })" }),
+    ));
+    fake.push(Reply::text("You picked blue."));
+
+    let mut child = Command::new(KILN)
+        .args(["run", "--model", "openai/gpt-test", "Pick a colour for me"])
+        .args(["--url", &server.base_url, "--api-key", &key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(b"2\n").unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8(output.stdout).unwrap();
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(
+        out.contains("Which colour?") && out.contains("1) red") && out.contains("2) blue"),
+        "{out}"
+    );
+    assert!(out.contains("→ blue"), "the answer went back to the code: {out}");
+    assert!(out.contains("You picked blue."), "{out}");
+    let request = &fake.requests()[1].body;
+    let tool = request["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .unwrap();
+    assert_eq!(tool["content"], "blue");
+    server.terminate();
 }

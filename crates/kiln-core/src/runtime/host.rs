@@ -212,7 +212,12 @@ impl Turn {
                 })
             })
             .collect();
-        let summary = format!("\"{}\" → {} results", short(&query, 80), results.len());
+        let summary = format!(
+            "\"{}\" → {} result{}",
+            short(&query, 80),
+            results.len(),
+            if results.len() == 1 { "" } else { "s" }
+        );
         Ok((Value::Array(results), summary))
     }
 
