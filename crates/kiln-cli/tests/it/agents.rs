@@ -885,6 +885,10 @@ async fn primitives_reach_data_ai_fetch_and_search(app: &TestApp, fake: &FakePro
 
 async fn the_stream_is_framed_as_the_contract_says(app: &TestApp, fake: &FakeProvider) {
     fake.push(Reply::text("Thinking first.\n```js\n'line one\\nline two'\n```"));
+    // Control characters take six bytes each once escaped.
+    fake.push(code(
+        "console.log('\\u0001'.repeat(30000)); '\\u0002'.repeat(30000)",
+    ));
     fake.push(Reply::text("Answer with\na newline."));
     let id = session(app, CreateSession::default()).await;
     let response = app
@@ -927,13 +931,19 @@ async fn the_stream_is_framed_as_the_contract_says(app: &TestApp, fake: &FakePro
             "sandbox_event",
             "execute_js",
             "execute_js_result",
+            "execute_js",
+            "execute_js_result",
             "response",
             "done"
         ]
     );
+    assert!(
+        body.lines().all(|l| l.len() < 64 * 1024),
+        "every line under 64 KiB"
+    );
     assert!(!body.contains("\r"));
     let done: Value =
-        serde_json::from_str(events[4].lines().nth(2).unwrap().strip_prefix("data: ").unwrap()).unwrap();
+        serde_json::from_str(events[6].lines().nth(2).unwrap().strip_prefix("data: ").unwrap()).unwrap();
     assert_eq!(done["summary"]["session_id"], id.as_str());
     assert_eq!(
         done.as_object().unwrap().len(),

@@ -231,11 +231,11 @@ fn event_stream(id: SessionId, events: EventFollow) -> Response {
         let event = match item {
             FollowItem::Event(stored) => {
                 let wire = convert::agent_event(&session_id, stored.body.clone());
-                let data = serde_json::to_string(&wire).expect("events serialise");
+                let kind = wire.kind.clone();
                 Event::default()
                     .id(stored.seq.to_string())
-                    .event(wire.kind)
-                    .data(data)
+                    .event(kind)
+                    .data(data_line(wire))
             }
             FollowItem::Idle => Event::default().comment("ping"),
         };
@@ -247,4 +247,54 @@ fn event_stream(id: SessionId, events: EventFollow) -> Response {
     headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
+}
+
+/// The longest `data:` line written; the Go client fails on lines of 64 KiB.
+const MAX_DATA_LINE: usize = 60 * 1024;
+
+/// `event` as one compact JSON line under [`MAX_DATA_LINE`]. Contents are
+/// already cut where they are made, but escaping can grow them (a control
+/// character takes six bytes), so an oversized line is cut further, halving
+/// the room of `content`, `result` and each `args` value until it fits.
+fn data_line(event: kiln_api::AgentEvent) -> String {
+    let line = serde_json::to_string(&event).expect("events serialise");
+    if line.len() <= MAX_DATA_LINE {
+        return line;
+    }
+    let cut = |text: &str, max: usize| -> String {
+        if text.len() <= max {
+            return text.to_owned();
+        }
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        format!("{}… [truncated]", &text[..end])
+    };
+    let render = |value: &serde_json::Value| match value {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let mut room = 8 * 1024;
+    loop {
+        let mut smaller = event.clone();
+        smaller.content = event.content.as_deref().map(|c| cut(c, room));
+        smaller.result = event
+            .result
+            .as_ref()
+            .map(|r| serde_json::Value::String(cut(&render(r), room)));
+        if let Some(args) = smaller.args.as_mut() {
+            for value in args.values_mut() {
+                let text = render(value);
+                if text.len() > room / 4 {
+                    *value = serde_json::Value::String(cut(&text, room / 4));
+                }
+            }
+        }
+        let line = serde_json::to_string(&smaller).expect("events serialise");
+        if line.len() <= MAX_DATA_LINE || room < 64 {
+            return line;
+        }
+        room /= 2;
+    }
 }
