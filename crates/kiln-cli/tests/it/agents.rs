@@ -95,6 +95,7 @@ agent_tests!(
     dropped_streams_resume_from_a_cursor => defaults(),
     primitives_reach_data_ai_fetch_and_search => defaults(),
     the_offline_model_searches_and_quotes => defaults(),
+    function_call_tools_stream_as_tool_calls => defaults(),
     the_stream_is_framed_as_the_contract_says => defaults(),
     a_reader_on_another_server_follows_and_controls_the_turn => defaults(),
     turns_of_a_dead_server_are_ended_at_the_next_start => defaults(),
@@ -1206,4 +1207,127 @@ async fn time_and_token_limits_end_the_turn_and_idle_streams_get_heartbeats(
         text.contains("event: done\n"),
         "the wait did not count against 0.6 s: {text}"
     );
+}
+
+async fn function_call_tools_stream_as_tool_calls(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let index = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "faq".into(),
+            description: Some("Answers".into()),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let id = session(
+        app,
+        CreateSession {
+            tools: Some(vec!["list_stores".into()]),
+            ..Default::default()
+        },
+    )
+    .await;
+    fake.push(
+        Reply::tool_calls(vec![
+            ("list_stores", json!({})),
+            ("fetch", json!({ "url": "http://x" })),
+        ])
+        .usage(9, 4),
+    );
+    fake.push(Reply::text("You have one index."));
+    let events = turn(app, &id, "What can you search?").await;
+    assert_eq!(
+        types(&events),
+        [
+            "sandbox_event",
+            "tool_call",
+            "tool_result",
+            "tool_call",
+            "tool_result",
+            "response",
+            "done"
+        ]
+    );
+    // The model call's tokens sit on the event that closes it, never on a tool event.
+    assert_eq!(
+        events[0].raw.tokens.map(|t| (t.prompt, t.completion)),
+        Some((9, 4))
+    );
+    assert!(events[1..5].iter().all(|e| e.raw.tokens.is_none()));
+    match &events[2].kind {
+        TurnEventKind::ToolResult { tool, result, .. } => {
+            assert_eq!(tool, "list_stores");
+            assert_eq!(result.as_ref().unwrap()[0]["id"], index.id.as_str());
+            assert_eq!(result.as_ref().unwrap()[0]["name"], "faq");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &events[4].kind {
+        TurnEventKind::ToolResult { tool, result, .. } => {
+            assert_eq!(tool, "fetch");
+            assert_eq!(
+                result.as_ref().unwrap()["error"],
+                "unknown tool: fetch",
+                "not in the session's tools"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // Both results went back to the model, each answering its call.
+    let messages = fake.requests()[1].body["messages"].clone();
+    let tools: Vec<&Value> = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .collect();
+    assert_eq!(tools.len(), 2);
+    let assistant = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "assistant")
+        .unwrap();
+    assert_eq!(assistant["tool_calls"].as_array().unwrap().len(), 2);
+    assert_eq!(tools[0]["tool_call_id"], assistant["tool_calls"][0]["id"]);
+    assert_eq!(tools[1]["tool_call_id"], assistant["tool_calls"][1]["id"]);
+}
+
+/// Without `--allow-private-network`, the sandbox's `fetch()` refuses
+/// loopback (the fake stands in for an internal service here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_refuses_private_addresses_unless_allowed() {
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        provider_env: vec![
+            ("openai_api_key", "test-key".to_owned()),
+            ("openai_base_url", fake.openai_base_url()),
+            ("default_model", "openai/gpt-test".to_owned()),
+        ],
+        allow_private_network: false,
+        ..TestOptions::default()
+    };
+    let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
+    let url = format!("{}/v1/models", fake.base_url());
+    fake.push(code(&format!(
+        "try {{ await fetch({url:?}) }} catch (e) {{ e.message }}"
+    )));
+    fake.push(code(
+        "try { await fetch('http://169.254.169.254/latest/meta-data/') } catch (e) { e.message }",
+    ));
+    fake.push(Reply::text("ok"));
+    let id = session(&app, CreateSession::default()).await;
+    let events = turn(&app, &id, "Fetch").await;
+    let results = results(&events);
+    for (content, _, _) in &results {
+        assert!(content.starts_with("fetch refused"), "{content}");
+        assert!(content.contains("--allow-private-network"), "{content}");
+    }
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        fake.request_count(),
+        3,
+        "nothing reached the fake but the model calls"
+    );
+    app.stop().await;
 }
