@@ -111,6 +111,9 @@ impl RunningServer {
                 task.abort();
             }
         }
+        // The server may have drained before every turn ended (turns run
+        // detached from requests): end them before the store closes.
+        kiln.interrupt_turns(Duration::from_secs(2)).await;
         // An interrupted ingestion is claimed again: at the next start on
         // SQLite, after its lease on PostgreSQL.
         for worker in workers {

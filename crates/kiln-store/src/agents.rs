@@ -193,7 +193,7 @@ impl From<InputRequestRow> for InputRequest {
 pub(crate) fn encode_signal(signal: &AgentSignal) -> String {
     match signal {
         AgentSignal::Event { session_id, seq } => format!("e:{seq}:{session_id}"),
-        AgentSignal::Cancel { session_id } => format!("c::{session_id}"),
+        AgentSignal::Cancel { session_id, turn_id } => format!("c:{turn_id}:{session_id}"),
         AgentSignal::Input { session_id } => format!("i::{session_id}"),
     }
 }
@@ -211,7 +211,10 @@ pub(crate) fn parse_signal(payload: &str) -> Option<AgentSignal> {
             session_id,
             seq: seq.parse().ok()?,
         }),
-        ("c", "") => Some(AgentSignal::Cancel { session_id }),
+        ("c", turn) if !turn.is_empty() => Some(AgentSignal::Cancel {
+            session_id,
+            turn_id: TurnId::from_string(turn),
+        }),
         ("i", "") => Some(AgentSignal::Input { session_id }),
         _ => None,
     }
@@ -582,27 +585,29 @@ impl AgentStore for SqlStore {
         &self,
         project_id: &ProjectId,
         id: &SessionId,
+        turn: Option<&TurnId>,
         changes: &Map<String, Value>,
-    ) -> StoreResult<Map<String, Value>> {
+    ) -> StoreResult<Option<Map<String, Value>>> {
         // SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL
         // needs the row lock for the read-modify-write.
         let lock = match self.kind() {
             DatabaseKind::Postgres => " FOR UPDATE",
             DatabaseKind::Sqlite => "",
         };
-        let select = format!("SELECT data FROM agent_sessions WHERE id = $1 AND project_id = $2{lock}");
+        let claim = if turn.is_some() { " AND turn_id = $3" } else { "" };
+        let select =
+            format!("SELECT data FROM agent_sessions WHERE id = $1 AND project_id = $2{claim}{lock}");
         write_tx!(self, |tx| {
-            let row = sqlx::query(AssertSqlSafe(select))
+            let mut query = sqlx::query(AssertSqlSafe(select))
                 .bind(id.as_str())
-                .bind(project_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?;
+                .bind(project_id.as_str());
+            if let Some(turn) = turn {
+                query = query.bind(turn.as_str());
+            }
+            let row = query.fetch_optional(&mut *tx).await.map_err(db_err)?;
             let Some(row) = row else {
-                // The session is gone (deleted under the turn).
-                return Err(StoreError::ForeignKeyViolation(format!(
-                    "agent session `{id}` does not exist"
-                )));
+                // The session is gone, or the turn no longer holds it.
+                return Ok(None);
             };
             let Json(mut data): Json<Map<String, Value>> = row.try_get("data").map_err(db_err)?;
             for (key, value) in changes {
@@ -620,7 +625,7 @@ impl AgentStore for SqlStore {
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(data)
+            Ok(Some(data))
         })
     }
 
@@ -1090,18 +1095,40 @@ mod tests {
         let mut changes = Map::new();
         changes.insert("a".into(), json!(1));
         changes.insert("b".into(), json!({"x": [1, 2]}));
-        let data = store.update_session_data(&p, &s.id, &changes).await.unwrap();
+        let data = store
+            .update_session_data(&p, &s.id, None, &changes)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(Value::Object(data), json!({"a": 1, "b": {"x": [1, 2]}}));
         let mut changes = Map::new();
         changes.insert("a".into(), Value::Null);
         changes.insert("c".into(), json!("three"));
-        let data = store.update_session_data(&p, &s.id, &changes).await.unwrap();
+        let data = store
+            .update_session_data(&p, &s.id, None, &changes)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(
             Value::Object(data.clone()),
             json!({"b": {"x": [1, 2]}, "c": "three"})
         );
         assert_eq!(store.get_session(&p, &s.id).await.unwrap().unwrap().data, data);
-        assert!(store.update_session_data(&other, &s.id, &changes).await.is_err());
+        assert_eq!(
+            store
+                .update_session_data(&other, &s.id, None, &changes)
+                .await
+                .unwrap(),
+            None
+        );
+        let stale = TurnId::generate();
+        assert_eq!(
+            store
+                .update_session_data(&p, &s.id, Some(&stale), &changes)
+                .await
+                .unwrap(),
+            None
+        );
 
         // Input requests.
         let request = InputRequest {
@@ -1210,6 +1237,7 @@ mod tests {
             },
             AgentSignal::Cancel {
                 session_id: session_id.clone(),
+                turn_id: TurnId::from_string("t1"),
             },
             AgentSignal::Input {
                 session_id: session_id.clone(),
@@ -1226,7 +1254,7 @@ mod tests {
             }),
             "e:7:s"
         );
-        for junk in ["", "e", "e:1", "e:x:s", "e:1:", "c:1:s", "x::s", "i::"] {
+        for junk in ["", "e", "e:1", "e:x:s", "e:1:", "c::s", "x::s", "i::"] {
             assert_eq!(parse_signal(junk), None, "{junk}");
         }
     }
@@ -1238,6 +1266,7 @@ mod tests {
         store
             .notify(&AgentSignal::Cancel {
                 session_id: SessionId::generate(),
+                turn_id: TurnId::generate(),
             })
             .await
             .unwrap();

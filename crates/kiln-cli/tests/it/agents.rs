@@ -673,14 +673,41 @@ async fn cancel_stops_a_running_turn(app: &TestApp, fake: &FakeProvider) {
     // While waiting for input; then the session takes turns again.
     fake.push(code("await input('Sure?')"));
     let mut stream = c.run_agent(&id, "Ask").await.unwrap();
-    read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    let request = input_request(seen.last().unwrap());
     assert_eq!(c.cancel_session(&id).await.unwrap().session.status, "active");
     assert_eq!(
         error_code(&read_until(&mut stream, TurnEvent::is_terminal).await),
         "cancelled"
     );
+    api_err(
+        c.respond_to_input(&id, &request.request_id, json!("yes")).await,
+        400,
+        "input_expired",
+    );
     fake.push(Reply::text("back"));
     assert_eq!(types(&turn(app, &id, "hello").await), ["response", "done"]);
+    // The calls cancelled turns left without a result were answered in the
+    // history (function-calling APIs refuse a call without one).
+    let messages = fake.requests().last().unwrap().body["messages"].clone();
+    let ended = messages
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool" && m["content"] == "The turn ended before this call finished.")
+        .count();
+    assert_eq!(ended, 2, "{messages:#}");
+
+    // Deleting a session ends its running turn for every reader.
+    fake.push(Reply::hang());
+    let stream = c.run_agent(&id, "Think").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c.delete_session(&id).await.unwrap();
+    let events = tokio::time::timeout(Duration::from_secs(5), stream.collect_turn())
+        .await
+        .expect("the stream ends")
+        .unwrap();
+    assert_eq!(error_code(&events), "session_deleted");
 }
 
 async fn a_busy_session_and_bad_runs_are_refused_before_streaming(app: &TestApp, fake: &FakeProvider) {
@@ -1207,6 +1234,16 @@ async fn time_and_token_limits_end_the_turn_and_idle_streams_get_heartbeats(
         text.contains("event: done\n"),
         "the wait did not count against 0.6 s: {text}"
     );
+
+    // An `input()` aborted with its block (a sibling call failed) gives the
+    // clock back: the next block is still bounded by the turn's time.
+    fake.push(code("await Promise.all([input('Never answered'), fetch('not a url')])").usage(5, 5));
+    fake.push(code("while (true) {}").usage(5, 5));
+    let events = tokio::time::timeout(Duration::from_secs(10), turn(app, &id, "Both"))
+        .await
+        .expect("the turn ends on its time limit");
+    assert!(results(&events)[0].2.is_some(), "the first block failed");
+    assert_eq!(error_code(&events), "time_limit");
 }
 
 async fn function_call_tools_stream_as_tool_calls(app: &TestApp, fake: &FakeProvider) {

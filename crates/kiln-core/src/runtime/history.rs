@@ -23,10 +23,14 @@ pub(crate) fn messages<'a>(
     // are tool calls (else the code came fenced).
     let mut reply: Option<usize> = None;
     let mut pending_text = String::new();
-    let mut last_call: Option<Option<String>> = None;
+    // Tool-call ids without their result yet, oldest first (`None`: fenced
+    // code, answered in text). Calls run one after another, so results
+    // come in this order.
+    let mut open: std::collections::VecDeque<Option<String>> = Default::default();
     for event in events {
         match event {
             EventBody::UserMessage { content } => {
+                close_unanswered(&mut out, &mut open);
                 reply = None;
                 out.push(Message::new(Role::User, content.clone()));
             }
@@ -68,11 +72,11 @@ pub(crate) fn messages<'a>(
                         reply = Some(out.len() - 1);
                     }
                 }
-                last_call = Some(call_id.clone());
+                open.push_back(call_id.clone());
             }
             EventBody::ExecuteJsResult { content, .. } => {
                 let content = truncate_text(content, MAX_EVENT_CONTENT_BYTES);
-                match last_call.take() {
+                match open.pop_front() {
                     Some(Some(id)) => out.push(tool_message(id, content)),
                     _ => out.push(Message::new(
                         Role::User,
@@ -90,22 +94,23 @@ pub(crate) fn messages<'a>(
                 let text = std::mem::take(&mut pending_text);
                 let starts_reply = reply.is_none();
                 push_call(&mut out, &mut reply, starts_reply, text, call);
-                last_call = Some(Some(id));
+                open.push_back(Some(id));
             }
             EventBody::ToolResult { content, .. } => {
-                if let Some(Some(id)) = last_call.take() {
+                if let Some(Some(id)) = open.pop_front() {
                     out.push(tool_message(id, truncate_text(content, MAX_EVENT_CONTENT_BYTES)));
                 }
             }
             EventBody::Response { content, .. } => {
+                close_unanswered(&mut out, &mut open);
                 out.push(Message::new(Role::Assistant, content.clone()));
                 reply = None;
                 pending_text.clear();
             }
             EventBody::Error { .. } | EventBody::Done { .. } => {
+                close_unanswered(&mut out, &mut open);
                 reply = None;
                 pending_text.clear();
-                last_call = None;
             }
             EventBody::SandboxEvent { .. }
             | EventBody::DataUpdate { .. }
@@ -113,6 +118,17 @@ pub(crate) fn messages<'a>(
         }
     }
     trim(out, max_chars)
+}
+
+/// Answers the calls a turn ended without answering (cancelled, timed out),
+/// as function-calling APIs refuse a call without its result.
+fn close_unanswered(out: &mut Vec<Message>, open: &mut std::collections::VecDeque<Option<String>>) {
+    for id in open.drain(..).flatten() {
+        out.push(tool_message(
+            id,
+            "The turn ended before this call finished.".to_owned(),
+        ));
+    }
 }
 
 fn tool_message(id: String, content: String) -> Message {
@@ -218,6 +234,28 @@ mod tests {
         assert_eq!(m[2].tool_call_id.as_deref(), Some("a"));
         assert_eq!(m[3].tool_call_id.as_deref(), Some("b"));
         assert_eq!(m[4].content, "done");
+    }
+
+    #[test]
+    fn a_call_the_turn_ended_without_answering_gets_an_answer() {
+        let events = vec![
+            EventBody::UserMessage { content: "q".into() },
+            EventBody::ExecuteJs {
+                code: "while (true) {}".into(),
+                tokens: tokens(),
+                call_id: Some("a".into()),
+            },
+            EventBody::Error {
+                message: "the turn was cancelled".into(),
+                code: "cancelled".into(),
+            },
+            EventBody::UserMessage { content: "q2".into() },
+        ];
+        let m = messages(&events, usize::MAX);
+        let roles: Vec<Role> = m.iter().map(|m| m.role).collect();
+        assert_eq!(roles, [Role::User, Role::Assistant, Role::Tool, Role::User]);
+        assert_eq!(m[2].tool_call_id.as_deref(), Some("a"));
+        assert!(m[2].content.contains("ended before"));
     }
 
     #[test]

@@ -29,6 +29,10 @@ const MAX_DATA_CHANGE_BYTES: usize = 256 * 1024;
 /// How often a turn waiting for input looks at the database when no
 /// wake-up came (a missed notification costs at most this).
 const INPUT_POLL: Duration = Duration::from_secs(5);
+/// Bounds of an `input()` question (its event must fit one SSE line).
+const MAX_INPUT_MESSAGE_BYTES: usize = 4 * 1024;
+const MAX_INPUT_OPTIONS: usize = 50;
+const MAX_INPUT_OPTION_BYTES: usize = 200;
 
 const PRIMITIVES: [&str; 6] = ["search", "fetch", "ai", "input", "data.get", "data.set"];
 
@@ -387,26 +391,21 @@ impl Turn {
                     SessionStatus::Error,
                 ))
             })?;
-        self.pause(true);
-        let asked = self
-            .emit(
-                EventBody::InputRequest {
-                    request_id: request.id.to_string(),
-                    input_type,
-                    message,
-                    options,
-                    placeholder,
-                },
-                Some(SessionStatus::AwaitingInput),
-            )
-            .await;
-        if let Err(stop) = asked {
-            self.pause(false);
-            return Err(stop.message);
-        }
-        let answer = self.wait_for_answer(&request.id).await;
-        self.pause(false);
-        let value = answer?;
+        let paused = self.pause();
+        self.emit(
+            EventBody::InputRequest {
+                request_id: request.id.to_string(),
+                input_type,
+                message,
+                options,
+                placeholder,
+            },
+            Some(SessionStatus::AwaitingInput),
+        )
+        .await
+        .map_err(|stop| stop.message)?;
+        let value = self.wait_for_answer(&request.id).await?;
+        drop(paused);
         self.emit(
             EventBody::SandboxEvent {
                 kind: "input".into(),
@@ -424,6 +423,7 @@ impl Turn {
     async fn wait_for_answer(&self, id: &InputRequestId) -> Result<Value, String> {
         let timeout = self.runtime().config.input_timeout;
         let deadline = Instant::now() + timeout;
+        let mut answers = self.control.input.subscribe();
         loop {
             let request = self
                 .kiln
@@ -446,7 +446,7 @@ impl Turn {
                 )));
             }
             tokio::select! {
-                () = self.control.input.notified() => {}
+                _ = answers.changed() => {}
                 () = tokio::time::sleep(left.min(INPUT_POLL)) => {}
             }
         }
@@ -492,9 +492,15 @@ impl Turn {
         }
         self.kiln
             .store
-            .update_session_data(&self.ctx.project.id, &self.session.id, &changes)
+            .update_session_data(
+                &self.ctx.project.id,
+                &self.session.id,
+                Some(&self.turn_id),
+                &changes,
+            )
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .ok_or("the turn has ended")?;
         let keys: Vec<&str> = changes.keys().map(String::as_str).collect();
         let summary = format!("set {}", short(&keys.join(", "), 80));
         self.emit(EventBody::DataUpdate { changes }, None)
@@ -527,12 +533,28 @@ fn parse_input_spec(spec: Value) -> Result<(String, String, Vec<String>, String)
         .and_then(Value::as_array)
         .map(|o| o.iter().map(render).collect())
         .unwrap_or_default();
+    if message.len() > MAX_INPUT_MESSAGE_BYTES {
+        return Err(format!(
+            "an input message takes at most {MAX_INPUT_MESSAGE_BYTES} bytes"
+        ));
+    }
+    if options.len() > MAX_INPUT_OPTIONS || options.iter().any(|o| o.len() > MAX_INPUT_OPTION_BYTES) {
+        return Err(format!(
+            "an input takes at most {MAX_INPUT_OPTIONS} options of at most {MAX_INPUT_OPTION_BYTES} bytes each"
+        ));
+    }
     if input_type == "choice" && options.is_empty() {
         return Err(
             "a choice input needs options: input({type: \"choice\", message, options: [...]})".to_owned(),
         );
     }
-    let placeholder = spec.get("placeholder").map(render).unwrap_or_default();
+    let placeholder: String = spec
+        .get("placeholder")
+        .map(render)
+        .unwrap_or_default()
+        .chars()
+        .take(200)
+        .collect();
     let options = if input_type == "choice" {
         options
     } else {

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{broadcast, watch};
 
 use crate::ids::{SessionId, TurnId};
 use crate::runtime::SessionStatus;
@@ -42,7 +42,8 @@ pub(crate) struct Stop {
 pub(crate) struct TurnControl {
     pub(crate) turn_id: TurnId,
     pub(crate) stop: watch::Sender<Option<Stop>>,
-    pub(crate) input: Arc<Notify>,
+    /// Bumped when an input answer arrives; every waiting `input()` looks.
+    pub(crate) input: Arc<watch::Sender<u64>>,
 }
 
 impl TurnControl {
@@ -92,7 +93,7 @@ impl Hub {
         let control = TurnControl {
             turn_id: turn_id.clone(),
             stop: watch::channel(None).0,
-            input: Arc::new(Notify::new()),
+            input: Arc::new(watch::channel(0).0),
         };
         self.turns
             .lock()
@@ -116,14 +117,15 @@ impl Hub {
             .cloned()
     }
 
-    /// Stops the session's turn if it runs here.
-    pub(crate) fn stop_local(&self, session: &SessionId, stop: Stop) -> bool {
+    /// Stops the session's turn if it runs here (and, with `turn`, is that
+    /// turn: a cancel meant for a turn that ended must not stop the next).
+    pub(crate) fn stop_local(&self, session: &SessionId, turn: Option<&TurnId>, stop: Stop) -> bool {
         match self.local(session) {
-            Some(control) => {
+            Some(control) if turn.is_none_or(|t| *t == control.turn_id) => {
                 control.stop(stop);
                 true
             }
-            None => false,
+            _ => false,
         }
     }
 
@@ -145,7 +147,7 @@ impl Hub {
     /// Tells the session's turn, if it runs here, that an answer arrived.
     pub(crate) fn input_arrived(&self, session: &SessionId) {
         if let Some(control) = self.local(session) {
-            control.input.notify_one();
+            control.input.send_modify(|n| *n += 1);
         }
     }
 
@@ -153,8 +155,8 @@ impl Hub {
     pub(crate) fn on_signal(&self, signal: AgentSignal, cancel: impl FnOnce() -> Stop) {
         match signal {
             AgentSignal::Event { session_id, seq } => self.publish(&session_id, Wake::Seq(seq)),
-            AgentSignal::Cancel { session_id } => {
-                self.stop_local(&session_id, cancel());
+            AgentSignal::Cancel { session_id, turn_id } => {
+                self.stop_local(&session_id, Some(&turn_id), cancel());
             }
             AgentSignal::Input { session_id } => self.input_arrived(&session_id),
         }

@@ -31,6 +31,8 @@ pub const SESSIONS_MAX_LIMIT: i64 = 200;
 pub const MAX_TURN_MESSAGE_BYTES: usize = 256 * 1024;
 /// Events read from the log per round by a reader.
 const READ_BATCH: i64 = 256;
+/// Failed log reads in a row before a reader gives up with an error event.
+const READ_ATTEMPTS: u32 = 3;
 /// How long `cancel` waits for the turn's own end before ending it itself.
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
 
@@ -213,9 +215,26 @@ impl Kiln {
         Ok((session, steps))
     }
 
-    /// Deletes the session; a turn running here stops (one running
-    /// elsewhere stops at its next event, when it finds its claim gone).
+    /// Deletes the session. A running turn ends first (its readers get an
+    /// `error` with code `session_deleted`), wherever it runs.
     pub async fn delete_session(&self, ctx: &AuthContext, id: &SessionId) -> Result<()> {
+        let session = self.get_session(ctx, id).await?;
+        if let Some(turn_id) = &session.turn_id {
+            let stop = Stop::new(SESSION_DELETED, "the session was deleted", SessionStatus::Active);
+            self.end_turn(&ctx.project.id, id, turn_id, stop.clone()).await;
+            if let Some(runtime) = self.runtime.as_deref()
+                && !runtime.hub.stop_local(id, Some(turn_id), stop)
+                && let Err(e) = self
+                    .store
+                    .notify(&AgentSignal::Cancel {
+                        session_id: id.clone(),
+                        turn_id: turn_id.clone(),
+                    })
+                    .await
+            {
+                tracing::warn!(error = %e, "telling other servers about a deleted session failed");
+            }
+        }
         let audit = NewAudit::new(
             &ctx.project.id,
             &Actor::api_key(ctx.key_id.clone()),
@@ -225,16 +244,14 @@ impl Kiln {
         if !self.store.delete_session(&ctx.project.id, id, &audit).await? {
             return Err(Error::not_found(EntityKind::Session, id));
         }
-        if let Some(runtime) = self.runtime.as_deref() {
-            runtime.hub.stop_local(id, Stop::cancelled());
-        }
         Ok(())
     }
 
     /// Starts a turn and returns its event stream (from the turn's first
     /// event to its terminal one), with the sequence number of the user
     /// message (the cursor to resume from before any event arrived). The
-    /// turn runs on its own: dropping the stream does not stop it.
+    /// turn runs in a task of its own from the moment the session is
+    /// claimed: neither a dropped stream nor a dropped request stops it.
     pub async fn run_turn(
         self: &Arc<Self>,
         ctx: &AuthContext,
@@ -271,50 +288,69 @@ impl Kiln {
             }
             BeginTurn::NotFound => return Err(Error::not_found(EntityKind::Session, id)),
         }
-        let control = runtime.hub.register(id, &turn_id);
         // Subscribe before the first append, so the reader misses nothing.
         let wakes = runtime.hub.subscribe(id);
-        let history = self.history(&ctx.project.id, id).await;
-        let history = match history {
-            Ok(history) => history,
-            Err(e) => {
-                runtime.hub.unregister(id, &turn_id);
-                self.end_turn(&ctx.project.id, id, &turn_id, internal_stop())
-                    .await;
-                return Err(e);
+        let control = runtime.hub.register(id, &turn_id);
+        let (started_tx, started) = tokio::sync::oneshot::channel();
+        let kiln = self.clone();
+        let reader_project = ctx.project.id.clone();
+        let ctx = ctx.clone();
+        let session_id = id.clone();
+        let message = message.to_owned();
+        tokio::spawn(async move {
+            let project_id = ctx.project.id.clone();
+            let failed = |stop: Stop| {
+                let kiln = kiln.clone();
+                let (project_id, session_id, turn_id) =
+                    (project_id.clone(), session_id.clone(), turn_id.clone());
+                async move {
+                    kiln.end_turn(&project_id, &session_id, &turn_id, stop).await;
+                    if let Some(runtime) = kiln.runtime.as_deref() {
+                        runtime.hub.unregister(&session_id, &turn_id);
+                    }
+                }
+            };
+            let history = match kiln.history(&project_id, &session_id).await {
+                Ok(history) => history,
+                Err(e) => {
+                    failed(internal_stop()).await;
+                    let _ = started_tx.send(Err(e));
+                    return;
+                }
+            };
+            let turn = Arc::new(Turn::new(
+                kiln.clone(),
+                ctx,
+                session,
+                turn_id.clone(),
+                control,
+                model,
+                history,
+            ));
+            match turn.emit(EventBody::UserMessage { content: message }, None).await {
+                Ok(seq) => {
+                    let _ = started_tx.send(Ok(seq));
+                }
+                Err(stop) => {
+                    failed(stop).await;
+                    let _ = started_tx.send(Err(Error::Store(crate::StoreError::Database(
+                        "the turn could not be recorded".into(),
+                    ))));
+                    return;
+                }
             }
-        };
-        let turn = Arc::new(Turn::new(
-            self.clone(),
-            ctx.clone(),
-            session,
-            turn_id.clone(),
-            control,
-            model,
-            history,
-        ));
-        let cursor = match turn
-            .emit(
-                EventBody::UserMessage {
-                    content: message.to_owned(),
-                },
-                None,
-            )
+            // A panic inside the turn still ends it.
+            if tokio::spawn(turn.run()).await.is_err() {
+                tracing::error!(session = %session_id, "a turn panicked");
+                failed(internal_stop()).await;
+            }
+        });
+        let cursor = started
             .await
-        {
-            Ok(seq) => seq,
-            Err(stop) => {
-                runtime.hub.unregister(id, &turn_id);
-                self.end_turn(&ctx.project.id, id, &turn_id, stop).await;
-                return Err(Error::Store(crate::StoreError::Database(
-                    "the turn could not be recorded".into(),
-                )));
-            }
-        };
-        tokio::spawn(turn.run());
+            .map_err(|_| Error::Store(crate::StoreError::Database("the turn could not start".into())))??;
         Ok((
             cursor,
-            self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, false),
+            self.follow(reader_project, id.clone(), cursor, wakes, false),
         ))
     }
 
@@ -364,6 +400,9 @@ impl Kiln {
             end_when_idle,
             ended: false,
             read_log: true,
+            check_session: false,
+            gone: None,
+            failures: 0,
         };
         Box::pin(futures_util::stream::unfold(reader, |mut reader| async move {
             let item = reader.next().await?;
@@ -380,7 +419,7 @@ impl Kiln {
         value: Value,
     ) -> Result<()> {
         let runtime = self.agents()?;
-        self.get_session(ctx, id).await?;
+        let session = self.get_session(ctx, id).await?;
         let request_id = InputRequestId::from_string(request_id);
         let request = self
             .store
@@ -396,6 +435,13 @@ impl Kiln {
         };
         if request.value.is_some() {
             return Err(already());
+        }
+        if session.turn_id.as_ref() != Some(&request.turn_id) {
+            return Err(Error::refused(
+                Refusal::BadRequest,
+                "input_expired",
+                format!("input request `{request_id}` belongs to a turn that has ended"),
+            ));
         }
         host::check_answer(&request, &value).map_err(|m| Error::validation(m, Some("value")))?;
         match self
@@ -433,11 +479,12 @@ impl Kiln {
             ));
         };
         let mut wakes = runtime.hub.subscribe(id);
-        if !runtime.hub.stop_local(id, Stop::cancelled())
+        if !runtime.hub.stop_local(id, Some(&turn_id), Stop::cancelled())
             && let Err(e) = self
                 .store
                 .notify(&AgentSignal::Cancel {
                     session_id: id.clone(),
+                    turn_id: turn_id.clone(),
                 })
                 .await
         {
@@ -580,6 +627,9 @@ impl Kiln {
     }
 }
 
+/// The `code` of the terminal event of a turn whose session was deleted.
+const SESSION_DELETED: &str = "session_deleted";
+
 fn internal_stop() -> Stop {
     Stop::new(
         error_codes::INTERNAL,
@@ -604,9 +654,69 @@ struct Reader {
     ended: bool,
     /// The log may hold events past the cursor.
     read_log: bool,
+    /// Look whether the session still exists at the next read.
+    check_session: bool,
+    /// The deleted session's last word, once found.
+    gone: Option<FollowItem>,
+    /// Failed reads in a row.
+    failures: u32,
 }
 
 impl Reader {
+    /// Reads the log after the cursor into `ready`. `Ok(true)`: the stream
+    /// is over (caught up on an idle session, for a reader that ends then).
+    /// A deleted session leaves its last word in `gone`.
+    async fn read(&mut self) -> Result<bool, String> {
+        // Whether a turn runs, looked at before reading: if none does,
+        // every event of the last turn is in what we read.
+        let mut idle = false;
+        if self.end_when_idle || self.check_session {
+            match self.store.get_session(&self.project_id, &self.id).await {
+                Ok(Some(session)) => idle = self.end_when_idle && session.turn_id.is_none(),
+                Ok(None) => {
+                    self.gone = Some(self.last_word(SESSION_DELETED, "the session was deleted".into()));
+                    return Ok(false);
+                }
+                Err(e) => return Err(format!("reading the session failed: {e}")),
+            }
+            self.check_session = false;
+        }
+        let batch = self
+            .store
+            .events_after(&self.project_id, &self.id, self.cursor, READ_BATCH)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, session = %self.id, "reading the event log failed");
+                format!(
+                    "reading the event log failed; resume with GET /agents/{}/events?after={}",
+                    self.id, self.cursor
+                )
+            })?;
+        self.failures = 0;
+        let full = batch.len() as i64 == READ_BATCH;
+        self.ready.extend(batch.into_iter().map(Arc::new));
+        self.read_log = full;
+        Ok(self.ready.is_empty() && idle)
+    }
+
+    /// A terminal event the log does not hold, ending this reader: it
+    /// carries the cursor, so resuming from it misses nothing.
+    fn last_word(&mut self, code: &str, message: String) -> FollowItem {
+        self.ended = true;
+        FollowItem::Event(Arc::new(StoredEvent {
+            id: crate::ids::EventId::generate(),
+            seq: self.cursor,
+            turn_id: TurnId::from_string(""),
+            step_index: None,
+            body: EventBody::Error {
+                message,
+                code: code.to_owned(),
+            },
+            duration_ms: 0,
+            created_at: now(),
+        }))
+    }
+
     async fn next(&mut self) -> Option<FollowItem> {
         loop {
             if self.ended {
@@ -624,32 +734,22 @@ impl Reader {
                 return Some(FollowItem::Event(event));
             }
             if self.read_log {
-                // Whether a turn runs, looked at before reading: if none
-                // does, every event of the last turn is in what we read.
-                let idle = if !self.end_when_idle {
-                    false
-                } else {
-                    match self.store.get_session(&self.project_id, &self.id).await {
-                        Ok(Some(session)) => session.turn_id.is_none(),
-                        _ => true,
+                match self.read().await {
+                    Ok(true) => return None,
+                    Ok(false) => {}
+                    Err(message) => {
+                        self.failures += 1;
+                        if self.failures < READ_ATTEMPTS {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                            continue;
+                        }
+                        // Better a terminal event the client can act on
+                        // than a stream that just stops.
+                        return Some(self.last_word(error_codes::INTERNAL, message));
                     }
-                };
-                let batch = match self
-                    .store
-                    .events_after(&self.project_id, &self.id, self.cursor, READ_BATCH)
-                    .await
-                {
-                    Ok(batch) => batch,
-                    Err(e) => {
-                        tracing::error!(error = %e, session = %self.id, "reading the event log failed");
-                        return None;
-                    }
-                };
-                let full = batch.len() as i64 == READ_BATCH;
-                self.ready.extend(batch.into_iter().map(Arc::new));
-                self.read_log = full;
-                if self.ready.is_empty() && idle {
-                    return None;
+                }
+                if let Some(gone) = self.gone.take() {
+                    return Some(gone);
                 }
                 if !self.ready.is_empty() {
                     continue;
@@ -668,9 +768,11 @@ impl Reader {
                     }
                 },
                 () = heartbeat => {
-                    // Look at the log now and then anyway: a wake-up from
-                    // another server may have been lost.
+                    // Look at the log (and whether the session still
+                    // exists) now and then anyway: a wake-up from another
+                    // server may have been lost.
                     self.read_log = true;
+                    self.check_session = true;
                     return Some(FollowItem::Idle);
                 }
             }

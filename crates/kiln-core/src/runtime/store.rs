@@ -86,8 +86,8 @@ pub enum AnswerInput {
 pub enum AgentSignal {
     /// Events up to `seq` are in the log.
     Event { session_id: SessionId, seq: i64 },
-    /// Stop the session's running turn.
-    Cancel { session_id: SessionId },
+    /// Stop the session's turn `turn_id` (if it is still the running one).
+    Cancel { session_id: SessionId, turn_id: TurnId },
     /// An input request of the session was answered.
     Input { session_id: SessionId },
 }
@@ -144,13 +144,16 @@ pub trait AgentStore: Send + Sync {
     async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>>;
 
     /// Merges `changes` into the session's data (a `null` value removes the
-    /// key) and returns the data after the change.
+    /// key) and returns the data after the change. With `turn`, only while
+    /// that turn holds the session. `Ok(None)`: no such session, or the
+    /// turn no longer holds it; nothing written.
     async fn update_session_data(
         &self,
         project_id: &ProjectId,
         id: &SessionId,
+        turn: Option<&TurnId>,
         changes: &Map<String, Value>,
-    ) -> StoreResult<Map<String, Value>>;
+    ) -> StoreResult<Option<Map<String, Value>>>;
 
     async fn create_input_request(&self, request: &InputRequest) -> StoreResult<()>;
     async fn get_input_request(

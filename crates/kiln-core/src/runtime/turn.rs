@@ -63,7 +63,25 @@ struct TurnState {
     /// Every event of the session so far (the model's history).
     bodies: Vec<EventBody>,
     paused_total: Duration,
+    /// Since when at least one `input()` waits, and how many do.
     paused_since: Option<Instant>,
+    pauses: usize,
+}
+
+/// Holds the turn's clock while a person is asked; dropping it (also when
+/// the asking call is aborted) lets the clock run again.
+pub(crate) struct Paused<'a>(&'a Turn);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        let mut state = self.0.state();
+        state.pauses = state.pauses.saturating_sub(1);
+        if state.pauses == 0
+            && let Some(since) = state.paused_since.take()
+        {
+            state.paused_total += since.elapsed();
+        }
+    }
 }
 
 /// A model call the reply asked for.
@@ -118,6 +136,7 @@ impl Turn {
                 bodies,
                 paused_total: Duration::ZERO,
                 paused_since: None,
+                pauses: 0,
             }),
         }
     }
@@ -139,16 +158,14 @@ impl Turn {
         state.paused_total + state.paused_since.map_or(Duration::ZERO, |since| since.elapsed())
     }
 
-    pub(crate) fn pause(&self, paused: bool) {
+    /// Stops the turn's clocks until the guard is dropped.
+    pub(crate) fn pause(&self) -> Paused<'_> {
         let mut state = self.state();
-        match (paused, state.paused_since) {
-            (true, None) => state.paused_since = Some(Instant::now()),
-            (false, Some(since)) => {
-                state.paused_total += since.elapsed();
-                state.paused_since = None;
-            }
-            _ => {}
+        state.pauses += 1;
+        if state.paused_since.is_none() {
+            state.paused_since = Some(Instant::now());
         }
+        Paused(self)
     }
 
     /// Appends `body` to the log, then wakes the readers. Returns the
@@ -369,7 +386,10 @@ impl Turn {
                         )
                         .await?;
                         let outcome = self.clone().run_block(&code).await;
-                        self.emit(block_result(outcome), None).await?;
+                        // `running` again, should the block have ended
+                        // while an `input()` waited.
+                        self.emit(block_result(outcome), Some(SessionStatus::Running))
+                            .await?;
                     }
                     Call::Native { tool, args, call_id } => {
                         self.emit(

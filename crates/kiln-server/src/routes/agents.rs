@@ -292,8 +292,20 @@ fn data_line(event: kiln_api::AgentEvent) -> String {
             }
         }
         let line = serde_json::to_string(&smaller).expect("events serialise");
-        if line.len() <= MAX_DATA_LINE || room < 64 {
+        if line.len() <= MAX_DATA_LINE {
             return line;
+        }
+        if room < 256 {
+            // Too many keys (a huge `data.set`): keep the ones clients read
+            // and say how many were left out.
+            const KEPT: [&str; 6] = ["kind", "summary", "request_id", "input_type", "message", "error"];
+            if let Some(args) = smaller.args.as_mut() {
+                let total = args.len();
+                args.retain(|key, _| KEPT.contains(&key.as_str()));
+                args.insert("truncated".to_owned(), serde_json::Value::Bool(true));
+                args.insert("keys".to_owned(), serde_json::Value::from(total));
+            }
+            return serde_json::to_string(&smaller).expect("events serialise");
         }
         room /= 2;
     }
