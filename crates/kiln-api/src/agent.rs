@@ -43,6 +43,8 @@ pub mod turn_error_codes {
     pub const MODEL_NOT_CONFIGURED: &str = "model_not_configured";
     /// The server running the turn stopped before it ended.
     pub const INTERRUPTED: &str = "interrupted";
+    /// The session was deleted while the turn ran.
+    pub const SESSION_DELETED: &str = "session_deleted";
     /// Something inside Kiln failed.
     pub const INTERNAL: &str = "internal_error";
 }
