@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
 
 use kiln_core::StoreError;
 use kiln_core::audit::NewAudit;
@@ -267,6 +267,215 @@ fn signal_stream(pool: PgPool, listener: PgListener) -> SignalStream {
     ))
 }
 
+/// Appends one event inside the caller's transaction under `turn`'s claim:
+/// numbers it on the session row (whose lock, on PostgreSQL, orders
+/// concurrent appends) and inserts it. Evaluates to `None` when the turn no
+/// longer holds the session (the caller then writes nothing); errors return
+/// from the caller.
+macro_rules! append_row {
+    ($tx:ident, $project_id:expr, $id:expr, $turn:expr, $event:expr) => {{
+        let (project_id, id, turn, event): (&ProjectId, &SessionId, &TurnId, &NewEvent) =
+            ($project_id, $id, $turn, $event);
+        let step = event.body.step_fields();
+        let tokens = event.body.tokens().unwrap_or_default();
+        let body = serde_json::to_string(&event.body)
+            .map_err(|e| StoreError::Database(format!("encoding an agent event: {e}")))?;
+        let (added, added_ms) = event
+            .totals
+            .map_or((Usage::default(), 0), |t| (t.usage, t.duration_ms));
+        let row = sqlx::query(
+            "UPDATE agent_sessions SET last_seq = last_seq + 1, step_count = step_count + $1, \
+             status = COALESCE($2, status), updated_at = $3, \
+             turn_id = CASE WHEN $4 THEN NULL ELSE turn_id END, \
+             lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END, \
+             prompt_tokens = prompt_tokens + $5, completion_tokens = completion_tokens + $6, \
+             duration_ms = duration_ms + $7 \
+             WHERE id = $8 AND project_id = $9 AND turn_id = $10 RETURNING last_seq, step_count",
+        )
+        .bind(i64::from(step.is_some()))
+        .bind(event.status.map(SessionStatus::as_str))
+        .bind(event.at)
+        .bind(event.totals.is_some())
+        .bind(i64::from(added.prompt_tokens))
+        .bind(i64::from(added.completion_tokens))
+        .bind(added_ms)
+        .bind(id.as_str())
+        .bind(project_id.as_str())
+        .bind(turn.as_str())
+        .fetch_optional(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+        match row {
+            None => None,
+            Some(row) => {
+                let seq: i64 = row.try_get("last_seq").map_err(db_err)?;
+                let step_count: i64 = row.try_get("step_count").map_err(db_err)?;
+                let step_index = step.as_ref().map(|_| step_count - 1);
+                let (content, tool_name, tool_args) = match &step {
+                    Some((content, tool_name, tool_args)) => (
+                        Some(content.as_str()),
+                        Some(tool_name.as_str()),
+                        Some(Json(tool_args)),
+                    ),
+                    None => (None, None, None),
+                };
+                let stored = StoredEvent {
+                    id: EventId::generate(),
+                    seq,
+                    turn_id: turn.clone(),
+                    step_index,
+                    body: event.body.clone(),
+                    duration_ms: event.duration_ms,
+                    created_at: event.at,
+                };
+                sqlx::query(
+                    "INSERT INTO agent_events (id, project_id, session_id, seq, turn_id, step_index, step_type, \
+                     body, content, tool_name, tool_args, duration_ms, prompt_tokens, completion_tokens, \
+                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+                )
+                .bind(stored.id.as_str())
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .bind(seq)
+                .bind(turn.as_str())
+                .bind(step_index)
+                .bind(event.body.type_name())
+                .bind(&body)
+                .bind(content)
+                .bind(tool_name)
+                .bind(tool_args)
+                .bind(event.duration_ms)
+                .bind(i64::from(tokens.prompt_tokens))
+                .bind(i64::from(tokens.completion_tokens))
+                .bind(event.at)
+                .execute(&mut *$tx)
+                .await
+                .map_err(db_err)?;
+                Some(stored)
+            }
+        }
+    }};
+}
+
+/// Tells other servers (PostgreSQL) that the session's log reached `seq`,
+/// delivered when the caller's transaction commits.
+macro_rules! notify_in_tx {
+    ($tx:ident, $id:expr, $seq:expr) => {{
+        let signal = AgentSignal::Event {
+            session_id: $id.clone(),
+            seq: $seq,
+        };
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(encode_signal(&signal))
+            .execute(&mut *$tx)
+            .await
+            .map_err(db_err)?;
+    }};
+}
+
+/// One `append_events` call waiting for the SQLite writer.
+pub(crate) struct AppendJob {
+    project_id: ProjectId,
+    id: SessionId,
+    turn: TurnId,
+    events: Vec<NewEvent>,
+}
+
+type AppendReply = StoreResult<Option<Vec<StoredEvent>>>;
+
+/// Group commit for SQLite, which has one writer: appends from all running
+/// turns queue here, and a task writes whatever has queued in one
+/// transaction, answering each caller after the commit. Under load a commit
+/// (and the connection's round trips around it) serves many appends; alone,
+/// an append waits for nothing. Each job keeps its all-or-nothing outcome
+/// through a savepoint.
+pub(crate) struct AppendQueue {
+    jobs: tokio::sync::mpsc::UnboundedSender<(AppendJob, tokio::sync::oneshot::Sender<AppendReply>)>,
+}
+
+/// Jobs committed together at most.
+const APPEND_GROUP: usize = 64;
+
+impl AppendQueue {
+    fn start(write: SqlitePool) -> AppendQueue {
+        let (jobs, mut queued) =
+            tokio::sync::mpsc::unbounded_channel::<(AppendJob, tokio::sync::oneshot::Sender<AppendReply>)>();
+        tokio::spawn(async move {
+            let mut group = Vec::with_capacity(APPEND_GROUP);
+            while queued.recv_many(&mut group, APPEND_GROUP).await > 0 {
+                match write_group(&write, &group).await {
+                    Ok(outcomes) => {
+                        for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        for (_, reply) in group.drain(..) {
+                            let _ = reply.send(Err(StoreError::Database(message.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        AppendQueue { jobs }
+    }
+
+    async fn append(&self, job: AppendJob) -> AppendReply {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.jobs
+            .send((job, reply))
+            .map_err(|_| StoreError::Database("the event writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the event writer stopped".into()))?
+    }
+}
+
+/// Writes a group of jobs in one transaction; a job whose turn lost its
+/// claim is rolled back to its savepoint and answered `None`.
+async fn write_group(
+    write: &SqlitePool,
+    group: &[(AppendJob, tokio::sync::oneshot::Sender<AppendReply>)],
+) -> StoreResult<Vec<Option<Vec<StoredEvent>>>> {
+    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+    let mut outcomes = Vec::with_capacity(group.len());
+    for (job, _) in group {
+        let multiple = job.events.len() > 1;
+        if multiple {
+            sqlx::query("SAVEPOINT job")
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        let mut stored = Vec::with_capacity(job.events.len());
+        let mut lost = false;
+        for event in &job.events {
+            match append_row!(tx, &job.project_id, &job.id, &job.turn, event) {
+                Some(row) => stored.push(row),
+                None => {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if multiple {
+            let end = if lost { "ROLLBACK TO job" } else { "RELEASE job" };
+            sqlx::query(end).execute(&mut *tx).await.map_err(db_err)?;
+            if lost {
+                sqlx::query("RELEASE job")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        outcomes.push((!lost).then_some(stored));
+    }
+    tx.commit().await.map_err(db_err)?;
+    Ok(outcomes)
+}
+
 #[async_trait]
 impl AgentStore for SqlStore {
     async fn create_session(&self, session: &Session, audit: &NewAudit) -> StoreResult<()> {
@@ -386,7 +595,9 @@ impl AgentStore for SqlStore {
         id: &SessionId,
         turn: &TurnId,
         lease_until: Timestamp,
+        first: Option<&NewEvent>,
     ) -> StoreResult<BeginTurn> {
+        let postgres = self.kind() == DatabaseKind::Postgres;
         write_tx!(self, |tx| {
             let claimed = sqlx::query(
                 "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = $3, updated_at = $4 \
@@ -395,15 +606,25 @@ impl AgentStore for SqlStore {
             .bind(turn.as_str())
             .bind(SessionStatus::Running.as_str())
             .bind(lease_until)
-            .bind(now())
+            .bind(first.map_or_else(now, |f| f.at))
             .bind(id.as_str())
             .bind(project_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
             if claimed.rows_affected() == 1 {
+                let mut stored = None;
+                if let Some(first) = first {
+                    let row = append_row!(tx, project_id, id, turn, first).ok_or_else(|| {
+                        StoreError::Database("a claimed session refused its first event".into())
+                    })?;
+                    if postgres {
+                        notify_in_tx!(tx, id, row.seq);
+                    }
+                    stored = Some(row);
+                }
                 tx.commit().await.map_err(db_err)?;
-                return Ok(BeginTurn::Started);
+                return Ok(BeginTurn::Started(stored.map(Box::new)));
             }
             let exists = sqlx::query("SELECT id FROM agent_sessions WHERE id = $1 AND project_id = $2")
                 .bind(id.as_str())
@@ -419,107 +640,42 @@ impl AgentStore for SqlStore {
         })
     }
 
-    async fn append_event(
+    async fn append_events(
         &self,
         project_id: &ProjectId,
         id: &SessionId,
         turn: &TurnId,
-        event: &NewEvent,
-    ) -> StoreResult<Option<StoredEvent>> {
-        let step = event.body.step_fields();
-        let tokens = event.body.tokens().unwrap_or_default();
-        let body = serde_json::to_string(&event.body)
-            .map_err(|e| StoreError::Database(format!("encoding an agent event: {e}")))?;
-        let (added, added_ms) = event
-            .totals
-            .map_or((Usage::default(), 0), |t| (t.usage, t.duration_ms));
-        let postgres = self.kind() == DatabaseKind::Postgres;
-        write_tx!(self, |tx| {
-            // Numbers the event under the turn's claim; on PostgreSQL the
-            // row lock orders concurrent appends to the session.
-            let Some(row) = sqlx::query(
-                "UPDATE agent_sessions SET last_seq = last_seq + 1, step_count = step_count + $1, \
-                 status = COALESCE($2, status), updated_at = $3, \
-                 turn_id = CASE WHEN $4 THEN NULL ELSE turn_id END, \
-                 lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END, \
-                 prompt_tokens = prompt_tokens + $5, completion_tokens = completion_tokens + $6, \
-                 duration_ms = duration_ms + $7 \
-                 WHERE id = $8 AND project_id = $9 AND turn_id = $10 RETURNING last_seq, step_count",
-            )
-            .bind(i64::from(step.is_some()))
-            .bind(event.status.map(SessionStatus::as_str))
-            .bind(event.at)
-            .bind(event.totals.is_some())
-            .bind(i64::from(added.prompt_tokens))
-            .bind(i64::from(added.completion_tokens))
-            .bind(added_ms)
-            .bind(id.as_str())
-            .bind(project_id.as_str())
-            .bind(turn.as_str())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?
-            else {
+        events: &[NewEvent],
+    ) -> StoreResult<Option<Vec<StoredEvent>>> {
+        let pg = match &self.db {
+            Db::Sqlite { write, .. } => {
+                // One writer: appends from every running turn share commits.
+                let queue = self.appends.get_or_init(|| AppendQueue::start(write.clone()));
+                return queue
+                    .append(AppendJob {
+                        project_id: project_id.clone(),
+                        id: id.clone(),
+                        turn: turn.clone(),
+                        events: events.to_vec(),
+                    })
+                    .await;
+            }
+            Db::Postgres(pg) => pg,
+        };
+        let mut tx = pg.begin().await.map_err(db_err)?;
+        let mut stored = Vec::with_capacity(events.len());
+        for event in events {
+            // Nothing is committed when the claim is gone.
+            let Some(row) = append_row!(tx, project_id, id, turn, event) else {
                 return Ok(None);
             };
-            let seq: i64 = row.try_get("last_seq").map_err(db_err)?;
-            let step_count: i64 = row.try_get("step_count").map_err(db_err)?;
-            let step_index = step.as_ref().map(|_| step_count - 1);
-            let (content, tool_name, tool_args) = match &step {
-                Some((content, tool_name, tool_args)) => (
-                    Some(content.as_str()),
-                    Some(tool_name.as_str()),
-                    Some(Json(tool_args)),
-                ),
-                None => (None, None, None),
-            };
-            let stored = StoredEvent {
-                id: EventId::generate(),
-                seq,
-                turn_id: turn.clone(),
-                step_index,
-                body: event.body.clone(),
-                duration_ms: event.duration_ms,
-                created_at: event.at,
-            };
-            sqlx::query(
-                "INSERT INTO agent_events (id, project_id, session_id, seq, turn_id, step_index, step_type, body, \
-                 content, tool_name, tool_args, duration_ms, prompt_tokens, completion_tokens, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            )
-            .bind(stored.id.as_str())
-            .bind(project_id.as_str())
-            .bind(id.as_str())
-            .bind(seq)
-            .bind(turn.as_str())
-            .bind(step_index)
-            .bind(event.body.type_name())
-            .bind(&body)
-            .bind(content)
-            .bind(tool_name)
-            .bind(tool_args)
-            .bind(event.duration_ms)
-            .bind(i64::from(tokens.prompt_tokens))
-            .bind(i64::from(tokens.completion_tokens))
-            .bind(event.at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if postgres {
-                let signal = AgentSignal::Event {
-                    session_id: id.clone(),
-                    seq,
-                };
-                sqlx::query("SELECT pg_notify($1, $2)")
-                    .bind(CHANNEL)
-                    .bind(encode_signal(&signal))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
-            tx.commit().await.map_err(db_err)?;
-            Ok(Some(stored))
-        })
+            stored.push(row);
+        }
+        if let Some(last) = stored.last() {
+            notify_in_tx!(tx, id, last.seq);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(stored))
     }
 
     async fn events_after(
@@ -896,23 +1052,23 @@ mod tests {
         let lease = now() + TimeDelta::seconds(60);
         let turn = TurnId::generate();
         assert_eq!(
-            store.begin_turn(&p, &s.id, &turn, lease).await.unwrap(),
-            BeginTurn::Started
+            store.begin_turn(&p, &s.id, &turn, lease, None).await.unwrap(),
+            BeginTurn::Started(None)
         );
         assert_eq!(
             store
-                .begin_turn(&p, &s.id, &TurnId::generate(), lease)
+                .begin_turn(&p, &s.id, &TurnId::generate(), lease, None)
                 .await
                 .unwrap(),
             BeginTurn::Busy
         );
         assert_eq!(
-            store.begin_turn(&other, &s.id, &turn, lease).await.unwrap(),
+            store.begin_turn(&other, &s.id, &turn, lease, None).await.unwrap(),
             BeginTurn::NotFound
         );
         assert_eq!(
             store
-                .begin_turn(&p, &SessionId::generate(), &turn, lease)
+                .begin_turn(&p, &SessionId::generate(), &turn, lease, None)
                 .await
                 .unwrap(),
             BeginTurn::NotFound
@@ -1039,8 +1195,8 @@ mod tests {
         // A second turn numbers on.
         let turn2 = TurnId::generate();
         assert_eq!(
-            store.begin_turn(&p, &s.id, &turn2, lease).await.unwrap(),
-            BeginTurn::Started
+            store.begin_turn(&p, &s.id, &turn2, lease, None).await.unwrap(),
+            BeginTurn::Started(None)
         );
         let next = store
             .append_event(&p, &s.id, &turn2, &event(bodies[0].clone(), None))
@@ -1074,8 +1230,8 @@ mod tests {
         let turn3 = TurnId::generate();
         let past = now() - TimeDelta::seconds(5);
         assert_eq!(
-            store.begin_turn(&p, &s.id, &turn3, past).await.unwrap(),
-            BeginTurn::Started
+            store.begin_turn(&p, &s.id, &turn3, past, None).await.unwrap(),
+            BeginTurn::Started(None)
         );
         assert!(!store.renew_turn(&s.id, &turn2, lease).await.unwrap());
         let expired = store.expired_turns(now()).await.unwrap();
@@ -1259,6 +1415,86 @@ mod tests {
         }
     }
 
+    /// Appends from many turns at once share commits on SQLite: every turn
+    /// still gets its own gapless numbering, and a job that loses its claim
+    /// half-way writes nothing while the rest of its group commits.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_commit_in_groups() {
+        let (store, _dir) = sqlite_store().await;
+        let store = std::sync::Arc::new(store);
+        let p = project(&store).await;
+        let lease = now() + TimeDelta::seconds(60);
+        let mut turns = Vec::new();
+        for _ in 0..16 {
+            let s = session(&p, now());
+            store
+                .create_session(&s, &audit(&p, actions::AGENT_SESSION_CREATE, &s.id))
+                .await
+                .unwrap();
+            let turn = TurnId::generate();
+            store.begin_turn(&p, &s.id, &turn, lease, None).await.unwrap();
+            turns.push((s.id, turn));
+        }
+        let tasks: Vec<_> = turns
+            .iter()
+            .cloned()
+            .map(|(id, turn)| {
+                let (store, p) = (store.clone(), p.clone());
+                tokio::spawn(async move {
+                    let mut seqs = Vec::new();
+                    for i in 0..20 {
+                        let body = EventBody::Response {
+                            content: format!("{i}"),
+                            tokens: None,
+                        };
+                        let stored = store
+                            .append_event(&p, &id, &turn, &event(body, None))
+                            .await
+                            .unwrap()
+                            .unwrap();
+                        seqs.push(stored.seq);
+                    }
+                    seqs
+                })
+            })
+            .collect();
+        // Meanwhile a job whose second event finds the claim gone (the first
+        // ended the turn): all or nothing.
+        let (id, turn) = turns[0].clone();
+        let done = NewEvent {
+            totals: Some(TurnTotals {
+                usage: Usage::default(),
+                duration_ms: 1,
+            }),
+            ..event(
+                EventBody::Done {
+                    steps: 0,
+                    tokens: Usage::default(),
+                },
+                Some(SessionStatus::Active),
+            )
+        };
+        let after = event(
+            EventBody::Response {
+                content: "late".into(),
+                tokens: None,
+            },
+            None,
+        );
+        let refused = store.append_events(&p, &id, &turn, &[done, after]).await.unwrap();
+        assert_eq!(refused, None);
+        for task in tasks {
+            assert_eq!(task.await.unwrap(), (1..=20).collect::<Vec<i64>>());
+        }
+        let (first, _) = &turns[0];
+        let log = store.events_after(&p, first, 0, 100).await.unwrap();
+        assert_eq!(log.len(), 20, "the refused job left nothing");
+        assert!(log.iter().all(|e| !e.body.is_terminal()));
+        let still = store.get_session(&p, first).await.unwrap().unwrap();
+        assert_eq!(still.status, SessionStatus::Running);
+        store.close().await;
+    }
+
     #[tokio::test]
     async fn sqlite_agent_store() {
         let (store, _dir) = sqlite_store().await;
@@ -1302,7 +1538,7 @@ mod tests {
             .unwrap();
         let turn = TurnId::generate();
         let lease = now() + TimeDelta::seconds(60);
-        writing.begin_turn(&p, &s.id, &turn, lease).await.unwrap();
+        writing.begin_turn(&p, &s.id, &turn, lease, None).await.unwrap();
         let body = EventBody::UserMessage { content: "hi".into() };
         let stored = writing
             .append_event(&p, &s.id, &turn, &event(body, None))

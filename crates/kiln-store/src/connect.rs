@@ -24,6 +24,9 @@ pub enum DatabaseKind {
 /// The `Store` over a real database connection pool.
 pub struct SqlStore {
     pub(crate) db: Db,
+    /// SQLite: the task that commits agent-event appends in groups, started
+    /// on first use.
+    pub(crate) appends: std::sync::OnceLock<crate::agents::AppendQueue>,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -70,18 +73,23 @@ impl SqlStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
+        // A local file needs no liveness ping before each use; skipping it
+        // saves a round trip to the connection's thread per transaction.
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await
             .map_err(db_err)?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(db_err)?;
         Ok(SqlStore {
             db: Db::Sqlite { read, write },
+            appends: Default::default(),
         })
     }
 
@@ -95,6 +103,7 @@ impl SqlStore {
             .map_err(db_err)?;
         Ok(SqlStore {
             db: Db::Postgres(pool),
+            appends: Default::default(),
         })
     }
 

@@ -1029,28 +1029,20 @@ async fn turns_of_a_dead_server_are_ended_at_the_next_start(app: &TestApp, _fake
     let sid = kiln_core::ids::SessionId::from_string(id.clone());
     let turn = kiln_core::ids::TurnId::generate();
     let expired = chrono::Utc::now() - chrono::Duration::seconds(5);
-    assert_eq!(
-        store.begin_turn(&project, &sid, &turn, expired).await.unwrap(),
-        BeginTurn::Started
-    );
-    store
-        .append_event(
-            &project,
-            &sid,
-            &turn,
-            &NewEvent {
-                body: kiln_core::runtime::EventBody::UserMessage {
-                    content: "lost".into(),
-                },
-                duration_ms: 0,
-                at: chrono::Utc::now(),
-                status: None,
-                totals: None,
-            },
-        )
+    let first = NewEvent {
+        body: kiln_core::runtime::EventBody::UserMessage {
+            content: "lost".into(),
+        },
+        duration_ms: 0,
+        at: chrono::Utc::now(),
+        status: None,
+        totals: None,
+    };
+    let begun = store
+        .begin_turn(&project, &sid, &turn, expired, Some(&first))
         .await
-        .unwrap()
         .unwrap();
+    assert!(matches!(begun, BeginTurn::Started(Some(_))), "{begun:?}");
     store.close().await;
     assert_eq!(status(app, &id).await, "running");
     api_err(app.client.run_agent(&id, "hi").await, 409, "run_in_progress");

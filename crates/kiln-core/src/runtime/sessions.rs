@@ -273,12 +273,24 @@ impl Kiln {
         let turn_id = TurnId::generate();
         let lease =
             chrono::Duration::from_std(runtime.config.turn_lease).unwrap_or(chrono::Duration::seconds(60));
-        match self
+        // Subscribe before the first append, so the reader misses nothing.
+        let wakes = runtime.hub.subscribe(id);
+        let first = NewEvent {
+            body: EventBody::UserMessage {
+                content: message.to_owned(),
+            },
+            duration_ms: 0,
+            at: now(),
+            status: None,
+            totals: None,
+        };
+        let cursor = match self
             .store
-            .begin_turn(&ctx.project.id, id, &turn_id, now() + lease)
+            .begin_turn(&ctx.project.id, id, &turn_id, now() + lease, Some(&first))
             .await?
         {
-            BeginTurn::Started => {}
+            BeginTurn::Started(Some(first)) => first.seq,
+            BeginTurn::Started(None) => unreachable!("the first event was given"),
             BeginTurn::Busy => {
                 return Err(Error::refused(
                     Refusal::Conflict,
@@ -287,71 +299,49 @@ impl Kiln {
                 ));
             }
             BeginTurn::NotFound => return Err(Error::not_found(EntityKind::Session, id)),
-        }
-        // Subscribe before the first append, so the reader misses nothing.
-        let wakes = runtime.hub.subscribe(id);
+        };
+        // From here on the turn runs in its own task: it always ends with a
+        // terminal event, whatever happens to this request.
         let control = runtime.hub.register(id, &turn_id);
-        let (started_tx, started) = tokio::sync::oneshot::channel();
         let kiln = self.clone();
-        let reader_project = ctx.project.id.clone();
-        let ctx = ctx.clone();
+        let task_ctx = ctx.clone();
         let session_id = id.clone();
-        let message = message.to_owned();
         tokio::spawn(async move {
-            let project_id = ctx.project.id.clone();
-            let failed = |stop: Stop| {
-                let kiln = kiln.clone();
-                let (project_id, session_id, turn_id) =
-                    (project_id.clone(), session_id.clone(), turn_id.clone());
-                async move {
-                    kiln.end_turn(&project_id, &session_id, &turn_id, stop).await;
-                    if let Some(runtime) = kiln.runtime.as_deref() {
-                        runtime.hub.unregister(&session_id, &turn_id);
-                    }
-                }
-            };
-            let history = match kiln.history(&project_id, &session_id).await {
-                Ok(history) => history,
+            let project_id = task_ctx.project.id.clone();
+            let turn = match kiln.history(&project_id, &session_id).await {
+                Ok(history) => Arc::new(Turn::new(
+                    kiln.clone(),
+                    task_ctx,
+                    session,
+                    turn_id.clone(),
+                    control,
+                    model,
+                    history,
+                )),
                 Err(e) => {
-                    failed(internal_stop()).await;
-                    let _ = started_tx.send(Err(e));
+                    tracing::error!(error = %e, session = %session_id, "reading a session's history failed");
+                    kiln.abandon_turn(&project_id, &session_id, &turn_id).await;
                     return;
                 }
             };
-            let turn = Arc::new(Turn::new(
-                kiln.clone(),
-                ctx,
-                session,
-                turn_id.clone(),
-                control,
-                model,
-                history,
-            ));
-            match turn.emit(EventBody::UserMessage { content: message }, None).await {
-                Ok(seq) => {
-                    let _ = started_tx.send(Ok(seq));
-                }
-                Err(stop) => {
-                    failed(stop).await;
-                    let _ = started_tx.send(Err(Error::Store(crate::StoreError::Database(
-                        "the turn could not be recorded".into(),
-                    ))));
-                    return;
-                }
-            }
             // A panic inside the turn still ends it.
             if tokio::spawn(turn.run()).await.is_err() {
                 tracing::error!(session = %session_id, "a turn panicked");
-                failed(internal_stop()).await;
+                kiln.abandon_turn(&project_id, &session_id, &turn_id).await;
             }
         });
-        let cursor = started
-            .await
-            .map_err(|_| Error::Store(crate::StoreError::Database("the turn could not start".into())))??;
         Ok((
             cursor,
-            self.follow(reader_project, id.clone(), cursor, wakes, false),
+            self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, false),
         ))
+    }
+
+    /// Ends a turn that could not run (an internal failure).
+    async fn abandon_turn(&self, project_id: &ProjectId, id: &SessionId, turn_id: &TurnId) {
+        self.end_turn(project_id, id, turn_id, internal_stop()).await;
+        if let Some(runtime) = self.runtime.as_deref() {
+            runtime.hub.unregister(id, turn_id);
+        }
     }
 
     /// The session's events so far, as the model's history.

@@ -23,10 +23,11 @@ use crate::store::StoreResult;
 use crate::time::Timestamp;
 
 /// What `begin_turn` found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum BeginTurn {
-    /// The session is claimed for the turn.
-    Started,
+    /// The session is claimed for the turn (and its first event logged,
+    /// when one was given).
+    Started(Option<Box<StoredEvent>>),
     /// Another turn holds the session.
     Busy,
     /// No such session in the project.
@@ -112,24 +113,40 @@ pub trait AgentStore: Send + Sync {
     async fn session_steps(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Vec<Step>>;
 
     /// Claims the session for `turn` (status `running`, lease until
-    /// `lease_until`) unless a turn holds it.
+    /// `lease_until`) unless a turn holds it, and appends the turn's first
+    /// event (if given) in the same transaction.
     async fn begin_turn(
         &self,
         project_id: &ProjectId,
         id: &SessionId,
         turn: &TurnId,
         lease_until: Timestamp,
+        first: Option<&NewEvent>,
     ) -> StoreResult<BeginTurn>;
-    /// Appends `event` to the session's log under `turn`'s claim, numbered
-    /// one past the last; a step gets the next `step_index`. `Ok(None)` when
-    /// the turn no longer holds the session (nothing written).
+    /// Appends `events` to the session's log under `turn`'s claim, in one
+    /// transaction, each numbered one past the last; a step gets the next
+    /// `step_index`. `Ok(None)` when the turn no longer holds the session
+    /// (nothing written).
+    async fn append_events(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        turn: &TurnId,
+        events: &[NewEvent],
+    ) -> StoreResult<Option<Vec<StoredEvent>>>;
+    /// [`AgentStore::append_events`] for one event.
     async fn append_event(
         &self,
         project_id: &ProjectId,
         id: &SessionId,
         turn: &TurnId,
         event: &NewEvent,
-    ) -> StoreResult<Option<StoredEvent>>;
+    ) -> StoreResult<Option<StoredEvent>> {
+        let appended = self
+            .append_events(project_id, id, turn, std::slice::from_ref(event))
+            .await?;
+        Ok(appended.and_then(|mut events| events.pop()))
+    }
     /// Up to `limit` events with `seq > after`, in order.
     async fn events_after(
         &self,

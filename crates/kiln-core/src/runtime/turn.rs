@@ -260,13 +260,26 @@ impl Turn {
         self.runtime().hub.unregister(&self.session.id, &self.turn_id);
     }
 
-    async fn finish(&self, outcome: Result<(), Stop>) {
-        let (usage, steps) = {
-            let state = self.state();
-            (state.usage, state.steps)
-        };
+    /// Records the turn's end: the answer and `done` together, or the
+    /// `error`, either way releasing the claim.
+    async fn finish(&self, outcome: Result<EventBody, Stop>) {
+        let mut events = Vec::with_capacity(2);
         let (body, status) = match outcome {
-            Ok(()) => (EventBody::Done { steps, tokens: usage }, SessionStatus::Active),
+            Ok(response) => {
+                let duration_ms = self.state().last_event.elapsed().as_millis() as i64;
+                events.push(NewEvent {
+                    body: response,
+                    duration_ms,
+                    at: now(),
+                    status: None,
+                    totals: None,
+                });
+                let (usage, steps) = {
+                    let state = self.state();
+                    (state.usage, state.steps + 1)
+                };
+                (EventBody::Done { steps, tokens: usage }, SessionStatus::Active)
+            }
             Err(stop) => (
                 EventBody::Error {
                     message: stop.message,
@@ -275,8 +288,9 @@ impl Turn {
                 stop.status,
             ),
         };
+        let usage = self.state().usage;
         let elapsed = self.started.elapsed().saturating_sub(self.paused());
-        let event = NewEvent {
+        events.push(NewEvent {
             body,
             duration_ms: 0,
             at: now(),
@@ -285,9 +299,26 @@ impl Turn {
                 usage,
                 duration_ms: elapsed.as_millis() as i64,
             }),
-        };
-        // `Err` here means the end was already recorded elsewhere.
-        let _ = self.append(event).await;
+        });
+        match self
+            .kiln
+            .store
+            .append_events(&self.ctx.project.id, &self.session.id, &self.turn_id, &events)
+            .await
+        {
+            Ok(Some(stored)) => {
+                for event in stored {
+                    self.runtime()
+                        .hub
+                        .publish(&self.session.id, Wake::Event(Arc::new(event)));
+                }
+            }
+            // The end was already recorded elsewhere.
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(error = %e, session = %self.session.id, "recording a turn's end failed")
+            }
+        }
     }
 
     /// Resolves when the turn has run past its time (pauses not counted).
@@ -324,8 +355,8 @@ impl Turn {
         }
     }
 
-    /// The step loop.
-    async fn steps(self: Arc<Self>) -> Result<(), Stop> {
+    /// The step loop; its answer is the turn's `response`.
+    async fn steps(self: Arc<Self>) -> Result<EventBody, Stop> {
         let config = &self.runtime().config;
         let mut tools = vec![prompt::execute_js_tool()];
         tools.extend(self.session.tools.iter().filter_map(|t| prompt::native_tool(t)));
@@ -351,9 +382,9 @@ impl Turn {
             let (text, calls) = calls_of(&response);
             let mut tokens = Some(response.usage);
             if calls.is_empty() {
+                // Written with `done`, in one transaction.
                 let content = truncate_text(&response.content, MAX_EVENT_CONTENT_BYTES);
-                self.emit(EventBody::Response { content, tokens }, None).await?;
-                return Ok(());
+                return Ok(EventBody::Response { content, tokens });
             }
             let native_first = matches!(calls.first(), Some(Call::Native { .. }));
             if !text.trim().is_empty() || native_first {
