@@ -8,7 +8,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use kiln_core::sandbox::{CancelFlag, HostFunctions, SandboxError, SandboxLimits};
@@ -34,8 +34,11 @@ const MIN_STACK_BYTES: usize = 64 * 1024;
 const STACK_MARGIN_BYTES: usize = 1024 * 1024;
 
 /// How often the event loop looks at the cancel flag and the clock while it
-/// waits for host calls.
-const POLL: Duration = Duration::from_millis(5);
+/// waits for host calls. A caller that stops waiting also sends a wake-up on
+/// the reply channel, so this bounds only a `CancelFlag`'s delay; it is long
+/// enough that many blocks paused on slow host calls (a person answering
+/// `input()`) cost next to nothing.
+const POLL: Duration = Duration::from_millis(50);
 
 /// How many promise jobs run between two looks at the clock (the interrupt
 /// handler also covers long jobs).
@@ -71,6 +74,9 @@ pub(crate) struct Job {
     pub(crate) deadline: Option<Instant>,
     /// The caller's runtime, where host calls run.
     pub(crate) runtime: Handle,
+    /// The host-call reply channel, made by the caller so it can wake the
+    /// event loop when it stops waiting.
+    pub(crate) replies: Option<(Sender<HostReply>, Receiver<HostReply>)>,
 }
 
 /// How a block ended, without its timing.
@@ -192,7 +198,8 @@ impl Fresh {
 /// Runs one block on the current thread, which must not be a Tokio worker:
 /// this blocks until the block ends. `reply` gets the outcome as soon as it
 /// is known; the runtime is torn down after that, off the caller's path.
-pub(crate) fn run(job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) {
+pub(crate) fn run(mut job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) {
+    let channel = job.replies.take().unwrap_or_else(mpsc::channel);
     let watch = Watch {
         deadline: job.deadline,
         host: job.host.clone(),
@@ -223,7 +230,7 @@ pub(crate) fn run(job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) 
     })));
     let console = Rc::new(RefCell::new(Console::new(job.limits.output_bytes)));
 
-    let result = context.with(|ctx| run_block(&ctx, &job, &watch, &meter, &console));
+    let result = context.with(|ctx| run_block(&ctx, &job, channel, &watch, &meter, &console));
 
     let (console, console_truncated) = console.replace(Console::new(0)).into_parts();
     reply(Finished {
@@ -238,11 +245,11 @@ pub(crate) fn run(job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) 
 fn run_block<'js>(
     ctx: &Ctx<'js>,
     job: &Job,
+    (replies_tx, replies): (Sender<HostReply>, Receiver<HostReply>),
     watch: &Watch,
     meter: &Meter,
     console: &Rc<RefCell<Console>>,
 ) -> Result<Json, SandboxError> {
-    let (replies_tx, replies) = mpsc::channel();
     let calls = Rc::new(HostCalls::new(job.host.clone(), job.runtime.clone(), replies_tx));
     let _abort_calls = AbortOnDrop(&calls);
 

@@ -21,6 +21,16 @@ pub(crate) struct HostReply {
     result: Result<Json, String>,
 }
 
+impl HostReply {
+    /// Settles nothing; makes the waiting event loop look at its flags.
+    pub(crate) fn wake() -> HostReply {
+        HostReply {
+            id: u64::MAX,
+            result: Ok(Json::Null),
+        }
+    }
+}
+
 /// A call whose promise is still pending.
 struct Pending<'js> {
     resolve: Function<'js>,

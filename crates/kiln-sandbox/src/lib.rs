@@ -159,7 +159,8 @@ impl Sandbox for QuickJsSandbox {
         let finished = match Handle::try_current() {
             Ok(runtime) => {
                 let abandoned = Arc::new(AtomicBool::new(false));
-                let _abandon_on_drop = AbandonOnDrop(abandoned.clone());
+                let (replies_tx, replies_rx) = std::sync::mpsc::channel();
+                let _abandon_on_drop = AbandonOnDrop(abandoned.clone(), replies_tx.clone());
                 let paused = host.clone();
                 let job = Job {
                     code: code.to_owned(),
@@ -169,6 +170,7 @@ impl Sandbox for QuickJsSandbox {
                     abandoned,
                     deadline,
                     runtime,
+                    replies: Some((replies_tx, replies_rx)),
                 };
                 run_on_thread(job, &limits, deadline, paused.as_ref(), &cancel).await
             }
@@ -233,10 +235,12 @@ async fn run_on_thread(
 }
 
 /// Tells the engine to stop when the caller's future is dropped.
-struct AbandonOnDrop(Arc<AtomicBool>);
+struct AbandonOnDrop(Arc<AtomicBool>, std::sync::mpsc::Sender<host::HostReply>);
 
 impl Drop for AbandonOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
+        // A block waiting on host calls sees the flag at once.
+        let _ = self.1.send(host::HostReply::wake());
     }
 }
