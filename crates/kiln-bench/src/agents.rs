@@ -21,10 +21,11 @@
 //!   input('wait')`. A paused stream holds the client's and the server's
 //!   ends of one HTTP connection, the turn's task, and its sandbox block,
 //!   whose OS thread keeps a QuickJS runtime and context alive while it
-//!   waits; the memory server allows K blocks at once so all K really pause
-//!   in the sandbox (the default allows 16, and the rest would queue for a
-//!   slot). The CPU this process burns while they wait is reported too. Then
-//!   every turn is cancelled and its stream must end with `cancelled`.
+//!   waits (a block gives its slot among the server's running blocks back
+//!   while it waits, so all K pause with the default settings). This phase
+//!   has a server of its own, so its sessions do not weigh on the others.
+//!   The CPU this process burns while they wait is reported too. Then every
+//!   turn is cancelled and its stream must end with `cancelled`.
 //! * **sandbox**: `QuickJsSandbox::run` of `1 + 1` called directly with no
 //!   host functions: as a turn pays it (a pooled thread, usually with a
 //!   runtime and context made ahead while it idled), and cold (a stack limit
@@ -34,7 +35,8 @@
 //! Everything shares the machine's cores: the fake provider and the client
 //! run in this process, next to the server. Each phase reports the cores
 //! this process used and the cores the rest of the machine used meanwhile
-//! (from `/proc`), so figures taken while something else ran are visible.
+//! (from `/proc`), so figures taken while something else ran are visible
+//! (a PostgreSQL server on the same machine counts in the rest).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -45,7 +47,6 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use hdrhistogram::Histogram;
 use kiln_cli::server::{RunningServer, StartOptions, start};
-use kiln_core::runtime::RuntimeConfig;
 use kiln_core::sandbox::{CancelFlag, HostFunctions, Sandbox, SandboxLimits};
 use kiln_providers::fake::{FakeProvider, Reply};
 use kiln_sdk::api::CreateSession;
@@ -134,6 +135,7 @@ pub(crate) async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
         json!(Database::kind(args.database_url.as_deref())),
     );
     report.insert("code".into(), json!(CODE));
+    report.insert("loadavg_at_start".into(), json!(load_average()));
     let say = |text: String| {
         if !args.json {
             println!("{text}");
@@ -146,20 +148,13 @@ pub(crate) async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
         load_average()
     ));
 
-    // The memory phase needs its own server (K sandbox slots); the rest share one
-    // with the default runtime settings.
+    // The memory phase has a server of its own; the others share one.
     let mut shared: Option<Bench> = None;
     for phase in &args.phases {
         let cpu = CpuMeter::start();
         let mut figures = match phase {
             Phase::Memory => {
-                let config = RuntimeConfig {
-                    max_concurrent_blocks: args
-                        .open_streams
-                        .max(RuntimeConfig::default().max_concurrent_blocks),
-                    ..RuntimeConfig::default()
-                };
-                let bench = Bench::start(args.database_url.as_deref(), config).await?;
+                let bench = Bench::start(args.database_url.as_deref()).await?;
                 let figures = memory(&bench, &args, &say).await;
                 bench.stop().await?;
                 figures?
@@ -167,8 +162,7 @@ pub(crate) async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
             Phase::Sandbox => sandbox(&args, &say).await?,
             Phase::Overhead | Phase::History | Phase::Throughput => {
                 if shared.is_none() {
-                    shared =
-                        Some(Bench::start(args.database_url.as_deref(), RuntimeConfig::default()).await?);
+                    shared = Some(Bench::start(args.database_url.as_deref()).await?);
                 }
                 let bench = shared.as_ref().expect("started above");
                 match phase {
@@ -201,7 +195,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn start(database_url: Option<&str>, runtime: RuntimeConfig) -> anyhow::Result<Bench> {
+    async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
         let fake = FakeProvider::start().await;
         fake.stop_recording();
         fake.set_default(Reply::code_step(CODE, "2"));
@@ -226,7 +220,7 @@ impl Bench {
             upload_limit: 64 * 1024 * 1024,
             ingest_workers: 1,
             embeddings: Default::default(),
-            runtime,
+            runtime: Default::default(),
             fetch: Default::default(),
         })
         .await?;
@@ -546,11 +540,7 @@ async fn memory(bench: &Bench, args: &AgentsArgs, say: &impl Fn(String)) -> anyh
     let after_cancel = rss_bytes()?;
 
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-    say(format!(
-        "memory (RSS of this process: server, fake and client; the memory server allows {} blocks at once)",
-        args.open_streams
-            .max(RuntimeConfig::default().max_concurrent_blocks)
-    ));
+    say("memory (RSS of this process: server, fake and client together)".to_owned());
     say(format!(
         "  {} idle sessions: {:.1} → {:.1} MiB, {per_session:.0} bytes per idle session",
         args.idle_sessions,
@@ -580,14 +570,14 @@ async fn memory(bench: &Bench, args: &AgentsArgs, say: &impl Fn(String)) -> anyh
     json.insert("idle_sessions".into(), json!(args.idle_sessions));
     json.insert("rss_before_sessions".into(), json!(before_sessions));
     json.insert("rss_after_sessions".into(), json!(after_sessions));
-    json.insert("bytes_per_idle_session".into(), json!(per_session.round()));
+    json.insert("bytes_per_idle_session".into(), json!(per_session.round() as i64));
     json.insert("open_streams".into(), json!(args.open_streams));
-    json.insert("open_seconds".into(), json!(opened.as_secs_f64()));
+    json.insert("open_seconds".into(), json!(seconds(opened)));
     json.insert("rss_before_streams".into(), json!(before_streams));
     json.insert("rss_after_streams".into(), json!(after_streams));
-    json.insert("bytes_per_open_stream".into(), json!(per_stream.round()));
+    json.insert("bytes_per_open_stream".into(), json!(per_stream.round() as i64));
     json.insert("cpu_while_paused".into(), idle_cpu.json());
-    json.insert("cancel_seconds".into(), json!(cancelled.as_secs_f64()));
+    json.insert("cancel_seconds".into(), json!(seconds(cancelled)));
     json.insert("ended_cancelled".into(), json!(ended_cancelled));
     json.insert("ended_otherwise".into(), json!(ended_otherwise.len()));
     json.insert("rss_after_cancel".into(), json!(after_cancel));
@@ -618,6 +608,11 @@ async fn paused_turn(client: &Client, session: &str) -> anyhow::Result<AgentEven
 /// Lets in-flight work and deferred frees finish before RSS is read.
 async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Seconds, to the millisecond.
+fn seconds(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
 fn per_item(after: u64, before: u64, items: usize) -> f64 {
@@ -798,7 +793,8 @@ impl CpuMeter {
 
     fn stop(self) -> CpuUse {
         let seconds = self.started.elapsed().as_secs_f64();
-        let ticks = 100.0; // USER_HZ, 100 on every Linux Kiln runs on.
+        // USER_HZ: 100 on the Linux platforms Kiln supports.
+        let ticks = 100.0;
         let own = own_ticks()
             .zip(self.own)
             .map(|(now, then)| (now - then) as f64 / ticks / seconds);
@@ -838,7 +834,7 @@ fn own_ticks() -> Option<u64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
+    // utime and stime, fields 14 and 15 of the whole line, are at 11 and 12 here.
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 

@@ -31,6 +31,8 @@ pub const SESSIONS_MAX_LIMIT: i64 = 200;
 pub const MAX_TURN_MESSAGE_BYTES: usize = 256 * 1024;
 /// Events read from the log per round by a reader.
 const READ_BATCH: i64 = 256;
+/// Events a turn reads back as its history, at most (about 200 turns).
+const HISTORY_EVENTS: i64 = 1000;
 /// Failed log reads in a row before a reader gives up with an error event.
 const READ_ATTEMPTS: u32 = 3;
 /// How long `cancel` waits for the turn's own end before ending it itself.
@@ -308,7 +310,7 @@ impl Kiln {
         let session_id = id.clone();
         tokio::spawn(async move {
             let project_id = task_ctx.project.id.clone();
-            let turn = match kiln.history(&project_id, &session_id).await {
+            let turn = match kiln.history(&project_id, &session_id, cursor).await {
                 Ok(history) => Arc::new(Turn::new(
                     kiln.clone(),
                     task_ctx,
@@ -344,10 +346,13 @@ impl Kiln {
         }
     }
 
-    /// The session's events so far, as the model's history.
-    async fn history(&self, project_id: &ProjectId, id: &SessionId) -> Result<Vec<EventBody>> {
+    /// The session's recent events up to `through` (the turn's user
+    /// message), as the model's history: at most [`HISTORY_EVENTS`], so a
+    /// long session's turn does not read its whole log (the character
+    /// budget trims further, from the oldest).
+    async fn history(&self, project_id: &ProjectId, id: &SessionId, through: i64) -> Result<Vec<EventBody>> {
         let mut bodies = Vec::new();
-        let mut cursor = 0;
+        let mut cursor = (through - HISTORY_EVENTS).max(0);
         loop {
             let batch = self.store.events_after(project_id, id, cursor, 1000).await?;
             let Some(last) = batch.last() else { break };
