@@ -216,42 +216,39 @@ async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProv
         "{}",
         unknown.message
     );
-    api_err(
-        c.create_session(&CreateSession {
-            index_ids: Some(vec!["no-such-index".into()]),
-            ..Default::default()
-        })
-        .await,
-        400,
-        "validation_failed",
-    );
-    api_err(
-        c.create_session(&CreateSession {
-            target: Some("staging".into()),
-            ..Default::default()
-        })
-        .await,
-        400,
-        "validation_failed",
-    );
-    api_err(
-        c.create_session(&CreateSession {
-            agent_id: Some("agent-1".into()),
-            ..Default::default()
-        })
-        .await,
-        400,
-        "agent_configs_unavailable",
-    );
-    api_err(
-        c.create_session(&CreateSession {
-            model: Some("nonsense".into()),
-            ..Default::default()
-        })
-        .await,
-        400,
-        "validation_failed",
-    );
+    let refused = [
+        (
+            CreateSession {
+                index_ids: Some(vec!["no-such-index".into()]),
+                ..Default::default()
+            },
+            "validation_failed",
+        ),
+        (
+            CreateSession {
+                target: Some("staging".into()),
+                ..Default::default()
+            },
+            "validation_failed",
+        ),
+        (
+            CreateSession {
+                agent_id: Some("agent-1".into()),
+                ..Default::default()
+            },
+            "agent_configs_unavailable",
+        ),
+        (
+            CreateSession {
+                model: Some("nonsense".into()),
+                ..Default::default()
+            },
+            "validation_failed",
+        ),
+    ];
+    for (input, code) in refused {
+        api_err(c.create_session(&input).await, 400, code);
+    }
 
     let listed: Vec<String> = c
         .list_sessions(None, None)
@@ -289,8 +286,38 @@ async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProv
         assert!(prompt.contains(needle), "the system prompt documents {needle}");
     }
 
+    let metrics = c.get_metrics().await.unwrap();
+    assert_eq!(
+        (
+            metrics.agents.total_sessions,
+            metrics.agents.active_sessions,
+            metrics.agents.error_sessions
+        ),
+        (3, 3, 0)
+    );
+
     c.delete_session(&full.id).await.unwrap();
     api_err(c.get_session(&full.id).await, 404, "NOT_FOUND");
+    let audit = c
+        .list_audit_log(&kiln_sdk::api::AuditLogQuery {
+            subject_type: Some("agent_session".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str)> = audit
+        .entries
+        .iter()
+        .map(|e| (e.action.as_str(), e.subject_id.as_str()))
+        .collect();
+    assert!(
+        actions.contains(&("agent_session.create", plain.id.as_str())),
+        "{actions:?}"
+    );
+    assert!(
+        actions.contains(&("agent_session.delete", full.id.as_str())),
+        "{actions:?}"
+    );
     api_err(c.delete_session(&full.id).await, 404, "NOT_FOUND");
 
     // Another project sees none of them.
