@@ -1387,3 +1387,41 @@ async fn fetch_refuses_private_addresses_unless_allowed() {
     );
     app.stop().await;
 }
+
+/// A server that shuts down ends the turns it runs: their streams get an
+/// `interrupted` error before the server drains, and the sessions can be
+/// used again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_running_turns() {
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        provider_env: vec![
+            ("openai_api_key", "test-key".to_owned()),
+            ("openai_base_url", fake.openai_base_url()),
+            ("default_model", "openai/gpt-test".to_owned()),
+        ],
+        ..TestOptions::default()
+    };
+    let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
+    fake.push(Reply::hang());
+    let id = session(&app, CreateSession::default()).await;
+    let stream = app.client.run_agent(&id, "Think").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let database_url = app.database_url.clone();
+    // The rest of `app` (its temp dir) lives to the end of the test.
+    let TestApp { server, .. } = app;
+    let (shutdown, events) = tokio::join!(server.shutdown(), stream.collect_turn());
+    shutdown.unwrap();
+    assert_eq!(error_code(&events.unwrap()), "interrupted");
+    use kiln_core::runtime::store::AgentStore;
+    let store = kiln_store::SqlStore::connect(&database_url).await.unwrap();
+    let projects = kiln_core::Store::list_projects(&store).await.unwrap();
+    let session = store
+        .get_session(&projects[0].id, &kiln_core::ids::SessionId::from_string(id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(session.status, kiln_core::runtime::SessionStatus::Error);
+    assert_eq!(session.turn_id, None, "nothing stays running");
+    store.close().await;
+}
