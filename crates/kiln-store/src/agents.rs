@@ -374,6 +374,42 @@ macro_rules! notify_in_tx {
     }};
 }
 
+/// A lease time as SQL. On PostgreSQL, servers sharing the database judge
+/// each other's leases, so a lease is kept on the database's clock: `at`
+/// (on this server's clock) becomes `now() + (at - this server's now)`, and
+/// a skewed server clock cannot make a live turn look expired. SQLite has
+/// one server: its clock is the clock.
+fn lease_sql(kind: DatabaseKind, placeholder: &str, at: Timestamp) -> (String, LeaseValue) {
+    match kind {
+        DatabaseKind::Postgres => (
+            format!("(now() + {placeholder} * INTERVAL '1 millisecond')"),
+            LeaseValue::Millis((at - now()).num_milliseconds()),
+        ),
+        DatabaseKind::Sqlite => (placeholder.to_owned(), LeaseValue::At(at)),
+    }
+}
+
+/// What [`lease_sql`]'s placeholder binds.
+enum LeaseValue {
+    Millis(i64),
+    At(Timestamp),
+}
+
+fn bind_lease<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    value: &LeaseValue,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match value {
+        LeaseValue::Millis(ms) => query.bind(*ms),
+        LeaseValue::At(at) => query.bind(*at),
+    }
+}
+
 /// One `append_events` call waiting for the SQLite writer.
 pub(crate) struct AppendJob {
     project_id: ProjectId,
@@ -598,20 +634,22 @@ impl AgentStore for SqlStore {
         first: Option<&NewEvent>,
     ) -> StoreResult<BeginTurn> {
         let postgres = self.kind() == DatabaseKind::Postgres;
+        let (lease, lease_value) = lease_sql(self.kind(), "$3", lease_until);
+        let claim_sql = format!(
+            "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = {lease}, updated_at = $4 \
+             WHERE id = $5 AND project_id = $6 AND turn_id IS NULL"
+        );
         write_tx!(self, |tx| {
-            let claimed = sqlx::query(
-                "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = $3, updated_at = $4 \
-                 WHERE id = $5 AND project_id = $6 AND turn_id IS NULL",
-            )
-            .bind(turn.as_str())
-            .bind(SessionStatus::Running.as_str())
-            .bind(lease_until)
-            .bind(first.map_or_else(now, |f| f.at))
-            .bind(id.as_str())
-            .bind(project_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+            let claimed = sqlx::query(AssertSqlSafe(claim_sql))
+                .bind(turn.as_str())
+                .bind(SessionStatus::Running.as_str());
+            let claimed = bind_lease(claimed, &lease_value)
+                .bind(first.map_or_else(now, |f| f.at))
+                .bind(id.as_str())
+                .bind(project_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             if claimed.rows_affected() == 1 {
                 let mut stored = None;
                 if let Some(first) = first {
@@ -701,30 +739,31 @@ impl AgentStore for SqlStore {
     }
 
     async fn renew_turn(&self, id: &SessionId, turn: &TurnId, lease_until: Timestamp) -> StoreResult<bool> {
+        let (lease, value) = lease_sql(self.kind(), "$1", lease_until);
+        let sql = format!("UPDATE agent_sessions SET lease_until = {lease} WHERE id = $2 AND turn_id = $3");
         write_tx!(self, |tx| {
-            let done =
-                sqlx::query("UPDATE agent_sessions SET lease_until = $1 WHERE id = $2 AND turn_id = $3")
-                    .bind(lease_until)
-                    .bind(id.as_str())
-                    .bind(turn.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
+            let done = bind_lease(sqlx::query(AssertSqlSafe(sql)), &value)
+                .bind(id.as_str())
+                .bind(turn.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
             Ok(done.rows_affected() > 0)
         })
     }
 
     async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>> {
+        let (cutoff, value) = lease_sql(self.kind(), "$1", now);
+        let sql = format!(
+            "SELECT project_id, id, turn_id FROM agent_sessions \
+             WHERE turn_id IS NOT NULL AND lease_until < {cutoff} ORDER BY lease_until, id"
+        );
         read!(self, |pool| {
-            let rows = sqlx::query(
-                "SELECT project_id, id, turn_id FROM agent_sessions \
-                 WHERE turn_id IS NOT NULL AND lease_until < $1 ORDER BY lease_until, id",
-            )
-            .bind(now)
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?;
+            let rows = bind_lease(sqlx::query(AssertSqlSafe(sql)), &value)
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
             rows.iter()
                 .map(|r| {
                     Ok((
