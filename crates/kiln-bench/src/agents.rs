@@ -55,6 +55,8 @@ use serde_json::{Value, json};
 
 /// The code of every measured turn.
 const CODE: &str = "1 + 1";
+/// Cancels of the memory phase timed one at a time.
+const CANCELS_TIMED_ALONE: usize = 50;
 /// The code of the memory phase's paused turns.
 const WAIT_CODE: &str = "await input('wait')";
 /// Turns timed at each end of the long session.
@@ -502,15 +504,26 @@ async fn memory(bench: &Bench, args: &AgentsArgs, say: &impl Fn(String)) -> anyh
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_cpu = idle_cpu.stop();
 
+    // The first ones one at a time: how long a cancel takes to return with
+    // the session `active` again (the turn's end recorded).
+    let mut one_cancel = histogram();
+    let alone = CANCELS_TIMED_ALONE.min(args.open_streams);
+    for id in ids.iter().take(alone) {
+        let started = Instant::now();
+        bench.client.cancel_session(id).await?;
+        one_cancel.record(started.elapsed().as_micros() as u64)?;
+    }
+    let (cancel_text, cancel_json) = percentiles(&one_cancel);
     let cancelled = Instant::now();
-    let cancels: Vec<anyhow::Result<()>> = futures::stream::iter(ids.iter().take(args.open_streams))
-        .map(|id| async move {
-            bench.client.cancel_session(id).await?;
-            Ok(())
-        })
-        .buffer_unordered(SETUP_CONCURRENCY)
-        .collect()
-        .await;
+    let cancels: Vec<anyhow::Result<()>> =
+        futures::stream::iter(ids.iter().take(args.open_streams).skip(alone))
+            .map(|id| async move {
+                bench.client.cancel_session(id).await?;
+                Ok(())
+            })
+            .buffer_unordered(SETUP_CONCURRENCY)
+            .collect()
+            .await;
     cancels.into_iter().collect::<anyhow::Result<()>>()?;
     let mut ended_cancelled = 0;
     let mut ended_otherwise = Vec::new();
@@ -558,7 +571,10 @@ async fn memory(bench: &Bench, args: &AgentsArgs, say: &impl Fn(String)) -> anyh
     ));
     say(format!("  while they wait: {idle_cpu}"));
     say(format!(
-        "  cancelled all in {:.2} s: {ended_cancelled} ended `cancelled`, {} otherwise; RSS after {:.1} MiB",
+        "  one cancel at a time ({alone}; returns once the session is active again)  {cancel_text}"
+    ));
+    say(format!(
+        "  cancelled the rest in {:.2} s: {ended_cancelled} ended `cancelled`, {} otherwise; RSS after {:.1} MiB",
         cancelled.as_secs_f64(),
         ended_otherwise.len(),
         mib(after_cancel)
@@ -578,6 +594,7 @@ async fn memory(bench: &Bench, args: &AgentsArgs, say: &impl Fn(String)) -> anyh
     json.insert("bytes_per_open_stream".into(), json!(per_stream.round() as i64));
     json.insert("cpu_while_paused".into(), idle_cpu.json());
     json.insert("cancel_seconds".into(), json!(seconds(cancelled)));
+    json.insert("cancel_alone".into(), Value::Object(cancel_json));
     json.insert("ended_cancelled".into(), json!(ended_cancelled));
     json.insert("ended_otherwise".into(), json!(ended_otherwise.len()));
     json.insert("rss_after_cancel".into(), json!(after_cancel));
