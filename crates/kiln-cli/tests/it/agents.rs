@@ -40,19 +40,27 @@ type TestFn = for<'a> fn(&'a TestApp, &'a FakeProvider) -> futures::future::BoxF
 async fn run(backend: Backend, runtime: RuntimeConfig, test: TestFn) {
     let fake = FakeProvider::start().await;
     let options = TestOptions {
-        provider_env: vec![
-            ("openai_api_key", "test-key".to_owned()),
-            ("openai_base_url", fake.openai_base_url()),
-            ("default_model", "openai/gpt-test".to_owned()),
-        ],
         runtime,
-        ..TestOptions::default()
+        ..fake_options(&fake)
     };
     let Some(app) = TestApp::start_with(backend, options).await else {
         return;
     };
     test(&app, &fake).await;
     app.stop().await;
+}
+
+/// A server whose default model is the fake (set in the environment, as
+/// an operator would).
+fn fake_options(fake: &FakeProvider) -> TestOptions {
+    TestOptions {
+        provider_env: vec![
+            ("openai_api_key", "test-key".to_owned()),
+            ("openai_base_url", fake.openai_base_url()),
+            ("default_model", "openai/gpt-test".to_owned()),
+        ],
+        ..TestOptions::default()
+    }
 }
 
 fn defaults() -> RuntimeConfig {
@@ -1355,13 +1363,8 @@ async fn function_call_tools_stream_as_tool_calls(app: &TestApp, fake: &FakeProv
 async fn fetch_refuses_private_addresses_unless_allowed() {
     let fake = FakeProvider::start().await;
     let options = TestOptions {
-        provider_env: vec![
-            ("openai_api_key", "test-key".to_owned()),
-            ("openai_base_url", fake.openai_base_url()),
-            ("default_model", "openai/gpt-test".to_owned()),
-        ],
         allow_private_network: false,
-        ..TestOptions::default()
+        ..fake_options(&fake)
     };
     let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
     let url = format!("{}/v1/models", fake.base_url());
@@ -1394,14 +1397,7 @@ async fn fetch_refuses_private_addresses_unless_allowed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_running_turns() {
     let fake = FakeProvider::start().await;
-    let options = TestOptions {
-        provider_env: vec![
-            ("openai_api_key", "test-key".to_owned()),
-            ("openai_base_url", fake.openai_base_url()),
-            ("default_model", "openai/gpt-test".to_owned()),
-        ],
-        ..TestOptions::default()
-    };
+    let options = fake_options(&fake);
     let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
     fake.push(Reply::hang());
     let id = session(&app, CreateSession::default()).await;

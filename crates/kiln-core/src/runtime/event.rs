@@ -210,6 +210,23 @@ pub fn truncate_text(text: &str, max: usize) -> String {
     format!("{}… [truncated]", &text[..end])
 }
 
+/// At most `max` characters of `text`, with `…` when cut (summaries).
+pub fn first_chars(text: &str, max: usize) -> String {
+    let mut out: String = text.chars().take(max).collect();
+    if text.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// A JSON value as readable text: strings as they are, the rest as JSON.
+pub fn render_value(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 /// `result` as the event carries it: itself when its JSON is small enough,
 /// else a truncated string rendering.
 pub fn bounded_result(result: Value) -> Value {

@@ -13,11 +13,11 @@ use crate::ids::{IndexId, InputRequestId};
 use crate::llm::{ChatRequest, Message, Role};
 use crate::rag::search::SearchQuery;
 use crate::runtime::SessionStatus;
-use crate::runtime::event::{EventBody, MAX_EVENT_CONTENT_BYTES, truncate_text};
+use crate::runtime::event::{EventBody, MAX_EVENT_CONTENT_BYTES, first_chars, render_value, truncate_text};
 use crate::runtime::fetch::FetchRequest;
 use crate::runtime::hub::Stop;
 use crate::runtime::store::InputRequest;
-use crate::runtime::turn::{Turn, error_codes, render};
+use crate::runtime::turn::{Turn, error_codes};
 use crate::sandbox::HostFunctions;
 use crate::time::now;
 
@@ -122,14 +122,6 @@ fn options_with(opts: Value, key: &str, value: Value) -> Map<String, Value> {
     opts
 }
 
-fn short(text: &str, max: usize) -> String {
-    let mut out: String = text.chars().take(max).collect();
-    if text.chars().count() > max {
-        out.push('…');
-    }
-    out
-}
-
 impl Turn {
     /// A function-call tool the session added.
     pub(crate) async fn native_tool(&self, tool: &str, args: Value) -> Result<Value, String> {
@@ -218,7 +210,7 @@ impl Turn {
             .collect();
         let summary = format!(
             "\"{}\" → {} result{}",
-            short(&query, 80),
+            first_chars(&query, 80),
             results.len(),
             if results.len() == 1 { "" } else { "s" }
         );
@@ -239,7 +231,7 @@ impl Turn {
         let mut headers: Vec<(String, String)> = args
             .get("headers")
             .and_then(Value::as_object)
-            .map(|h| h.iter().map(|(k, v)| (k.clone(), render(v))).collect())
+            .map(|h| h.iter().map(|(k, v)| (k.clone(), render_value(v))).collect())
             .unwrap_or_default();
         let body = match args.get("body") {
             None | Some(Value::Null) => None,
@@ -284,7 +276,7 @@ impl Turn {
         };
         let summary = format!(
             "{method} {} → {} ({} bytes{})",
-            short(&url, 100),
+            first_chars(&url, 100),
             response.status,
             response.body.len(),
             if response.truncated { ", truncated" } else { "" }
@@ -327,7 +319,7 @@ impl Turn {
         let prompt = match prompt {
             Value::String(s) if !s.trim().is_empty() => s,
             Value::Null => return Err("ai needs a prompt: ai(\"Summarise: ...\")".to_owned()),
-            other => render(&other),
+            other => render_value(&other),
         };
         let response = self
             .complete(ChatRequest {
@@ -346,7 +338,7 @@ impl Turn {
         self.emit(
             EventBody::SandboxEvent {
                 kind: "ai".into(),
-                summary: short(&prompt, 80),
+                summary: first_chars(&prompt, 80),
                 content: truncate_text(&response.content, MAX_EVENT_CONTENT_BYTES),
                 tokens: Some(response.usage),
             },
@@ -409,7 +401,7 @@ impl Turn {
         self.emit(
             EventBody::SandboxEvent {
                 kind: "input".into(),
-                summary: format!("answered: {}", short(&render(&value), 80)),
+                summary: format!("answered: {}", first_chars(&render_value(&value), 80)),
                 content: String::new(),
                 tokens: None,
             },
@@ -463,9 +455,9 @@ impl Turn {
         Ok(match key {
             Value::Null => (Value::Object(session.data), "get (all)".to_owned()),
             key => {
-                let key = render(&key);
+                let key = render_value(&key);
                 let value = session.data.get(&key).cloned().unwrap_or(Value::Null);
-                (value, format!("get {}", short(&key, 80)))
+                (value, format!("get {}", first_chars(&key, 80)))
             }
         })
     }
@@ -502,7 +494,7 @@ impl Turn {
             .map_err(|e| e.to_string())?
             .ok_or("the turn has ended")?;
         let keys: Vec<&str> = changes.keys().map(String::as_str).collect();
-        let summary = format!("set {}", short(&keys.join(", "), 80));
+        let summary = format!("set {}", first_chars(&keys.join(", "), 80));
         self.emit(EventBody::DataUpdate { changes }, None)
             .await
             .map_err(|stop| stop.message)?;
@@ -527,11 +519,11 @@ fn parse_input_spec(spec: Value) -> Result<(String, String, Vec<String>, String)
             "input type `{input_type}` is not one of confirm, choice, text"
         ));
     }
-    let message = spec.get("message").map(render).unwrap_or_default();
+    let message = spec.get("message").map(render_value).unwrap_or_default();
     let options: Vec<String> = spec
         .get("options")
         .and_then(Value::as_array)
-        .map(|o| o.iter().map(render).collect())
+        .map(|o| o.iter().map(render_value).collect())
         .unwrap_or_default();
     if message.len() > MAX_INPUT_MESSAGE_BYTES {
         return Err(format!(
@@ -550,7 +542,7 @@ fn parse_input_spec(spec: Value) -> Result<(String, String, Vec<String>, String)
     }
     let placeholder: String = spec
         .get("placeholder")
-        .map(render)
+        .map(render_value)
         .unwrap_or_default()
         .chars()
         .take(200)

@@ -145,11 +145,7 @@ pub fn fenced_code(text: &str) -> Option<(String, String)> {
 /// A one-line summary of model text for `args.summary`.
 pub fn summary_line(text: &str) -> String {
     let line = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
-    let mut summary: String = line.chars().take(120).collect();
-    if line.chars().count() > 120 {
-        summary.push('…');
-    }
-    summary
+    crate::runtime::event::first_chars(line, 120)
 }
 
 #[cfg(test)]

@@ -12,7 +12,9 @@ use crate::chat::CallSource;
 use crate::ids::TurnId;
 use crate::kiln::Kiln;
 use crate::llm::{ChatRequest, ChatResponse, LlmProvider, Message, ModelRef, Role, Usage};
-use crate::runtime::event::{EventBody, MAX_EVENT_CONTENT_BYTES, bounded_result, truncate_text};
+use crate::runtime::event::{
+    EventBody, MAX_EVENT_CONTENT_BYTES, bounded_result, render_value, truncate_text,
+};
 use crate::runtime::hub::{Stop, TurnControl, Wake};
 use crate::runtime::store::{NewEvent, TurnTotals};
 use crate::runtime::{Runtime, Session, SessionStatus, history, prompt};
@@ -436,7 +438,7 @@ impl Turn {
                             Ok(value) => value,
                             Err(message) => serde_json::json!({ "error": message }),
                         };
-                        let content = truncate_text(&render(&result), MAX_EVENT_CONTENT_BYTES);
+                        let content = truncate_text(&render_value(&result), MAX_EVENT_CONTENT_BYTES);
                         self.emit(
                             EventBody::ToolResult {
                                 tool,
@@ -514,14 +516,6 @@ fn calls_of(response: &ChatResponse) -> (String, Vec<Call>) {
     }
 }
 
-/// A value as readable text: strings as they are, the rest as JSON.
-pub(crate) fn render(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 /// The `execute_js_result` of a block.
 fn block_result(outcome: SandboxOutcome) -> EventBody {
     let mut console = outcome.console;
@@ -537,7 +531,7 @@ fn block_result(outcome: SandboxOutcome) -> EventBody {
     };
     match outcome.result {
         Ok(value) => EventBody::ExecuteJsResult {
-            content: truncate_text(&with_console(render(&value)), MAX_EVENT_CONTENT_BYTES),
+            content: truncate_text(&with_console(render_value(&value)), MAX_EVENT_CONTENT_BYTES),
             result: bounded_result(value),
             error: None,
         },

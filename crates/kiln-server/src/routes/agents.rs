@@ -261,33 +261,20 @@ fn data_line(event: kiln_api::AgentEvent) -> String {
     if line.len() <= MAX_DATA_LINE {
         return line;
     }
-    let cut = |text: &str, max: usize| -> String {
-        if text.len() <= max {
-            return text.to_owned();
-        }
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}… [truncated]", &text[..end])
-    };
-    let render = |value: &serde_json::Value| match value {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    use kiln_core::runtime::event::{render_value, truncate_text};
     let mut room = 8 * 1024;
     loop {
         let mut smaller = event.clone();
-        smaller.content = event.content.as_deref().map(|c| cut(c, room));
+        smaller.content = event.content.as_deref().map(|c| truncate_text(c, room));
         smaller.result = event
             .result
             .as_ref()
-            .map(|r| serde_json::Value::String(cut(&render(r), room)));
+            .map(|r| serde_json::Value::String(truncate_text(&render_value(r), room)));
         if let Some(args) = smaller.args.as_mut() {
             for value in args.values_mut() {
-                let text = render(value);
+                let text = render_value(value);
                 if text.len() > room / 4 {
-                    *value = serde_json::Value::String(cut(&text, room / 4));
+                    *value = serde_json::Value::String(truncate_text(&text, room / 4));
                 }
             }
         }
