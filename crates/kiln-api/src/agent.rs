@@ -10,8 +10,11 @@ use serde_json::{Map, Value};
 /// drops before its first event.
 pub const EVENT_CURSOR_HEADER: &str = "kiln-event-cursor";
 
-/// The event types of a turn (`AgentEvent.type`).
+/// The event types of a turn (`AgentEvent.type`), and the step type of the
+/// user message that starts it (`AgentStep.step_type`).
 pub mod event_types {
+    /// A step only, never streamed.
+    pub const USER_MESSAGE: &str = "user_message";
     pub const SANDBOX_EVENT: &str = "sandbox_event";
     pub const EXECUTE_JS: &str = "execute_js";
     pub const EXECUTE_JS_RESULT: &str = "execute_js_result";
@@ -22,6 +25,21 @@ pub mod event_types {
     pub const INPUT_REQUEST: &str = "input_request";
     pub const ERROR: &str = "error";
     pub const DONE: &str = "done";
+
+    /// Every type Kiln emits.
+    pub const ALL: [&str; 11] = [
+        USER_MESSAGE,
+        SANDBOX_EVENT,
+        EXECUTE_JS,
+        EXECUTE_JS_RESULT,
+        TOOL_CALL,
+        TOOL_RESULT,
+        DATA_UPDATE,
+        RESPONSE,
+        INPUT_REQUEST,
+        ERROR,
+        DONE,
+    ];
 }
 
 /// The `code` of a terminal `error` event (a Kiln addition; clients that do
@@ -39,14 +57,25 @@ pub mod turn_error_codes {
     pub const INPUT_TIMEOUT: &str = "input_timeout";
     /// The model provider failed.
     pub const UPSTREAM_ERROR: &str = "upstream_error";
-    /// The model is not configured (no provider for it).
-    pub const MODEL_NOT_CONFIGURED: &str = "model_not_configured";
     /// The server running the turn stopped before it ended.
     pub const INTERRUPTED: &str = "interrupted";
     /// The session was deleted while the turn ran.
     pub const SESSION_DELETED: &str = "session_deleted";
     /// Something inside Kiln failed.
     pub const INTERNAL: &str = "internal_error";
+
+    /// Every code Kiln emits.
+    pub const ALL: [&str; 9] = [
+        CANCELLED,
+        STEP_LIMIT,
+        TIME_LIMIT,
+        TOKEN_LIMIT,
+        INPUT_TIMEOUT,
+        UPSTREAM_ERROR,
+        INTERRUPTED,
+        SESSION_DELETED,
+        INTERNAL,
+    ];
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -36,7 +36,9 @@ impl ErrorBody {
     }
 }
 
-/// Every error code Kiln emits, spelled exactly as on the wire.
+/// Every error code Kiln emits, spelled exactly as on the wire. The server
+/// reaches these only through its exhaustive mapping of the core's errors,
+/// and a test fails when it can emit a code missing from [`codes::ALL`].
 pub mod codes {
     pub const NOT_FOUND: &str = "NOT_FOUND";
     pub const UNAUTHORIZED: &str = "unauthorized";
@@ -51,4 +53,39 @@ pub mod codes {
     pub const UPSTREAM_ERROR: &str = "upstream_error";
     pub const SERVICE_UNAVAILABLE: &str = "service_unavailable";
     pub const INTERNAL: &str = "internal";
+    /// A session asked for a function-call tool Kiln does not have (400).
+    pub const UNKNOWN_TOOL: &str = "unknown_tool";
+    /// `agent_id` / `agent_version_id` before agent configs exist (400).
+    pub const AGENT_CONFIGS_UNAVAILABLE: &str = "agent_configs_unavailable";
+    /// `run` while the session's turn is running (409).
+    pub const RUN_IN_PROGRESS: &str = "run_in_progress";
+    /// `cancel` with no running turn (409).
+    pub const NOT_RUNNING: &str = "not_running";
+    /// An input request answered twice (400).
+    pub const INPUT_ALREADY_ANSWERED: &str = "input_already_answered";
+    /// An answer to an input request of a turn that has ended (400).
+    pub const INPUT_EXPIRED: &str = "input_expired";
+
+    /// Every code above.
+    pub const ALL: [&str; 19] = [
+        NOT_FOUND,
+        UNAUTHORIZED,
+        BAD_REQUEST,
+        VALIDATION_FAILED,
+        CONFLICT,
+        VERSION_CONFLICT,
+        PAYLOAD_TOO_LARGE,
+        METHOD_NOT_ALLOWED,
+        SECRETS_DISABLED,
+        RATE_LIMITED,
+        UPSTREAM_ERROR,
+        SERVICE_UNAVAILABLE,
+        INTERNAL,
+        UNKNOWN_TOOL,
+        AGENT_CONFIGS_UNAVAILABLE,
+        RUN_IN_PROGRESS,
+        NOT_RUNNING,
+        INPUT_ALREADY_ANSWERED,
+        INPUT_EXPIRED,
+    ];
 }

@@ -10,8 +10,9 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kiln_cli::config::{ENV_SECRET_KEK, KekSource, LogFormat, ServeArgs, StoreArgs, resolve_kek};
 use kiln_cli::server::{StartOptions, start};
+use kiln_core::control::{ControlConfig, ControlPlane};
 use kiln_core::ids::ApiKeyId;
-use kiln_core::{Kiln, KilnConfig};
+use kiln_core::usage::UsageLog;
 use kiln_store::SqlStore;
 use tracing_subscriber::EnvFilter;
 
@@ -218,8 +219,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Projects(ProjectsCommand::List { json, store }) => {
             init_logging(LogFormat::Text, "warn");
-            let (kiln, sql) = open_local(&store).await?;
-            let projects = kiln.list_projects().await;
+            let (control, sql) = open_local(&store).await?;
+            let projects = control.list_projects().await;
             sql.close().await;
             let projects = projects?;
             if json {
@@ -255,7 +256,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Opens the store for the local admin verbs (no KEK needed: they never
 /// touch secrets).
-async fn open_local(store: &StoreArgs) -> anyhow::Result<(Kiln, Arc<SqlStore>)> {
+async fn open_local(store: &StoreArgs) -> anyhow::Result<(ControlPlane, Arc<SqlStore>)> {
     if store.database_url.is_none() {
         std::fs::create_dir_all(&store.data_dir)
             .with_context(|| format!("creating {}", store.data_dir.display()))?;
@@ -266,14 +267,18 @@ async fn open_local(store: &StoreArgs) -> anyhow::Result<(Kiln, Arc<SqlStore>)> 
             .await
             .with_context(|| format!("opening {}", kiln_store::redact_url(&url)))?,
     );
-    Ok((Kiln::new(sql.clone(), KilnConfig::default()), sql))
+    let usage = Arc::new(UsageLog::new(sql.clone()));
+    Ok((
+        ControlPlane::new(sql.clone(), usage, ControlConfig::default()),
+        sql,
+    ))
 }
 
 async fn keys(command: KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Create { project, name, store } => {
-            let (kiln, sql) = open_local(&store).await?;
-            let created = kiln.create_key(&project, &name).await;
+            let (control, sql) = open_local(&store).await?;
+            let created = control.create_key(&project, &name).await;
             sql.close().await;
             let created = created?;
             if created.project_created {
@@ -292,8 +297,8 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::List { project, json, store } => {
-            let (kiln, sql) = open_local(&store).await?;
-            let keys = kiln.list_keys(project.as_deref()).await;
+            let (control, sql) = open_local(&store).await?;
+            let keys = control.list_keys(project.as_deref()).await;
             sql.close().await;
             let keys = keys?;
             if json {
@@ -344,8 +349,8 @@ async fn keys(command: KeysCommand) -> anyhow::Result<()> {
             Ok(())
         }
         KeysCommand::Revoke { id, store } => {
-            let (kiln, sql) = open_local(&store).await?;
-            let revoked = kiln.revoke_key(&ApiKeyId::from_string(id.clone())).await;
+            let (control, sql) = open_local(&store).await?;
+            let revoked = control.revoke_key(&ApiKeyId::from_string(id.clone())).await;
             sql.close().await;
             if revoked? {
                 eprintln!("revoked key {id}");

@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use kiln_core::chat::LlmSetup;
+use kiln_core::control::{ControlConfig, ControlPlane, CreatedKey};
 use kiln_core::crypto::Kek;
-use kiln_core::kiln::CreatedKey;
+use kiln_core::gateway::{LlmGateway, LlmSetup};
 use kiln_core::llm::{Embedder, SettingMap};
-use kiln_core::rag::engine::RagSetup;
-use kiln_core::runtime::RuntimeSetup;
-use kiln_core::{Kiln, KilnConfig};
+use kiln_core::rag::{Rag, RagSetup};
+use kiln_core::runtime::{AgentRuntime, RuntimeSetup};
+use kiln_core::usage::UsageLog;
 use kiln_providers::{HttpProviderFactory, HttpSettings};
-use kiln_server::{AppState, ServerConfig};
+use kiln_server::{AppState, ServerConfig, Services};
 use kiln_store::{DatabaseKind, SqlStore};
 
 use crate::config::EmbeddingsConfig;
@@ -59,8 +59,12 @@ pub struct StartOptions {
 /// A server accepting connections.
 pub struct RunningServer {
     pub addr: SocketAddr,
-    pub kiln: Arc<Kiln>,
+    pub control: Arc<ControlPlane>,
+    pub gateway: Arc<LlmGateway>,
+    pub rag: Arc<Rag>,
+    pub runtime: Arc<AgentRuntime>,
     pub store: Arc<SqlStore>,
+    usage: Arc<UsageLog>,
     /// The key minted on first start with an empty store, if this was it.
     pub bootstrap: Option<CreatedKey>,
     shutdown: CancellationToken,
@@ -93,7 +97,8 @@ impl RunningServer {
             shutdown,
             grace,
             store,
-            kiln,
+            runtime,
+            usage,
             workers,
             ..
         } = self;
@@ -104,7 +109,7 @@ impl RunningServer {
                 shutdown.cancelled().await;
                 // Turns still running end with an `interrupted` event, which
                 // closes their streams so the server can drain.
-                kiln.interrupt_turns(Duration::from_secs(2)).await;
+                runtime.interrupt_turns(Duration::from_secs(2)).await;
                 tokio::time::sleep(grace).await;
             } => {
                 tracing::warn!("in-flight requests did not finish within {grace:?}; stopping anyway");
@@ -113,13 +118,13 @@ impl RunningServer {
         }
         // The server may have drained before every turn ended (turns run
         // detached from requests): end them before the store closes.
-        kiln.interrupt_turns(Duration::from_secs(2)).await;
+        runtime.interrupt_turns(Duration::from_secs(2)).await;
         // An interrupted ingestion is claimed again: at the next start on
         // SQLite, after its lease on PostgreSQL.
         for worker in workers {
             worker.abort();
         }
-        kiln.flush_usage().await;
+        usage.flush().await;
         store.close().await;
         Ok(())
     }
@@ -138,36 +143,55 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             .await
             .with_context(|| format!("opening {}", kiln_store::redact_url(&options.database_url)))?,
     );
-    let rag = rag_setup(&options)?;
-    let kiln = Arc::new(
-        Kiln::new(
-            store.clone(),
-            KilnConfig {
-                kek: options.kek,
-                auth_cache_ttl: options.auth_cache_ttl,
-                max_upload_bytes: options.upload_limit,
-            },
-        )
-        .with_rag(rag)
-        .with_runtime(RuntimeSetup {
+    // The services, each over its own port of the one store, each holding
+    // exactly the siblings it uses.
+    let usage = Arc::new(UsageLog::new(store.clone()));
+    let control = Arc::new(ControlPlane::new(
+        store.clone(),
+        usage.clone(),
+        ControlConfig {
+            kek: options.kek.clone(),
+            auth_cache_ttl: options.auth_cache_ttl,
+        },
+    ));
+    let rag = Arc::new(Rag::new(store.clone(), rag_setup(&options)?));
+    let gateway = Arc::new(LlmGateway::new(
+        control.clone(),
+        rag.clone(),
+        store.clone(),
+        usage.clone(),
+        LlmSetup {
+            factory: Arc::new(HttpProviderFactory::new(
+                options.provider_http.clone(),
+                options.allow_private_network,
+            )),
+            env: options.provider_env.clone(),
+        },
+    ));
+    let runtime = Arc::new(AgentRuntime::new(
+        store.clone(),
+        gateway.clone(),
+        rag.clone(),
+        RuntimeSetup {
             sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
             fetch: Arc::new(kiln_providers::web::GuardedFetch::new(options.fetch.clone())),
             config: options.runtime.clone(),
-        })
-        .with_llm(LlmSetup {
-            factory: Arc::new(HttpProviderFactory::new(
-                options.provider_http,
-                options.allow_private_network,
-            )),
-            env: options.provider_env,
-        }),
-    );
-    let bootstrap = kiln.bootstrap().await.context("creating the default project")?;
+        },
+    ));
+    let bootstrap = control
+        .bootstrap()
+        .await
+        .context("creating the default project")?;
     if let Some(created) = bootstrap.as_ref().filter(|_| options.print_banner) {
         print_banner(created, &format!("http://{addr}"));
     }
     let router = kiln_server::router(
-        AppState::new(kiln.clone()),
+        AppState::new(Services {
+            control: control.clone(),
+            gateway: gateway.clone(),
+            rag: rag.clone(),
+            runtime: runtime.clone(),
+        }),
         &ServerConfig {
             body_limit: options.body_limit,
             upload_limit: usize::try_from(options.upload_limit).unwrap_or(usize::MAX),
@@ -179,12 +203,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
     // claim are ended here and by every server's upkeep later.
     let sqlite = store.kind() == DatabaseKind::Sqlite;
     if sqlite {
-        let released = kiln.release_ingest_claims().await?;
+        let released = rag.release_ingest_claims().await?;
         if released > 0 {
             tracing::info!(documents = released, "resuming interrupted ingestion");
         }
     }
-    let reaped = kiln
+    let reaped = runtime
         .reap_turns(sqlite)
         .await
         .context("ending interrupted agent turns")?;
@@ -194,14 +218,16 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
     let mut workers = Vec::new();
     for _ in 0..options.ingest_workers {
         workers.push(tokio::spawn(
-            kiln.clone().run_ingest_worker(shutdown.clone().cancelled_owned()),
+            rag.clone().run_ingest_worker(shutdown.clone().cancelled_owned()),
         ));
     }
     workers.push(tokio::spawn(
-        kiln.clone().run_agent_upkeep(shutdown.clone().cancelled_owned()),
+        runtime
+            .clone()
+            .run_agent_upkeep(shutdown.clone().cancelled_owned()),
     ));
     // Load the search structures now rather than on the first search.
-    let warm = kiln.clone();
+    let warm = rag.clone();
     workers.push(tokio::spawn(async move {
         if let Err(e) = warm.catch_up_search().await {
             tracing::warn!(error = %e, "loading the search index failed; the next search retries");
@@ -219,8 +245,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
     );
     Ok(RunningServer {
         addr,
-        kiln,
+        control,
+        gateway,
+        rag,
+        runtime,
         store,
+        usage,
         bootstrap,
         shutdown,
         task,
@@ -254,6 +284,7 @@ fn rag_setup(options: &StartOptions) -> anyhow::Result<RagSetup> {
         lexical: Arc::new(lexical),
         vectors: Arc::new(kiln_search::MemoryVectors::new()),
         chunking: Default::default(),
+        max_upload_bytes: options.upload_limit,
     })
 }
 

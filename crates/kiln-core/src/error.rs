@@ -5,6 +5,8 @@
 use std::fmt;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+/// What every storage port returns.
+pub type StoreResult<T> = std::result::Result<T, StoreError>;
 
 /// What kind of entity was missing, for `NotFound` messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,14 +57,10 @@ pub enum Error {
     /// `if_version` did not match the live latest version of the name.
     #[error("version conflict: the latest version of `{name}` is {current_version}")]
     VersionConflict { name: String, current_version: i64 },
-    /// A refusal with its own stable code (`unknown_tool`, `run_in_progress`,
-    /// `not_running`, `input_already_answered`, ...): 400 or 409 per `kind`.
+    /// A refusal with a stable code of its own (the HTTP edge maps each
+    /// [`Refusal`] to its status and wire code).
     #[error("{message}")]
-    Refused {
-        kind: Refusal,
-        code: &'static str,
-        message: String,
-    },
+    Refused { refusal: Refusal, message: String },
     /// An upload is larger than the configured limit.
     #[error("the file is larger than the upload limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: u64 },
@@ -86,20 +84,41 @@ pub enum Error {
     Store(#[from] StoreError),
 }
 
-/// The status family of an [`Error::Refused`].
+/// Why an operation was refused, when the refusal has a code of its own.
+/// The wire spelling of each lives in `kiln_api::codes`, reached by the
+/// HTTP edge's exhaustive mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
-    /// The request itself is wrong (400).
-    BadRequest,
-    /// The request conflicts with the entity's state (409).
-    Conflict,
+    /// A session asked for a function-call tool Kiln does not have.
+    UnknownTool,
+    /// `agent_id` / `agent_version_id` while agent configs do not exist yet.
+    AgentConfigsUnavailable,
+    /// `run` on a session whose turn is still running.
+    RunInProgress,
+    /// `cancel` on a session with no running turn.
+    NotRunning,
+    /// An answer to an input request that has one already.
+    InputAlreadyAnswered,
+    /// An answer to an input request of a turn that has ended.
+    InputExpired,
+}
+
+impl Refusal {
+    /// Every refusal, for the test that each has a wire code.
+    pub const ALL: [Refusal; 6] = [
+        Refusal::UnknownTool,
+        Refusal::AgentConfigsUnavailable,
+        Refusal::RunInProgress,
+        Refusal::NotRunning,
+        Refusal::InputAlreadyAnswered,
+        Refusal::InputExpired,
+    ];
 }
 
 impl Error {
-    pub fn refused(kind: Refusal, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn refused(refusal: Refusal, message: impl Into<String>) -> Self {
         Error::Refused {
-            kind,
-            code,
+            refusal,
             message: message.into(),
         }
     }
@@ -132,4 +151,13 @@ pub enum StoreError {
     Database(String),
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+}
+
+/// A unique-constraint violation as a [`Error::Conflict`] with `message`;
+/// any other storage failure as it is.
+pub(crate) fn unique_or(err: StoreError, message: impl FnOnce() -> String) -> Error {
+    match err {
+        StoreError::UniqueViolation(_) => Error::Conflict(message()),
+        other => Error::Store(other),
+    }
 }

@@ -1,21 +1,29 @@
 //! Kiln's domain, with no HTTP, SQL, network client or JS engine in it.
 //!
-//! The server and the CLI call [`Kiln`], the application service; it owns the
-//! rules (names, limits, audit actions, encryption) and talks to storage only
-//! through the [`Store`] port, which `kiln-store` implements for SQLite and
-//! PostgreSQL.
+//! One service per engine, each with a narrow storage port of its own and
+//! handles to exactly the sibling services it uses, all built once by the
+//! composition root (`kiln-cli`'s `server::start`):
+//!
+//! * [`control::ControlPlane`]: projects, keys, authentication, vaults,
+//!   templates, the audit log, metrics;
+//! * [`rag::Rag`]: indexes, documents, ingestion, search;
+//! * [`gateway::LlmGateway`]: model resolution, provider clients, usage,
+//!   chat and conversations (uses the control plane's secrets and RAG);
+//! * [`runtime::AgentRuntime`]: sessions, turns, events, input, cancel
+//!   (uses the gateway and RAG).
 //!
 //! Architecture invariant: this crate depends on no other `kiln-*` crate and
 //! never on axum, sqlx, reqwest or rquickjs (CI checks it with `cargo tree -i`).
+//! Its top-level modules form layers with no cycle (ARCHITECTURE.md; CI
+//! checks it with `.ci/check-architecture`).
 
 pub mod audit;
 pub mod auth;
-pub mod chat;
+pub mod control;
 pub mod crypto;
 pub mod error;
+pub mod gateway;
 pub mod ids;
-pub mod index;
-pub mod kiln;
 pub mod llm;
 pub mod names;
 pub mod page;
@@ -23,11 +31,9 @@ pub mod project;
 pub mod rag;
 pub mod runtime;
 pub mod sandbox;
-pub mod store;
 pub mod template;
 pub mod time;
+pub mod usage;
 pub mod vault;
 
-pub use error::{Error, Result, StoreError};
-pub use kiln::{Kiln, KilnConfig};
-pub use store::Store;
+pub use error::{Error, Result, StoreError, StoreResult};

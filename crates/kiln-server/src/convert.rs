@@ -3,6 +3,7 @@
 use kiln_api as api;
 use kiln_core::audit::AuditEntry;
 use kiln_core::project::{DEFAULT_TEAM_ID, Project, ProjectMetrics};
+use kiln_core::runtime::{EventKind, TurnErrorCode};
 use kiln_core::template::PromptTemplate;
 use kiln_core::vault::{Secret, Vault};
 
@@ -104,7 +105,7 @@ pub(crate) fn usage(u: kiln_core::llm::Usage) -> api::ChatCompletionUsage {
     }
 }
 
-pub(crate) fn conversation(c: kiln_core::chat::Conversation) -> api::Conversation {
+pub(crate) fn conversation(c: kiln_core::gateway::chat::Conversation) -> api::Conversation {
     api::Conversation {
         project_id: c.project_id.to_string(),
         app_id: c.project_id.into_string(),
@@ -118,7 +119,7 @@ pub(crate) fn conversation(c: kiln_core::chat::Conversation) -> api::Conversatio
     }
 }
 
-pub(crate) fn message(m: kiln_core::chat::ConversationMessage) -> api::ConversationMessage {
+pub(crate) fn message(m: kiln_core::gateway::chat::ConversationMessage) -> api::ConversationMessage {
     api::ConversationMessage {
         id: m.id.into_string(),
         conversation_id: m.conversation_id.into_string(),
@@ -128,7 +129,7 @@ pub(crate) fn message(m: kiln_core::chat::ConversationMessage) -> api::Conversat
     }
 }
 
-pub(crate) fn index(i: kiln_core::index::Index) -> api::Index {
+pub(crate) fn index(i: kiln_core::rag::Index) -> api::Index {
     api::Index {
         project_id: i.project_id.to_string(),
         app_id: i.project_id.into_string(),
@@ -237,7 +238,7 @@ pub(crate) fn step(s: kiln_core::runtime::Step) -> api::AgentStep {
         id: s.id.into_string(),
         session_id: s.session_id.into_string(),
         step_index: s.step_index,
-        step_type: s.step_type,
+        step_type: event_type(s.step_type).to_owned(),
         content: s.content,
         tool_name: s.tool_name,
         tool_args: s.tool_args,
@@ -255,11 +256,45 @@ fn event_tokens(usage: kiln_core::llm::Usage) -> api::EventTokens {
     }
 }
 
+/// The wire's name of an event kind.
+pub(crate) fn event_type(kind: EventKind) -> &'static str {
+    use api::event_types as t;
+    match kind {
+        EventKind::UserMessage => t::USER_MESSAGE,
+        EventKind::SandboxEvent => t::SANDBOX_EVENT,
+        EventKind::ExecuteJs => t::EXECUTE_JS,
+        EventKind::ExecuteJsResult => t::EXECUTE_JS_RESULT,
+        EventKind::ToolCall => t::TOOL_CALL,
+        EventKind::ToolResult => t::TOOL_RESULT,
+        EventKind::DataUpdate => t::DATA_UPDATE,
+        EventKind::Response => t::RESPONSE,
+        EventKind::InputRequest => t::INPUT_REQUEST,
+        EventKind::Error => t::ERROR,
+        EventKind::Done => t::DONE,
+    }
+}
+
+/// The wire's name of a turn's error code.
+pub(crate) fn turn_error_code(code: TurnErrorCode) -> &'static str {
+    use api::turn_error_codes as c;
+    match code {
+        TurnErrorCode::Cancelled => c::CANCELLED,
+        TurnErrorCode::StepLimit => c::STEP_LIMIT,
+        TurnErrorCode::TimeLimit => c::TIME_LIMIT,
+        TurnErrorCode::TokenLimit => c::TOKEN_LIMIT,
+        TurnErrorCode::InputTimeout => c::INPUT_TIMEOUT,
+        TurnErrorCode::UpstreamError => c::UPSTREAM_ERROR,
+        TurnErrorCode::Interrupted => c::INTERRUPTED,
+        TurnErrorCode::SessionDeleted => c::SESSION_DELETED,
+        TurnErrorCode::Internal => c::INTERNAL,
+    }
+}
+
 /// A logged event as the contract's `AgentEvent`.
 pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody) -> api::AgentEvent {
     use kiln_core::runtime::EventBody as B;
     use serde_json::{Map, Value, json};
-    let kind = body.type_name().to_owned();
+    let kind = event_type(body.kind()).to_owned();
     let object = |value: Value| match value {
         Value::Object(map) => Some(map),
         _ => None,
@@ -281,7 +316,7 @@ pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody)
             event.tokens = tokens.map(event_tokens);
         }
         B::ExecuteJs { code, tokens, .. } => {
-            event.tool = Some("execute_js".to_owned());
+            event.tool = Some(kiln_core::runtime::prompt::EXECUTE_JS.to_owned());
             event.content = Some(code);
             event.tokens = tokens.map(event_tokens);
         }
@@ -334,7 +369,7 @@ pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody)
         }
         B::Error { message, code } => {
             event.content = Some(message);
-            event.code = Some(code);
+            event.code = Some(turn_error_code(code).to_owned());
         }
         B::Done { steps, tokens } => {
             event.summary = Some(api::EventSummary {
@@ -345,4 +380,30 @@ pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody)
         }
     }
     event
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_and_turn_code_has_a_listed_wire_name() {
+        for kind in EventKind::ALL {
+            let wire = event_type(kind);
+            assert!(
+                api::event_types::ALL.contains(&wire),
+                "{kind:?} → unlisted `{wire}`"
+            );
+            // Stored logs read the same as streams.
+            assert_eq!(kind.storage_name(), wire);
+        }
+        for code in TurnErrorCode::ALL {
+            let wire = turn_error_code(code);
+            assert!(
+                api::turn_error_codes::ALL.contains(&wire),
+                "{code:?} → unlisted `{wire}`"
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(wire));
+        }
+    }
 }

@@ -7,6 +7,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use kiln_api::{ErrorBody, codes};
 use kiln_core::Error;
+use kiln_core::error::Refusal;
 
 /// An error on its way to the client.
 #[derive(Debug)]
@@ -62,11 +63,8 @@ impl From<Error> for ApiError {
             }
             Error::Validation { message, field } => ApiError::validation(message, field.as_deref()),
             Error::Conflict(message) => ApiError::new(StatusCode::CONFLICT, codes::CONFLICT, message),
-            Error::Refused { kind, code, message } => {
-                let status = match kind {
-                    kiln_core::error::Refusal::BadRequest => StatusCode::BAD_REQUEST,
-                    kiln_core::error::Refusal::Conflict => StatusCode::CONFLICT,
-                };
+            Error::Refused { refusal, message } => {
+                let (status, code) = refusal_status(refusal);
                 ApiError::new(status, code, message)
             }
             Error::VersionConflict { current_version, .. } => {
@@ -122,6 +120,18 @@ impl From<Error> for ApiError {
     }
 }
 
+/// Each refusal's status and wire code.
+fn refusal_status(refusal: Refusal) -> (StatusCode, &'static str) {
+    match refusal {
+        Refusal::UnknownTool => (StatusCode::BAD_REQUEST, codes::UNKNOWN_TOOL),
+        Refusal::AgentConfigsUnavailable => (StatusCode::BAD_REQUEST, codes::AGENT_CONFIGS_UNAVAILABLE),
+        Refusal::RunInProgress => (StatusCode::CONFLICT, codes::RUN_IN_PROGRESS),
+        Refusal::NotRunning => (StatusCode::CONFLICT, codes::NOT_RUNNING),
+        Refusal::InputAlreadyAnswered => (StatusCode::BAD_REQUEST, codes::INPUT_ALREADY_ANSWERED),
+        Refusal::InputExpired => (StatusCode::BAD_REQUEST, codes::INPUT_EXPIRED),
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(self.body)).into_response()
@@ -168,4 +178,87 @@ pub async fn ensure_error_body(request: Request, next: Next) -> Response {
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     replaced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_core::StoreError;
+    use kiln_core::error::EntityKind;
+    use kiln_core::llm::LlmError;
+
+    /// One error of every kind the core has. The `match` has no catch-all:
+    /// a new variant does not compile until it is listed here too.
+    fn one_of_each() -> Vec<Error> {
+        let samples = vec![
+            Error::not_found(EntityKind::Session, "s"),
+            Error::Unauthorized("no".into()),
+            Error::validation("bad", Some("f")),
+            Error::Conflict("taken".into()),
+            Error::VersionConflict {
+                name: "n".into(),
+                current_version: 2,
+            },
+            Error::PayloadTooLarge { limit_bytes: 1 },
+            Error::SecretsDisabled,
+            Error::Crypto,
+            Error::ModelNotConfigured {
+                message: "m".into(),
+                configured: Vec::new(),
+            },
+            Error::Upstream(LlmError::Connection {
+                provider: "openai".into(),
+                message: "down".into(),
+            }),
+            Error::Store(StoreError::Database("x".into())),
+        ];
+        for e in &samples {
+            match e {
+                Error::NotFound { .. }
+                | Error::Unauthorized(_)
+                | Error::Validation { .. }
+                | Error::Conflict(_)
+                | Error::VersionConflict { .. }
+                | Error::Refused { .. }
+                | Error::PayloadTooLarge { .. }
+                | Error::SecretsDisabled
+                | Error::Crypto
+                | Error::ModelNotConfigured { .. }
+                | Error::Upstream(_)
+                | Error::Store(_) => {}
+            }
+        }
+        let refusals = Refusal::ALL.map(|r| Error::refused(r, "refused"));
+        samples.into_iter().chain(refusals).collect()
+    }
+
+    #[test]
+    fn every_error_the_server_can_emit_has_a_listed_code() {
+        for error in one_of_each() {
+            let shown = format!("{error:?}");
+            let api = ApiError::from(error);
+            assert!(
+                codes::ALL.contains(&api.body.code.as_str()),
+                "{shown} answers code `{}`, which kiln_api::codes does not list",
+                api.body.code
+            );
+            assert_eq!(api.body.error, api.body.code);
+            assert!(api.status.is_client_error() || api.status.is_server_error());
+        }
+        for status in [400u16, 401, 404, 405, 413, 415, 422, 500, 503] {
+            let (code, _) = code_for_status(StatusCode::from_u16(status).unwrap());
+            assert!(
+                codes::ALL.contains(&code),
+                "status {status} answers unlisted `{code}`"
+            );
+        }
+    }
+
+    #[test]
+    fn refusals_keep_their_contract_statuses() {
+        assert_eq!(refusal_status(Refusal::RunInProgress).0, StatusCode::CONFLICT);
+        assert_eq!(refusal_status(Refusal::NotRunning).0, StatusCode::CONFLICT);
+        assert_eq!(refusal_status(Refusal::UnknownTool).0, StatusCode::BAD_REQUEST);
+        assert_eq!(refusal_status(Refusal::InputExpired).0, StatusCode::BAD_REQUEST);
+    }
 }

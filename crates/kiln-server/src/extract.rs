@@ -36,7 +36,7 @@ impl FromRequestParts<AppState> for Authed {
             .to_str()
             .map_err(|_| ApiError::from(kiln_core::Error::Unauthorized("invalid API key".into())))?;
         let key = key.strip_prefix("Bearer ").unwrap_or(key);
-        Ok(Authed(state.kiln.authenticate(key.trim()).await?))
+        Ok(Authed(state.control.authenticate(key.trim()).await?))
     }
 }
 

@@ -2,8 +2,8 @@
 //!
 //! [`router`] builds the whole HTTP surface from route modules grouped by
 //! contract section. Every handler extracts and parses its input (auth shows
-//! in the [`extract::Authed`] extractor), calls one `kiln_core::Kiln` method
-//! and converts the result into a `kiln_api` wire type. Every failure goes
+//! in the [`extract::Authed`] extractor), calls one method of one
+//! `kiln-core` service and converts the result into a `kiln_api` wire type. Every failure goes
 //! through [`error::ApiError`], the one mapping from domain errors to status
 //! codes and the contract's error body.
 //!
@@ -28,23 +28,42 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-pub use kiln_core::Kiln;
+use kiln_core::control::ControlPlane;
+use kiln_core::gateway::LlmGateway;
+use kiln_core::rag::Rag;
+use kiln_core::runtime::AgentRuntime;
 
 /// Default request body limit for JSON bodies: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// What handlers share.
+/// What handlers share: the services, every one built (so no handler
+/// asks whether an engine exists).
 #[derive(Clone)]
 pub struct AppState {
-    pub kiln: Arc<Kiln>,
+    pub control: Arc<ControlPlane>,
+    pub gateway: Arc<LlmGateway>,
+    pub rag: Arc<Rag>,
+    pub runtime: Arc<AgentRuntime>,
     /// The OpenAPI document, rendered once the router is built.
     openapi_json: Arc<OnceLock<String>>,
 }
 
+/// The services a server is built from.
+#[derive(Clone)]
+pub struct Services {
+    pub control: Arc<ControlPlane>,
+    pub gateway: Arc<LlmGateway>,
+    pub rag: Arc<Rag>,
+    pub runtime: Arc<AgentRuntime>,
+}
+
 impl AppState {
-    pub fn new(kiln: Arc<Kiln>) -> Self {
+    pub fn new(services: Services) -> Self {
         AppState {
-            kiln,
+            control: services.control,
+            gateway: services.gateway,
+            rag: services.rag,
+            runtime: services.runtime,
             openapi_json: Arc::new(OnceLock::new()),
         }
     }

@@ -9,25 +9,26 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 use sqlx::postgres::PgListener;
 use sqlx::types::Json;
-use sqlx::{AssertSqlSafe, PgPool, Row, SqlitePool};
+use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use kiln_core::StoreError;
+use kiln_core::StoreResult;
 use kiln_core::audit::NewAudit;
 use kiln_core::ids::{EventId, IndexId, InputRequestId, ProjectId, SessionId, TurnId};
 use kiln_core::llm::Usage;
 use kiln_core::page::Page;
-use kiln_core::runtime::event::StoredEvent;
+use kiln_core::runtime::event::{EventKind, StoredEvent};
 use kiln_core::runtime::session::{Session, SessionStatus, Step};
 use kiln_core::runtime::store::{
     AgentSignal, AgentStore, AnswerInput, BeginTurn, InputRequest, NewEvent, SignalStream,
 };
-use kiln_core::store::StoreResult;
 use kiln_core::time::{Timestamp, now};
 
-use crate::connect::{DatabaseKind, Db, SqlStore, db_err};
-
-/// The PostgreSQL channel every server listens on.
-const CHANNEL: &str = "kiln_agents";
+use crate::connect::SqlStore;
+use crate::db::{DatabaseKind, Db, db_err};
+use crate::event_log::{
+    AppendJob, AppendQueue, CHANNEL, append_row, encode_signal, notify_in_tx, parse_signal,
+};
 
 const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
      data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at";
@@ -37,11 +38,8 @@ const STEP_COLUMNS: &str = "id, session_id, step_index, step_type, content, tool
 const INPUT_COLUMNS: &str =
     "id, project_id, session_id, turn_id, input_type, message, options, placeholder, value, created_at";
 
-/// The statuses `project_metrics` counts as active.
-pub(crate) const ACTIVE_STATUSES: &str = "'active', 'running', 'awaiting_input'";
-
 /// Token counts are stored as BIGINT and read back into `u32`s, saturating.
-fn usage(prompt_tokens: i64, completion_tokens: i64) -> Usage {
+pub(crate) fn usage(prompt_tokens: i64, completion_tokens: i64) -> Usage {
     let clamp = |n: i64| n.clamp(0, i64::from(u32::MAX)) as u32;
     Usage {
         prompt_tokens: clamp(prompt_tokens),
@@ -139,20 +137,24 @@ struct StepRow {
     created_at: DateTime<Utc>,
 }
 
-impl From<StepRow> for Step {
-    fn from(r: StepRow) -> Self {
-        Step {
+impl TryFrom<StepRow> for Step {
+    type Error = StoreError;
+
+    fn try_from(r: StepRow) -> StoreResult<Self> {
+        let step_type = EventKind::from_storage_name(&r.step_type)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown step type `{}`", r.step_type)))?;
+        Ok(Step {
             id: EventId::from_string(r.id),
             session_id: SessionId::from_string(r.session_id),
             step_index: r.step_index,
-            step_type: r.step_type,
+            step_type,
             content: r.content.unwrap_or_default(),
             tool_name: r.tool_name.unwrap_or_default(),
             tool_args: r.tool_args.map_or_else(|| Value::Object(Map::new()), |a| a.0),
             duration_ms: r.duration_ms,
             usage: usage(r.prompt_tokens, r.completion_tokens),
             created_at: r.created_at,
-        }
+        })
     }
 }
 
@@ -184,39 +186,6 @@ impl From<InputRequestRow> for InputRequest {
             value: r.value.map(|v| v.0),
             created_at: r.created_at,
         }
-    }
-}
-
-/// A signal as a `NOTIFY` payload: `<kind>:<seq>:<session id>`, with kind
-/// `e` (event, with its seq), `c` (cancel) or `i` (input), the seq empty for
-/// the last two.
-pub(crate) fn encode_signal(signal: &AgentSignal) -> String {
-    match signal {
-        AgentSignal::Event { session_id, seq } => format!("e:{seq}:{session_id}"),
-        AgentSignal::Cancel { session_id, turn_id } => format!("c:{turn_id}:{session_id}"),
-        AgentSignal::Input { session_id } => format!("i::{session_id}"),
-    }
-}
-
-/// The inverse of [`encode_signal`]; `None` for anything else.
-pub(crate) fn parse_signal(payload: &str) -> Option<AgentSignal> {
-    let mut parts = payload.splitn(3, ':');
-    let (kind, seq, session) = (parts.next()?, parts.next()?, parts.next()?);
-    if session.is_empty() {
-        return None;
-    }
-    let session_id = SessionId::from_string(session);
-    match (kind, seq) {
-        ("e", seq) => Some(AgentSignal::Event {
-            session_id,
-            seq: seq.parse().ok()?,
-        }),
-        ("c", turn) if !turn.is_empty() => Some(AgentSignal::Cancel {
-            session_id,
-            turn_id: TurnId::from_string(turn),
-        }),
-        ("i", "") => Some(AgentSignal::Input { session_id }),
-        _ => None,
     }
 }
 
@@ -267,113 +236,6 @@ fn signal_stream(pool: PgPool, listener: PgListener) -> SignalStream {
     ))
 }
 
-/// Appends one event inside the caller's transaction under `turn`'s claim:
-/// numbers it on the session row (whose lock, on PostgreSQL, orders
-/// concurrent appends) and inserts it. Evaluates to `None` when the turn no
-/// longer holds the session (the caller then writes nothing); errors return
-/// from the caller.
-macro_rules! append_row {
-    ($tx:ident, $project_id:expr, $id:expr, $turn:expr, $event:expr) => {{
-        let (project_id, id, turn, event): (&ProjectId, &SessionId, &TurnId, &NewEvent) =
-            ($project_id, $id, $turn, $event);
-        let step = event.body.step_fields();
-        let tokens = event.body.tokens().unwrap_or_default();
-        let body = serde_json::to_string(&event.body)
-            .map_err(|e| StoreError::Database(format!("encoding an agent event: {e}")))?;
-        let (added, added_ms) = event
-            .totals
-            .map_or((Usage::default(), 0), |t| (t.usage, t.duration_ms));
-        let row = sqlx::query(
-            "UPDATE agent_sessions SET last_seq = last_seq + 1, step_count = step_count + $1, \
-             status = COALESCE($2, status), updated_at = $3, \
-             turn_id = CASE WHEN $4 THEN NULL ELSE turn_id END, \
-             lease_until = CASE WHEN $4 THEN NULL ELSE lease_until END, \
-             prompt_tokens = prompt_tokens + $5, completion_tokens = completion_tokens + $6, \
-             duration_ms = duration_ms + $7 \
-             WHERE id = $8 AND project_id = $9 AND turn_id = $10 RETURNING last_seq, step_count",
-        )
-        .bind(i64::from(step.is_some()))
-        .bind(event.status.map(SessionStatus::as_str))
-        .bind(event.at)
-        .bind(event.totals.is_some())
-        .bind(i64::from(added.prompt_tokens))
-        .bind(i64::from(added.completion_tokens))
-        .bind(added_ms)
-        .bind(id.as_str())
-        .bind(project_id.as_str())
-        .bind(turn.as_str())
-        .fetch_optional(&mut *$tx)
-        .await
-        .map_err(db_err)?;
-        match row {
-            None => None,
-            Some(row) => {
-                let seq: i64 = row.try_get("last_seq").map_err(db_err)?;
-                let step_count: i64 = row.try_get("step_count").map_err(db_err)?;
-                let step_index = step.as_ref().map(|_| step_count - 1);
-                let (content, tool_name, tool_args) = match &step {
-                    Some((content, tool_name, tool_args)) => (
-                        Some(content.as_str()),
-                        Some(tool_name.as_str()),
-                        Some(Json(tool_args)),
-                    ),
-                    None => (None, None, None),
-                };
-                let stored = StoredEvent {
-                    id: EventId::generate(),
-                    seq,
-                    turn_id: turn.clone(),
-                    step_index,
-                    body: event.body.clone(),
-                    duration_ms: event.duration_ms,
-                    created_at: event.at,
-                };
-                sqlx::query(
-                    "INSERT INTO agent_events (id, project_id, session_id, seq, turn_id, step_index, step_type, \
-                     body, content, tool_name, tool_args, duration_ms, prompt_tokens, completion_tokens, \
-                     created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-                )
-                .bind(stored.id.as_str())
-                .bind(project_id.as_str())
-                .bind(id.as_str())
-                .bind(seq)
-                .bind(turn.as_str())
-                .bind(step_index)
-                .bind(event.body.type_name())
-                .bind(&body)
-                .bind(content)
-                .bind(tool_name)
-                .bind(tool_args)
-                .bind(event.duration_ms)
-                .bind(i64::from(tokens.prompt_tokens))
-                .bind(i64::from(tokens.completion_tokens))
-                .bind(event.at)
-                .execute(&mut *$tx)
-                .await
-                .map_err(db_err)?;
-                Some(stored)
-            }
-        }
-    }};
-}
-
-/// Tells other servers (PostgreSQL) that the session's log reached `seq`,
-/// delivered when the caller's transaction commits.
-macro_rules! notify_in_tx {
-    ($tx:ident, $id:expr, $seq:expr) => {{
-        let signal = AgentSignal::Event {
-            session_id: $id.clone(),
-            seq: $seq,
-        };
-        sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(encode_signal(&signal))
-            .execute(&mut *$tx)
-            .await
-            .map_err(db_err)?;
-    }};
-}
-
 /// A lease time as SQL. On PostgreSQL, servers sharing the database judge
 /// each other's leases, so a lease is kept on the database's clock: `at`
 /// (on this server's clock) becomes `now() + (at - this server's now)`, and
@@ -410,108 +272,6 @@ where
     }
 }
 
-/// One `append_events` call waiting for the SQLite writer.
-pub(crate) struct AppendJob {
-    project_id: ProjectId,
-    id: SessionId,
-    turn: TurnId,
-    events: Vec<NewEvent>,
-}
-
-type AppendReply = StoreResult<Option<Vec<StoredEvent>>>;
-
-/// Group commit for SQLite, which has one writer: appends from all running
-/// turns queue here, and a task writes whatever has queued in one
-/// transaction, answering each caller after the commit. Under load a commit
-/// (and the connection's round trips around it) serves many appends; alone,
-/// an append waits for nothing. Each job keeps its all-or-nothing outcome
-/// through a savepoint.
-pub(crate) struct AppendQueue {
-    jobs: tokio::sync::mpsc::UnboundedSender<(AppendJob, tokio::sync::oneshot::Sender<AppendReply>)>,
-}
-
-/// Jobs committed together at most.
-const APPEND_GROUP: usize = 64;
-
-impl AppendQueue {
-    fn start(write: SqlitePool) -> AppendQueue {
-        let (jobs, mut queued) =
-            tokio::sync::mpsc::unbounded_channel::<(AppendJob, tokio::sync::oneshot::Sender<AppendReply>)>();
-        tokio::spawn(async move {
-            let mut group = Vec::with_capacity(APPEND_GROUP);
-            while queued.recv_many(&mut group, APPEND_GROUP).await > 0 {
-                match write_group(&write, &group).await {
-                    Ok(outcomes) => {
-                        for ((_, reply), outcome) in group.drain(..).zip(outcomes) {
-                            let _ = reply.send(Ok(outcome));
-                        }
-                    }
-                    Err(e) => {
-                        let message = e.to_string();
-                        for (_, reply) in group.drain(..) {
-                            let _ = reply.send(Err(StoreError::Database(message.clone())));
-                        }
-                    }
-                }
-            }
-        });
-        AppendQueue { jobs }
-    }
-
-    async fn append(&self, job: AppendJob) -> AppendReply {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.jobs
-            .send((job, reply))
-            .map_err(|_| StoreError::Database("the event writer stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Database("the event writer stopped".into()))?
-    }
-}
-
-/// Writes a group of jobs in one transaction; a job whose turn lost its
-/// claim is rolled back to its savepoint and answered `None`.
-async fn write_group(
-    write: &SqlitePool,
-    group: &[(AppendJob, tokio::sync::oneshot::Sender<AppendReply>)],
-) -> StoreResult<Vec<Option<Vec<StoredEvent>>>> {
-    let mut tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
-    let mut outcomes = Vec::with_capacity(group.len());
-    for (job, _) in group {
-        let multiple = job.events.len() > 1;
-        if multiple {
-            sqlx::query("SAVEPOINT job")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-        }
-        let mut stored = Vec::with_capacity(job.events.len());
-        let mut lost = false;
-        for event in &job.events {
-            match append_row!(tx, &job.project_id, &job.id, &job.turn, event) {
-                Some(row) => stored.push(row),
-                None => {
-                    lost = true;
-                    break;
-                }
-            }
-        }
-        if multiple {
-            let end = if lost { "ROLLBACK TO job" } else { "RELEASE job" };
-            sqlx::query(end).execute(&mut *tx).await.map_err(db_err)?;
-            if lost {
-                sqlx::query("RELEASE job")
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-            }
-        }
-        outcomes.push((!lost).then_some(stored));
-    }
-    tx.commit().await.map_err(db_err)?;
-    Ok(outcomes)
-}
-
 #[async_trait]
 impl AgentStore for SqlStore {
     async fn create_session(&self, session: &Session, audit: &NewAudit) -> StoreResult<()> {
@@ -546,8 +306,7 @@ impl AgentStore for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)
+            commit_audited!(tx, audit)
         })
     }
 
@@ -605,8 +364,7 @@ impl AgentStore for SqlStore {
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
         })
     }
@@ -622,7 +380,7 @@ impl AgentStore for SqlStore {
             .fetch_all(pool)
             .await
             .map_err(db_err)?);
-        Ok(rows.into_iter().map(Step::from).collect())
+        rows.into_iter().map(Step::try_from).collect()
     }
 
     async fn begin_turn(
@@ -944,11 +702,11 @@ mod tests {
     use serde_json::json;
 
     use kiln_core::audit::{Actor, actions};
+    use kiln_core::control::store::ControlStore;
     use kiln_core::ids::ProjectId;
     use kiln_core::project::{Project, ProjectName};
     use kiln_core::runtime::event::EventBody;
     use kiln_core::runtime::store::TurnTotals;
-    use kiln_core::store::Store;
 
     use super::*;
 
@@ -1221,7 +979,7 @@ mod tests {
         // Steps, in order, with their stored fields.
         let steps = store.session_steps(&p, &s.id).await.unwrap();
         assert_eq!(steps.len(), 5);
-        assert_eq!(steps[0].step_type, "user_message");
+        assert_eq!(steps[0].step_type, EventKind::UserMessage);
         assert_eq!(steps[0].content, "hi");
         assert_eq!(steps[1].tool_name, "execute_js");
         assert_eq!(steps[1].tool_args, json!({"code": "1 + 1"}));
@@ -1246,7 +1004,7 @@ mod tests {
         let failed = NewEvent {
             body: EventBody::Error {
                 message: "boom".into(),
-                code: "internal".into(),
+                code: kiln_core::runtime::TurnErrorCode::Internal,
             },
             duration_ms: 0,
             at: now(),

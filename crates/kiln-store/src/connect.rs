@@ -5,45 +5,23 @@ use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{PgPool, SqlitePool};
 
 use kiln_core::StoreError;
 
-pub(crate) enum Db {
-    Sqlite { read: SqlitePool, write: SqlitePool },
-    Postgres(PgPool),
-}
+use crate::db::{DatabaseKind, Db, db_err};
+use crate::event_log::AppendQueue;
 
-/// Which backend a [`SqlStore`] talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DatabaseKind {
-    Sqlite,
-    Postgres,
-}
-
-/// The `Store` over a real database connection pool.
+/// Every storage port of `kiln-core` over a real database connection pool.
 pub struct SqlStore {
     pub(crate) db: Db,
     /// SQLite: the task that commits agent-event appends in groups, started
     /// on first use.
-    pub(crate) appends: std::sync::OnceLock<crate::agents::AppendQueue>,
+    pub(crate) appends: std::sync::OnceLock<AppendQueue>,
 }
 
 impl std::fmt::Debug for SqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqlStore").field("kind", &self.kind()).finish()
-    }
-}
-
-pub(crate) fn db_err(e: sqlx::Error) -> StoreError {
-    match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => {
-            StoreError::UniqueViolation(d.message().to_owned())
-        }
-        sqlx::Error::Database(d) if d.is_foreign_key_violation() => {
-            StoreError::ForeignKeyViolation(d.message().to_owned())
-        }
-        _ => StoreError::Database(e.to_string()),
     }
 }
 

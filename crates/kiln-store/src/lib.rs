@@ -1,4 +1,6 @@
-//! The sqlx adapter for `kiln_core::Store`, over SQLite or PostgreSQL.
+//! The sqlx adapter for every storage port of `kiln-core` (`ControlStore`,
+//! `UsageStore`, `GatewayStore`, `RagStore`, `AgentStore`), over SQLite or
+//! PostgreSQL.
 //!
 //! One implementation serves both databases: each method's SQL is written
 //! once with `$N` placeholders (which SQLite accepts too) and expanded by the
@@ -16,8 +18,12 @@
 mod macros;
 mod agents;
 mod connect;
-mod documents;
+mod control;
+mod db;
+mod event_log;
+mod gateway;
+mod rag;
 mod rows;
-mod store;
 
-pub use connect::{DatabaseKind, SqlStore, redact_url};
+pub use connect::{SqlStore, redact_url};
+pub use db::DatabaseKind;

@@ -68,6 +68,15 @@ macro_rules! insert_audit {
     }};
 }
 
+/// The ending of every audited change: the audit entry, then the commit.
+/// Evaluates to the commit's result.
+macro_rules! commit_audited {
+    ($tx:ident, $audit:expr) => {{
+        insert_audit!($tx, $audit);
+        $tx.commit().await.map_err(db_err)
+    }};
+}
+
 /// Inserts an API key row inside the caller's transaction.
 macro_rules! insert_key {
     ($tx:ident, $key:expr) => {{

@@ -6,12 +6,12 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 
 use kiln_core::audit::AuditEntry;
-use kiln_core::chat::{Conversation, ConversationMessage};
 use kiln_core::crypto::SealedValue;
+use kiln_core::gateway::chat::{Conversation, ConversationMessage};
 use kiln_core::ids::{ApiKeyId, AuditId, ConversationId, IndexId, MessageId, ProjectId, TemplateId, VaultId};
-use kiln_core::index::Index;
 use kiln_core::llm::{Role, Usage};
 use kiln_core::project::{ApiKey, Project, ProjectName};
+use kiln_core::rag::index::Index;
 use kiln_core::template::PromptTemplate;
 use kiln_core::vault::{Secret, SecretName, Vault};
 

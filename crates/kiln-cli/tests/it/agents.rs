@@ -1411,7 +1411,9 @@ async fn shutdown_ends_running_turns() {
     assert_eq!(error_code(&events.unwrap()), "interrupted");
     use kiln_core::runtime::store::AgentStore;
     let store = kiln_store::SqlStore::connect(&database_url).await.unwrap();
-    let projects = kiln_core::Store::list_projects(&store).await.unwrap();
+    let projects = kiln_core::control::store::ControlStore::list_projects(&store)
+        .await
+        .unwrap();
     let session = store
         .get_session(&projects[0].id, &kiln_core::ids::SessionId::from_string(id))
         .await

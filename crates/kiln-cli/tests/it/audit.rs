@@ -75,7 +75,7 @@ async fn every_change_is_audited_with_its_actor(app: &TestApp) {
     assert_eq!(page.total, 10);
     assert_eq!((page.limit, page.offset), (100, 0));
 
-    let key_id = app.server.kiln.list_keys(None).await.unwrap()[0]
+    let key_id = app.server.control.list_keys(None).await.unwrap()[0]
         .key
         .id
         .to_string();

@@ -4,7 +4,10 @@
 use std::time::{Duration, Instant};
 
 use kiln_core::crypto::hash_api_key;
-use kiln_core::{Kiln, KilnConfig};
+use std::sync::Arc;
+
+use kiln_core::control::{ControlConfig, ControlPlane};
+use kiln_core::usage::UsageLog;
 
 use crate::backends;
 use crate::harness::{TestApp, api_err};
@@ -41,17 +44,19 @@ async fn revocation_applies_at_once_here_and_within_the_ttl_elsewhere(app: &Test
     // Revoked through this server: immediate.
     let (first_id, first) = app.key_for("default").await;
     first.get_project().await.unwrap();
-    assert!(app.server.kiln.revoke_key(&first_id).await.unwrap());
+    assert!(app.server.control.revoke_key(&first_id).await.unwrap());
     api_err(first.get_project().await, 401, "unauthorized");
     assert!(
-        !app.server.kiln.revoke_key(&first_id).await.unwrap(),
+        !app.server.control.revoke_key(&first_id).await.unwrap(),
         "second revoke is a no-op"
     );
 
     // Revoked by another process on the same database: within the cache TTL.
     let (second_id, second) = app.key_for("default").await;
     second.get_project().await.unwrap();
-    let other = Kiln::new(app.second_store().await, KilnConfig::default());
+    let second_store = app.second_store().await;
+    let usage = Arc::new(UsageLog::new(second_store.clone()));
+    let other = ControlPlane::new(second_store, usage, ControlConfig::default());
     assert!(other.revoke_key(&second_id).await.unwrap());
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -66,7 +71,7 @@ async fn revocation_applies_at_once_here_and_within_the_ttl_elsewhere(app: &Test
 }
 
 async fn keys_are_stored_hashed_and_use_is_tracked(app: &TestApp) {
-    let keys = app.server.kiln.list_keys(None).await.unwrap();
+    let keys = app.server.control.list_keys(None).await.unwrap();
     assert_eq!(keys.len(), 1);
     let stored = &keys[0].key;
     assert_eq!(stored.key_hash, hash_api_key(&app.key));
@@ -76,7 +81,7 @@ async fn keys_are_stored_hashed_and_use_is_tracked(app: &TestApp) {
     assert_eq!(stored.last_used_at, None, "not used yet");
 
     app.client.get_project().await.unwrap();
-    let keys = app.server.kiln.list_keys(None).await.unwrap();
+    let keys = app.server.control.list_keys(None).await.unwrap();
     let used = keys[0].key.last_used_at.expect("last_used_at set on first use");
     assert!((chrono::Utc::now() - used).num_seconds() < 60);
 }

@@ -546,7 +546,7 @@ async fn delete_soft_and_hard(app: &TestApp) {
     api_err(c.get_document_including_deleted(&v1.id).await, 404, "NOT_FOUND");
     let store = app.second_store().await;
     let project = app.server.bootstrap.as_ref().unwrap().project.id.clone();
-    use kiln_core::rag::store::DocumentStore;
+    use kiln_core::rag::store::RagStore;
     let bytes = store
         .document_bytes(&project, &kiln_core::ids::DocumentId::from_string(v1.id.clone()))
         .await

@@ -123,7 +123,7 @@ impl TestApp {
 
     /// Mints a key for `project` (created when missing), as `kiln keys create` does.
     pub async fn key_for(&self, project: &str) -> (kiln_core::ids::ApiKeyId, Client) {
-        let created = self.server.kiln.create_key(project, "test").await.unwrap();
+        let created = self.server.control.create_key(project, "test").await.unwrap();
         let client = self.client_with_key(&created.plaintext);
         (created.key.id, client)
     }

@@ -419,7 +419,7 @@ async fn a_replica_searches_what_another_server_ingested(app: &TestApp) {
 /// never ingests them (it "crashed"), or a worker that died holding one,
 /// loses nothing; the next server with workers finishes them.
 async fn uploads_survive_a_crash(app: &TestApp) {
-    use kiln_core::rag::store::DocumentStore;
+    use kiln_core::rag::store::RagStore;
     let c = &app.client;
     let idx = index(app, "docs").await;
     let none = UploadOptions::default();

@@ -141,7 +141,7 @@ async fn secrets_are_upserted_redacted_and_idempotently_deleted(app: &TestApp) {
     let vault_id = VaultId::from_string(vault.id.clone());
     let revealed = app
         .server
-        .kiln
+        .control
         .reveal_secret(&project, &vault_id, "openai_api_key")
         .await
         .unwrap();
@@ -149,7 +149,7 @@ async fn secrets_are_upserted_redacted_and_idempotently_deleted(app: &TestApp) {
     let elsewhere = ProjectId::from_string("another-project");
     assert_eq!(
         app.server
-            .kiln
+            .control
             .reveal_secret(&elsewhere, &vault_id, "openai_api_key")
             .await
             .unwrap(),
@@ -216,7 +216,11 @@ async fn deleting_a_vault_takes_its_secrets(app: &TestApp) {
     let project = ProjectId::from_string(vault.project_id.clone());
     let old = VaultId::from_string(vault.id.clone());
     assert_eq!(
-        app.server.kiln.reveal_secret(&project, &old, "a").await.unwrap(),
+        app.server
+            .control
+            .reveal_secret(&project, &old, "a")
+            .await
+            .unwrap(),
         None
     );
 }

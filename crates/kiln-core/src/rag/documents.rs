@@ -1,4 +1,4 @@
-//! `Kiln`'s document operations: upload (with versioning and provenance),
+//! The RAG service's document operations: upload (with versioning and provenance),
 //! reads by id and by name, lists with filters, and deletes.
 
 use serde_json::{Map, Value};
@@ -7,15 +7,14 @@ use crate::audit::{Actor, NewAudit, actions};
 use crate::auth::AuthContext;
 use crate::crypto::sha256_hex;
 use crate::error::EntityKind;
+use crate::error::{Error, Result, StoreError};
 use crate::ids::{DocumentId, IndexId};
-use crate::kiln::Kiln;
 use crate::page::Page;
-use crate::rag::DocumentKind;
 use crate::rag::document::{Document, DocumentFilter, DocumentStatus};
 use crate::rag::kind::content_type_for;
 use crate::rag::store::VersionedInsert;
+use crate::rag::{DocumentKind, Rag};
 use crate::time::now;
-use crate::{Error, Result, StoreError};
 
 /// Document list page size: default and cap (CONTRACT §1.7; the SDKs send 50).
 pub const DOCUMENTS_DEFAULT_LIMIT: i64 = 50;
@@ -92,14 +91,14 @@ fn document_audit(ctx: &AuthContext, action: &'static str, id: &DocumentId) -> N
     )
 }
 
-impl Kiln {
+impl Rag {
     /// Stores an upload and acknowledges it: `pending` when it will be
     /// ingested, `stored` when its type is not indexable. The bytes are
     /// committed with the row, so an acknowledged upload survives a crash.
     pub async fn upload_document(&self, ctx: &AuthContext, upload: Upload) -> Result<Document> {
-        if upload.bytes.len() as u64 > self.max_upload_bytes {
+        if upload.bytes.len() as u64 > self.setup.max_upload_bytes {
             return Err(Error::PayloadTooLarge {
-                limit_bytes: self.max_upload_bytes,
+                limit_bytes: self.setup.max_upload_bytes,
             });
         }
         let index = self.get_index(ctx, &upload.index_id).await?;
@@ -182,7 +181,7 @@ impl Kiln {
             }
         }
         if doc.status == DocumentStatus::Pending {
-            self.rag_work_arrived();
+            self.work.notify_one();
         }
         Ok(doc)
     }

@@ -16,24 +16,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
-use tokio::sync::{Mutex, Notify};
-
 use crate::crypto::sha256_hex;
+use crate::error::{Result, StoreError};
 use crate::ids::{ChunkId, DocumentId};
-use crate::kiln::Kiln;
-use crate::llm::Embedder;
-use crate::rag::chunk::{ChunkOptions, chunk_markdown};
+use crate::rag::Rag;
+use crate::rag::chunk::chunk_markdown;
 use crate::rag::document::{
     DERIVED_FROM_EXTRACTION, Document, DocumentStatus, IndexEmbedder, Ingested, NewChunk,
 };
 use crate::rag::store::SearchOp;
 use crate::rag::{
-    ChunkEntry, DocumentKind, LexicalIndex, SearchChange, TextExtractor, VectorIndex, search_failed,
-    unit_length,
+    ChunkEntry, DocumentKind, LexicalIndex, SearchChange, VectorIndex, search_failed, unit_length,
 };
 use crate::time::now;
-use crate::{Error, Result, StoreError};
+use serde_json::{Map, Value};
 
 /// How long a worker's claim on a document lasts before another may take it.
 pub const INGEST_LEASE: Duration = Duration::from_secs(120);
@@ -47,63 +43,18 @@ const REPLAY_BATCH: i64 = 500;
 /// Documents loaded per page when a structure is rebuilt.
 const REBUILD_DOCUMENTS: i64 = 200;
 
-/// What the server wires in for RAG.
-#[derive(Clone)]
-pub struct RagSetup {
-    pub extractor: Arc<dyn TextExtractor>,
-    /// Embeds chunks and queries; one per deployment.
-    pub embedder: Arc<dyn Embedder>,
-    pub lexical: Arc<dyn LexicalIndex>,
-    pub vectors: Arc<dyn VectorIndex>,
-    pub chunking: ChunkOptions,
-}
-
-pub(crate) struct Rag {
-    pub(crate) setup: RagSetup,
-    work: Notify,
-    sync: Mutex<SyncState>,
-}
-
+/// What the search catch-up knows of the structures it keeps.
 #[derive(Default)]
-struct SyncState {
+pub(crate) struct SyncState {
     /// The vectors were loaded from the database at least once.
     vectors_loaded: bool,
-}
-
-impl Rag {
-    pub(crate) fn new(setup: RagSetup) -> Self {
-        Rag {
-            setup,
-            work: Notify::new(),
-            sync: Mutex::new(SyncState::default()),
-        }
-    }
 }
 
 fn now_ms() -> i64 {
     now().timestamp_millis()
 }
 
-impl Kiln {
-    /// Wires in RAG ingestion and search (without it, documents stay
-    /// `pending` and search answers 400).
-    pub fn with_rag(mut self, setup: RagSetup) -> Self {
-        self.rag = Some(Arc::new(Rag::new(setup)));
-        self
-    }
-
-    pub(crate) fn rag(&self) -> Result<&Arc<Rag>> {
-        self.rag
-            .as_ref()
-            .ok_or_else(|| Error::validation("search is not configured on this server", None))
-    }
-
-    pub(crate) fn rag_work_arrived(&self) {
-        if let Some(rag) = &self.rag {
-            rag.work.notify_one();
-        }
-    }
-
+impl Rag {
     /// Returns documents claimed by a previous run to `pending`; call at
     /// start when this server is the only one on its database (SQLite).
     pub async fn release_ingest_claims(&self) -> Result<u64> {
@@ -113,14 +64,12 @@ impl Kiln {
     /// Brings the search structures up to date now (at start, so the first
     /// search does not pay for loading them).
     pub async fn catch_up_search(&self) -> Result<()> {
-        let rag = self.rag()?.clone();
-        self.sync_search(&rag).await
+        self.sync_search().await
     }
 
     /// Runs one ingestion worker until `shutdown` resolves. Each loop claims
     /// one document; an idle worker waits for an upload or the poll tick.
     pub async fn run_ingest_worker(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        let Ok(rag) = self.rag().cloned() else { return };
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let token = uuid::Uuid::new_v4().to_string();
@@ -130,7 +79,7 @@ impl Kiln {
                 .await;
             match claimed {
                 Ok(Some(doc)) => {
-                    if let Err(e) = self.ingest(&rag, &doc, &token).await {
+                    if let Err(e) = self.ingest(&doc, &token).await {
                         // The claim stays; its lease runs out and the
                         // document is tried again.
                         tracing::warn!(document = %doc.id, error = %e, "ingestion failed to record its outcome");
@@ -141,7 +90,7 @@ impl Kiln {
                     // Out of work: bring search up to date now, in one
                     // batch, so the next search does not wait for it (an
                     // index commit costs milliseconds however small).
-                    if let Err(e) = self.sync_search(&rag).await {
+                    if let Err(e) = self.sync_search().await {
                         tracing::warn!(error = %e, "search catch-up failed");
                     }
                 }
@@ -149,15 +98,15 @@ impl Kiln {
             }
             tokio::select! {
                 () = &mut shutdown => return,
-                () = rag.work.notified() => {}
+                () = self.work.notified() => {}
                 () = tokio::time::sleep(INGEST_POLL) => {}
             }
         }
     }
 
     /// Extracts, chunks and embeds one claimed document and records it.
-    async fn ingest(&self, rag: &Rag, doc: &Document, token: &str) -> Result<()> {
-        let outcome = match self.prepare(rag, doc).await {
+    async fn ingest(&self, doc: &Document, token: &str) -> Result<()> {
+        let outcome = match self.prepare(doc).await {
             Ok(outcome) => outcome,
             Err(Ingest::Failed(message)) => Ingested::Failed(message),
             Err(Ingest::Store(e)) => return Err(e.into()),
@@ -165,7 +114,7 @@ impl Kiln {
         let embedder = match &outcome {
             Ingested::Chunked { chunks, .. } | Ingested::Sibling { chunks, .. } => {
                 chunks.first().map(|c| IndexEmbedder {
-                    name: rag.setup.embedder.name(),
+                    name: self.setup.embedder.name(),
                     dimensions: c.embedding.len() as i64,
                 })
             }
@@ -181,15 +130,15 @@ impl Kiln {
         Ok(())
     }
 
-    async fn prepare(&self, rag: &Rag, doc: &Document) -> Result<Ingested, Ingest> {
+    async fn prepare(&self, doc: &Document) -> Result<Ingested, Ingest> {
         let bytes = self
             .store
             .document_bytes(&doc.project_id, &doc.id)
             .await?
             .ok_or_else(|| Ingest::Failed("the document's bytes are missing".into()))?;
         let kind = DocumentKind::from_content_type(&doc.content_type);
-        let extractor = rag.setup.extractor.clone();
-        let options = rag.setup.chunking;
+        let extractor = self.setup.extractor.clone();
+        let options = self.setup.chunking;
         let work = tokio::task::spawn_blocking(move || {
             let extracted = extractor.extract(kind, &bytes)?;
             let pieces = chunk_markdown(&extracted.markdown, options);
@@ -209,7 +158,7 @@ impl Kiln {
             .map_err(Ingest::Failed)?;
 
         let recorded = self.store.index_embedder(&doc.project_id, &doc.index_id).await?;
-        let embedder = &rag.setup.embedder;
+        let embedder = &self.setup.embedder;
         if let Some(recorded) = &recorded
             && recorded.name != embedder.name()
         {
@@ -308,11 +257,11 @@ impl Kiln {
 
     /// Brings the search structures up to the newest committed search-log
     /// entry. Serialised: one catch-up at a time per server.
-    pub(crate) async fn sync_search(&self, rag: &Rag) -> Result<()> {
-        let mut state = rag.sync.lock().await;
+    pub(crate) async fn sync_search(&self) -> Result<()> {
+        let mut state = self.sync.lock().await;
         let target = self.store.search_seq().await?;
-        let lexical = rag.setup.lexical.clone();
-        let vectors = rag.setup.vectors.clone();
+        let lexical = self.setup.lexical.clone();
+        let vectors = self.setup.vectors.clone();
         let lexical_stale = lexical.applied_seq() > target;
         if !state.vectors_loaded || lexical_stale || (lexical.applied_seq() == 0 && target > 0) {
             let rebuild_lexical = lexical_stale || lexical.applied_seq() == 0;

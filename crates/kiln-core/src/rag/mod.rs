@@ -1,5 +1,5 @@
-//! The `rag` engine: documents, their ingestion (extract → chunk → embed →
-//! index), and hybrid search.
+//! The RAG service: indexes, documents, their ingestion (extract → chunk →
+//! embed → index), and hybrid search.
 //!
 //! Why it is shaped this way:
 //! * The database is the source of truth: document rows, their bytes, their
@@ -17,15 +17,64 @@ pub mod chunk;
 pub mod document;
 pub mod documents;
 pub mod engine;
+pub mod index;
 pub mod kind;
 pub mod ports;
 pub mod search;
 pub mod store;
 
+pub use index::Index;
 pub use kind::{DocumentKind, content_type_for};
 pub use ports::{
     ChunkEntry, Extracted, LexicalIndex, SearchChange, SearchError, SearchHit, TextExtractor, VectorIndex,
 };
+
+use std::sync::Arc;
+
+use tokio::sync::{Mutex, Notify};
+
+use crate::llm::Embedder;
+use chunk::ChunkOptions;
+use store::RagStore;
+
+/// What the server wires in for RAG.
+#[derive(Clone)]
+pub struct RagSetup {
+    pub extractor: Arc<dyn TextExtractor>,
+    /// Embeds chunks and queries; one per deployment.
+    pub embedder: Arc<dyn Embedder>,
+    pub lexical: Arc<dyn LexicalIndex>,
+    pub vectors: Arc<dyn VectorIndex>,
+    pub chunking: ChunkOptions,
+    /// Uploads above this many bytes are refused with 413.
+    pub max_upload_bytes: u64,
+}
+
+/// The RAG service of one server. It uses no other service.
+pub struct Rag {
+    store: Arc<dyn RagStore>,
+    setup: RagSetup,
+    /// Wakes an idle ingestion worker when an upload arrives.
+    work: Notify,
+    /// Serialises the search catch-up.
+    sync: Mutex<engine::SyncState>,
+}
+
+impl Rag {
+    pub fn new(store: Arc<dyn RagStore>, setup: RagSetup) -> Rag {
+        Rag {
+            store,
+            setup,
+            work: Notify::new(),
+            sync: Mutex::new(engine::SyncState::default()),
+        }
+    }
+
+    /// Uploads above this many bytes are refused.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.setup.max_upload_bytes
+    }
+}
 
 /// A failure of the search structures, reported as a storage failure (the
 /// caller sees 500; the message goes to the log).

@@ -16,11 +16,10 @@
 use std::collections::HashMap;
 
 use crate::auth::AuthContext;
+use crate::error::{Error, Result};
 use crate::ids::{ChunkId, IndexId};
-use crate::kiln::Kiln;
 use crate::rag::document::ChunkRecord;
-use crate::rag::{SearchHit, search_failed, unit_length};
-use crate::{Error, Result};
+use crate::rag::{Rag, SearchHit, search_failed, unit_length};
 
 /// `top_k` default and cap (CONTRACT §4.2.14).
 pub const DEFAULT_TOP_K: usize = 10;
@@ -92,7 +91,7 @@ pub fn fuse(lists: &[(f64, Vec<SearchHit>)]) -> Vec<(ChunkId, f64)> {
     fused
 }
 
-impl Kiln {
+impl Rag {
     /// Chunks (or, in document mode, each document's best chunk) ranked by
     /// score, highest first.
     pub async fn search(&self, ctx: &AuthContext, q: SearchQuery) -> Result<Vec<ScoredChunk>> {
@@ -113,7 +112,6 @@ impl Kiln {
             Some(k) if k > 0 => (k as usize).min(MAX_TOP_K),
             _ => DEFAULT_TOP_K,
         };
-        let rag = self.rag()?.clone();
         let index_ids: Vec<IndexId> = match &q.index_id {
             Some(id) => vec![self.get_index(ctx, id).await?.id],
             None => self.list_indexes(ctx).await?.into_iter().map(|i| i.id).collect(),
@@ -121,7 +119,7 @@ impl Kiln {
         if index_ids.is_empty() {
             return Ok(Vec::new());
         }
-        self.sync_search(&rag).await?;
+        self.sync_search().await?;
 
         let wanted = match q.result_type {
             ResultType::Chunk => top_k,
@@ -136,7 +134,7 @@ impl Kiln {
                 return Ok(Vec::new());
             }
             let (l, p, ids, text) = (
-                rag.setup.lexical.clone(),
+                self.setup.lexical.clone(),
                 ctx.project.id.clone(),
                 index_ids.clone(),
                 query.to_owned(),
@@ -150,7 +148,7 @@ impl Kiln {
             if q.mode == SearchMode::Lexical {
                 return Ok(Vec::new());
             }
-            let embedder = rag.setup.embedder.clone();
+            let embedder = self.setup.embedder.clone();
             // Only indexes whose vectors came from this embedder compare.
             let mut comparable = Vec::new();
             for id in &index_ids {
@@ -164,7 +162,7 @@ impl Kiln {
             }
             let embedded = embedder.embed(&[query.to_owned()]).await?;
             let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
-            let (v, p) = (rag.setup.vectors.clone(), ctx.project.id.clone());
+            let (v, p) = (self.setup.vectors.clone(), ctx.project.id.clone());
             let mut hits = tokio::task::spawn_blocking(move || {
                 v.search(&p, &comparable, &unit_length(query_vector), fetch)
             })
@@ -181,7 +179,7 @@ impl Kiln {
                 .map(|h| (h.chunk_id.clone(), f64::from(h.score).clamp(0.0, 1.0)))
                 .collect(),
             SearchMode::Lexical => fuse(&[(1.0, lexical)]),
-            SearchMode::Hybrid => fuse(&[(1.0, lexical), (rag.setup.embedder.hybrid_weight(), vector)]),
+            SearchMode::Hybrid => fuse(&[(1.0, lexical), (self.setup.embedder.hybrid_weight(), vector)]),
         };
         let min_score = q.min_score.unwrap_or(0.0);
         let scored: Vec<(ChunkId, f64)> = scored

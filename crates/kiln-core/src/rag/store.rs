@@ -1,6 +1,5 @@
-//! The storage port of the RAG engine. `Store` requires it, so the one
-//! database adapter implements both; it is a trait of its own to keep each
-//! file about one thing.
+//! The storage port of the RAG engine: indexes, documents, the ingestion
+//! pipeline's claims, and the search log.
 //!
 //! Every method that reads project data takes the caller's `ProjectId`,
 //! except the pipeline's and the search log's, which work across projects
@@ -10,11 +9,12 @@
 use async_trait::async_trait;
 
 use crate::audit::NewAudit;
+use crate::error::StoreResult;
 use crate::ids::{ChunkId, DocumentId, IndexId, ProjectId};
 use crate::page::Page;
 use crate::rag::ChunkEntry;
 use crate::rag::document::{ChunkRecord, Document, DocumentFilter, IndexEmbedder, Ingested};
-use crate::store::StoreResult;
+use crate::rag::index::Index;
 
 /// What `insert_document` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,7 +66,19 @@ pub struct SearchLogEntry {
 }
 
 #[async_trait]
-pub trait DocumentStore: Send + Sync {
+pub trait RagStore: Send + Sync {
+    // Indexes.
+    async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()>;
+    /// By name.
+    async fn list_indexes(&self, project_id: &ProjectId) -> StoreResult<Vec<Index>>;
+    async fn get_index(&self, project_id: &ProjectId, id: &IndexId) -> StoreResult<Option<Index>>;
+    /// Replaces name, description and metadata; `Ok(false)` when it is gone.
+    async fn update_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<bool>;
+    /// Deletes the index and everything in it.
+    async fn delete_index(&self, project_id: &ProjectId, id: &IndexId, audit: &NewAudit)
+    -> StoreResult<bool>;
+
+    // Documents.
     /// Writes the document row and its bytes. With a `name`, versions on
     /// (index, name): the live latest row (if any) stops being latest and
     /// the new row gets `max(version) + 1` over every row of that name. With

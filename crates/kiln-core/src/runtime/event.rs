@@ -10,8 +10,98 @@ use crate::ids::{EventId, TurnId};
 use crate::llm::Usage;
 use crate::time::Timestamp;
 
-/// The step type of the user message that starts a turn.
-pub const USER_MESSAGE: &str = "user_message";
+/// What kind of event an [`EventBody`] is. The wire spelling of each is in
+/// `kiln_api::agent::event_types`, reached by the HTTP edge's exhaustive
+/// mapping; [`EventKind::storage_name`] is the database's (`step_type`),
+/// equal by design so stored logs read the same as streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The message that starts a turn: a step, never streamed.
+    UserMessage,
+    SandboxEvent,
+    ExecuteJs,
+    ExecuteJsResult,
+    ToolCall,
+    ToolResult,
+    DataUpdate,
+    Response,
+    InputRequest,
+    Error,
+    Done,
+}
+
+impl EventKind {
+    pub const ALL: [EventKind; 11] = [
+        EventKind::UserMessage,
+        EventKind::SandboxEvent,
+        EventKind::ExecuteJs,
+        EventKind::ExecuteJsResult,
+        EventKind::ToolCall,
+        EventKind::ToolResult,
+        EventKind::DataUpdate,
+        EventKind::Response,
+        EventKind::InputRequest,
+        EventKind::Error,
+        EventKind::Done,
+    ];
+
+    /// The `step_type` column's value (storage format).
+    pub fn storage_name(self) -> &'static str {
+        match self {
+            EventKind::UserMessage => "user_message",
+            EventKind::SandboxEvent => "sandbox_event",
+            EventKind::ExecuteJs => "execute_js",
+            EventKind::ExecuteJsResult => "execute_js_result",
+            EventKind::ToolCall => "tool_call",
+            EventKind::ToolResult => "tool_result",
+            EventKind::DataUpdate => "data_update",
+            EventKind::Response => "response",
+            EventKind::InputRequest => "input_request",
+            EventKind::Error => "error",
+            EventKind::Done => "done",
+        }
+    }
+
+    pub fn from_storage_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.storage_name() == name)
+    }
+}
+
+/// Why a turn ended in an `error` event. The wire spelling of each is in
+/// `kiln_api::agent::turn_error_codes`; the serde form (snake case of the
+/// variant) is the storage format, equal by design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnErrorCode {
+    /// `cancel`, from any server.
+    Cancelled,
+    StepLimit,
+    TimeLimit,
+    TokenLimit,
+    /// `input()` was not answered in time.
+    InputTimeout,
+    /// The model failed mid-turn.
+    UpstreamError,
+    /// The server running the turn stopped (shutdown, crash, lost claim).
+    Interrupted,
+    SessionDeleted,
+    #[serde(rename = "internal_error")]
+    Internal,
+}
+
+impl TurnErrorCode {
+    pub const ALL: [TurnErrorCode; 9] = [
+        TurnErrorCode::Cancelled,
+        TurnErrorCode::StepLimit,
+        TurnErrorCode::TimeLimit,
+        TurnErrorCode::TokenLimit,
+        TurnErrorCode::InputTimeout,
+        TurnErrorCode::UpstreamError,
+        TurnErrorCode::Interrupted,
+        TurnErrorCode::SessionDeleted,
+        TurnErrorCode::Internal,
+    ];
+}
 
 /// Event contents are cut to this many bytes (the contract's lines must stay
 /// under 64 KiB, and a result may be as long again).
@@ -81,26 +171,25 @@ pub enum EventBody {
         placeholder: String,
     },
     /// Terminal: the turn failed.
-    Error { message: String, code: String },
+    Error { message: String, code: TurnErrorCode },
     /// Terminal: the turn finished.
     Done { steps: i64, tokens: Usage },
 }
 
 impl EventBody {
-    /// The contract's `type` (or [`USER_MESSAGE`]).
-    pub fn type_name(&self) -> &'static str {
+    pub fn kind(&self) -> EventKind {
         match self {
-            EventBody::UserMessage { .. } => USER_MESSAGE,
-            EventBody::SandboxEvent { .. } => "sandbox_event",
-            EventBody::ExecuteJs { .. } => "execute_js",
-            EventBody::ExecuteJsResult { .. } => "execute_js_result",
-            EventBody::ToolCall { .. } => "tool_call",
-            EventBody::ToolResult { .. } => "tool_result",
-            EventBody::DataUpdate { .. } => "data_update",
-            EventBody::Response { .. } => "response",
-            EventBody::InputRequest { .. } => "input_request",
-            EventBody::Error { .. } => "error",
-            EventBody::Done { .. } => "done",
+            EventBody::UserMessage { .. } => EventKind::UserMessage,
+            EventBody::SandboxEvent { .. } => EventKind::SandboxEvent,
+            EventBody::ExecuteJs { .. } => EventKind::ExecuteJs,
+            EventBody::ExecuteJsResult { .. } => EventKind::ExecuteJsResult,
+            EventBody::ToolCall { .. } => EventKind::ToolCall,
+            EventBody::ToolResult { .. } => EventKind::ToolResult,
+            EventBody::DataUpdate { .. } => EventKind::DataUpdate,
+            EventBody::Response { .. } => EventKind::Response,
+            EventBody::InputRequest { .. } => EventKind::InputRequest,
+            EventBody::Error { .. } => EventKind::Error,
+            EventBody::Done { .. } => EventKind::Done,
         }
     }
 
@@ -265,7 +354,7 @@ mod tests {
         };
         let json = serde_json::to_string(&body).unwrap();
         assert_eq!(serde_json::from_str::<EventBody>(&json).unwrap(), body);
-        assert_eq!(body.type_name(), "input_request");
+        assert_eq!(body.kind(), EventKind::InputRequest);
         assert!(!body.is_terminal());
         assert!(
             EventBody::Done {

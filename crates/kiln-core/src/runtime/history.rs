@@ -247,7 +247,7 @@ mod tests {
             },
             EventBody::Error {
                 message: "the turn was cancelled".into(),
-                code: "cancelled".into(),
+                code: crate::runtime::TurnErrorCode::Cancelled,
             },
             EventBody::UserMessage { content: "q2".into() },
         ];

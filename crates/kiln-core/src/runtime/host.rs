@@ -13,11 +13,13 @@ use crate::ids::{IndexId, InputRequestId};
 use crate::llm::{ChatRequest, Message, Role};
 use crate::rag::search::SearchQuery;
 use crate::runtime::SessionStatus;
-use crate::runtime::event::{EventBody, MAX_EVENT_CONTENT_BYTES, first_chars, render_value, truncate_text};
+use crate::runtime::event::{
+    EventBody, MAX_EVENT_CONTENT_BYTES, TurnErrorCode, first_chars, render_value, truncate_text,
+};
 use crate::runtime::fetch::FetchRequest;
 use crate::runtime::hub::Stop;
 use crate::runtime::store::InputRequest;
-use crate::runtime::turn::{Turn, error_codes};
+use crate::runtime::turn::Turn;
 use crate::sandbox::HostFunctions;
 use crate::time::now;
 
@@ -63,7 +65,7 @@ impl TurnHost {
         drop(held);
         let answer = self.turn.input(spec).await;
         if had_slot {
-            let slot = self.turn.runtime().blocks.clone().acquire_owned().await.ok();
+            let slot = self.turn.runtime.blocks.clone().acquire_owned().await.ok();
             *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
         }
         answer
@@ -178,7 +180,8 @@ impl Turn {
         let mut hits = Vec::new();
         for index_id in self.search_scope(index)? {
             let found = self
-                .kiln
+                .runtime
+                .rag
                 .search(
                     &self.ctx,
                     SearchQuery {
@@ -247,7 +250,7 @@ impl Turn {
             }
         };
         let response = self
-            .runtime()
+            .runtime
             .fetch
             .fetch(FetchRequest {
                 url: url.clone(),
@@ -297,7 +300,8 @@ impl Turn {
 
     async fn list_stores(&self) -> Result<Value, String> {
         let indexes = self
-            .kiln
+            .runtime
+            .rag
             .list_indexes(&self.ctx)
             .await
             .map_err(|e| e.to_string())?;
@@ -329,7 +333,7 @@ impl Turn {
             .await
             .map_err(|stop| {
                 // A failed call rejects the promise; a limit ends the turn.
-                if stop.code == error_codes::UPSTREAM_ERROR {
+                if stop.code == TurnErrorCode::UpstreamError {
                     stop.message
                 } else {
                     self.fail(stop)
@@ -372,13 +376,13 @@ impl Turn {
             value: None,
             created_at: now(),
         };
-        self.kiln
+        self.runtime
             .store
             .create_input_request(&request)
             .await
             .map_err(|e| {
                 self.fail(Stop::new(
-                    error_codes::INTERNAL,
+                    TurnErrorCode::Internal,
                     e.to_string(),
                     SessionStatus::Error,
                 ))
@@ -413,12 +417,12 @@ impl Turn {
     }
 
     async fn wait_for_answer(&self, id: &InputRequestId) -> Result<Value, String> {
-        let timeout = self.runtime().config.input_timeout;
+        let timeout = self.runtime.config.input_timeout;
         let deadline = Instant::now() + timeout;
         let mut answers = self.control.input.subscribe();
         loop {
             let request = self
-                .kiln
+                .runtime
                 .store
                 .get_input_request(&self.ctx.project.id, &self.session.id, id)
                 .await
@@ -429,7 +433,7 @@ impl Turn {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(self.fail(Stop::new(
-                    error_codes::INPUT_TIMEOUT,
+                    TurnErrorCode::InputTimeout,
                     format!(
                         "the input request was not answered within {} s",
                         timeout.as_secs()
@@ -446,7 +450,7 @@ impl Turn {
 
     async fn data_get(&self, key: Value) -> Result<(Value, String), String> {
         let session = self
-            .kiln
+            .runtime
             .store
             .get_session(&self.ctx.project.id, &self.session.id)
             .await
@@ -482,7 +486,7 @@ impl Turn {
                 "data.set takes at most {MAX_DATA_CHANGE_BYTES} bytes at once"
             ));
         }
-        self.kiln
+        self.runtime
             .store
             .update_session_data(
                 &self.ctx.project.id,

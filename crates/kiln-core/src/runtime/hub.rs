@@ -31,7 +31,7 @@ pub(crate) enum Wake {
 /// Why a turn is being stopped from outside its loop.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Stop {
-    pub(crate) code: &'static str,
+    pub(crate) code: crate::runtime::event::TurnErrorCode,
     pub(crate) message: String,
     /// The session's status after the turn.
     pub(crate) status: SessionStatus,

@@ -16,7 +16,7 @@ pub mod fetch;
 pub mod session;
 pub mod store;
 
-pub use event::{EventBody, StoredEvent};
+pub use event::{EventBody, EventKind, StoredEvent, TurnErrorCode};
 pub use session::{Session, SessionStatus, Step};
 
 mod history;
@@ -31,7 +31,10 @@ pub use sessions::{CreateSession, EventFollow, FollowItem};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::gateway::LlmGateway;
+use crate::rag::Rag;
 use crate::sandbox::{Sandbox, SandboxLimits};
+use store::AgentStore;
 
 /// The bounds of a turn and of what it may do. Every one ends the turn with
 /// an `error` event when hit, never a hang.
@@ -81,8 +84,13 @@ pub struct RuntimeSetup {
     pub config: RuntimeConfig,
 }
 
-/// The runtime's state on one server.
-pub(crate) struct Runtime {
+/// The agent runtime of one server. It uses the LLM gateway (model
+/// resolution, usage) and RAG (`search`, the indexes in the prompt), and
+/// nothing else; turns hold it, never a whole application.
+pub struct AgentRuntime {
+    pub(crate) store: Arc<dyn AgentStore>,
+    pub(crate) gateway: Arc<LlmGateway>,
+    pub(crate) rag: Arc<Rag>,
     pub(crate) sandbox: Arc<dyn Sandbox>,
     pub(crate) fetch: Arc<dyn fetch::WebFetch>,
     pub(crate) config: RuntimeConfig,
@@ -92,9 +100,17 @@ pub(crate) struct Runtime {
     pub(crate) blocks: Arc<tokio::sync::Semaphore>,
 }
 
-impl Runtime {
-    pub(crate) fn new(setup: RuntimeSetup) -> Runtime {
-        Runtime {
+impl AgentRuntime {
+    pub fn new(
+        store: Arc<dyn AgentStore>,
+        gateway: Arc<LlmGateway>,
+        rag: Arc<Rag>,
+        setup: RuntimeSetup,
+    ) -> AgentRuntime {
+        AgentRuntime {
+            store,
+            gateway,
+            rag,
             blocks: Arc::new(tokio::sync::Semaphore::new(
                 setup.config.max_concurrent_blocks.max(1),
             )),

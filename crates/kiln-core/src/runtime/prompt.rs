@@ -1,8 +1,8 @@
 //! The platform prompt (what the model is told about the sandbox and the
 //! code format), the tools offered to it, and reading code out of a reply.
 
-use crate::index::Index;
 use crate::llm::ToolSpec;
+use crate::rag::Index;
 
 /// The name of the one tool that runs code.
 pub const EXECUTE_JS: &str = "execute_js";

@@ -84,7 +84,7 @@ pub struct Step {
     pub id: EventId,
     pub session_id: SessionId,
     pub step_index: i64,
-    pub step_type: String,
+    pub step_type: crate::runtime::event::EventKind,
     pub content: String,
     pub tool_name: String,
     pub tool_args: Value,

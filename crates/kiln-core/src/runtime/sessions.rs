@@ -1,4 +1,4 @@
-//! `Kiln`'s agent operations: sessions, turns, input, cancel, reading the
+//! The agent runtime's operations: sessions, turns, input, cancel, reading the
 //! event log, and the upkeep every server runs (signals, reaping turns whose
 //! server died).
 
@@ -12,18 +12,17 @@ use tokio::sync::broadcast;
 
 use crate::audit::{Actor, NewAudit, actions};
 use crate::auth::AuthContext;
-use crate::error::{EntityKind, Refusal};
+use crate::error::{EntityKind, Error, Refusal, Result};
 use crate::ids::{IndexId, InputRequestId, ProjectId, SessionId, TurnId};
-use crate::kiln::Kiln;
 use crate::llm::Usage;
 use crate::page::Page;
+use crate::runtime::event::TurnErrorCode;
 use crate::runtime::event::{EventBody, StoredEvent};
 use crate::runtime::hub::{Stop, Wake};
 use crate::runtime::store::{AgentSignal, AnswerInput, BeginTurn, NewEvent, TurnTotals};
-use crate::runtime::turn::{Turn, error_codes};
-use crate::runtime::{Runtime, RuntimeSetup, Session, SessionStatus, Step, host, prompt};
+use crate::runtime::turn::Turn;
+use crate::runtime::{AgentRuntime, Session, SessionStatus, Step, host, prompt};
 use crate::time::now;
-use crate::{Error, Result};
 
 pub const SESSIONS_DEFAULT_LIMIT: i64 = 50;
 pub const SESSIONS_MAX_LIMIT: i64 = 200;
@@ -62,26 +61,10 @@ pub enum FollowItem {
 
 pub type EventFollow = std::pin::Pin<Box<dyn Stream<Item = FollowItem> + Send>>;
 
-impl Kiln {
-    /// Wires in the agent runtime (without it, agent endpoints answer 503).
-    pub fn with_runtime(mut self, setup: RuntimeSetup) -> Self {
-        self.runtime = Some(Arc::new(Runtime::new(setup)));
-        self
-    }
-
-    fn agents(&self) -> Result<&Runtime> {
-        self.runtime.as_deref().ok_or_else(|| {
-            Error::refused(
-                Refusal::Conflict,
-                "runtime_unavailable",
-                "the agent runtime is not enabled on this server",
-            )
-        })
-    }
-
+impl AgentRuntime {
     /// The indexes the session's `search` covers (`None`: search is off).
-    async fn scope_indexes(&self, ctx: &AuthContext, scope: Option<&[IndexId]>) -> Vec<crate::index::Index> {
-        let all = self.list_indexes(ctx).await.unwrap_or_default();
+    async fn scope_indexes(&self, ctx: &AuthContext, scope: Option<&[IndexId]>) -> Vec<crate::rag::Index> {
+        let all = self.rag.list_indexes(ctx).await.unwrap_or_default();
         match scope {
             None => all,
             Some(ids) => all.into_iter().filter(|i| ids.contains(&i.id)).collect(),
@@ -114,8 +97,7 @@ impl Kiln {
         }
         if input.agent_id.is_some() || input.agent_version_id.is_some() {
             return Err(Error::refused(
-                Refusal::BadRequest,
-                "agent_configs_unavailable",
+                Refusal::AgentConfigsUnavailable,
                 "agent configs are not available on this server yet: create an ad-hoc session with \
                  system_prompt, model, tools and index_ids instead of agent_id / agent_version_id",
             ));
@@ -130,8 +112,7 @@ impl Kiln {
         for tool in input.tools.unwrap_or_default() {
             if !crate::runtime::session::TOOL_NAMES.contains(&tool.as_str()) {
                 return Err(Error::refused(
-                    Refusal::BadRequest,
-                    "unknown_tool",
+                    Refusal::UnknownTool,
                     format!(
                         "unknown tool: {tool} (known: {})",
                         crate::runtime::session::TOOL_NAMES.join(", ")
@@ -145,7 +126,7 @@ impl Kiln {
         let index_ids = match input.index_ids {
             None => None,
             Some(ids) => {
-                let known = self.list_indexes(ctx).await?;
+                let known = self.rag.list_indexes(ctx).await?;
                 let mut scope = Vec::new();
                 for id in ids {
                     let id = IndexId::from_string(id);
@@ -162,7 +143,7 @@ impl Kiln {
                 Some(scope)
             }
         };
-        let (model, _) = self.resolve_model(ctx, input.model.as_deref()).await?;
+        let (model, _) = self.gateway.resolve_model(ctx, input.model.as_deref()).await?;
         let at = now();
         let session = Session {
             id: SessionId::generate(),
@@ -222,10 +203,13 @@ impl Kiln {
     pub async fn delete_session(&self, ctx: &AuthContext, id: &SessionId) -> Result<()> {
         let session = self.get_session(ctx, id).await?;
         if let Some(turn_id) = &session.turn_id {
-            let stop = Stop::new(SESSION_DELETED, "the session was deleted", SessionStatus::Active);
+            let stop = Stop::new(
+                TurnErrorCode::SessionDeleted,
+                "the session was deleted",
+                SessionStatus::Active,
+            );
             self.end_turn(&ctx.project.id, id, turn_id, stop.clone()).await;
-            if let Some(runtime) = self.runtime.as_deref()
-                && !runtime.hub.stop_local(id, Some(turn_id), stop)
+            if !self.hub.stop_local(id, Some(turn_id), stop)
                 && let Err(e) = self
                     .store
                     .notify(&AgentSignal::Cancel {
@@ -260,7 +244,6 @@ impl Kiln {
         id: &SessionId,
         message: &str,
     ) -> Result<(i64, EventFollow)> {
-        let runtime = self.agents()?;
         if message.trim().is_empty() {
             return Err(Error::validation("message must not be empty", Some("message")));
         }
@@ -271,12 +254,12 @@ impl Kiln {
             ));
         }
         let session = self.get_session(ctx, id).await?;
-        let model = self.resolve_model(ctx, Some(&session.model)).await?;
+        let model = self.gateway.resolve_model(ctx, Some(&session.model)).await?;
         let turn_id = TurnId::generate();
         let lease =
-            chrono::Duration::from_std(runtime.config.turn_lease).unwrap_or(chrono::Duration::seconds(60));
+            chrono::Duration::from_std(self.config.turn_lease).unwrap_or(chrono::Duration::seconds(60));
         // Subscribe before the first append, so the reader misses nothing.
-        let wakes = runtime.hub.subscribe(id);
+        let wakes = self.hub.subscribe(id);
         let first = NewEvent {
             body: EventBody::UserMessage {
                 content: message.to_owned(),
@@ -295,8 +278,7 @@ impl Kiln {
             BeginTurn::Started(None) => unreachable!("the first event was given"),
             BeginTurn::Busy => {
                 return Err(Error::refused(
-                    Refusal::Conflict,
-                    "run_in_progress",
+                    Refusal::RunInProgress,
                     "a turn is already running in this session; wait for it to end or cancel it",
                 ));
             }
@@ -304,15 +286,15 @@ impl Kiln {
         };
         // From here on the turn runs in its own task: it always ends with a
         // terminal event, whatever happens to this request.
-        let control = runtime.hub.register(id, &turn_id);
-        let kiln = self.clone();
+        let control = self.hub.register(id, &turn_id);
+        let runtime = self.clone();
         let task_ctx = ctx.clone();
         let session_id = id.clone();
         tokio::spawn(async move {
             let project_id = task_ctx.project.id.clone();
-            let turn = match kiln.history(&project_id, &session_id, cursor).await {
+            let turn = match runtime.history(&project_id, &session_id, cursor).await {
                 Ok(history) => Arc::new(Turn::new(
-                    kiln.clone(),
+                    runtime.clone(),
                     task_ctx,
                     session,
                     turn_id.clone(),
@@ -322,14 +304,14 @@ impl Kiln {
                 )),
                 Err(e) => {
                     tracing::error!(error = %e, session = %session_id, "reading a session's history failed");
-                    kiln.abandon_turn(&project_id, &session_id, &turn_id).await;
+                    runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
                     return;
                 }
             };
             // A panic inside the turn still ends it.
             if tokio::spawn(turn.run()).await.is_err() {
                 tracing::error!(session = %session_id, "a turn panicked");
-                kiln.abandon_turn(&project_id, &session_id, &turn_id).await;
+                runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
             }
         });
         Ok((
@@ -341,9 +323,7 @@ impl Kiln {
     /// Ends a turn that could not run (an internal failure).
     async fn abandon_turn(&self, project_id: &ProjectId, id: &SessionId, turn_id: &TurnId) {
         self.end_turn(project_id, id, turn_id, internal_stop()).await;
-        if let Some(runtime) = self.runtime.as_deref() {
-            runtime.hub.unregister(id, turn_id);
-        }
+        self.hub.unregister(id, turn_id);
     }
 
     /// The session's recent events up to `through` (the turn's user
@@ -367,9 +347,8 @@ impl Kiln {
     /// rest of that turn), following it live while it runs. When nothing
     /// follows the cursor and no turn runs, the stream ends at once.
     pub async fn follow_events(&self, ctx: &AuthContext, id: &SessionId, after: i64) -> Result<EventFollow> {
-        let runtime = self.agents()?;
         self.get_session(ctx, id).await?;
-        let wakes = runtime.hub.subscribe(id);
+        let wakes = self.hub.subscribe(id);
         Ok(self.follow(ctx.project.id.clone(), id.clone(), after.max(0), wakes, true))
     }
 
@@ -383,10 +362,7 @@ impl Kiln {
     ) -> EventFollow {
         let reader = Reader {
             store: self.store.clone(),
-            heartbeat: self
-                .runtime
-                .as_deref()
-                .map_or(Duration::from_secs(15), |r| r.config.heartbeat),
+            heartbeat: self.config.heartbeat,
             project_id,
             id,
             cursor,
@@ -413,7 +389,6 @@ impl Kiln {
         request_id: &str,
         value: Value,
     ) -> Result<()> {
-        let runtime = self.agents()?;
         let session = self.get_session(ctx, id).await?;
         let request_id = InputRequestId::from_string(request_id);
         let request = self
@@ -423,8 +398,7 @@ impl Kiln {
             .ok_or_else(|| Error::not_found(EntityKind::InputRequest, &request_id))?;
         let already = || {
             Error::refused(
-                Refusal::BadRequest,
-                "input_already_answered",
+                Refusal::InputAlreadyAnswered,
                 format!("input request `{request_id}` was already answered"),
             )
         };
@@ -433,8 +407,7 @@ impl Kiln {
         }
         if session.turn_id.as_ref() != Some(&request.turn_id) {
             return Err(Error::refused(
-                Refusal::BadRequest,
-                "input_expired",
+                Refusal::InputExpired,
                 format!("input request `{request_id}` belongs to a turn that has ended"),
             ));
         }
@@ -448,7 +421,7 @@ impl Kiln {
             AnswerInput::AlreadyAnswered => return Err(already()),
             AnswerInput::NotFound => return Err(Error::not_found(EntityKind::InputRequest, &request_id)),
         }
-        runtime.hub.input_arrived(id);
+        self.hub.input_arrived(id);
         if let Err(e) = self
             .store
             .notify(&AgentSignal::Input {
@@ -464,17 +437,15 @@ impl Kiln {
     /// `POST /agents/:id/cancel`: stops the running turn (here or on another
     /// server) and returns the session once the turn has ended.
     pub async fn cancel_turn(&self, ctx: &AuthContext, id: &SessionId) -> Result<Session> {
-        let runtime = self.agents()?;
         let session = self.get_session(ctx, id).await?;
         let Some(turn_id) = session.turn_id.clone() else {
             return Err(Error::refused(
-                Refusal::Conflict,
-                "not_running",
+                Refusal::NotRunning,
                 "no turn is running in this session",
             ));
         };
-        let mut wakes = runtime.hub.subscribe(id);
-        if !runtime.hub.stop_local(id, Some(&turn_id), Stop::cancelled())
+        let mut wakes = self.hub.subscribe(id);
+        if !self.hub.stop_local(id, Some(&turn_id), Stop::cancelled())
             && let Err(e) = self
                 .store
                 .notify(&AgentSignal::Cancel {
@@ -512,7 +483,7 @@ impl Kiln {
         let event = NewEvent {
             body: EventBody::Error {
                 message: stop.message,
-                code: stop.code.to_owned(),
+                code: stop.code,
             },
             duration_ms: 0,
             at: now(),
@@ -523,11 +494,7 @@ impl Kiln {
             }),
         };
         match self.store.append_event(project_id, id, turn_id, &event).await {
-            Ok(Some(stored)) => {
-                if let Some(runtime) = self.runtime.as_deref() {
-                    runtime.hub.publish(id, Wake::Event(Arc::new(stored)));
-                }
-            }
+            Ok(Some(stored)) => self.hub.publish(id, Wake::Event(Arc::new(stored))),
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, session = %id, "ending a turn failed"),
         }
@@ -550,7 +517,7 @@ impl Kiln {
                 id,
                 turn_id,
                 Stop::new(
-                    error_codes::INTERRUPTED,
+                    TurnErrorCode::Interrupted,
                     "the server running this turn stopped before it ended",
                     SessionStatus::Error,
                 ),
@@ -563,9 +530,6 @@ impl Kiln {
     /// The runtime's upkeep on this server until `shutdown`: relays other
     /// servers' signals to the hub and reaps turns whose server died.
     pub async fn run_agent_upkeep(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
-        let Some(runtime) = self.runtime.clone() else {
-            return;
-        };
         let listener = match self.store.listen().await {
             Ok(listener) => listener,
             Err(e) => {
@@ -574,7 +538,7 @@ impl Kiln {
             }
         };
         let relay = {
-            let runtime = runtime.clone();
+            let runtime = self.clone();
             async move {
                 let Some(mut signals) = listener else {
                     return std::future::pending::<()>().await;
@@ -586,7 +550,7 @@ impl Kiln {
             }
         };
         let reaper = async {
-            let period = runtime.config.turn_lease / 2;
+            let period = self.config.turn_lease / 2;
             loop {
                 tokio::time::sleep(period).await;
                 if let Err(e) = self.reap_turns(false).await {
@@ -604,30 +568,24 @@ impl Kiln {
     /// Ends every turn running on this server (at shutdown) and waits until
     /// their end is recorded, up to `grace`.
     pub async fn interrupt_turns(&self, grace: Duration) {
-        let Some(runtime) = self.runtime.as_deref() else {
-            return;
-        };
         let stop = Stop::new(
-            error_codes::INTERRUPTED,
+            TurnErrorCode::Interrupted,
             "the server shut down during this turn",
             SessionStatus::Error,
         );
-        if runtime.hub.stop_all(&stop) == 0 {
+        if self.hub.stop_all(&stop) == 0 {
             return;
         }
         let deadline = tokio::time::Instant::now() + grace;
-        while runtime.hub.stop_all(&stop) > 0 && tokio::time::Instant::now() < deadline {
+        while self.hub.stop_all(&stop) > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-/// The `code` of the terminal event of a turn whose session was deleted.
-const SESSION_DELETED: &str = "session_deleted";
-
 fn internal_stop() -> Stop {
     Stop::new(
-        error_codes::INTERNAL,
+        TurnErrorCode::Internal,
         "the turn could not start",
         SessionStatus::Error,
     )
@@ -635,7 +593,7 @@ fn internal_stop() -> Stop {
 
 /// One reader of a session's log.
 struct Reader {
-    store: Arc<dyn crate::Store>,
+    store: Arc<dyn crate::runtime::store::AgentStore>,
     heartbeat: Duration,
     project_id: ProjectId,
     id: SessionId,
@@ -669,7 +627,8 @@ impl Reader {
             match self.store.get_session(&self.project_id, &self.id).await {
                 Ok(Some(session)) => idle = self.end_when_idle && session.turn_id.is_none(),
                 Ok(None) => {
-                    self.gone = Some(self.last_word(SESSION_DELETED, "the session was deleted".into()));
+                    self.gone =
+                        Some(self.last_word(TurnErrorCode::SessionDeleted, "the session was deleted".into()));
                     return Ok(false);
                 }
                 Err(e) => return Err(format!("reading the session failed: {e}")),
@@ -696,17 +655,14 @@ impl Reader {
 
     /// A terminal event the log does not hold, ending this reader: it
     /// carries the cursor, so resuming from it misses nothing.
-    fn last_word(&mut self, code: &str, message: String) -> FollowItem {
+    fn last_word(&mut self, code: TurnErrorCode, message: String) -> FollowItem {
         self.ended = true;
         FollowItem::Event(Arc::new(StoredEvent {
             id: crate::ids::EventId::generate(),
             seq: self.cursor,
             turn_id: TurnId::from_string(""),
             step_index: None,
-            body: EventBody::Error {
-                message,
-                code: code.to_owned(),
-            },
+            body: EventBody::Error { message, code },
             duration_ms: 0,
             created_at: now(),
         }))
@@ -740,7 +696,7 @@ impl Reader {
                         }
                         // Better a terminal event the client can act on
                         // than a stream that just stops.
-                        return Some(self.last_word(error_codes::INTERNAL, message));
+                        return Some(self.last_word(TurnErrorCode::Internal, message));
                     }
                 }
                 if let Some(gone) = self.gone.take() {

@@ -1,4 +1,4 @@
-//! The storage port of the agent runtime. `Store` requires it.
+//! The storage port of the agent runtime.
 //!
 //! A session's turn is a claim on its row (`turn_id`, with a lease the
 //! owner renews): only one turn runs per session, and every event of a turn
@@ -14,12 +14,12 @@ use futures_core::Stream;
 use serde_json::{Map, Value};
 
 use crate::audit::NewAudit;
+use crate::error::StoreResult;
 use crate::ids::{InputRequestId, ProjectId, SessionId, TurnId};
 use crate::llm::Usage;
 use crate::page::Page;
 use crate::runtime::event::{EventBody, StoredEvent};
 use crate::runtime::session::{Session, SessionStatus, Step};
-use crate::store::StoreResult;
 use crate::time::Timestamp;
 
 /// What `begin_turn` found.

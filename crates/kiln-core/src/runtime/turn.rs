@@ -8,34 +8,21 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use crate::auth::AuthContext;
-use crate::chat::CallSource;
 use crate::ids::TurnId;
-use crate::kiln::Kiln;
 use crate::llm::{ChatRequest, ChatResponse, LlmProvider, Message, ModelRef, Role, Usage};
 use crate::runtime::event::{
-    EventBody, MAX_EVENT_CONTENT_BYTES, bounded_result, render_value, truncate_text,
+    EventBody, MAX_EVENT_CONTENT_BYTES, TurnErrorCode, bounded_result, render_value, truncate_text,
 };
 use crate::runtime::hub::{Stop, TurnControl, Wake};
 use crate::runtime::store::{NewEvent, TurnTotals};
-use crate::runtime::{Runtime, Session, SessionStatus, history, prompt};
+use crate::runtime::{AgentRuntime, Session, SessionStatus, history, prompt};
 use crate::sandbox::{CancelFlag, SandboxOutcome};
 use crate::time::now;
-use error_codes::*;
-
-/// The `code`s of terminal `error` events (the wire's `turn_error_codes`).
-pub(crate) mod error_codes {
-    pub(crate) const CANCELLED: &str = "cancelled";
-    pub(crate) const STEP_LIMIT: &str = "step_limit";
-    pub(crate) const TIME_LIMIT: &str = "time_limit";
-    pub(crate) const TOKEN_LIMIT: &str = "token_limit";
-    pub(crate) const INPUT_TIMEOUT: &str = "input_timeout";
-    pub(crate) const UPSTREAM_ERROR: &str = "upstream_error";
-    pub(crate) const INTERRUPTED: &str = "interrupted";
-    pub(crate) const INTERNAL: &str = "internal_error";
-}
+use crate::usage::CallSource;
+use TurnErrorCode::*;
 
 impl Stop {
-    pub(crate) fn new(code: &'static str, message: impl Into<String>, status: SessionStatus) -> Stop {
+    pub(crate) fn new(code: TurnErrorCode, message: impl Into<String>, status: SessionStatus) -> Stop {
         Stop {
             code,
             message: message.into(),
@@ -44,16 +31,16 @@ impl Stop {
     }
 
     pub(crate) fn cancelled() -> Stop {
-        Stop::new(CANCELLED, "the turn was cancelled", SessionStatus::Active)
+        Stop::new(Cancelled, "the turn was cancelled", SessionStatus::Active)
     }
 
-    fn failed(code: &'static str, message: impl Into<String>) -> Stop {
+    fn failed(code: TurnErrorCode, message: impl Into<String>) -> Stop {
         Stop::new(code, message, SessionStatus::Error)
     }
 
     /// The turn no longer holds its session (ended elsewhere, or deleted).
     fn lost() -> Stop {
-        Stop::failed(INTERRUPTED, "the turn was ended elsewhere")
+        Stop::failed(Interrupted, "the turn was ended elsewhere")
     }
 }
 
@@ -100,7 +87,7 @@ enum Call {
 }
 
 pub(crate) struct Turn {
-    pub(crate) kiln: Arc<Kiln>,
+    pub(crate) runtime: Arc<AgentRuntime>,
     pub(crate) ctx: AuthContext,
     pub(crate) session: Session,
     pub(crate) turn_id: TurnId,
@@ -113,7 +100,7 @@ pub(crate) struct Turn {
 
 impl Turn {
     pub(crate) fn new(
-        kiln: Arc<Kiln>,
+        runtime: Arc<AgentRuntime>,
         ctx: AuthContext,
         session: Session,
         turn_id: TurnId,
@@ -123,7 +110,7 @@ impl Turn {
     ) -> Turn {
         let started = Instant::now();
         Turn {
-            kiln,
+            runtime,
             ctx,
             session,
             turn_id,
@@ -145,13 +132,6 @@ impl Turn {
 
     fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    pub(crate) fn runtime(&self) -> &Runtime {
-        self.kiln
-            .runtime
-            .as_deref()
-            .expect("turns run only with a runtime")
     }
 
     /// Time spent waiting for `input()` answers so far.
@@ -197,17 +177,17 @@ impl Turn {
 
     async fn append(&self, event: NewEvent) -> Result<i64, Stop> {
         let stored = self
-            .kiln
+            .runtime
             .store
             .append_event(&self.ctx.project.id, &self.session.id, &self.turn_id, &event)
             .await
             .map_err(|e| {
                 tracing::error!(error = %e, session = %self.session.id, "appending a turn event failed");
-                Stop::failed(INTERNAL, "the turn could not be recorded")
+                Stop::failed(Internal, "the turn could not be recorded")
             })?
             .ok_or_else(Stop::lost)?;
         let seq = stored.seq;
-        self.runtime()
+        self.runtime
             .hub
             .publish(&self.session.id, Wake::Event(Arc::new(stored)));
         Ok(seq)
@@ -215,18 +195,18 @@ impl Turn {
 
     /// Counts a model call's tokens against the turn's limit.
     pub(crate) async fn add_usage(&self, usage: Usage) -> Result<(), Stop> {
-        self.kiln
-            .record_call(&self.ctx.project.id, CallSource::Agent, &self.model, usage)
-            .await;
+        self.runtime
+            .gateway
+            .record_call(&self.ctx.project.id, CallSource::Agent, &self.model, usage);
         let total = {
             let mut state = self.state();
             state.usage += usage;
             u64::from(state.usage.total())
         };
-        let limit = self.runtime().config.max_turn_tokens;
+        let limit = self.runtime.config.max_turn_tokens;
         if total > limit {
             return Err(Stop::failed(
-                TOKEN_LIMIT,
+                TokenLimit,
                 format!("the turn used {total} tokens, over its limit of {limit}"),
             ));
         }
@@ -239,7 +219,7 @@ impl Turn {
         request.model = self.model.model.clone();
         let response = self.provider.complete(&request).await.map_err(|e| {
             tracing::warn!(error = %e, session = %self.session.id, "the model failed mid-turn");
-            Stop::failed(UPSTREAM_ERROR, e.to_string())
+            Stop::failed(UpstreamError, e.to_string())
         })?;
         self.add_usage(response.usage).await?;
         Ok(response)
@@ -259,7 +239,7 @@ impl Turn {
             stop = self.keep_claim() => Err(stop),
         };
         self.finish(outcome).await;
-        self.runtime().hub.unregister(&self.session.id, &self.turn_id);
+        self.runtime.hub.unregister(&self.session.id, &self.turn_id);
     }
 
     /// Records the turn's end: the answer and `done` together, or the
@@ -285,7 +265,7 @@ impl Turn {
             Err(stop) => (
                 EventBody::Error {
                     message: stop.message,
-                    code: stop.code.to_owned(),
+                    code: stop.code,
                 },
                 stop.status,
             ),
@@ -303,14 +283,14 @@ impl Turn {
             }),
         });
         match self
-            .kiln
+            .runtime
             .store
             .append_events(&self.ctx.project.id, &self.session.id, &self.turn_id, &events)
             .await
         {
             Ok(Some(stored)) => {
                 for event in stored {
-                    self.runtime()
+                    self.runtime
                         .hub
                         .publish(&self.session.id, Wake::Event(Arc::new(event)));
                 }
@@ -325,12 +305,12 @@ impl Turn {
 
     /// Resolves when the turn has run past its time (pauses not counted).
     async fn deadline(&self) -> Stop {
-        let limit = self.runtime().config.max_turn_time;
+        let limit = self.runtime.config.max_turn_time;
         loop {
             let due = self.started + limit + self.paused();
             if Instant::now() >= due && self.state().paused_since.is_none() {
                 return Stop::failed(
-                    TIME_LIMIT,
+                    TimeLimit,
                     format!("the turn ran past its time limit of {} s", limit.as_secs()),
                 );
             }
@@ -340,12 +320,12 @@ impl Turn {
 
     /// Renews the turn's claim; resolves if it was lost.
     async fn keep_claim(&self) -> Stop {
-        let lease = self.runtime().config.turn_lease;
+        let lease = self.runtime.config.turn_lease;
         loop {
             tokio::time::sleep(lease / 3).await;
             let until = now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
             match self
-                .kiln
+                .runtime
                 .store
                 .renew_turn(&self.session.id, &self.turn_id, until)
                 .await
@@ -359,12 +339,12 @@ impl Turn {
 
     /// The step loop; its answer is the turn's `response`.
     async fn steps(self: Arc<Self>) -> Result<EventBody, Stop> {
-        let config = &self.runtime().config;
+        let config = &self.runtime.config;
         let mut tools = vec![prompt::execute_js_tool()];
         tools.extend(self.session.tools.iter().filter_map(|t| prompt::native_tool(t)));
         let system = Message::new(
             Role::System,
-            self.kiln.agent_prompt(&self.ctx, &self.session).await,
+            self.runtime.agent_prompt(&self.ctx, &self.session).await,
         );
         for _ in 0..config.max_steps {
             let history = {
@@ -453,7 +433,7 @@ impl Turn {
             }
         }
         Err(Stop::failed(
-            STEP_LIMIT,
+            StepLimit,
             format!(
                 "the turn reached its limit of {} steps without an answer",
                 config.max_steps
@@ -463,7 +443,7 @@ impl Turn {
 
     /// Runs one block in the sandbox, waiting for a slot.
     async fn run_block(self: Arc<Self>, code: &str) -> SandboxOutcome {
-        let runtime = self.runtime();
+        let runtime = &self.runtime;
         let slot = runtime.blocks.clone().acquire_owned().await.ok();
         let host = Arc::new(super::host::TurnHost::new(self.clone(), slot));
         runtime

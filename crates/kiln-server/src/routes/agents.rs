@@ -47,7 +47,7 @@ async fn system_prompt(
     State(state): State<AppState>,
     Authed(ctx): Authed,
 ) -> Result<Json<SystemPrompt>, ApiError> {
-    let prompt = state.kiln.agent_system_prompt(&ctx).await?;
+    let prompt = state.runtime.agent_system_prompt(&ctx).await?;
     Ok(Json(SystemPrompt { prompt }))
 }
 
@@ -62,7 +62,7 @@ async fn create_session(
     JsonBody(body): JsonBody<CreateSession>,
 ) -> Result<(StatusCode, Json<AgentSession>), ApiError> {
     let session = state
-        .kiln
+        .runtime
         .create_session(
             &ctx,
             kiln_core::runtime::CreateSession {
@@ -89,7 +89,7 @@ async fn list_sessions(
     Authed(ctx): Authed,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<SessionList>, ApiError> {
-    let sessions = state.kiln.list_sessions(&ctx, page.limit, page.offset).await?;
+    let sessions = state.runtime.list_sessions(&ctx, page.limit, page.offset).await?;
     Ok(Json(SessionList {
         sessions: sessions.into_iter().map(convert::session).collect(),
     }))
@@ -104,7 +104,7 @@ async fn get_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SessionDetail>, ApiError> {
     let (session, steps) = state
-        .kiln
+        .runtime
         .session_steps(&ctx, &SessionId::from_string(id))
         .await?;
     Ok(Json(SessionDetail {
@@ -122,7 +122,7 @@ async fn delete_session(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .kiln
+        .runtime
         .delete_session(&ctx, &SessionId::from_string(id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -145,7 +145,7 @@ async fn run_turn(
     JsonBody(body): JsonBody<RunAgent>,
 ) -> Result<Response, ApiError> {
     let id = SessionId::from_string(id);
-    let (cursor, events) = state.kiln.run_turn(&ctx, &id, &body.message).await?;
+    let (cursor, events) = state.runtime.run_turn(&ctx, &id, &body.message).await?;
     let mut response = event_stream(id, events);
     response
         .headers_mut()
@@ -169,7 +169,7 @@ async fn answer_input(
         return Err(ApiError::validation("request_id is required", Some("request_id")));
     }
     state
-        .kiln
+        .runtime
         .answer_input(&ctx, &SessionId::from_string(id), &body.request_id, body.value)
         .await?;
     Ok(Json(Acknowledged { ok: true }))
@@ -186,7 +186,10 @@ async fn cancel_turn(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<CancelResult>, ApiError> {
-    let session = state.kiln.cancel_turn(&ctx, &SessionId::from_string(id)).await?;
+    let session = state
+        .runtime
+        .cancel_turn(&ctx, &SessionId::from_string(id))
+        .await?;
     Ok(Json(CancelResult {
         ok: true,
         session: convert::session(session),
@@ -220,7 +223,7 @@ async fn follow_events(
         },
     };
     let id = SessionId::from_string(id);
-    let events = state.kiln.follow_events(&ctx, &id, after).await?;
+    let events = state.runtime.follow_events(&ctx, &id, after).await?;
     Ok(event_stream(id, events))
 }
 

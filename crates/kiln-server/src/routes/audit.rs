@@ -54,7 +54,7 @@ async fn list_audit_log(
 ) -> Result<Json<AuditLogPage>, ApiError> {
     let filter = filter_of(&query)?;
     let (entries, total, page) = state
-        .kiln
+        .control
         .list_audit(&ctx, &filter, query.limit, query.offset)
         .await?;
     Ok(Json(AuditLogPage {
@@ -100,7 +100,7 @@ async fn export_audit_log(
     // of any size holds one page in memory. A failure mid-way ends the body
     // early (an unterminated JSON array or a short CSV) and is logged.
     let state = ExportState {
-        kiln: state.kiln.clone(),
+        control: state.control.clone(),
         ctx,
         filter,
         csv,
@@ -118,7 +118,7 @@ async fn export_audit_log(
             out.push_str(if state.csv { CSV_HEADER } else { "[" });
         }
         let page = match state
-            .kiln
+            .control
             .export_audit_page(&state.ctx, &state.filter, state.cursor.as_ref(), EXPORT_PAGE)
             .await
         {
@@ -167,7 +167,7 @@ async fn export_audit_log(
 const EXPORT_PAGE: i64 = 500;
 
 struct ExportState {
-    kiln: std::sync::Arc<kiln_core::Kiln>,
+    control: std::sync::Arc<kiln_core::control::ControlPlane>,
     ctx: kiln_core::auth::AuthContext,
     filter: AuditFilter,
     csv: bool,

@@ -14,7 +14,7 @@ use kiln_api::{
     ChatCompletionChoice, ChatCompletionInput, ChatCompletionResult, ChatMessage, ConversationDetail,
     ConversationList, CreateConversation, ErrorBody, PageQuery, SendMessage, SendMessageResult,
 };
-use kiln_core::chat::MessageStreamEvent;
+use kiln_core::gateway::chat::MessageStreamEvent;
 use kiln_core::ids::ConversationId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -44,7 +44,7 @@ async fn chat_completions(
 ) -> Result<Json<ChatCompletionResult>, ApiError> {
     let messages = body.messages.into_iter().map(|m| (m.role, m.content)).collect();
     let (model, response) = state
-        .kiln
+        .gateway
         .chat_completion(
             &ctx,
             body.model.as_deref(),
@@ -85,7 +85,7 @@ async fn create_conversation(
     JsonBody(body): JsonBody<CreateConversation>,
 ) -> Result<(StatusCode, Json<kiln_api::Conversation>), ApiError> {
     let conversation = state
-        .kiln
+        .gateway
         .create_conversation(&ctx, body.title, body.system_prompt, body.model, body.metadata)
         .await?;
     Ok((StatusCode::CREATED, Json(convert::conversation(conversation))))
@@ -100,7 +100,7 @@ async fn list_conversations(
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<ConversationList>, ApiError> {
     let conversations = state
-        .kiln
+        .gateway
         .list_conversations(&ctx, page.limit, page.offset)
         .await?;
     Ok(Json(ConversationList {
@@ -118,7 +118,7 @@ async fn get_conversation(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<ConversationDetail>, ApiError> {
     let (conversation, messages) = state
-        .kiln
+        .gateway
         .get_conversation(&ctx, &ConversationId::from_string(id))
         .await?;
     let token_usage = (conversation.llm_calls > 0).then(|| convert::usage(conversation.usage));
@@ -137,7 +137,7 @@ async fn delete_conversation(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .kiln
+        .gateway
         .delete_conversation(&ctx, &ConversationId::from_string(id))
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -158,7 +158,7 @@ async fn send_message(
 ) -> Result<Response, ApiError> {
     if body.stream.unwrap_or(false) {
         let events = state
-            .kiln
+            .gateway
             .send_message_stream(
                 &ctx,
                 &ConversationId::from_string(id),
@@ -189,7 +189,7 @@ async fn send_message(
             .into_response());
     }
     let (user, reply, usage) = state
-        .kiln
+        .gateway
         .send_message(
             &ctx,
             &ConversationId::from_string(id),

@@ -162,9 +162,9 @@ async fn upload_document(
         .map_err(|e| ApiError::bad_request(format!("expected a multipart form: {}", e.body_text()), None))?;
     let index_id = IndexId::from_string(id);
     // An unknown index is 404 before the body is read.
-    state.kiln.get_index(&ctx, &index_id).await?;
-    let upload = read_upload(index_id, form, state.kiln.max_upload_bytes()).await?;
-    let doc = state.kiln.upload_document(&ctx, upload).await?;
+    state.rag.get_index(&ctx, &index_id).await?;
+    let upload = read_upload(index_id, form, state.rag.max_upload_bytes()).await?;
+    let doc = state.rag.upload_document(&ctx, upload).await?;
     Ok((StatusCode::CREATED, Json(convert::document(doc))))
 }
 
@@ -210,7 +210,7 @@ async fn list(
     let (mut filter, duplicate_of, page) = list_filter(params)?;
     filter.index_id = index_id;
     let (docs, total) = state
-        .kiln
+        .rag
         .list_documents(ctx, filter, duplicate_of.as_ref(), page)
         .await?;
     let has_more = page.offset + (docs.len() as i64) < total;
@@ -269,7 +269,7 @@ async fn get_document(
 ) -> Result<Json<Document>, ApiError> {
     let include_deleted = q.include_deleted.as_deref() == Some("true");
     let doc = state
-        .kiln
+        .rag
         .get_document(&ctx, &DocumentId::from_string(id), None, include_deleted)
         .await?;
     Ok(Json(convert::document(doc)))
@@ -288,7 +288,7 @@ async fn get_index_document(
     let include_deleted = q.include_deleted.as_deref() == Some("true");
     let index_id = IndexId::from_string(id);
     let doc = state
-        .kiln
+        .rag
         .get_document(
             &ctx,
             &DocumentId::from_string(doc_id),
@@ -311,7 +311,7 @@ async fn delete_document(
 ) -> Result<StatusCode, ApiError> {
     let hard = q.hard.as_deref() == Some("true");
     state
-        .kiln
+        .rag
         .delete_document(&ctx, &DocumentId::from_string(id), None, hard)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -329,7 +329,7 @@ async fn delete_index_document(
     let hard = q.hard.as_deref() == Some("true");
     let index_id = IndexId::from_string(id);
     state
-        .kiln
+        .rag
         .delete_document(&ctx, &DocumentId::from_string(doc_id), Some(&index_id), hard)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -360,7 +360,7 @@ async fn document_by_name(
         None => None,
     };
     let doc = state
-        .kiln
+        .rag
         .document_by_name(&ctx, &IndexId::from_string(id), &name, version)
         .await?;
     Ok(Json(convert::document(doc)))
@@ -376,7 +376,7 @@ async fn document_versions(
     ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> Result<Json<DocumentVersions>, ApiError> {
     let versions = state
-        .kiln
+        .rag
         .document_versions(&ctx, &IndexId::from_string(id), &name)
         .await?;
     Ok(Json(DocumentVersions {
@@ -428,7 +428,7 @@ async fn run_search(
     query: SearchQuery,
 ) -> Result<Json<SearchResults>, ApiError> {
     let result_type = query.result_type;
-    let hits = state.kiln.search(ctx, query).await?;
+    let hits = state.rag.search(ctx, query).await?;
     Ok(Json(match result_type {
         ResultType::Chunk => SearchResults::Chunks {
             results: hits.into_iter().map(convert::search_result).collect(),

@@ -25,7 +25,7 @@ async fn list_indexes(
     State(state): State<AppState>,
     Authed(ctx): Authed,
 ) -> Result<Json<IndexList>, ApiError> {
-    let indexes = state.kiln.list_indexes(&ctx).await?;
+    let indexes = state.rag.list_indexes(&ctx).await?;
     Ok(Json(IndexList {
         indexes: indexes.into_iter().map(convert::index).collect(),
     }))
@@ -39,7 +39,7 @@ async fn create_index(
     JsonBody(body): JsonBody<CreateIndex>,
 ) -> Result<(StatusCode, Json<Index>), ApiError> {
     let index = state
-        .kiln
+        .rag
         .create_index(&ctx, &body.name, body.description.as_deref(), body.metadata)
         .await?;
     Ok((StatusCode::CREATED, Json(convert::index(index))))
@@ -52,7 +52,7 @@ async fn get_index(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<IndexEnvelope>, ApiError> {
-    let index = state.kiln.get_index(&ctx, &IndexId::from_string(id)).await?;
+    let index = state.rag.get_index(&ctx, &IndexId::from_string(id)).await?;
     Ok(Json(IndexEnvelope {
         index: convert::index(index),
     }))
@@ -70,7 +70,7 @@ async fn update_index(
     JsonBody(body): JsonBody<UpdateIndex>,
 ) -> Result<Json<Index>, ApiError> {
     let index = state
-        .kiln
+        .rag
         .update_index(
             &ctx,
             &IndexId::from_string(id),
@@ -90,6 +90,6 @@ async fn delete_index(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.kiln.delete_index(&ctx, &IndexId::from_string(id)).await?;
+    state.rag.delete_index(&ctx, &IndexId::from_string(id)).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,8 +12,8 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use kiln_api::openai as wire;
-use kiln_core::chat::CallSource;
 use kiln_core::llm::{ChatDelta, ChatRequest, Message, Role, ToolCall, ToolSpec};
+use kiln_core::usage::CallSource;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -197,7 +197,7 @@ async fn chat_completions(
     let created = chrono::Utc::now().timestamp();
     if !body.stream.unwrap_or(false) {
         let (model, response) = state
-            .kiln
+            .gateway
             .complete(&ctx, body.model.as_deref(), request, CallSource::OpenAi)
             .await?;
         let completion = wire::ChatCompletion {
@@ -229,7 +229,7 @@ async fn chat_completions(
         .and_then(|o| o.include_usage)
         .unwrap_or(false);
     let (model, deltas) = state
-        .kiln
+        .gateway
         .stream(&ctx, body.model.as_deref(), request, CallSource::OpenAi)
         .await?;
     let model = model.to_string();
@@ -336,7 +336,7 @@ async fn list_models(
     authed: Result<Authed, ApiError>,
 ) -> Result<Json<wire::ModelList>, OpenAiError> {
     let Authed(ctx) = authed?;
-    let models = state.kiln.available_models(&ctx).await?;
+    let models = state.gateway.available_models(&ctx).await?;
     Ok(Json(wire::ModelList {
         object: "list".into(),
         data: models

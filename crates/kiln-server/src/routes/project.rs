@@ -41,7 +41,7 @@ async fn get_metrics(
     State(state): State<AppState>,
     Authed(ctx): Authed,
 ) -> Result<Json<ProjectMetrics>, ApiError> {
-    Ok(Json(convert::metrics(state.kiln.metrics(&ctx).await?)))
+    Ok(Json(convert::metrics(state.control.metrics(&ctx).await?)))
 }
 
 /// Designates the vault that supplies provider keys; `null` or `""` clears it.
@@ -59,7 +59,7 @@ async fn put_project_vault(
         ));
     };
     let vault_id = vault_id.filter(|v| !v.is_empty()).map(VaultId::from_string);
-    let vault_id = state.kiln.set_project_vault(&ctx, vault_id).await?;
+    let vault_id = state.control.set_project_vault(&ctx, vault_id).await?;
     Ok(Json(ProjectVault {
         vault_id: vault_id.map(VaultId::into_string),
     }))

@@ -29,7 +29,7 @@ async fn healthz() -> Json<HealthStatus> {
 #[utoipa::path(get, path = "/readyz", tag = "system", security(()),
     responses((status = 200, body = HealthStatus), (status = 503, body = ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<HealthStatus>, ApiError> {
-    match state.kiln.ping().await {
+    match state.control.ping().await {
         Ok(()) => Ok(Json(HealthStatus { status: "ok".into() })),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

@@ -24,7 +24,7 @@ async fn list_templates(
     State(state): State<AppState>,
     Authed(ctx): Authed,
 ) -> Result<Json<PromptTemplateList>, ApiError> {
-    let templates = state.kiln.list_templates(&ctx).await?;
+    let templates = state.control.list_templates(&ctx).await?;
     Ok(Json(PromptTemplateList {
         templates: templates.into_iter().map(convert::template).collect(),
     }))
@@ -40,7 +40,7 @@ async fn create_template(
     JsonBody(body): JsonBody<CreatePromptTemplate>,
 ) -> Result<(StatusCode, Json<PromptTemplate>), ApiError> {
     let template = state
-        .kiln
+        .control
         .create_template(&ctx, &body.name, &body.content, body.variables)
         .await?;
     Ok((StatusCode::CREATED, Json(convert::template(template))))
@@ -55,7 +55,7 @@ async fn get_template(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<PromptTemplate>, ApiError> {
     let template = state
-        .kiln
+        .control
         .get_template(&ctx, &TemplateId::from_string(id))
         .await?;
     Ok(Json(convert::template(template)))
@@ -72,7 +72,7 @@ async fn update_template(
     JsonBody(body): JsonBody<UpdatePromptTemplate>,
 ) -> Result<Json<PromptTemplate>, ApiError> {
     let template = state
-        .kiln
+        .control
         .update_template(
             &ctx,
             &TemplateId::from_string(id),
@@ -93,7 +93,7 @@ async fn delete_template(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .kiln
+        .control
         .delete_template(&ctx, &TemplateId::from_string(id))
         .await?;
     Ok(StatusCode::NO_CONTENT)

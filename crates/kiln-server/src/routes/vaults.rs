@@ -30,7 +30,7 @@ async fn list_vaults(
     State(state): State<AppState>,
     Authed(ctx): Authed,
 ) -> Result<Json<SecretVaultList>, ApiError> {
-    let vaults = state.kiln.list_vaults(&ctx).await?;
+    let vaults = state.control.list_vaults(&ctx).await?;
     Ok(Json(SecretVaultList {
         secret_vaults: vaults.into_iter().map(convert::vault).collect(),
     }))
@@ -43,7 +43,10 @@ async fn create_vault(
     Authed(ctx): Authed,
     JsonBody(body): JsonBody<CreateSecretVault>,
 ) -> Result<(StatusCode, Json<SecretVault>), ApiError> {
-    let vault = state.kiln.create_vault(&ctx, &body.name, body.metadata).await?;
+    let vault = state
+        .control
+        .create_vault(&ctx, &body.name, body.metadata)
+        .await?;
     Ok((StatusCode::CREATED, Json(convert::vault(vault))))
 }
 
@@ -55,7 +58,7 @@ async fn get_vault(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SecretVault>, ApiError> {
-    let vault = state.kiln.get_vault(&ctx, &VaultId::from_string(id)).await?;
+    let vault = state.control.get_vault(&ctx, &VaultId::from_string(id)).await?;
     Ok(Json(convert::vault(vault)))
 }
 
@@ -69,7 +72,7 @@ async fn update_vault(
     JsonBody(body): JsonBody<UpdateSecretVault>,
 ) -> Result<Json<SecretVault>, ApiError> {
     let vault = state
-        .kiln
+        .control
         .update_vault(&ctx, &VaultId::from_string(id), body.metadata)
         .await?;
     Ok(Json(convert::vault(vault)))
@@ -84,7 +87,10 @@ async fn delete_vault(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.kiln.delete_vault(&ctx, &VaultId::from_string(id)).await?;
+    state
+        .control
+        .delete_vault(&ctx, &VaultId::from_string(id))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -96,7 +102,10 @@ async fn list_secrets(
     Authed(ctx): Authed,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SecretList>, ApiError> {
-    let secrets = state.kiln.list_secrets(&ctx, &VaultId::from_string(id)).await?;
+    let secrets = state
+        .control
+        .list_secrets(&ctx, &VaultId::from_string(id))
+        .await?;
     Ok(Json(SecretList {
         secrets: secrets.into_iter().map(convert::secret).collect(),
     }))
@@ -114,7 +123,7 @@ async fn put_secret(
     JsonBody(body): JsonBody<PutSecret>,
 ) -> Result<Json<RedactedSecret>, ApiError> {
     let secret = state
-        .kiln
+        .control
         .put_secret(&ctx, &VaultId::from_string(id), &name, &body.value)
         .await?;
     Ok(Json(convert::secret(secret)))
@@ -130,7 +139,7 @@ async fn delete_secret(
     ApiPath((id, name)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     state
-        .kiln
+        .control
         .delete_secret(&ctx, &VaultId::from_string(id), &name)
         .await?;
     Ok(StatusCode::NO_CONTENT)

@@ -1,5 +1,5 @@
-//! `impl DocumentStore for SqlStore`: documents, their bytes and chunks, the
-//! ingestion claims, and the search log.
+//! `impl RagStore for SqlStore`: indexes, documents, their bytes and
+//! chunks, the ingestion claims, and the search log.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -7,7 +7,6 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
-use kiln_core::StoreError;
 use kiln_core::audit::NewAudit;
 use kiln_core::ids::{ApiKeyId, ChunkId, DocumentId, IndexId, ProjectId};
 use kiln_core::page::Page;
@@ -16,12 +15,17 @@ use kiln_core::rag::document::{
     ChunkRecord, DERIVED_FROM_EXTRACTION, Document, DocumentFilter, DocumentStatus, IndexEmbedder, Ingested,
     NewChunk,
 };
-use kiln_core::rag::store::{DocumentStore, SearchLogEntry, SearchOp, VersionedInsert};
-use kiln_core::store::StoreResult;
+use kiln_core::rag::index::Index;
+use kiln_core::rag::store::{RagStore, SearchLogEntry, SearchOp, VersionedInsert};
 use kiln_core::time::now;
+use kiln_core::{StoreError, StoreResult};
 
-use crate::connect::{DatabaseKind, Db, SqlStore, db_err};
+use crate::connect::SqlStore;
+use crate::db::{DatabaseKind, Db, db_err};
 use crate::macros::Bind;
+use crate::rows::IndexRow;
+
+const INDEX_COLUMNS: &str = "id, project_id, name, description, metadata, created_at, updated_at";
 
 const DOCUMENT_COLUMNS: [&str; 20] = [
     "id",
@@ -189,7 +193,6 @@ macro_rules! log_search {
         .map_err(db_err)?;
     }};
 }
-pub(crate) use log_search;
 
 /// Inserts a document row and its bytes inside the caller's transaction.
 macro_rules! insert_document_row {
@@ -375,7 +378,95 @@ fn is_extraction_sibling(metadata: &Map<String, Value>) -> bool {
 }
 
 #[async_trait]
-impl DocumentStore for SqlStore {
+impl RagStore for SqlStore {
+    async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()> {
+        write_tx!(self, |tx| {
+            sqlx::query(
+                "INSERT INTO indexes (id, project_id, name, description, metadata, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(index.id.as_str())
+            .bind(index.project_id.as_str())
+            .bind(&index.name)
+            .bind(&index.description)
+            .bind(Json(&index.metadata))
+            .bind(index.created_at)
+            .bind(index.updated_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            commit_audited!(tx, audit)
+        })
+    }
+
+    async fn list_indexes(&self, project_id: &ProjectId) -> StoreResult<Vec<Index>> {
+        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE project_id = $1 ORDER BY name, id");
+        let rows: Vec<IndexRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(rows.into_iter().map(Index::from).collect())
+    }
+
+    async fn get_index(&self, project_id: &ProjectId, id: &IndexId) -> StoreResult<Option<Index>> {
+        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE project_id = $1 AND id = $2");
+        let row: Option<IndexRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        Ok(row.map(Index::from))
+    }
+
+    async fn update_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            let done = sqlx::query(
+                "UPDATE indexes SET name = $1, description = $2, metadata = $3, updated_at = $4 \
+                 WHERE project_id = $5 AND id = $6",
+            )
+            .bind(&index.name)
+            .bind(&index.description)
+            .bind(Json(&index.metadata))
+            .bind(index.updated_at)
+            .bind(index.project_id.as_str())
+            .bind(index.id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            commit_audited!(tx, audit)?;
+            Ok(true)
+        })
+    }
+
+    async fn delete_index(
+        &self,
+        project_id: &ProjectId,
+        id: &IndexId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            let done = sqlx::query("DELETE FROM indexes WHERE project_id = $1 AND id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            // Its documents, their bytes and chunks went with it (ON DELETE
+            // CASCADE); the search structures drop it on replay.
+            log_search!(tx, project_id.as_str(), id.as_str(), None, SearchOp::DropIndex);
+            commit_audited!(tx, audit)?;
+            Ok(true)
+        })
+    }
+
     async fn insert_document(
         &self,
         doc: &Document,
@@ -402,8 +493,7 @@ impl DocumentStore for SqlStore {
                 None => 1,
             };
             insert_document_row!(tx, doc, version, bytes);
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(VersionedInsert::Inserted { version })
         })
     }
@@ -547,8 +637,7 @@ impl DocumentStore for SqlStore {
                     SearchOp::Remove
                 );
             }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
         })
     }

@@ -1,4 +1,5 @@
-//! `impl Store for SqlStore`: every query, written once for both backends.
+//! `impl ControlStore for SqlStore`: projects, keys, vaults, secrets,
+//! templates, the audit log and the project metrics.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -6,30 +7,23 @@ use serde_json::{Map, Value};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
-use kiln_core::StoreError;
 use kiln_core::audit::{AuditEntry, AuditFilter, NewAudit};
-use kiln_core::chat::{Conversation, ConversationMessage, LlmCall};
-use kiln_core::ids::{ApiKeyId, AuditId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
-use kiln_core::index::Index;
+use kiln_core::control::store::ControlStore;
+use kiln_core::ids::{ApiKeyId, AuditId, ProjectId, TemplateId, VaultId};
 use kiln_core::page::Page;
 use kiln_core::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
-use kiln_core::store::{Store, StoreResult};
 use kiln_core::template::PromptTemplate;
 use kiln_core::vault::{Secret, SecretName, Vault};
+use kiln_core::{StoreError, StoreResult};
 
-use crate::agents::ACTIVE_STATUSES;
-use crate::connect::{Db, SqlStore, db_err};
-use crate::documents::log_search;
+use crate::connect::SqlStore;
+use crate::db::{Db, db_err};
 use crate::macros::Bind;
-use crate::rows::{
-    ApiKeyRow, AuditRow, ConversationRow, IndexRow, KeyWithProjectRow, MessageRow, ProjectRow, SecretRow,
-    TemplateRow, VaultRow,
-};
-use kiln_core::rag::store::SearchOp;
+use crate::rows::{ApiKeyRow, AuditRow, KeyWithProjectRow, ProjectRow, SecretRow, TemplateRow, VaultRow};
 
-const INDEX_COLUMNS: &str = "id, project_id, name, description, metadata, created_at, updated_at";
-const CONVERSATION_COLUMNS: &str = "id, project_id, title, system_prompt, model, metadata, prompt_tokens, \
-     completion_tokens, llm_calls, created_at, updated_at";
+/// The statuses `project_metrics` counts as active.
+const ACTIVE_STATUSES: &str = "'active', 'running', 'awaiting_input'";
+
 const PROJECT_COLUMNS: &str = "id, name, slug, description, vault_id, created_at, updated_at";
 const VAULT_COLUMNS: &str = "id, project_id, name, metadata, created_at, updated_at";
 const SECRET_COLUMNS: &str = "vault_id, name, ciphertext, wrapped_key, kek_id, created_at, updated_at";
@@ -64,7 +58,7 @@ fn audit_where(project_id: &ProjectId, filter: &AuditFilter) -> (String, Vec<Bin
 }
 
 #[async_trait]
-impl Store for SqlStore {
+impl ControlStore for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         read!(self, |pool| {
             sqlx::query("SELECT 1").execute(pool).await.map_err(db_err)?;
@@ -163,8 +157,7 @@ impl Store for SqlStore {
                 Err(StoreError::ForeignKeyViolation(_)) => return Ok(false),
                 Err(e) => return Err(e),
             }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
         })
     }
@@ -215,8 +208,7 @@ impl Store for SqlStore {
     async fn create_api_key(&self, key: &ApiKey, audit: &NewAudit) -> StoreResult<()> {
         write_tx!(self, |tx| {
             insert_key!(tx, key);
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)
+            commit_audited!(tx, audit)
         })
     }
 
@@ -293,8 +285,7 @@ impl Store for SqlStore {
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
         })
     }
@@ -326,8 +317,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)
+            commit_audited!(tx, audit)
         })
     }
 
@@ -375,8 +365,7 @@ impl Store for SqlStore {
                 .await
                 .map_err(db_err)?;
             let Some(row) = row else { return Ok(None) };
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(Some(Vault::from(row)))
         })
     }
@@ -409,8 +398,7 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
         })
     }
@@ -502,8 +490,7 @@ impl Store for SqlStore {
                 Err(StoreError::ForeignKeyViolation(_)) => return Ok(None),
                 Err(e) => return Err(e),
             };
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(Some(Secret::from(row)))
         })
     }
@@ -535,8 +522,7 @@ impl Store for SqlStore {
                     .map_err(db_err)?;
             let existed = done.rows_affected() > 0;
             let audit = audit.clone().meta("existed", existed);
-            insert_audit!(tx, &audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, &audit)?;
             Ok(Some(existed))
         })
     }
@@ -557,8 +543,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)
+            commit_audited!(tx, audit)
         })
     }
 
@@ -608,8 +593,7 @@ impl Store for SqlStore {
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
         })
     }
@@ -630,270 +614,8 @@ impl Store for SqlStore {
             if done.rows_affected() == 0 {
                 return Ok(false);
             }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
+            commit_audited!(tx, audit)?;
             Ok(true)
-        })
-    }
-
-    async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()> {
-        write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO indexes (id, project_id, name, description, metadata, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(index.id.as_str())
-            .bind(index.project_id.as_str())
-            .bind(&index.name)
-            .bind(&index.description)
-            .bind(Json(&index.metadata))
-            .bind(index.created_at)
-            .bind(index.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)
-        })
-    }
-
-    async fn list_indexes(&self, project_id: &ProjectId) -> StoreResult<Vec<Index>> {
-        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE project_id = $1 ORDER BY name, id");
-        let rows: Vec<IndexRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-            .bind(project_id.as_str())
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?);
-        Ok(rows.into_iter().map(Index::from).collect())
-    }
-
-    async fn get_index(&self, project_id: &ProjectId, id: &IndexId) -> StoreResult<Option<Index>> {
-        let sql = format!("SELECT {INDEX_COLUMNS} FROM indexes WHERE project_id = $1 AND id = $2");
-        let row: Option<IndexRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-            .bind(project_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?);
-        Ok(row.map(Index::from))
-    }
-
-    async fn update_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<bool> {
-        write_tx!(self, |tx| {
-            let done = sqlx::query(
-                "UPDATE indexes SET name = $1, description = $2, metadata = $3, updated_at = $4 \
-                 WHERE project_id = $5 AND id = $6",
-            )
-            .bind(&index.name)
-            .bind(&index.description)
-            .bind(Json(&index.metadata))
-            .bind(index.updated_at)
-            .bind(index.project_id.as_str())
-            .bind(index.id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
-            Ok(true)
-        })
-    }
-
-    async fn delete_index(
-        &self,
-        project_id: &ProjectId,
-        id: &IndexId,
-        audit: &NewAudit,
-    ) -> StoreResult<bool> {
-        write_tx!(self, |tx| {
-            let done = sqlx::query("DELETE FROM indexes WHERE project_id = $1 AND id = $2")
-                .bind(project_id.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            // Its documents, their bytes and chunks went with it (ON DELETE
-            // CASCADE); the search structures drop it on replay.
-            log_search!(tx, project_id.as_str(), id.as_str(), None, SearchOp::DropIndex);
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
-            Ok(true)
-        })
-    }
-
-    async fn record_llm_calls(&self, calls: &[LlmCall]) -> StoreResult<()> {
-        write_tx!(self, |tx| {
-            for call in calls {
-                insert_call!(tx, call);
-            }
-            tx.commit().await.map_err(db_err)
-        })
-    }
-
-    async fn create_conversation(&self, c: &Conversation, audit: &NewAudit) -> StoreResult<()> {
-        write_tx!(self, |tx| {
-            sqlx::query(
-                "INSERT INTO conversations (id, project_id, title, system_prompt, model, metadata, prompt_tokens, \
-                 completion_tokens, llm_calls, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 0, 0, 0, $7, $8)",
-            )
-            .bind(c.id.as_str())
-            .bind(c.project_id.as_str())
-            .bind(&c.title)
-            .bind(&c.system_prompt)
-            .bind(&c.model)
-            .bind(Json(&c.metadata))
-            .bind(c.created_at)
-            .bind(c.updated_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)
-        })
-    }
-
-    async fn list_conversations(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Conversation>> {
-        let sql = format!(
-            "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 \
-             ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-        );
-        let rows: Vec<ConversationRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-            .bind(project_id.as_str())
-            .bind(page.limit)
-            .bind(page.offset)
-            .fetch_all(pool)
-            .await
-            .map_err(db_err)?);
-        Ok(rows.into_iter().map(Conversation::from).collect())
-    }
-
-    async fn get_conversation(
-        &self,
-        project_id: &ProjectId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<Conversation>> {
-        let sql =
-            format!("SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE project_id = $1 AND id = $2");
-        let row: Option<ConversationRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
-            .bind(project_id.as_str())
-            .bind(id.as_str())
-            .fetch_optional(pool)
-            .await
-            .map_err(db_err)?);
-        Ok(row.map(Conversation::from))
-    }
-
-    async fn conversation_messages(
-        &self,
-        project_id: &ProjectId,
-        id: &ConversationId,
-    ) -> StoreResult<Vec<ConversationMessage>> {
-        let rows: Vec<MessageRow> = read!(self, |pool| sqlx::query_as(
-            "SELECT id, conversation_id, role, content, created_at FROM conversation_messages \
-             WHERE project_id = $1 AND conversation_id = $2 ORDER BY created_at, id",
-        )
-        .bind(project_id.as_str())
-        .bind(id.as_str())
-        .fetch_all(pool)
-        .await
-        .map_err(db_err)?);
-        rows.into_iter().map(ConversationMessage::try_from).collect()
-    }
-
-    async fn delete_conversation(
-        &self,
-        project_id: &ProjectId,
-        id: &ConversationId,
-        audit: &NewAudit,
-    ) -> StoreResult<bool> {
-        write_tx!(self, |tx| {
-            sqlx::query("DELETE FROM conversation_messages WHERE project_id = $1 AND conversation_id = $2")
-                .bind(project_id.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            let done = sqlx::query("DELETE FROM conversations WHERE project_id = $1 AND id = $2")
-                .bind(project_id.as_str())
-                .bind(id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            if done.rows_affected() == 0 {
-                return Ok(false);
-            }
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
-            Ok(true)
-        })
-    }
-
-    async fn append_exchange(
-        &self,
-        project_id: &ProjectId,
-        expected_messages: i64,
-        user: &ConversationMessage,
-        reply: &ConversationMessage,
-        call: &LlmCall,
-        audit: &NewAudit,
-    ) -> StoreResult<Option<bool>> {
-        // The UPDATE comes first: on PostgreSQL it locks the conversation
-        // row, so a concurrent exchange waits and then sees our messages.
-        write_tx!(self, |tx| {
-            let updated = sqlx::query(
-                "UPDATE conversations SET prompt_tokens = prompt_tokens + $1, \
-                 completion_tokens = completion_tokens + $2, llm_calls = llm_calls + 1, updated_at = $3 \
-                 WHERE project_id = $4 AND id = $5",
-            )
-            .bind(i64::from(call.usage.prompt_tokens))
-            .bind(i64::from(call.usage.completion_tokens))
-            .bind(reply.created_at)
-            .bind(project_id.as_str())
-            .bind(user.conversation_id.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            if updated.rows_affected() == 0 {
-                return Ok(None);
-            }
-            let count: i64 = sqlx::query(
-                "SELECT COUNT(*) AS n FROM conversation_messages WHERE project_id = $1 AND conversation_id = $2",
-            )
-            .bind(project_id.as_str())
-            .bind(user.conversation_id.as_str())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?
-            .try_get("n")
-            .map_err(db_err)?;
-            if count != expected_messages {
-                return Ok(Some(false));
-            }
-            for m in [user, reply] {
-                sqlx::query(
-                    "INSERT INTO conversation_messages (id, project_id, conversation_id, role, content, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
-                )
-                .bind(m.id.as_str())
-                .bind(project_id.as_str())
-                .bind(m.conversation_id.as_str())
-                .bind(m.role.as_str())
-                .bind(&m.content)
-                .bind(m.created_at)
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-            }
-            insert_call!(tx, call);
-            insert_audit!(tx, audit);
-            tx.commit().await.map_err(db_err)?;
-            Ok(Some(true))
         })
     }
 

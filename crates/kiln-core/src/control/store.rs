@@ -1,4 +1,5 @@
-//! The `Store` port: every read and write Kiln makes to its database.
+//! The control plane's storage port: projects, keys, vaults, templates,
+//! the audit log and the project's metrics.
 //!
 //! Architecture invariant: every method that touches project data takes the
 //! caller's `ProjectId` and filters on it; there is no way to read another
@@ -8,23 +9,17 @@
 use async_trait::async_trait;
 use serde_json::{Map, Value};
 
-use crate::StoreError;
 use crate::audit::{AuditEntry, AuditFilter, NewAudit};
-use crate::chat::{Conversation, ConversationMessage, LlmCall};
-use crate::ids::{ApiKeyId, AuditId, ConversationId, IndexId, ProjectId, TemplateId, VaultId};
-use crate::index::Index;
+use crate::error::StoreResult;
+use crate::ids::{ApiKeyId, AuditId, ProjectId, TemplateId, VaultId};
 use crate::page::Page;
 use crate::project::{ApiKey, ApiKeyListing, Project, ProjectMetrics};
 use crate::template::PromptTemplate;
 use crate::time::Timestamp;
 use crate::vault::{Secret, SecretName, Vault};
 
-pub type StoreResult<T> = Result<T, StoreError>;
-
 #[async_trait]
-pub trait Store:
-    crate::rag::store::DocumentStore + crate::runtime::store::AgentStore + Send + Sync + 'static
-{
+pub trait ControlStore: Send + Sync {
     /// Checks the database answers (for `/readyz`).
     async fn ping(&self) -> StoreResult<()>;
 
@@ -49,6 +44,7 @@ pub trait Store:
         at: Timestamp,
         audit: &NewAudit,
     ) -> StoreResult<bool>;
+    /// The project's counters: LLM calls and tokens, sessions and steps.
     async fn project_metrics(&self, project_id: &ProjectId) -> StoreResult<ProjectMetrics>;
 
     // API keys.
@@ -121,56 +117,6 @@ pub trait Store:
         id: &TemplateId,
         audit: &NewAudit,
     ) -> StoreResult<bool>;
-
-    // RAG indexes.
-    async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()>;
-    /// By name.
-    async fn list_indexes(&self, project_id: &ProjectId) -> StoreResult<Vec<Index>>;
-    async fn get_index(&self, project_id: &ProjectId, id: &IndexId) -> StoreResult<Option<Index>>;
-    /// Replaces name, description and metadata; `Ok(false)` when it is gone.
-    async fn update_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<bool>;
-    /// Deletes the index and everything in it.
-    async fn delete_index(&self, project_id: &ProjectId, id: &IndexId, audit: &NewAudit)
-    -> StoreResult<bool>;
-
-    // Chat.
-    /// Records LLM calls (a batch, in one transaction).
-    async fn record_llm_calls(&self, calls: &[LlmCall]) -> StoreResult<()>;
-    async fn create_conversation(&self, conversation: &Conversation, audit: &NewAudit) -> StoreResult<()>;
-    /// Newest first.
-    async fn list_conversations(&self, project_id: &ProjectId, page: Page) -> StoreResult<Vec<Conversation>>;
-    async fn get_conversation(
-        &self,
-        project_id: &ProjectId,
-        id: &ConversationId,
-    ) -> StoreResult<Option<Conversation>>;
-    /// Oldest first.
-    async fn conversation_messages(
-        &self,
-        project_id: &ProjectId,
-        id: &ConversationId,
-    ) -> StoreResult<Vec<ConversationMessage>>;
-    /// Deletes the conversation and its messages.
-    async fn delete_conversation(
-        &self,
-        project_id: &ProjectId,
-        id: &ConversationId,
-        audit: &NewAudit,
-    ) -> StoreResult<bool>;
-    /// Stores a user message, the reply and the call's usage in one
-    /// transaction, if the conversation still holds `expected_messages`
-    /// messages. `None` when the conversation is gone, `Some(false)` when
-    /// its history changed meanwhile (nothing written), `Some(true)` when
-    /// stored.
-    async fn append_exchange(
-        &self,
-        project_id: &ProjectId,
-        expected_messages: i64,
-        user: &ConversationMessage,
-        reply: &ConversationMessage,
-        call: &LlmCall,
-        audit: &NewAudit,
-    ) -> StoreResult<Option<bool>>;
 
     // Audit log.
     /// Newest first; the count ignores the page.

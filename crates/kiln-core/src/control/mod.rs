@@ -1,44 +1,47 @@
-//! `Kiln`, the application service: the one place the rules of every
-//! operation live. Handlers and CLI verbs parse their input, call one method
-//! here and render the result.
+//! The control plane: projects, API keys and authentication, secret
+//! vaults, prompt templates, the audit log and the project's metrics. The
+//! engines ([`crate::gateway`], [`crate::rag`], [`crate::runtime`]) are
+//! services of their own; this one knows none of them.
+
+pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use crate::audit::{Actor, AuditEntry, AuditFilter, NewAudit, actions};
 use crate::auth::{AuthCache, AuthContext, DISPLAY_PREFIX_CHARS, LAST_USED_RESOLUTION, generate_api_key};
 use crate::crypto::{Kek, hash_api_key};
-use crate::error::EntityKind;
+use crate::error::{EntityKind, Error, Result, StoreError, unique_or};
 use crate::ids::{ApiKeyId, ProjectId, TemplateId, VaultId};
 use crate::page::Page;
 use crate::project::{ApiKey, ApiKeyListing, DEFAULT_PROJECT_NAME, Project, ProjectMetrics, ProjectName};
 use crate::template::{self, PromptTemplate};
 use crate::time::now;
+use crate::usage::UsageLog;
 use crate::vault::{self, MAX_SECRET_BYTES, Secret, SecretName, Vault};
-use crate::{Error, Result, Store, StoreError};
+use store::ControlStore;
 
 /// Audit-log page size: default and cap (CONTRACT §2.15).
 pub const AUDIT_DEFAULT_LIMIT: i64 = 100;
 pub const AUDIT_MAX_LIMIT: i64 = 500;
 
 #[derive(Debug, Clone)]
-pub struct KilnConfig {
+pub struct ControlConfig {
     /// The key-encryption key; without one, vault endpoints answer 503.
     pub kek: Option<Kek>,
     /// How long an authenticated key is trusted before it is looked up again.
     pub auth_cache_ttl: Duration,
-    /// Uploads above this many bytes are refused with 413.
-    pub max_upload_bytes: u64,
 }
 
-impl Default for KilnConfig {
+impl Default for ControlConfig {
     fn default() -> Self {
-        KilnConfig {
+        ControlConfig {
             kek: None,
             auth_cache_ttl: Duration::from_secs(2),
-            max_upload_bytes: crate::rag::documents::DEFAULT_MAX_UPLOAD_BYTES,
         }
     }
 }
@@ -52,21 +55,21 @@ pub struct CreatedKey {
     pub plaintext: String,
 }
 
-pub struct Kiln {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) kek: Option<Kek>,
+pub struct ControlPlane {
+    store: Arc<dyn ControlStore>,
+    kek: Option<Kek>,
     auth_cache: AuthCache,
-    pub(crate) llm: Option<crate::chat::LlmSetup>,
-    pub(crate) settings_cache: crate::chat::SettingsCache,
-    pub(crate) usage_writer: std::sync::OnceLock<crate::chat::UsageWriter>,
-    pub(crate) max_upload_bytes: u64,
-    pub(crate) rag: Option<Arc<crate::rag::engine::Rag>>,
-    pub(crate) runtime: Option<Arc<crate::runtime::Runtime>>,
+    /// Flushed before metrics are counted.
+    usage: Arc<UsageLog>,
+    /// Moves on every change to a vault or to the project's designation, so
+    /// caches of what vaults hold (the gateway's provider settings) can tell
+    /// they are stale without this service knowing them.
+    vault_epoch: AtomicU64,
 }
 
-impl std::fmt::Debug for Kiln {
+impl std::fmt::Debug for ControlPlane {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Kiln")
+        f.debug_struct("ControlPlane")
             .field("kek", &self.kek)
             .finish_non_exhaustive()
     }
@@ -123,43 +126,31 @@ fn key_audit(key: &ApiKey) -> NewAudit {
     .meta("prefix", key.prefix.clone())
 }
 
-pub(crate) fn unique_or(err: StoreError, message: impl FnOnce() -> String) -> Error {
-    match err {
-        StoreError::UniqueViolation(_) => Error::Conflict(message()),
-        other => Error::Store(other),
-    }
-}
-
-impl Kiln {
-    pub fn new(store: Arc<dyn Store>, config: KilnConfig) -> Self {
-        Kiln {
+impl ControlPlane {
+    pub fn new(store: Arc<dyn ControlStore>, usage: Arc<UsageLog>, config: ControlConfig) -> Self {
+        ControlPlane {
             store,
             kek: config.kek,
             auth_cache: AuthCache::new(config.auth_cache_ttl),
-            llm: None,
-            settings_cache: Default::default(),
-            usage_writer: Default::default(),
-            max_upload_bytes: config.max_upload_bytes,
-            rag: None,
-            runtime: None,
+            usage,
+            vault_epoch: AtomicU64::new(0),
         }
     }
 
-    /// Wires in the LLM providers (without them, chat answers 400).
-    pub fn with_llm(mut self, setup: crate::chat::LlmSetup) -> Self {
-        self.llm = Some(setup);
-        self
-    }
-
-    /// Forgets cached auth and provider settings after a vault change.
+    /// Forgets cached auth after a vault change and moves the vault epoch.
     fn vault_changed(&self) {
         self.auth_cache.clear();
-        self.settings_cache.clear();
+        self.vault_epoch.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Uploads above this many bytes are refused.
-    pub fn max_upload_bytes(&self) -> u64 {
-        self.max_upload_bytes
+    /// The vault epoch: equal values mean no vault changed in between.
+    pub fn vault_epoch(&self) -> u64 {
+        self.vault_epoch.load(Ordering::SeqCst)
+    }
+
+    /// Whether secrets can be read at all (a key-encryption key is set).
+    pub fn secrets_enabled(&self) -> bool {
+        self.kek.is_some()
     }
 
     pub async fn ping(&self) -> Result<()> {
@@ -301,7 +292,7 @@ impl Kiln {
     // ---- project endpoints ----
 
     pub async fn metrics(&self, ctx: &AuthContext) -> Result<ProjectMetrics> {
-        self.flush_usage().await;
+        self.usage.flush().await;
         Ok(self.store.project_metrics(&ctx.project.id).await?)
     }
 

@@ -5,10 +5,10 @@ use serde_json::{Map, Value};
 use crate::audit::{Actor, NewAudit, actions};
 use crate::auth::AuthContext;
 use crate::error::EntityKind;
+use crate::error::{Error, Result, unique_or};
 use crate::ids::{IndexId, ProjectId};
-use crate::kiln::{Kiln, unique_or};
+use crate::rag::Rag;
 use crate::time::{Timestamp, now};
-use crate::{Error, Result};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Index {
@@ -38,7 +38,7 @@ fn parse_description(description: &str) -> Result<String> {
     Ok(description.to_owned())
 }
 
-impl Kiln {
+impl Rag {
     pub async fn create_index(
         &self,
         ctx: &AuthContext,
