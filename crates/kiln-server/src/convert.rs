@@ -1,7 +1,9 @@
 //! Domain types to wire types, explicitly (domain types are not wire types).
 
 use kiln_api as api;
+use kiln_api::openai;
 use kiln_core::audit::AuditEntry;
+use kiln_core::llm::{ChatDelta, ChatResponse, ModelRef, ToolCall, Usage};
 use kiln_core::project::{DEFAULT_TEAM_ID, Project, ProjectMetrics};
 use kiln_core::runtime::{EventKind, TurnErrorCode};
 use kiln_core::template::PromptTemplate;
@@ -380,6 +382,145 @@ pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody)
         }
     }
     event
+}
+
+/// The OpenAI wire's tool calls (`None` when there are none).
+fn openai_tool_calls(calls: &[ToolCall]) -> Option<Vec<openai::OpenAiToolCall>> {
+    (!calls.is_empty()).then(|| {
+        calls
+            .iter()
+            .map(|c| openai::OpenAiToolCall {
+                id: c.id.clone(),
+                kind: "function".into(),
+                function: openai::FunctionCall {
+                    name: c.name.clone(),
+                    arguments: c.arguments.clone(),
+                },
+            })
+            .collect()
+    })
+}
+
+fn openai_usage(u: Usage) -> openai::CompletionUsage {
+    openai::CompletionUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.total(),
+    }
+}
+
+/// A whole answer as a `chat.completion`.
+pub(crate) fn openai_completion(
+    id: String,
+    created: i64,
+    model: &ModelRef,
+    response: ChatResponse,
+) -> openai::ChatCompletion {
+    openai::ChatCompletion {
+        id,
+        object: "chat.completion".into(),
+        created,
+        model: model.to_string(),
+        choices: vec![openai::ChatChoice {
+            index: 0,
+            message: openai::AssistantMessage {
+                role: "assistant".into(),
+                content: (!response.content.is_empty() || response.tool_calls.is_empty())
+                    .then_some(response.content),
+                tool_calls: openai_tool_calls(&response.tool_calls),
+            },
+            finish_reason: Some(response.finish_reason.as_str().into()),
+        }],
+        usage: Some(openai_usage(response.usage)),
+    }
+}
+
+/// The `chat.completion.chunk`s of one streamed answer.
+pub(crate) struct OpenAiChunks {
+    pub(crate) id: String,
+    pub(crate) created: i64,
+    pub(crate) model: String,
+    /// `stream_options.include_usage`: end with a usage-only chunk.
+    pub(crate) include_usage: bool,
+}
+
+impl OpenAiChunks {
+    fn chunk(
+        &self,
+        delta: openai::ChunkDelta,
+        finish: Option<String>,
+        usage: Option<openai::CompletionUsage>,
+    ) -> openai::ChatCompletionChunk {
+        let choices = if usage.is_some() {
+            Vec::new()
+        } else {
+            vec![openai::ChunkChoice {
+                index: 0,
+                delta,
+                finish_reason: finish,
+            }]
+        };
+        openai::ChatCompletionChunk {
+            id: self.id.clone(),
+            object: "chat.completion.chunk".into(),
+            created: self.created,
+            model: self.model.clone(),
+            choices,
+            usage,
+        }
+    }
+
+    /// The opening chunk: the assistant role, empty content.
+    pub(crate) fn first(&self) -> openai::ChatCompletionChunk {
+        let delta = openai::ChunkDelta {
+            role: Some("assistant".into()),
+            content: Some(String::new()),
+            tool_calls: None,
+        };
+        self.chunk(delta, None, None)
+    }
+
+    /// The chunk a piece of the provider's stream becomes, if any.
+    pub(crate) fn chunk_of(&self, delta: ChatDelta) -> Option<openai::ChatCompletionChunk> {
+        Some(match delta {
+            ChatDelta::Content(text) => self.chunk(
+                openai::ChunkDelta {
+                    content: Some(text),
+                    ..Default::default()
+                },
+                None,
+                None,
+            ),
+            ChatDelta::ToolCall {
+                index,
+                id,
+                name,
+                arguments,
+            } => self.chunk(
+                openai::ChunkDelta {
+                    tool_calls: Some(vec![openai::ToolCallDelta {
+                        index,
+                        kind: id.as_ref().map(|_| "function".to_owned()),
+                        id,
+                        function: Some(openai::FunctionDelta {
+                            name,
+                            arguments: Some(arguments),
+                        }),
+                    }]),
+                    ..Default::default()
+                },
+                None,
+                None,
+            ),
+            ChatDelta::Finish(reason) => {
+                self.chunk(openai::ChunkDelta::default(), Some(reason.as_str().into()), None)
+            }
+            ChatDelta::Usage(u) if self.include_usage => {
+                self.chunk(openai::ChunkDelta::default(), None, Some(openai_usage(u)))
+            }
+            ChatDelta::Usage(_) => return None,
+        })
+    }
 }
 
 #[cfg(test)]

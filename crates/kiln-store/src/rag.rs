@@ -377,6 +377,124 @@ fn is_extraction_sibling(metadata: &Map<String, Value>) -> bool {
     metadata.get("derived_from").and_then(Value::as_str) == Some(DERIVED_FROM_EXTRACTION)
 }
 
+/// Records `$embedder` as the index's on its first vectors; evaluates to
+/// the failure message when the index holds another embedder's vectors.
+macro_rules! record_embedder {
+    ($tx:ident, $doc:expr, $embedder:expr) => {{
+        let (doc, e): (&Document, &IndexEmbedder) = ($doc, $embedder);
+        sqlx::query(
+            "UPDATE indexes SET embedder = $1, embedding_dims = $2 WHERE id = $3 AND embedder IS NULL",
+        )
+        .bind(&e.name)
+        .bind(e.dimensions)
+        .bind(doc.index_id.as_str())
+        .execute(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+        let row = sqlx::query("SELECT embedder, embedding_dims FROM indexes WHERE id = $1")
+            .bind(doc.index_id.as_str())
+            .fetch_optional(&mut *$tx)
+            .await
+            .map_err(db_err)?;
+        let recorded = match row {
+            Some(r) => Some((
+                r.try_get::<Option<String>, _>("embedder").map_err(db_err)?,
+                r.try_get::<Option<i64>, _>("embedding_dims").map_err(db_err)?,
+            )),
+            None => None,
+        };
+        (recorded != Some((Some(e.name.clone()), Some(e.dimensions)))).then(|| {
+            format!(
+                "the index holds vectors from another embedder than `{}` ({} dimensions); \
+                 re-create the index to switch embedders",
+                e.name, e.dimensions
+            )
+        })
+    }};
+}
+
+/// A chunked document becomes `ready` with its chunks, and searchable
+/// (a search-log entry) when `$searchable`.
+macro_rules! finish_chunked {
+    ($tx:ident, $doc:expr, $chunks:expr, $page_count:expr, $at:expr, $searchable:expr) => {{
+        let (doc, chunks): (&Document, &[NewChunk]) = ($doc, $chunks);
+        insert_chunks!($tx, doc, chunks);
+        sqlx::query(
+            "UPDATE documents SET status = 'ready', chunk_count = $1, page_count = $2, error_message = NULL, \
+             claim_token = NULL, claimed_until_ms = NULL, updated_at = $3 WHERE id = $4",
+        )
+        .bind(chunks.len() as i64)
+        .bind($page_count)
+        .bind($at)
+        .bind(doc.id.as_str())
+        .execute(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+        if $searchable {
+            log_search!(
+                $tx,
+                doc.project_id.as_str(),
+                doc.index_id.as_str(),
+                Some(doc.id.as_str()),
+                SearchOp::Add
+            );
+        }
+    }};
+}
+
+/// An original with a Markdown sibling: the sibling is written (versioned
+/// on its name, deleted with a deleted original) with the chunks, the
+/// original becomes `stored`.
+macro_rules! finish_with_sibling {
+    ($tx:ident, $doc:expr, $sibling:expr, $markdown:expr, $chunks:expr, $page_count:expr, $at:expr, $deleted_at:expr) => {{
+        let (doc, sibling, markdown, chunks, deleted_at): (
+            &Document,
+            &Document,
+            &String,
+            &[NewChunk],
+            Option<DateTime<Utc>>,
+        ) = ($doc, $sibling, $markdown, $chunks, $deleted_at);
+        let mut sibling: Document = sibling.clone();
+        sibling.deleted_at = deleted_at.map(|_| $at);
+        sibling.is_latest = deleted_at.is_none();
+        let version = match (&sibling.name, deleted_at) {
+            (Some(name), None) => {
+                let next: Result<i64, i64> = next_version!(
+                    $tx,
+                    doc.project_id.as_str(),
+                    doc.index_id.as_str(),
+                    name.as_str(),
+                    None,
+                    $at
+                );
+                next.unwrap_or(1)
+            }
+            _ => 1,
+        };
+        insert_document_row!($tx, &sibling, version, markdown.as_bytes());
+        insert_chunks!($tx, &sibling, chunks);
+        sqlx::query(
+            "UPDATE documents SET status = 'stored', chunk_count = 0, page_count = $1, error_message = NULL, \
+             claim_token = NULL, claimed_until_ms = NULL, updated_at = $2 WHERE id = $3",
+        )
+        .bind($page_count)
+        .bind($at)
+        .bind(doc.id.as_str())
+        .execute(&mut *$tx)
+        .await
+        .map_err(db_err)?;
+        if deleted_at.is_none() {
+            log_search!(
+                $tx,
+                doc.project_id.as_str(),
+                doc.index_id.as_str(),
+                Some(sibling.id.as_str()),
+                SearchOp::Add
+            );
+        }
+    }};
+}
+
 #[async_trait]
 impl RagStore for SqlStore {
     async fn create_index(&self, index: &Index, audit: &NewAudit) -> StoreResult<()> {
@@ -756,37 +874,10 @@ impl RagStore for SqlStore {
             };
             let is_latest: bool = row.try_get("is_latest").map_err(db_err)?;
             let deleted_at: Option<DateTime<Utc>> = row.try_get("deleted_at").map_err(db_err)?;
-            let mut failure: Option<String> = None;
-            if let Some(e) = embedder {
-                sqlx::query(
-                    "UPDATE indexes SET embedder = $1, embedding_dims = $2 WHERE id = $3 AND embedder IS NULL",
-                )
-                .bind(&e.name)
-                .bind(e.dimensions)
-                .bind(doc.index_id.as_str())
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
-                let row = sqlx::query("SELECT embedder, embedding_dims FROM indexes WHERE id = $1")
-                    .bind(doc.index_id.as_str())
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                let recorded = match row {
-                    Some(r) => Some((
-                        r.try_get::<Option<String>, _>("embedder").map_err(db_err)?,
-                        r.try_get::<Option<i64>, _>("embedding_dims").map_err(db_err)?,
-                    )),
-                    None => None,
-                };
-                if recorded != Some((Some(e.name.clone()), Some(e.dimensions))) {
-                    failure = Some(format!(
-                        "the index holds vectors from another embedder than `{}` ({} dimensions); \
-                         re-create the index to switch embedders",
-                        e.name, e.dimensions
-                    ));
-                }
-            }
+            let failure: Option<String> = match embedder {
+                Some(e) => record_embedder!(tx, doc, e),
+                None => None,
+            };
             let outcome = match (&failure, outcome) {
                 (Some(message), _) => &Ingested::Failed(message.clone()),
                 (None, o) => o,
@@ -798,27 +889,14 @@ impl RagStore for SqlStore {
                 .map_err(db_err)?;
             match outcome {
                 Ingested::Chunked { chunks, page_count } => {
-                    insert_chunks!(tx, doc, chunks);
-                    sqlx::query(
-                        "UPDATE documents SET status = 'ready', chunk_count = $1, page_count = $2, error_message = NULL, \
-                         claim_token = NULL, claimed_until_ms = NULL, updated_at = $3 WHERE id = $4",
-                    )
-                    .bind(chunks.len() as i64)
-                    .bind(*page_count)
-                    .bind(at)
-                    .bind(doc.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    if is_latest && deleted_at.is_none() {
-                        log_search!(
-                            tx,
-                            doc.project_id.as_str(),
-                            doc.index_id.as_str(),
-                            Some(doc.id.as_str()),
-                            SearchOp::Add
-                        );
-                    }
+                    finish_chunked!(
+                        tx,
+                        doc,
+                        chunks,
+                        *page_count,
+                        at,
+                        is_latest && deleted_at.is_none()
+                    );
                 }
                 Ingested::Sibling {
                     sibling,
@@ -826,44 +904,7 @@ impl RagStore for SqlStore {
                     chunks,
                     page_count,
                 } => {
-                    let mut sibling: Document = (**sibling).clone();
-                    sibling.deleted_at = deleted_at.map(|_| at);
-                    sibling.is_latest = deleted_at.is_none();
-                    let version = match (&sibling.name, deleted_at) {
-                        (Some(name), None) => {
-                            let next: Result<i64, i64> = next_version!(
-                                tx,
-                                doc.project_id.as_str(),
-                                doc.index_id.as_str(),
-                                name.as_str(),
-                                None,
-                                at
-                            );
-                            next.unwrap_or(1)
-                        }
-                        _ => 1,
-                    };
-                    insert_document_row!(tx, &sibling, version, markdown.as_bytes());
-                    insert_chunks!(tx, &sibling, chunks);
-                    sqlx::query(
-                        "UPDATE documents SET status = 'stored', chunk_count = 0, page_count = $1, error_message = NULL, \
-                         claim_token = NULL, claimed_until_ms = NULL, updated_at = $2 WHERE id = $3",
-                    )
-                    .bind(*page_count)
-                    .bind(at)
-                    .bind(doc.id.as_str())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db_err)?;
-                    if deleted_at.is_none() {
-                        log_search!(
-                            tx,
-                            doc.project_id.as_str(),
-                            doc.index_id.as_str(),
-                            Some(sibling.id.as_str()),
-                            SearchOp::Add
-                        );
-                    }
+                    finish_with_sibling!(tx, doc, sibling, markdown, chunks, *page_count, at, deleted_at);
                 }
                 Ingested::Failed(message) => {
                     sqlx::query(

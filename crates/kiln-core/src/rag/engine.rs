@@ -20,13 +20,13 @@ use crate::crypto::sha256_hex;
 use crate::error::{Result, StoreError};
 use crate::ids::{ChunkId, DocumentId};
 use crate::rag::Rag;
-use crate::rag::chunk::chunk_markdown;
+use crate::rag::chunk::{TextChunk, chunk_markdown};
 use crate::rag::document::{
     DERIVED_FROM_EXTRACTION, Document, DocumentStatus, IndexEmbedder, Ingested, NewChunk,
 };
 use crate::rag::store::SearchOp;
 use crate::rag::{
-    ChunkEntry, DocumentKind, LexicalIndex, SearchChange, VectorIndex, search_failed, unit_length,
+    ChunkEntry, DocumentKind, Extracted, LexicalIndex, SearchChange, VectorIndex, search_failed, unit_length,
 };
 use crate::time::now;
 use serde_json::{Map, Value};
@@ -130,6 +130,8 @@ impl Rag {
         Ok(())
     }
 
+    /// What ingesting `doc` produced: its chunks with their vectors, and
+    /// the Markdown sibling for kinds that have one. Nothing is written.
     async fn prepare(&self, doc: &Document) -> Result<Ingested, Ingest> {
         let bytes = self
             .store
@@ -137,6 +139,29 @@ impl Rag {
             .await?
             .ok_or_else(|| Ingest::Failed("the document's bytes are missing".into()))?;
         let kind = DocumentKind::from_content_type(&doc.content_type);
+        let (extracted, pieces) = self.extract_and_chunk(kind, bytes).await?;
+        let vectors = self.embed(doc, &pieces).await?;
+        let chunks: Vec<NewChunk> = pieces.into_iter().zip(vectors).map(new_chunk).collect();
+        let page_count = extracted.page_count.map(i64::from);
+        if !kind.has_sibling() {
+            return Ok(Ingested::Chunked { chunks, page_count });
+        }
+        let markdown = extracted.markdown;
+        Ok(Ingested::Sibling {
+            sibling: Box::new(markdown_sibling(doc, &markdown, chunks.len())),
+            markdown,
+            chunks,
+            page_count,
+        })
+    }
+
+    /// Extraction and chunking, on the blocking pool and within
+    /// [`EXTRACT_TIMEOUT`].
+    async fn extract_and_chunk(
+        &self,
+        kind: DocumentKind,
+        bytes: Vec<u8>,
+    ) -> Result<(Extracted, Vec<TextChunk>), Ingest> {
         let extractor = self.setup.extractor.clone();
         let options = self.setup.chunking;
         let work = tokio::task::spawn_blocking(move || {
@@ -146,7 +171,7 @@ impl Rag {
         });
         // A pathological file must not hold a worker forever. (The blocking
         // thread cannot be stopped; it finishes on its own and is ignored.)
-        let (extracted, pieces) = tokio::time::timeout(EXTRACT_TIMEOUT, work)
+        tokio::time::timeout(EXTRACT_TIMEOUT, work)
             .await
             .map_err(|_| {
                 Ingest::Failed(format!(
@@ -155,8 +180,12 @@ impl Rag {
                 ))
             })?
             .map_err(|_| Ingest::Failed("extraction crashed on this file".into()))?
-            .map_err(Ingest::Failed)?;
+            .map_err(Ingest::Failed)
+    }
 
+    /// One vector per chunk, from this server's embedder, which must be the
+    /// one the index's vectors came from, with the same dimensions.
+    async fn embed(&self, doc: &Document, pieces: &[TextChunk]) -> Result<Vec<Vec<f32>>, Ingest> {
         let recorded = self.store.index_embedder(&doc.project_id, &doc.index_id).await?;
         let embedder = &self.setup.embedder;
         if let Some(recorded) = &recorded
@@ -169,16 +198,15 @@ impl Rag {
                 embedder.name()
             )));
         }
+        if pieces.is_empty() {
+            return Ok(Vec::new());
+        }
         let texts: Vec<String> = pieces.iter().map(|p| p.content.clone()).collect();
-        let vectors = if texts.is_empty() {
-            Vec::new()
-        } else {
-            embedder
-                .embed(&texts)
-                .await
-                .map_err(|e| Ingest::Failed(format!("embedding failed: {e}")))?
-                .vectors
-        };
+        let vectors = embedder
+            .embed(&texts)
+            .await
+            .map_err(|e| Ingest::Failed(format!("embedding failed: {e}")))?
+            .vectors;
         if vectors.len() != texts.len() {
             return Err(Ingest::Failed(format!(
                 "the embedder returned {} vectors for {} chunks",
@@ -197,62 +225,7 @@ impl Rag {
                 dims.unwrap_or(vectors[0].len() as i64)
             )));
         }
-        let chunks: Vec<NewChunk> = pieces
-            .into_iter()
-            .zip(vectors)
-            .map(|(piece, embedding)| {
-                let mut metadata = Map::new();
-                if !piece.headings.is_empty() {
-                    metadata.insert("section".into(), Value::String(piece.headings.join(" > ")));
-                }
-                NewChunk {
-                    id: ChunkId::generate(),
-                    chunk_index: piece.index as i64,
-                    content: piece.content,
-                    metadata,
-                    embedding: unit_length(embedding),
-                }
-            })
-            .collect();
-        let page_count = extracted.page_count.map(i64::from);
-        if !kind.has_sibling() {
-            return Ok(Ingested::Chunked { chunks, page_count });
-        }
-        let mut metadata = doc.metadata.clone();
-        metadata.insert(
-            "derived_from".into(),
-            Value::String(DERIVED_FROM_EXTRACTION.into()),
-        );
-        let at = now();
-        let markdown = extracted.markdown;
-        let sibling = Document {
-            id: DocumentId::generate(),
-            project_id: doc.project_id.clone(),
-            index_id: doc.index_id.clone(),
-            filename: format!("{}.md", doc.filename),
-            content_type: "text/markdown".into(),
-            file_size: markdown.len() as i64,
-            status: DocumentStatus::Ready,
-            error_message: None,
-            page_count: None,
-            chunk_count: chunks.len() as i64,
-            name: doc.name.as_ref().map(|n| format!("{n}.md")),
-            version: 1,
-            is_latest: true,
-            metadata,
-            parent_id: Some(doc.id.clone()),
-            created_by_api_key_id: doc.created_by_api_key_id.clone(),
-            content_sha256: Some(sha256_hex(markdown.as_bytes())),
-            deleted_at: None,
-            created_at: at,
-            updated_at: at,
-        };
-        Ok(Ingested::Sibling {
-            sibling: Box::new(sibling),
-            markdown,
-            chunks,
-            page_count,
-        })
+        Ok(vectors)
     }
 
     /// Brings the search structures up to the newest committed search-log
@@ -383,6 +356,54 @@ impl Rag {
             "search structures loaded"
         );
         Ok(())
+    }
+}
+
+/// A chunk ready to record, its section trail in its metadata.
+fn new_chunk((piece, embedding): (TextChunk, Vec<f32>)) -> NewChunk {
+    let mut metadata = Map::new();
+    if !piece.headings.is_empty() {
+        metadata.insert("section".into(), Value::String(piece.headings.join(" > ")));
+    }
+    NewChunk {
+        id: ChunkId::generate(),
+        chunk_index: piece.index as i64,
+        content: piece.content,
+        metadata,
+        embedding: unit_length(embedding),
+    }
+}
+
+/// The Markdown extracted from `doc`, as a ready document of its own that
+/// carries the chunks (the original stays `stored`).
+fn markdown_sibling(doc: &Document, markdown: &str, chunk_count: usize) -> Document {
+    let mut metadata = doc.metadata.clone();
+    metadata.insert(
+        "derived_from".into(),
+        Value::String(DERIVED_FROM_EXTRACTION.into()),
+    );
+    let at = now();
+    Document {
+        id: DocumentId::generate(),
+        project_id: doc.project_id.clone(),
+        index_id: doc.index_id.clone(),
+        filename: format!("{}.md", doc.filename),
+        content_type: "text/markdown".into(),
+        file_size: markdown.len() as i64,
+        status: DocumentStatus::Ready,
+        error_message: None,
+        page_count: None,
+        chunk_count: chunk_count as i64,
+        name: doc.name.as_ref().map(|n| format!("{n}.md")),
+        version: 1,
+        is_latest: true,
+        metadata,
+        parent_id: Some(doc.id.clone()),
+        created_by_api_key_id: doc.created_by_api_key_id.clone(),
+        content_sha256: Some(sha256_hex(markdown.as_bytes())),
+        deleted_at: None,
+        created_at: at,
+        updated_at: at,
     }
 }
 

@@ -95,23 +95,7 @@ impl Rag {
     /// Chunks (or, in document mode, each document's best chunk) ranked by
     /// score, highest first.
     pub async fn search(&self, ctx: &AuthContext, q: SearchQuery) -> Result<Vec<ScoredChunk>> {
-        let query = q.query.trim();
-        if query.is_empty() {
-            return Err(Error::validation("query must not be empty", Some("query")));
-        }
-        if query.chars().count() > MAX_QUERY_CHARS {
-            return Err(Error::validation(
-                format!("query is longer than {MAX_QUERY_CHARS} characters"),
-                Some("query"),
-            ));
-        }
-        if q.min_score.is_some_and(|s| !s.is_finite()) {
-            return Err(Error::validation("min_score must be a number", Some("min_score")));
-        }
-        let top_k = match q.top_k {
-            Some(k) if k > 0 => (k as usize).min(MAX_TOP_K),
-            _ => DEFAULT_TOP_K,
-        };
+        let (query, top_k) = parse_query(&q)?;
         let index_ids: Vec<IndexId> = match &q.index_id {
             Some(id) => vec![self.get_index(ctx, id).await?.id],
             None => self.list_indexes(ctx).await?.into_iter().map(|i| i.id).collect(),
@@ -129,50 +113,10 @@ impl Rag {
         // ranked 8th by both measures belongs above one ranked 1st by one.
         let fetch = wanted.max(FUSION_DEPTH);
         // The two lists are independent: run them at once.
-        let lexical = async {
-            if q.mode == SearchMode::Vector {
-                return Ok(Vec::new());
-            }
-            let (l, p, ids, text) = (
-                self.setup.lexical.clone(),
-                ctx.project.id.clone(),
-                index_ids.clone(),
-                query.to_owned(),
-            );
-            tokio::task::spawn_blocking(move || l.search(&p, &ids, &text, fetch))
-                .await
-                .map_err(search_failed)?
-                .map_err(search_failed)
-        };
-        let vector = async {
-            if q.mode == SearchMode::Lexical {
-                return Ok(Vec::new());
-            }
-            let embedder = self.setup.embedder.clone();
-            // Only indexes whose vectors came from this embedder compare.
-            let mut comparable = Vec::new();
-            for id in &index_ids {
-                match self.store.index_embedder(&ctx.project.id, id).await? {
-                    Some(e) if e.name == embedder.name() => comparable.push(id.clone()),
-                    _ => {}
-                }
-            }
-            if comparable.is_empty() {
-                return Ok(Vec::new());
-            }
-            let embedded = embedder.embed(&[query.to_owned()]).await?;
-            let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
-            let (v, p) = (self.setup.vectors.clone(), ctx.project.id.clone());
-            let mut hits = tokio::task::spawn_blocking(move || {
-                v.search(&p, &comparable, &unit_length(query_vector), fetch)
-            })
-            .await
-            .map_err(search_failed)?;
-            // Orthogonal or opposite vectors are not similar at all.
-            hits.retain(|h| h.score > 0.0);
-            Ok::<_, Error>(hits)
-        };
-        let (lexical, vector) = tokio::try_join!(lexical, vector)?;
+        let (lexical, vector) = tokio::try_join!(
+            self.lexical_hits(ctx, &index_ids, query, fetch, q.mode),
+            self.vector_hits(ctx, &index_ids, query, fetch, q.mode),
+        )?;
         let scored: Vec<(ChunkId, f64)> = match q.mode {
             SearchMode::Vector => vector
                 .iter()
@@ -187,6 +131,79 @@ impl Rag {
             .filter(|(_, s)| *s >= min_score)
             .take(wanted + HYDRATION_SLACK)
             .collect();
+        self.hydrate(ctx, scored, top_k, q.result_type).await
+    }
+
+    /// The BM25 list (empty in vector mode).
+    async fn lexical_hits(
+        &self,
+        ctx: &AuthContext,
+        index_ids: &[IndexId],
+        query: &str,
+        fetch: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<SearchHit>> {
+        if mode == SearchMode::Vector {
+            return Ok(Vec::new());
+        }
+        let (l, p, ids, text) = (
+            self.setup.lexical.clone(),
+            ctx.project.id.clone(),
+            index_ids.to_vec(),
+            query.to_owned(),
+        );
+        tokio::task::spawn_blocking(move || l.search(&p, &ids, &text, fetch))
+            .await
+            .map_err(search_failed)?
+            .map_err(search_failed)
+    }
+
+    /// The cosine list over the indexes whose vectors came from this
+    /// server's embedder (empty in lexical mode).
+    async fn vector_hits(
+        &self,
+        ctx: &AuthContext,
+        index_ids: &[IndexId],
+        query: &str,
+        fetch: usize,
+        mode: SearchMode,
+    ) -> Result<Vec<SearchHit>> {
+        if mode == SearchMode::Lexical {
+            return Ok(Vec::new());
+        }
+        let embedder = self.setup.embedder.clone();
+        let mut comparable = Vec::new();
+        for id in index_ids {
+            match self.store.index_embedder(&ctx.project.id, id).await? {
+                Some(e) if e.name == embedder.name() => comparable.push(id.clone()),
+                _ => {}
+            }
+        }
+        if comparable.is_empty() {
+            return Ok(Vec::new());
+        }
+        let embedded = embedder.embed(&[query.to_owned()]).await?;
+        let query_vector = embedded.vectors.into_iter().next().unwrap_or_default();
+        let (v, p) = (self.setup.vectors.clone(), ctx.project.id.clone());
+        let mut hits =
+            tokio::task::spawn_blocking(move || v.search(&p, &comparable, &unit_length(query_vector), fetch))
+                .await
+                .map_err(search_failed)?;
+        // Orthogonal or opposite vectors are not similar at all.
+        hits.retain(|h| h.score > 0.0);
+        Ok(hits)
+    }
+
+    /// The scored chunks as records from the database, in score order,
+    /// skipping what is no longer searchable there, one per document in
+    /// document mode, `top_k` at most.
+    async fn hydrate(
+        &self,
+        ctx: &AuthContext,
+        scored: Vec<(ChunkId, f64)>,
+        top_k: usize,
+        result_type: ResultType,
+    ) -> Result<Vec<ScoredChunk>> {
         let ids: Vec<ChunkId> = scored.iter().map(|(id, _)| id.clone()).collect();
         let mut records: HashMap<ChunkId, ChunkRecord> = self
             .store
@@ -201,7 +218,7 @@ impl Rag {
             let Some(record) = records.remove(&id) else {
                 continue;
             };
-            if q.result_type == ResultType::Document && !seen_documents.insert(record.document.id.clone()) {
+            if result_type == ResultType::Document && !seen_documents.insert(record.document.id.clone()) {
                 continue;
             }
             results.push(ScoredChunk { record, score });
@@ -211,6 +228,28 @@ impl Rag {
         }
         Ok(results)
     }
+}
+
+/// The trimmed query and `top_k`, checked.
+fn parse_query(q: &SearchQuery) -> Result<(&str, usize)> {
+    let query = q.query.trim();
+    if query.is_empty() {
+        return Err(Error::validation("query must not be empty", Some("query")));
+    }
+    if query.chars().count() > MAX_QUERY_CHARS {
+        return Err(Error::validation(
+            format!("query is longer than {MAX_QUERY_CHARS} characters"),
+            Some("query"),
+        ));
+    }
+    if q.min_score.is_some_and(|s| !s.is_finite()) {
+        return Err(Error::validation("min_score must be a number", Some("min_score")));
+    }
+    let top_k = match q.top_k {
+        Some(k) if k > 0 => (k as usize).min(MAX_TOP_K),
+        _ => DEFAULT_TOP_K,
+    };
+    Ok((query, top_k))
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 
 use crate::auth::AuthContext;
 use crate::ids::TurnId;
-use crate::llm::{ChatRequest, ChatResponse, LlmProvider, Message, ModelRef, Role, Usage};
+use crate::llm::{ChatRequest, ChatResponse, LlmProvider, Message, ModelRef, Role, ToolSpec, Usage};
 use crate::runtime::event::{
     EventBody, MAX_EVENT_CONTENT_BYTES, TurnErrorCode, bounded_result, render_value, truncate_text,
 };
@@ -347,89 +347,18 @@ impl Turn {
             self.runtime.agent_prompt(&self.ctx, &self.session).await,
         );
         for _ in 0..config.max_steps {
-            let history = {
-                let state = self.state();
-                history::messages(&state.bodies, config.max_history_chars)
-            };
-            let mut messages = Vec::with_capacity(history.len() + 1);
-            messages.push(system.clone());
-            messages.extend(history);
-            let response = self
-                .complete(ChatRequest {
-                    messages,
-                    tools: tools.clone(),
-                    ..Default::default()
-                })
-                .await?;
+            let response = self.call_model(&system, &tools).await?;
             let (text, calls) = calls_of(&response);
+            // The call's tokens go on the first event that closes it.
             let mut tokens = Some(response.usage);
             if calls.is_empty() {
                 // Written with `done`, in one transaction.
                 let content = truncate_text(&response.content, MAX_EVENT_CONTENT_BYTES);
                 return Ok(EventBody::Response { content, tokens });
             }
-            let native_first = matches!(calls.first(), Some(Call::Native { .. }));
-            if !text.trim().is_empty() || native_first {
-                let summary = match (prompt::summary_line(&text), calls.first()) {
-                    (s, Some(Call::Native { tool, .. })) if s.is_empty() => format!("calling {tool}"),
-                    (s, _) => s,
-                };
-                let tokens_here = if native_first { tokens.take() } else { None };
-                self.emit(
-                    EventBody::SandboxEvent {
-                        kind: "llm".into(),
-                        summary,
-                        content: truncate_text(&text, MAX_EVENT_CONTENT_BYTES),
-                        tokens: tokens_here,
-                    },
-                    None,
-                )
-                .await?;
-            }
+            self.narrate(&text, &calls, &mut tokens).await?;
             for call in calls {
-                match call {
-                    Call::Code { code, call_id } => {
-                        self.emit(
-                            EventBody::ExecuteJs {
-                                code: code.clone(),
-                                tokens: tokens.take(),
-                                call_id,
-                            },
-                            None,
-                        )
-                        .await?;
-                        let outcome = self.clone().run_block(&code).await;
-                        // `running` again, should the block have ended
-                        // while an `input()` waited.
-                        self.emit(block_result(outcome), Some(SessionStatus::Running))
-                            .await?;
-                    }
-                    Call::Native { tool, args, call_id } => {
-                        self.emit(
-                            EventBody::ToolCall {
-                                tool: tool.clone(),
-                                args: args.clone(),
-                                call_id: Some(call_id),
-                            },
-                            None,
-                        )
-                        .await?;
-                        let result = match self.native_tool(&tool, Value::Object(args)).await {
-                            Ok(value) => value,
-                            Err(message) => serde_json::json!({ "error": message }),
-                        };
-                        let content = truncate_text(&render_value(&result), MAX_EVENT_CONTENT_BYTES);
-                        self.emit(
-                            EventBody::ToolResult {
-                                tool,
-                                result: bounded_result(result),
-                                content,
-                            },
-                            None,
-                        )
-                        .await?;
-                    }
-                }
+                self.clone().run_call(call, &mut tokens).await?;
             }
         }
         Err(Stop::failed(
@@ -439,6 +368,98 @@ impl Turn {
                 config.max_steps
             ),
         ))
+    }
+
+    /// One model call over the system prompt and the history so far.
+    async fn call_model(&self, system: &Message, tools: &[ToolSpec]) -> Result<ChatResponse, Stop> {
+        let history = {
+            let state = self.state();
+            history::messages(&state.bodies, self.runtime.config.max_history_chars)
+        };
+        let mut messages = Vec::with_capacity(history.len() + 1);
+        messages.push(system.clone());
+        messages.extend(history);
+        self.complete(ChatRequest {
+            messages,
+            tools: tools.to_vec(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// The model's text before its calls, as an `llm` sandbox event (always
+    /// when a function-call tool comes first, which has no event of its own
+    /// to carry the call's tokens).
+    async fn narrate(&self, text: &str, calls: &[Call], tokens: &mut Option<Usage>) -> Result<(), Stop> {
+        let native_first = matches!(calls.first(), Some(Call::Native { .. }));
+        if text.trim().is_empty() && !native_first {
+            return Ok(());
+        }
+        let summary = match (prompt::summary_line(text), calls.first()) {
+            (s, Some(Call::Native { tool, .. })) if s.is_empty() => format!("calling {tool}"),
+            (s, _) => s,
+        };
+        let tokens_here = if native_first { tokens.take() } else { None };
+        self.emit(
+            EventBody::SandboxEvent {
+                kind: "llm".into(),
+                summary,
+                content: truncate_text(text, MAX_EVENT_CONTENT_BYTES),
+                tokens: tokens_here,
+            },
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs one call of the model's reply: a code block in the sandbox, or
+    /// a function-call tool; each as its call event and its result event.
+    async fn run_call(self: Arc<Self>, call: Call, tokens: &mut Option<Usage>) -> Result<(), Stop> {
+        match call {
+            Call::Code { code, call_id } => {
+                self.emit(
+                    EventBody::ExecuteJs {
+                        code: code.clone(),
+                        tokens: tokens.take(),
+                        call_id,
+                    },
+                    None,
+                )
+                .await?;
+                let outcome = self.clone().run_block(&code).await;
+                // `running` again, should the block have ended while an
+                // `input()` waited.
+                self.emit(block_result(outcome), Some(SessionStatus::Running))
+                    .await?;
+            }
+            Call::Native { tool, args, call_id } => {
+                self.emit(
+                    EventBody::ToolCall {
+                        tool: tool.clone(),
+                        args: args.clone(),
+                        call_id: Some(call_id),
+                    },
+                    None,
+                )
+                .await?;
+                let result = match self.native_tool(&tool, Value::Object(args)).await {
+                    Ok(value) => value,
+                    Err(message) => serde_json::json!({ "error": message }),
+                };
+                let content = truncate_text(&render_value(&result), MAX_EVENT_CONTENT_BYTES);
+                self.emit(
+                    EventBody::ToolResult {
+                        tool,
+                        result: bounded_result(result),
+                        content,
+                    },
+                    None,
+                )
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs one block in the sandbox, waiting for a slot.

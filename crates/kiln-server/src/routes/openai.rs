@@ -12,12 +12,13 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use kiln_api::openai as wire;
-use kiln_core::llm::{ChatDelta, ChatRequest, Message, Role, ToolCall, ToolSpec};
+use kiln_core::llm::{ChatRequest, Message, Role, ToolCall, ToolSpec};
 use kiln_core::usage::CallSource;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
+use crate::convert;
 use crate::error::ApiError;
 use crate::extract::{Authed, JsonBody};
 
@@ -162,22 +163,6 @@ fn to_request(body: &wire::ChatCompletionRequest) -> Result<ChatRequest, ApiErro
     })
 }
 
-fn wire_calls(calls: &[ToolCall]) -> Option<Vec<wire::OpenAiToolCall>> {
-    (!calls.is_empty()).then(|| {
-        calls
-            .iter()
-            .map(|c| wire::OpenAiToolCall {
-                id: c.id.clone(),
-                kind: "function".into(),
-                function: wire::FunctionCall {
-                    name: c.name.clone(),
-                    arguments: c.arguments.clone(),
-                },
-            })
-            .collect()
-    })
-}
-
 /// OpenAI-compatible chat completions; `stream: true` answers with
 /// `chat.completion.chunk` events and `data: [DONE]`.
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = wire::ChatCompletionRequest,
@@ -200,27 +185,7 @@ async fn chat_completions(
             .gateway
             .complete(&ctx, body.model.as_deref(), request, CallSource::OpenAi)
             .await?;
-        let completion = wire::ChatCompletion {
-            id,
-            object: "chat.completion".into(),
-            created,
-            model: model.to_string(),
-            choices: vec![wire::ChatChoice {
-                index: 0,
-                message: wire::AssistantMessage {
-                    role: "assistant".into(),
-                    content: (!response.content.is_empty() || response.tool_calls.is_empty())
-                        .then_some(response.content),
-                    tool_calls: wire_calls(&response.tool_calls),
-                },
-                finish_reason: Some(response.finish_reason.as_str().into()),
-            }],
-            usage: Some(wire::CompletionUsage {
-                prompt_tokens: response.usage.prompt_tokens,
-                completion_tokens: response.usage.completion_tokens,
-                total_tokens: response.usage.total(),
-            }),
-        };
+        let completion = convert::openai_completion(id, created, &model, response);
         return Ok(Json(completion).into_response());
     }
     let include_usage = body
@@ -232,85 +197,19 @@ async fn chat_completions(
         .gateway
         .stream(&ctx, body.model.as_deref(), request, CallSource::OpenAi)
         .await?;
-    let model = model.to_string();
-    let chunk =
-        move |delta: wire::ChunkDelta, finish: Option<String>, usage: Option<wire::CompletionUsage>| {
-            let choices = if usage.is_some() {
-                Vec::new()
-            } else {
-                vec![wire::ChunkChoice {
-                    index: 0,
-                    delta,
-                    finish_reason: finish,
-                }]
-            };
-            let chunk = wire::ChatCompletionChunk {
-                id: id.clone(),
-                object: "chat.completion.chunk".into(),
-                created,
-                model: model.clone(),
-                choices,
-                usage,
-            };
-            Event::default().data(serde_json::to_string(&chunk).expect("chunks serialise"))
-        };
-    let first = chunk(
-        wire::ChunkDelta {
-            role: Some("assistant".into()),
-            content: Some(String::new()),
-            tool_calls: None,
-        },
-        None,
-        None,
-    );
+    let chunks = convert::OpenAiChunks {
+        id,
+        created,
+        model: model.to_string(),
+        include_usage,
+    };
+    let first = Event::default().data(chunk_json(&chunks.first()));
     let events = deltas
         .filter_map(move |delta| {
             let event = match delta {
-                Ok(ChatDelta::Content(text)) => Some(chunk(
-                    wire::ChunkDelta {
-                        content: Some(text),
-                        ..Default::default()
-                    },
-                    None,
-                    None,
-                )),
-                Ok(ChatDelta::ToolCall {
-                    index,
-                    id,
-                    name,
-                    arguments,
-                }) => Some(chunk(
-                    wire::ChunkDelta {
-                        tool_calls: Some(vec![wire::ToolCallDelta {
-                            index,
-                            kind: id.as_ref().map(|_| "function".to_owned()),
-                            id,
-                            function: Some(wire::FunctionDelta {
-                                name,
-                                arguments: Some(arguments),
-                            }),
-                        }]),
-                        ..Default::default()
-                    },
-                    None,
-                    None,
-                )),
-                Ok(ChatDelta::Finish(reason)) => Some(chunk(
-                    wire::ChunkDelta::default(),
-                    Some(reason.as_str().into()),
-                    None,
-                )),
-                Ok(ChatDelta::Usage(u)) => include_usage.then(|| {
-                    chunk(
-                        wire::ChunkDelta::default(),
-                        None,
-                        Some(wire::CompletionUsage {
-                            prompt_tokens: u.prompt_tokens,
-                            completion_tokens: u.completion_tokens,
-                            total_tokens: u.total(),
-                        }),
-                    )
-                }),
+                Ok(delta) => chunks
+                    .chunk_of(delta)
+                    .map(|c| Event::default().data(chunk_json(&c))),
                 Err(e) => {
                     let body = openai_body(&ApiError::from(kiln_core::Error::Upstream(e)));
                     Some(Event::default().data(serde_json::to_string(&body).expect("errors serialise")))
@@ -324,6 +223,10 @@ async fn chat_completions(
         .chain(events)
         .chain(done);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()).into_response())
+}
+
+fn chunk_json(chunk: &wire::ChatCompletionChunk) -> String {
+    serde_json::to_string(chunk).expect("chunks serialise")
 }
 
 /// The models this project can use: each configured provider's default
