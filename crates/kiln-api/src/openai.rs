@@ -254,6 +254,15 @@ pub struct ModelInfo {
     pub owned_by: String,
 }
 
+/// OpenAI's error `type`s, as the OpenAI SDKs read them.
+pub mod error_types {
+    pub const AUTHENTICATION: &str = "authentication_error";
+    pub const NOT_FOUND: &str = "not_found_error";
+    pub const RATE_LIMIT: &str = "rate_limit_error";
+    pub const INVALID_REQUEST: &str = "invalid_request_error";
+    pub const API: &str = "api_error";
+}
+
 /// OpenAI's error body: `{"error": {"message", "type", "code"}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

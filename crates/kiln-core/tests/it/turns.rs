@@ -227,3 +227,27 @@ async fn input_pauses_the_turn_until_it_is_answered() {
         "{twice:?}"
     );
 }
+
+#[tokio::test]
+async fn an_unanswered_input_ends_the_turn_when_its_time_runs_out() {
+    let engines = Engines::start(RuntimeConfig {
+        input_timeout: Duration::from_millis(300),
+        ..RuntimeConfig::default()
+    })
+    .await;
+    engines.fake.push(code("await input('Anyone there?')"));
+    let session = engines.session().await;
+    let events = engines.turn(&session, "ask").await;
+    assert_eq!(
+        end_code(&events),
+        Some(TurnErrorCode::InputTimeout),
+        "{events:#?}"
+    );
+    assert!(events.iter().any(|e| matches!(e, EventBody::InputRequest { .. })));
+    let after = engines
+        .runtime
+        .get_session(&engines.ctx, &session.id)
+        .await
+        .unwrap();
+    assert_eq!((after.status, after.turn_id), (SessionStatus::Error, None));
+}

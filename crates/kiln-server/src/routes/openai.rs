@@ -59,12 +59,13 @@ impl From<kiln_core::Error> for OpenAiError {
 }
 
 fn openai_error_type(status: u16) -> &'static str {
+    use wire::error_types::*;
     match status {
-        401 => "authentication_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
-        400..=499 => "invalid_request_error",
-        _ => "api_error",
+        401 => AUTHENTICATION,
+        404 => NOT_FOUND,
+        429 => RATE_LIMIT,
+        400..=499 => INVALID_REQUEST,
+        _ => API,
     }
 }
 
