@@ -66,8 +66,11 @@ pub mod codes {
     /// An answer to an input request of a turn that has ended (400).
     pub const INPUT_EXPIRED: &str = "input_expired";
 
+    /// A legacy route that source-sync replaced (410).
+    pub const ENDPOINT_REMOVED: &str = "endpoint_removed";
+
     /// Every code above.
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 20] = [
         NOT_FOUND,
         UNAUTHORIZED,
         BAD_REQUEST,
@@ -87,5 +90,6 @@ pub mod codes {
         NOT_RUNNING,
         INPUT_ALREADY_ANSWERED,
         INPUT_EXPIRED,
+        ENDPOINT_REMOVED,
     ];
 }

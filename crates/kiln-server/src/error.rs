@@ -45,6 +45,11 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, codes::PAYLOAD_TOO_LARGE, message)
     }
 
+    /// 410 `endpoint_removed`: a legacy route that source-sync replaced.
+    pub fn endpoint_removed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::GONE, codes::ENDPOINT_REMOVED, message)
+    }
+
     pub(crate) fn internal() -> Self {
         Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,

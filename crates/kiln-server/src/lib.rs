@@ -17,6 +17,8 @@ pub mod error;
 pub mod extract;
 mod routes;
 
+pub use routes::legacy::REMOVED_ROUTES;
+
 use std::sync::{Arc, OnceLock};
 
 use axum::Router;
@@ -125,6 +127,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::chat::routes())
         .merge(routes::agents::routes())
         .merge(routes::openai::routes())
+        .merge(routes::legacy::routes())
 }
 
 /// The OpenAPI document of every route [`router`] serves.

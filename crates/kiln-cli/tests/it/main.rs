@@ -19,6 +19,7 @@ mod conventions;
 mod documents;
 mod indexes;
 mod isolation;
+mod legacy;
 mod openapi;
 mod project;
 mod search;
