@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use kiln_core::agents::AgentConfigs;
 use kiln_core::control::{ControlConfig, ControlPlane, CreatedKey};
 use kiln_core::crypto::Kek;
 use kiln_core::gateway::{LlmGateway, LlmSetup};
@@ -62,6 +63,7 @@ pub struct RunningServer {
     pub control: Arc<ControlPlane>,
     pub gateway: Arc<LlmGateway>,
     pub rag: Arc<Rag>,
+    pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
     pub store: Arc<SqlStore>,
     usage: Arc<UsageLog>,
@@ -168,6 +170,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             env: options.provider_env.clone(),
         },
     ));
+    let agents = Arc::new(AgentConfigs::new(rag.clone()));
     let runtime = Arc::new(AgentRuntime::new(
         store.clone(),
         gateway.clone(),
@@ -190,6 +193,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             control: control.clone(),
             gateway: gateway.clone(),
             rag: rag.clone(),
+            agents: agents.clone(),
             runtime: runtime.clone(),
         }),
         &ServerConfig {
@@ -248,6 +252,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         control,
         gateway,
         rag,
+        agents,
         runtime,
         store,
         usage,

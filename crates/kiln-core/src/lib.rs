@@ -17,6 +17,7 @@
 //! Its top-level modules form layers with no cycle (ARCHITECTURE.md; CI
 //! checks it with `.ci/check-architecture`).
 
+pub mod agents;
 pub mod audit;
 pub mod auth;
 pub mod control;

@@ -66,6 +66,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sdk/agents/{id}/input"),
     ("POST", "/api/sdk/agents/{id}/cancel"),
     ("GET", "/api/sdk/agents/{id}/events"),
+    ("POST", "/api/sdk/source-validate"),
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
 ];
@@ -350,6 +351,18 @@ impl Client {
     /// `POST /api/sdk/indexes`.
     pub async fn create_index(&self, input: &CreateIndex) -> Result<Index, Error> {
         self.with_body(Method::POST, "/api/sdk/indexes", input).await
+    }
+
+    /// `POST /api/sdk/source-validate`: every issue of a manifest, fatal or
+    /// not; nothing is written.
+    pub async fn validate_source(
+        &self,
+        manifest: &SourceSyncManifest,
+    ) -> Result<Vec<SourceValidationIssue>, Error> {
+        let result: SourceValidateResult = self
+            .with_body(Method::POST, "/api/sdk/source-validate", manifest)
+            .await?;
+        Ok(result.issues)
     }
 
     /// `GET /api/sdk/indexes/{id}` (unwrapped from `{"index": …}`).

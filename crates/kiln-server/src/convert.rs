@@ -2,6 +2,7 @@
 
 use kiln_api as api;
 use kiln_api::openai;
+use kiln_core::agents::source;
 use kiln_core::audit::AuditEntry;
 use kiln_core::llm::{ChatDelta, ChatResponse, ModelRef, ToolCall, Usage};
 use kiln_core::project::{DEFAULT_TEAM_ID, Project, ProjectMetrics};
@@ -523,6 +524,76 @@ impl OpenAiChunks {
     }
 }
 
+/// A source manifest from the wire.
+pub(crate) fn manifest(m: api::SourceSyncManifest) -> source::Manifest {
+    source::Manifest {
+        project: m.project,
+        environment: m.environment.filter(|e| !e.is_empty()),
+        source_hash: m.source_hash,
+        agents: m
+            .agents
+            .into_iter()
+            .map(|a| source::ManifestAgent {
+                id: a.id,
+                source_hash: a.source_hash,
+                files: a
+                    .files
+                    .into_iter()
+                    .map(|f| source::ManifestFile {
+                        path: f.path,
+                        hash: f.hash,
+                        size: f.size,
+                        content: f.content,
+                    })
+                    .collect(),
+            })
+            .collect(),
+    }
+}
+
+/// The wire's name of a source issue code.
+pub(crate) fn issue_code(code: source::IssueCode) -> &'static str {
+    use api::source_issue_codes as c;
+    use source::IssueCode as I;
+    match code {
+        I::InvalidProject => c::INVALID_PROJECT,
+        I::InvalidAgentId => c::INVALID_AGENT_ID,
+        I::DuplicateAgent => c::DUPLICATE_AGENT,
+        I::InvalidPath => c::INVALID_PATH,
+        I::DuplicateFile => c::DUPLICATE_FILE,
+        I::FileTooLarge => c::FILE_TOO_LARGE,
+        I::HashMismatch => c::HASH_MISMATCH,
+        I::MissingContent => c::MISSING_CONTENT,
+        I::MissingAgentFile => c::MISSING_AGENT_FILE,
+        I::InvalidJsonc => c::INVALID_JSONC,
+        I::InvalidJson => c::INVALID_JSON,
+        I::UnknownKey => c::UNKNOWN_KEY,
+        I::InvalidValue => c::INVALID_VALUE,
+        I::IdMismatch => c::ID_MISMATCH,
+        I::InvalidModel => c::INVALID_MODEL,
+        I::UnknownTool => c::UNKNOWN_TOOL,
+        I::MissingIndex => c::MISSING_INDEX,
+        I::MissingPersona => c::MISSING_PERSONA,
+        I::UnknownFile => c::UNKNOWN_FILE,
+    }
+}
+
+pub(crate) fn source_issue(i: source::SourceIssue) -> api::SourceValidationIssue {
+    api::SourceValidationIssue {
+        file: i.file,
+        line: i.line,
+        column: i.column,
+        code: issue_code(i.code).to_owned(),
+        message: i.message,
+        hint: i.hint,
+        severity: match i.severity {
+            source::Severity::Fatal => api::issue_severities::FATAL,
+            source::Severity::Warn => api::issue_severities::WARN,
+        }
+        .to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -537,6 +608,13 @@ mod tests {
             );
             // Stored logs read the same as streams.
             assert_eq!(kind.storage_name(), wire);
+        }
+        for code in source::IssueCode::ALL {
+            let wire = issue_code(code);
+            assert!(
+                api::source_issue_codes::ALL.contains(&wire),
+                "{code:?} → unlisted `{wire}`"
+            );
         }
         for code in TurnErrorCode::ALL {
             let wire = turn_error_code(code);

@@ -30,6 +30,7 @@ use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
+use kiln_core::agents::AgentConfigs;
 use kiln_core::control::ControlPlane;
 use kiln_core::gateway::LlmGateway;
 use kiln_core::rag::Rag;
@@ -45,6 +46,7 @@ pub struct AppState {
     pub control: Arc<ControlPlane>,
     pub gateway: Arc<LlmGateway>,
     pub rag: Arc<Rag>,
+    pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
     /// The OpenAPI document, rendered once the router is built.
     openapi_json: Arc<OnceLock<String>>,
@@ -56,6 +58,7 @@ pub struct Services {
     pub control: Arc<ControlPlane>,
     pub gateway: Arc<LlmGateway>,
     pub rag: Arc<Rag>,
+    pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
 }
 
@@ -65,6 +68,7 @@ impl AppState {
             control: services.control,
             gateway: services.gateway,
             rag: services.rag,
+            agents: services.agents,
             runtime: services.runtime,
             openapi_json: Arc::new(OnceLock::new()),
         }
@@ -126,6 +130,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::documents::routes(config.upload_limit))
         .merge(routes::chat::routes())
         .merge(routes::agents::routes())
+        .merge(routes::source::routes())
         .merge(routes::openai::routes())
         .merge(routes::legacy::routes())
 }

@@ -23,5 +23,6 @@ mod legacy;
 mod openapi;
 mod project;
 mod search;
+mod source;
 mod templates;
 mod vaults;

@@ -40,9 +40,9 @@ impl SessionStatus {
     }
 }
 
-/// The function-call tools a session may add beside the sandbox
-/// (`tools` on create; CONTRACT §4.1.10).
-pub const TOOL_NAMES: [&str; 3] = ["search", "fetch", "list_stores"];
+/// The function-call tools a session may add beside the sandbox (`tools`
+/// on create), the same for agents.
+pub use crate::agents::source::TOOL_NAMES;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Session {

@@ -1,0 +1,148 @@
+//! The code-first source family (CONTRACT §2.9): the manifest an authoring
+//! tool sends, and the validation issues it gets back. Keys are camelCase.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// One file of an agent folder. `content` is UTF-8 text (the TS SDK) or
+/// base64 (the Go SDK, for every file); the server tells them apart by
+/// `hash` and `size`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceFile {
+    /// Relative to the agent folder, forward slashes (`persona.md`,
+    /// `skills/lookup.js`).
+    pub path: String,
+    /// `sha256:<hex>` (or bare hex) of the file's bytes.
+    pub hash: String,
+    pub size: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceAgent {
+    /// The local id (`agent.jsonc` → `id`, the folder name).
+    pub id: String,
+    #[serde(default)]
+    pub source_hash: String,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    pub files: Vec<SourceFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSyncManifest {
+    /// The manifest's project: a namespace inside the key's project.
+    #[serde(default)]
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default)]
+    pub source_hash: String,
+    #[serde(default, deserialize_with = "crate::null_as_default")]
+    pub agents: Vec<SourceAgent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generated_at: Option<DateTime<Utc>>,
+}
+
+/// A problem found in a manifest, like a compiler's: where, what (a stable
+/// `code` from [`source_issue_codes`]), and how to fix it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceValidationIssue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub line: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<u32>,
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// `fatal` (blocks sync and deploy) or `warn`.
+    pub severity: String,
+}
+
+/// `POST /source-validate`: always 200, whatever the severities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SourceValidateResult {
+    pub issues: Vec<SourceValidationIssue>,
+}
+
+/// The `severity` of an issue.
+pub mod issue_severities {
+    pub const FATAL: &str = "fatal";
+    pub const WARN: &str = "warn";
+}
+
+/// The `code` of a source validation issue.
+pub mod source_issue_codes {
+    /// The manifest's `project` is empty or not `[A-Za-z0-9._-]+`.
+    pub const INVALID_PROJECT: &str = "invalid_project";
+    /// An agent's local id is empty or not `[A-Za-z0-9._-]+`.
+    pub const INVALID_AGENT_ID: &str = "invalid_agent_id";
+    /// Two agents of the manifest share a local id.
+    pub const DUPLICATE_AGENT: &str = "duplicate_agent";
+    /// A path with `..`, an absolute path, a backslash or a NUL.
+    pub const INVALID_PATH: &str = "invalid_path";
+    /// Two files of an agent share a path.
+    pub const DUPLICATE_FILE: &str = "duplicate_file";
+    /// A file over the per-file limit, or a manifest over the total limit.
+    pub const FILE_TOO_LARGE: &str = "file_too_large";
+    /// Neither reading of `content` matches `hash` and `size`.
+    pub const HASH_MISMATCH: &str = "hash_mismatch";
+    /// No `content` for a file whose `size` is not 0.
+    pub const MISSING_CONTENT: &str = "missing_content";
+    /// An agent without `agent.jsonc`.
+    pub const MISSING_AGENT_FILE: &str = "missing_agent_file";
+    /// `agent.jsonc` is not JSONC, or not an object.
+    pub const INVALID_JSONC: &str = "invalid_jsonc";
+    /// An `evals/*.json` file is not JSON.
+    pub const INVALID_JSON: &str = "invalid_json";
+    /// A key `agent.jsonc` does not know (a warning).
+    pub const UNKNOWN_KEY: &str = "unknown_key";
+    /// A known key with a value of the wrong type or shape.
+    pub const INVALID_VALUE: &str = "invalid_value";
+    /// `agent.jsonc` → `id` differs from the agent's local id.
+    pub const ID_MISMATCH: &str = "id_mismatch";
+    /// `model` is not `provider/model` with a known provider.
+    pub const INVALID_MODEL: &str = "invalid_model";
+    /// A tool Kiln does not have.
+    pub const UNKNOWN_TOOL: &str = "unknown_tool";
+    /// An index (by name or id) that is not in the project.
+    pub const MISSING_INDEX: &str = "missing_index";
+    /// An agent without `persona.md` (a warning: the persona is empty).
+    pub const MISSING_PERSONA: &str = "missing_persona";
+    /// A file outside the known layout (a warning: it is kept, not used).
+    pub const UNKNOWN_FILE: &str = "unknown_file";
+
+    pub const ALL: [&str; 19] = [
+        INVALID_PROJECT,
+        INVALID_AGENT_ID,
+        DUPLICATE_AGENT,
+        INVALID_PATH,
+        DUPLICATE_FILE,
+        FILE_TOO_LARGE,
+        HASH_MISMATCH,
+        MISSING_CONTENT,
+        MISSING_AGENT_FILE,
+        INVALID_JSONC,
+        INVALID_JSON,
+        UNKNOWN_KEY,
+        INVALID_VALUE,
+        ID_MISMATCH,
+        INVALID_MODEL,
+        UNKNOWN_TOOL,
+        MISSING_INDEX,
+        MISSING_PERSONA,
+        UNKNOWN_FILE,
+    ];
+}
