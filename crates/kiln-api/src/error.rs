@@ -69,8 +69,11 @@ pub mod codes {
     /// A legacy route that source-sync replaced (410).
     pub const ENDPOINT_REMOVED: &str = "endpoint_removed";
 
+    /// A source manifest with fatal issues (422; `serverIssues` lists them).
+    pub const SOURCE_INVALID: &str = "source_invalid";
+
     /// Every code above.
-    pub const ALL: [&str; 20] = [
+    pub const ALL: [&str; 21] = [
         NOT_FOUND,
         UNAUTHORIZED,
         BAD_REQUEST,
@@ -91,5 +94,6 @@ pub mod codes {
         INPUT_ALREADY_ANSWERED,
         INPUT_EXPIRED,
         ENDPOINT_REMOVED,
+        SOURCE_INVALID,
     ];
 }

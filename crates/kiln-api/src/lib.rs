@@ -7,6 +7,7 @@
 //! Nothing here does I/O.
 
 pub mod agent;
+pub mod agent_config;
 pub mod audit;
 pub mod chat;
 pub mod document;
@@ -21,6 +22,7 @@ pub mod template;
 pub mod vault;
 
 pub use agent::*;
+pub use agent_config::*;
 pub use audit::*;
 pub use chat::*;
 pub use document::*;

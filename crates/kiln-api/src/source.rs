@@ -70,6 +70,32 @@ pub struct SourceValidationIssue {
     pub severity: String,
 }
 
+/// One agent of a successful sync.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SyncedAgent {
+    pub local_id: String,
+    pub agent_id: String,
+    pub draft_id: String,
+    pub source_hash: String,
+}
+
+/// `PUT /source-sync` → 200. Fatal issues answer 422 `source_invalid`
+/// instead, with the issues in the error body's `serverIssues`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceSyncResult {
+    /// The manifest's `sourceHash`, echoed.
+    pub draft_hash: String,
+    pub agents: Vec<SyncedAgent>,
+    pub synced_at: DateTime<Utc>,
+    /// Warnings (`[]` when there are none).
+    #[serde(default)]
+    pub server_issues: Vec<SourceValidationIssue>,
+}
+
 /// `POST /source-validate`: always 200, whatever the severities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

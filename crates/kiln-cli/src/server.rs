@@ -170,7 +170,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             env: options.provider_env.clone(),
         },
     ));
-    let agents = Arc::new(AgentConfigs::new(rag.clone()));
+    let agents = Arc::new(AgentConfigs::new(store.clone(), rag.clone()));
     let runtime = Arc::new(AgentRuntime::new(
         store.clone(),
         gateway.clone(),

@@ -121,4 +121,5 @@ pub mod actions {
     pub const AGENT_SESSION_CREATE: &str = "agent_session.create";
     pub const AGENT_SESSION_DELETE: &str = "agent_session.delete";
     pub const AGENT_SESSION_CANCEL: &str = "agent_session.cancel";
+    pub const AGENT_SYNC: &str = "agent.sync";
 }

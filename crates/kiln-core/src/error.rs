@@ -21,6 +21,7 @@ pub enum EntityKind {
     Document,
     Session,
     InputRequest,
+    Agent,
 }
 
 impl fmt::Display for EntityKind {
@@ -36,6 +37,7 @@ impl fmt::Display for EntityKind {
             EntityKind::Document => "document",
             EntityKind::Session => "agent session",
             EntityKind::InputRequest => "input request",
+            EntityKind::Agent => "agent",
         })
     }
 }
@@ -61,6 +63,9 @@ pub enum Error {
     /// [`Refusal`] to its status and wire code).
     #[error("{message}")]
     Refused { refusal: Refusal, message: String },
+    /// A source manifest has fatal issues; nothing was written.
+    #[error("the source has {} fatal issue(s)", .issues.iter().filter(|i| i.severity == crate::issues::Severity::Fatal).count())]
+    SourceInvalid { issues: Vec<crate::issues::SourceIssue> },
     /// An upload is larger than the configured limit.
     #[error("the file is larger than the upload limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: u64 },

@@ -71,4 +71,8 @@ define_id!(
     EventId,
     /// A pending `input()` request of a turn.
     InputRequestId,
+    /// An agent config (agents as code).
+    AgentId,
+    /// The synced draft of an agent in one environment.
+    DraftId,
 );

@@ -25,6 +25,7 @@ pub mod crypto;
 pub mod error;
 pub mod gateway;
 pub mod ids;
+pub mod issues;
 pub mod llm;
 pub mod names;
 pub mod page;

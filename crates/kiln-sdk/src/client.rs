@@ -67,6 +67,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sdk/agents/{id}/cancel"),
     ("GET", "/api/sdk/agents/{id}/events"),
     ("POST", "/api/sdk/source-validate"),
+    ("PUT", "/api/sdk/source-sync"),
+    ("GET", "/api/sdk/agent-configs"),
+    ("GET", "/api/sdk/agent-configs/{id}"),
     ("POST", "/v1/chat/completions"),
     ("GET", "/v1/models"),
 ];
@@ -363,6 +366,24 @@ impl Client {
             .with_body(Method::POST, "/api/sdk/source-validate", manifest)
             .await?;
         Ok(result.issues)
+    }
+
+    /// `PUT /api/sdk/source-sync`: creates new agents and replaces their
+    /// drafts. Fatal issues are a 422 `source_invalid` error whose
+    /// `details["serverIssues"]` lists them.
+    pub async fn sync_source(&self, manifest: &SourceSyncManifest) -> Result<SourceSyncResult, Error> {
+        self.with_body(Method::PUT, "/api/sdk/source-sync", manifest)
+            .await
+    }
+
+    /// `GET /api/sdk/agent-configs`.
+    pub async fn list_agent_configs(&self) -> Result<Vec<AgentConfig>, Error> {
+        self.get("/api/sdk/agent-configs").await
+    }
+
+    /// `GET /api/sdk/agent-configs/{id}`.
+    pub async fn get_agent_config(&self, id: &str) -> Result<AgentConfig, Error> {
+        self.get(&format!("/api/sdk/agent-configs/{}", segment(id))).await
     }
 
     /// `GET /api/sdk/indexes/{id}` (unwrapped from `{"index": …}`).

@@ -594,6 +594,51 @@ pub(crate) fn source_issue(i: source::SourceIssue) -> api::SourceValidationIssue
     }
 }
 
+pub(crate) fn sync_result(o: kiln_core::agents::SyncOutcome) -> api::SourceSyncResult {
+    api::SourceSyncResult {
+        draft_hash: o.draft_hash,
+        agents: o
+            .agents
+            .into_iter()
+            .map(|a| api::SyncedAgent {
+                local_id: a.local_id,
+                agent_id: a.agent_id.into_string(),
+                draft_id: a.draft_id.into_string(),
+                source_hash: a.source_hash,
+            })
+            .collect(),
+        synced_at: o.synced_at,
+        server_issues: o.warnings.into_iter().map(source_issue).collect(),
+    }
+}
+
+pub(crate) fn agent_config(a: kiln_core::agents::config::AgentConfig) -> api::AgentConfig {
+    let project_id = a.project_id.into_string();
+    api::AgentConfig {
+        id: a.id.into_string(),
+        app_id: project_id.clone(),
+        project_id,
+        name: a.name,
+        description: a.description,
+        created_by: a.created_by,
+        persona_md: a.persona_md,
+        skills_json: serde_json::to_value(&a.skills).unwrap_or_default(),
+        stores_json: serde_json::to_value(&a.stores).unwrap_or_default(),
+        provider: a.provider,
+        model: a.model,
+        enabled_capabilities: a.enabled_capabilities,
+        eval_suite_id: a.eval_suite_id,
+        active_version_id: a.active_version_id,
+        published_at: a.published_at,
+        created_at: a.created_at,
+        updated_at: a.updated_at,
+        code_first_project: Some(a.code_first_project),
+        code_first_local_id: Some(a.local_id),
+        run_eval_on_publish: false,
+        draft_config: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -77,6 +77,18 @@ impl From<Error> for ApiError {
                 e.body = e.body.with_detail("current_version", current_version);
                 e
             }
+            Error::SourceInvalid { issues } => {
+                let mut e = ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    codes::SOURCE_INVALID,
+                    err_message(&issues),
+                );
+                let wire: Vec<_> = issues.into_iter().map(crate::convert::source_issue).collect();
+                e.body = e
+                    .body
+                    .with_detail("serverIssues", serde_json::to_value(wire).unwrap_or_default());
+                e
+            }
             Error::PayloadTooLarge { limit_bytes } => {
                 let mut e = ApiError::payload_too_large(err.to_string());
                 e.body = e.body.with_detail("limit_bytes", limit_bytes);
@@ -122,6 +134,27 @@ impl From<Error> for ApiError {
                 ApiError::internal()
             }
         }
+    }
+}
+
+/// The message of a refused manifest: how many fatal issues, the first.
+fn err_message(issues: &[kiln_core::issues::SourceIssue]) -> String {
+    let fatal: Vec<_> = issues
+        .iter()
+        .filter(|i| i.severity == kiln_core::issues::Severity::Fatal)
+        .collect();
+    match fatal.first() {
+        Some(first) => format!(
+            "the source has {} fatal issue(s); nothing was written. First: {}{}",
+            fatal.len(),
+            first
+                .file
+                .as_deref()
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default(),
+            first.message
+        ),
+        None => "the source has fatal issues; nothing was written".into(),
     }
 }
 
@@ -205,6 +238,7 @@ mod tests {
                 current_version: 2,
             },
             Error::PayloadTooLarge { limit_bytes: 1 },
+            Error::SourceInvalid { issues: Vec::new() },
             Error::SecretsDisabled,
             Error::Crypto,
             Error::ModelNotConfigured {
@@ -226,6 +260,7 @@ mod tests {
                 | Error::VersionConflict { .. }
                 | Error::Refused { .. }
                 | Error::PayloadTooLarge { .. }
+                | Error::SourceInvalid { .. }
                 | Error::SecretsDisabled
                 | Error::Crypto
                 | Error::ModelNotConfigured { .. }

@@ -1,5 +1,6 @@
 //! The sqlx adapter for every storage port of `kiln-core` (`ControlStore`,
-//! `UsageStore`, `GatewayStore`, `RagStore`, `AgentStore`), over SQLite or
+//! `UsageStore`, `GatewayStore`, `RagStore`, `AgentConfigStore`,
+//! `AgentStore`), over SQLite or
 //! PostgreSQL.
 //!
 //! One implementation serves both databases: each method's SQL is written
@@ -16,6 +17,7 @@
 
 #[macro_use]
 mod macros;
+mod agent_configs;
 mod agents;
 mod connect;
 mod control;

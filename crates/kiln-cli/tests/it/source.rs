@@ -2,15 +2,19 @@
 //! project, both content encodings, issues with positions, nothing written.
 
 use base64::Engine;
-use kiln_sdk::api::{CreateIndex, SourceAgent, SourceFile, SourceSyncManifest, SourceValidationIssue};
+use kiln_sdk::api::{
+    AuditLogQuery, CreateIndex, SourceAgent, SourceFile, SourceSyncManifest, SourceValidationIssue,
+};
 use sha2::Digest;
 
 use crate::backends;
-use crate::harness::TestApp;
+use crate::harness::{TestApp, api_err};
 
 backends!(
     validate_reports_every_issue_and_writes_nothing,
     validate_reads_go_style_base64_and_large_manifests,
+    sync_creates_agents_and_replaces_their_drafts,
+    a_sync_with_a_fatal_issue_writes_nothing,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -133,4 +137,161 @@ async fn validate_reads_go_style_base64_and_large_manifests(app: &TestApp) {
         [("file_too_large".into(), "fatal".into(), None)]
     );
     assert_eq!(issues[0].file.as_deref(), Some("support/evals/data.json"));
+}
+
+fn agent(id: &str, files: Vec<SourceFile>) -> SourceAgent {
+    SourceAgent {
+        id: id.into(),
+        source_hash: format!("sha256:{id}-{}", files.len()),
+        files,
+    }
+}
+
+async fn sync_creates_agents_and_replaces_their_drafts(app: &TestApp) {
+    let c = &app.client;
+    c.create_index(&CreateIndex {
+        name: "help-center".into(),
+        description: None,
+        metadata: None,
+    })
+    .await
+    .unwrap();
+    let support = |persona: &str| {
+        agent(
+            "support",
+            vec![
+                file(
+                    "agent.jsonc",
+                    "{ \"id\": \"support\", \"name\": \"Support\", \"description\": \"Answers customers\", \"indexes\": [\"help-center\"] }",
+                ),
+                file("persona.md", persona),
+            ],
+        )
+    };
+    let mut first = manifest(Vec::new());
+    first.agents = vec![
+        support("You help."),
+        agent("triage", vec![file("agent.jsonc", "{\"id\": \"triage\"}")]),
+    ];
+    let synced = c.sync_source(&first).await.unwrap();
+    assert_eq!(synced.draft_hash, first.source_hash);
+    let ids: Vec<&str> = synced.agents.iter().map(|a| a.local_id.as_str()).collect();
+    assert_eq!(ids, ["support", "triage"]);
+    assert_eq!(synced.agents[0].source_hash, first.agents[0].source_hash);
+    // The warning travels with the 200.
+    let warnings: Vec<_> = synced
+        .server_issues
+        .iter()
+        .map(|i| (i.code.as_str(), i.severity.as_str()))
+        .collect();
+    assert_eq!(warnings, [("missing_persona", "warn")]);
+
+    let agents = c.list_agent_configs().await.unwrap();
+    assert_eq!(agents.len(), 2);
+    let support_agent = &agents[0];
+    assert_eq!(support_agent.id, synced.agents[0].agent_id);
+    assert_eq!(support_agent.name, "Support");
+    assert_eq!(support_agent.description, "Answers customers");
+    assert_eq!(support_agent.code_first_project.as_deref(), Some("acme"));
+    assert_eq!(support_agent.code_first_local_id.as_deref(), Some("support"));
+    assert_eq!(
+        support_agent.active_version_id, None,
+        "nothing is live before a deploy"
+    );
+    assert_eq!(
+        agents[1].name, "triage",
+        "the local id names an agent without a name"
+    );
+
+    // Syncing again keeps the agent and its draft; another environment has
+    // a draft of its own.
+    let mut again = manifest(Vec::new());
+    again.agents = vec![support("You help, briefly.")];
+    let resynced = c.sync_source(&again).await.unwrap();
+    assert_eq!(resynced.agents[0].agent_id, synced.agents[0].agent_id);
+    assert_eq!(resynced.agents[0].draft_id, synced.agents[0].draft_id);
+    again.environment = Some("staging".into());
+    let staging = c.sync_source(&again).await.unwrap();
+    assert_eq!(staging.agents[0].agent_id, synced.agents[0].agent_id);
+    assert_ne!(staging.agents[0].draft_id, synced.agents[0].draft_id);
+    assert_eq!(c.list_agent_configs().await.unwrap().len(), 2);
+
+    // The same local id under another manifest project is another agent.
+    let mut other = again.clone();
+    other.project = "other-repo".into();
+    let elsewhere = c.sync_source(&other).await.unwrap();
+    assert_ne!(elsewhere.agents[0].agent_id, synced.agents[0].agent_id);
+
+    // One agent by id: the contract's shape, Go-only fields included.
+    let raw: serde_json::Value = app
+        .http()
+        .get(app.url(&format!("/api/sdk/agent-configs/{}", support_agent.id)))
+        .header("X-API-Key", &app.key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(raw["skills_json"], serde_json::json!([]));
+    assert_eq!(raw["stores_json"], serde_json::json!([]));
+    assert_eq!(raw["app_id"], raw["project_id"]);
+    assert_eq!(raw["run_eval_on_publish"], false);
+    assert!(raw["draft_config"].is_null() && raw["published_at"].is_null());
+    api_err(c.get_agent_config("no-such-agent").await, 404, "NOT_FOUND");
+    let (_, stranger) = app.key_for("stranger").await;
+    assert!(stranger.list_agent_configs().await.unwrap().is_empty());
+    api_err(
+        stranger.get_agent_config(&support_agent.id).await,
+        404,
+        "NOT_FOUND",
+    );
+
+    // Every sync is audited, one entry per agent.
+    let audit = c
+        .list_audit_log(&AuditLogQuery {
+            action: Some("agent.sync".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.total, 5);
+}
+
+async fn a_sync_with_a_fatal_issue_writes_nothing(app: &TestApp) {
+    let c = &app.client;
+    let mut both = manifest(Vec::new());
+    both.agents = vec![
+        agent(
+            "good",
+            vec![file("agent.jsonc", "{\"id\": \"good\"}"), file("persona.md", "p")],
+        ),
+        agent(
+            "bad",
+            vec![
+                file("agent.jsonc", "{\"id\": \"bad\", \"indexes\": [\"nowhere\"]}"),
+                file("persona.md", "p"),
+            ],
+        ),
+    ];
+    let err = api_err(c.sync_source(&both).await, 422, "source_invalid");
+    let issues = err.details["serverIssues"].as_array().unwrap();
+    assert_eq!(issues.len(), 1, "{issues:?}");
+    assert_eq!(issues[0]["code"], "missing_index");
+    assert_eq!(issues[0]["file"], "bad/agent.jsonc");
+    assert!(
+        err.message.contains("missing") || err.message.contains("nowhere"),
+        "{}",
+        err.message
+    );
+    // Nothing was written, not even the good agent.
+    assert!(c.list_agent_configs().await.unwrap().is_empty());
+    let audit = c
+        .list_audit_log(&AuditLogQuery {
+            action: Some("agent.sync".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.total, 0);
 }

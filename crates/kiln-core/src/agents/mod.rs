@@ -4,31 +4,153 @@
 //! ([`source`]); [`AgentConfigs`] adds what only the server knows (the
 //! project's indexes).
 
+pub mod config;
 pub mod source;
+pub mod store;
 
 use std::sync::Arc;
 
+use crate::audit::Actor;
 use crate::auth::AuthContext;
-use crate::error::Result;
-use crate::rag::Rag;
-use source::{IssueCode, Manifest, Severity, SourceIssue};
+use crate::error::{EntityKind, Error, Result};
+use crate::ids::{AgentId, DraftId};
+use crate::rag::{Index, Rag};
+use crate::time::{Timestamp, now};
+use config::{AgentConfig, DEFAULT_ENVIRONMENT, Draft, DraftSpec};
+use source::{AgentSource, IssueCode, Manifest, Severity, SourceIssue};
+use store::{AgentConfigStore, DraftWrite};
 
 /// The agents-as-code service. It uses RAG to resolve the indexes an agent
 /// names.
 pub struct AgentConfigs {
+    store: Arc<dyn AgentConfigStore>,
     rag: Arc<Rag>,
 }
 
+/// One agent of a successful sync.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncedAgent {
+    pub local_id: String,
+    pub agent_id: AgentId,
+    pub draft_id: DraftId,
+    pub source_hash: String,
+}
+
+/// What `source-sync` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncOutcome {
+    /// The manifest's `sourceHash`, echoed (CONTRACT §4.3 #26).
+    pub draft_hash: String,
+    pub agents: Vec<SyncedAgent>,
+    pub synced_at: Timestamp,
+    /// Warnings; a sync with fatal issues is refused.
+    pub warnings: Vec<SourceIssue>,
+}
+
 impl AgentConfigs {
-    pub fn new(rag: Arc<Rag>) -> AgentConfigs {
-        AgentConfigs { rag }
+    pub fn new(store: Arc<dyn AgentConfigStore>, rag: Arc<Rag>) -> AgentConfigs {
+        AgentConfigs { store, rag }
+    }
+
+    /// `PUT /source-sync`: checks the manifest and, when nothing in it is
+    /// fatal, creates the agents whose local ids are new and replaces each
+    /// agent's draft for the environment, all in one transaction. A fatal
+    /// issue refuses the whole manifest ([`Error::SourceInvalid`]) and
+    /// writes nothing.
+    pub async fn sync_source(&self, ctx: &AuthContext, manifest: &Manifest) -> Result<SyncOutcome> {
+        let indexes = self.rag.list_indexes(ctx).await?;
+        let (agents, issues) = self.check(manifest, &indexes);
+        if issues.iter().any(|i| i.severity == Severity::Fatal) {
+            return Err(Error::SourceInvalid { issues });
+        }
+        let environment = manifest
+            .environment
+            .clone()
+            .filter(|e| !e.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+        let at = now();
+        let writes: Vec<DraftWrite> = agents
+            .into_iter()
+            .map(|agent| {
+                let spec = draft_spec(&agent, &indexes);
+                DraftWrite {
+                    agent: AgentConfig {
+                        id: AgentId::generate(),
+                        project_id: ctx.project.id.clone(),
+                        code_first_project: manifest.project.clone(),
+                        local_id: agent.local_id.clone(),
+                        name: spec.name.clone(),
+                        description: spec.description.clone(),
+                        created_by: ctx.key_id.to_string(),
+                        persona_md: String::new(),
+                        skills: Vec::new(),
+                        stores: Vec::new(),
+                        provider: String::new(),
+                        model: String::new(),
+                        enabled_capabilities: None,
+                        eval_suite_id: None,
+                        active_version_id: None,
+                        published_at: None,
+                        created_at: at,
+                        updated_at: at,
+                    },
+                    draft: Draft {
+                        id: DraftId::generate(),
+                        project_id: ctx.project.id.clone(),
+                        agent_id: AgentId::from_string(""),
+                        environment: environment.clone(),
+                        source_hash: agent.source_hash.clone(),
+                        files: agent.files,
+                        spec,
+                        created_at: at,
+                        updated_at: at,
+                    },
+                }
+            })
+            .collect();
+        let stored = self
+            .store
+            .sync_drafts(&ctx.project.id, &writes, &Actor::api_key(ctx.key_id.clone()))
+            .await?;
+        Ok(SyncOutcome {
+            draft_hash: manifest.source_hash.clone(),
+            agents: writes
+                .iter()
+                .zip(stored)
+                .map(|(write, (agent, draft_id))| SyncedAgent {
+                    local_id: agent.local_id,
+                    agent_id: agent.id,
+                    draft_id,
+                    source_hash: write.draft.source_hash.clone(),
+                })
+                .collect(),
+            synced_at: at,
+            warnings: issues,
+        })
+    }
+
+    /// `GET /agent-configs`: the project's agents, oldest first.
+    pub async fn list_agent_configs(&self, ctx: &AuthContext) -> Result<Vec<AgentConfig>> {
+        Ok(self.store.list_agent_configs(&ctx.project.id).await?)
+    }
+
+    pub async fn get_agent_config(&self, ctx: &AuthContext, id: &AgentId) -> Result<AgentConfig> {
+        self.store
+            .get_agent_config(&ctx.project.id, id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Agent, id))
     }
 
     /// `POST /source-validate`: every issue of the manifest, fatal or not;
     /// nothing is written.
     pub async fn validate_source(&self, ctx: &AuthContext, manifest: &Manifest) -> Result<Vec<SourceIssue>> {
-        let (agents, mut issues) = source::check_manifest(manifest);
         let indexes = self.rag.list_indexes(ctx).await?;
+        Ok(self.check(manifest, &indexes).1)
+    }
+
+    /// The manifest's agents and its issues, the project's indexes known.
+    fn check(&self, manifest: &Manifest, indexes: &[Index]) -> (Vec<AgentSource>, Vec<SourceIssue>) {
+        let (agents, mut issues) = source::check_manifest(manifest);
         for agent in &agents {
             let Some(spec) = &agent.spec else { continue };
             for wanted in &spec.indexes {
@@ -51,6 +173,37 @@ impl AgentConfigs {
                 }
             }
         }
-        Ok(issues)
+        (agents, issues)
+    }
+}
+
+/// What an agent's files say, its index names resolved to ids.
+fn draft_spec(agent: &AgentSource, indexes: &[Index]) -> DraftSpec {
+    let spec = agent.spec.clone().unwrap_or_default();
+    let persona = agent
+        .files
+        .get(source::PERSONA_FILE)
+        .map(|bytes| String::from_utf8_lossy(bytes).into_owned())
+        .unwrap_or_default();
+    DraftSpec {
+        name: spec.name.unwrap_or_else(|| agent.local_id.clone()),
+        description: spec.description.unwrap_or_default(),
+        persona_md: persona,
+        model: spec.model.unwrap_or_default(),
+        stores: spec
+            .indexes
+            .iter()
+            .filter_map(|wanted| {
+                indexes
+                    .iter()
+                    .find(|i| i.id.as_str() == wanted.as_str() || i.name == *wanted)
+                    .map(|i| i.id.to_string())
+            })
+            .collect(),
+        tools: spec.tools,
+        capabilities: spec.capabilities,
+        mcp: spec.mcp,
+        run_evals: spec.run_evals,
+        eval_suite: spec.eval_suite,
     }
 }

@@ -41,75 +41,7 @@ pub const AGENT_KEYS: [&str; 11] = [
 /// the sandbox (CONTRACT §4.1.10); the runtime offers exactly these.
 pub const TOOL_NAMES: [&str; 3] = ["search", "fetch", "list_stores"];
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Severity {
-    /// Blocks sync and deploy.
-    Fatal,
-    Warn,
-}
-
-/// What an issue is about. The wire spelling of each is in
-/// `kiln_api::source_issue_codes`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum IssueCode {
-    InvalidProject,
-    InvalidAgentId,
-    DuplicateAgent,
-    InvalidPath,
-    DuplicateFile,
-    FileTooLarge,
-    HashMismatch,
-    MissingContent,
-    MissingAgentFile,
-    InvalidJsonc,
-    InvalidJson,
-    UnknownKey,
-    InvalidValue,
-    IdMismatch,
-    InvalidModel,
-    UnknownTool,
-    MissingIndex,
-    MissingPersona,
-    UnknownFile,
-}
-
-impl IssueCode {
-    pub const ALL: [IssueCode; 19] = [
-        IssueCode::InvalidProject,
-        IssueCode::InvalidAgentId,
-        IssueCode::DuplicateAgent,
-        IssueCode::InvalidPath,
-        IssueCode::DuplicateFile,
-        IssueCode::FileTooLarge,
-        IssueCode::HashMismatch,
-        IssueCode::MissingContent,
-        IssueCode::MissingAgentFile,
-        IssueCode::InvalidJsonc,
-        IssueCode::InvalidJson,
-        IssueCode::UnknownKey,
-        IssueCode::InvalidValue,
-        IssueCode::IdMismatch,
-        IssueCode::InvalidModel,
-        IssueCode::UnknownTool,
-        IssueCode::MissingIndex,
-        IssueCode::MissingPersona,
-        IssueCode::UnknownFile,
-    ];
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct SourceIssue {
-    /// `<local id>/<path>`, or `None` for the manifest itself.
-    pub file: Option<String>,
-    /// 1-based.
-    pub line: Option<u32>,
-    /// 1-based, in characters.
-    pub column: Option<u32>,
-    pub code: IssueCode,
-    pub message: String,
-    pub hint: Option<String>,
-    pub severity: Severity,
-}
+pub use crate::issues::{IssueCode, Severity, SourceIssue};
 
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ManifestFile {

@@ -1,15 +1,17 @@
-//! CONTRACT §2.9: the code-first source family. So far `source-validate`;
-//! sync, deploy, rename, delete, export and diff build on the same checks.
+//! CONTRACT §2.9 and §2.8: the code-first source family (so far
+//! `source-validate` and `source-sync`; deploy, rename, delete, export and
+//! diff build on the same checks) and the agent configs it writes.
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
-use kiln_api::{ErrorBody, SourceSyncManifest, SourceValidateResult};
+use kiln_api::{AgentConfig, ErrorBody, SourceSyncManifest, SourceSyncResult, SourceValidateResult};
 use kiln_core::agents::source;
+use kiln_core::ids::AgentId;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::extract::{Authed, JsonBody};
+use crate::extract::{ApiPath, Authed, JsonBody};
 use crate::{AppState, convert};
 
 /// A manifest may hold up to 20 MiB of files, base64 (a third larger) from
@@ -19,6 +21,9 @@ const MANIFEST_BODY_LIMIT: usize = source::MAX_MANIFEST_BYTES / 3 * 4 + 1024 * 1
 pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(validate_source))
+        .routes(routes!(sync_source))
+        .routes(routes!(list_agent_configs))
+        .routes(routes!(get_agent_config))
         .layer(DefaultBodyLimit::max(MANIFEST_BODY_LIMIT))
 }
 
@@ -38,4 +43,45 @@ async fn validate_source(
     Ok(Json(SourceValidateResult {
         issues: issues.into_iter().map(convert::source_issue).collect(),
     }))
+}
+
+/// Creates the agents whose local ids are new and replaces each agent's
+/// draft for the environment (`dev` when left out), in one transaction.
+/// Fatal issues: 422 `source_invalid` with `serverIssues`, nothing written.
+#[utoipa::path(put, path = "/api/sdk/source-sync", tag = "source", request_body = SourceSyncManifest,
+    responses((status = 200, body = SourceSyncResult), (status = 400, body = ErrorBody),
+              (status = 422, body = ErrorBody, description = "source_invalid, with serverIssues")))]
+async fn sync_source(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    JsonBody(body): JsonBody<SourceSyncManifest>,
+) -> Result<Json<SourceSyncResult>, ApiError> {
+    let outcome = state.agents.sync_source(&ctx, &convert::manifest(body)).await?;
+    Ok(Json(convert::sync_result(outcome)))
+}
+
+/// The project's agents, oldest first (a bare array).
+#[utoipa::path(get, path = "/api/sdk/agent-configs", tag = "agent-configs",
+    responses((status = 200, body = Vec<AgentConfig>)))]
+async fn list_agent_configs(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+) -> Result<Json<Vec<AgentConfig>>, ApiError> {
+    let agents = state.agents.list_agent_configs(&ctx).await?;
+    Ok(Json(agents.into_iter().map(convert::agent_config).collect()))
+}
+
+#[utoipa::path(get, path = "/api/sdk/agent-configs/{id}", tag = "agent-configs",
+    params(("id" = String, Path)),
+    responses((status = 200, body = AgentConfig), (status = 404, body = ErrorBody)))]
+async fn get_agent_config(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<AgentConfig>, ApiError> {
+    let agent = state
+        .agents
+        .get_agent_config(&ctx, &AgentId::from_string(id))
+        .await?;
+    Ok(Json(convert::agent_config(agent)))
 }

@@ -1,0 +1,44 @@
+//! Agent configs (CONTRACT §2.8): read-only over the API; agents are
+//! created and changed through the source family.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentConfig {
+    pub id: String,
+    pub project_id: String,
+    pub app_id: String,
+    pub name: String,
+    pub description: String,
+    pub created_by: String,
+    /// The live persona (empty before the first deploy).
+    pub persona_md: String,
+    /// `SkillBinding[]` (`{skill_id, version}`), a parsed array.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub skills_json: Value,
+    /// Index ids, a parsed array.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub stores_json: Value,
+    pub provider: String,
+    pub model: String,
+    pub enabled_capabilities: Option<Vec<String>>,
+    pub eval_suite_id: Option<String>,
+    pub active_version_id: Option<String>,
+    pub published_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The manifest's `project`.
+    pub code_first_project: Option<String>,
+    /// `agent.jsonc` → `id`.
+    pub code_first_local_id: Option<String>,
+    /// Go-only: always false (the toggle was removed upstream).
+    #[serde(default)]
+    pub run_eval_on_publish: bool,
+    /// Go-only: always null (the draft endpoints are removed).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    #[serde(default)]
+    pub draft_config: Option<Value>,
+}

@@ -1,0 +1,80 @@
+//! Agent configs and their drafts, as the service and its store see them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::ids::{AgentId, DraftId, ProjectId};
+use crate::time::Timestamp;
+
+/// The environment a manifest without one syncs to (CONTRACT §4.3 #30).
+pub const DEFAULT_ENVIRONMENT: &str = "dev";
+
+/// A skill an agent version uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkillBinding {
+    pub skill_id: String,
+    pub version: String,
+}
+
+/// An agent: created by the first source-sync that names its local id;
+/// its live fields are the deployed version's (empty before a deploy).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    pub id: AgentId,
+    pub project_id: ProjectId,
+    /// The manifest's `project`: a namespace inside the server project.
+    pub code_first_project: String,
+    /// `agent.jsonc` → `id`.
+    pub local_id: String,
+    pub name: String,
+    pub description: String,
+    /// The API key (or user) that created it.
+    pub created_by: String,
+    pub persona_md: String,
+    pub skills: Vec<SkillBinding>,
+    /// Index ids.
+    pub stores: Vec<String>,
+    pub provider: String,
+    pub model: String,
+    pub enabled_capabilities: Option<Vec<String>>,
+    pub eval_suite_id: Option<String>,
+    pub active_version_id: Option<String>,
+    pub published_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// What a draft's files say, resolved against the project (index names
+/// become ids). Stored as JSON with the draft.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct DraftSpec {
+    pub name: String,
+    pub description: String,
+    pub persona_md: String,
+    /// `provider/model`, or empty for the project's default model.
+    pub model: String,
+    /// Index ids.
+    pub stores: Vec<String>,
+    pub tools: Vec<String>,
+    pub capabilities: Vec<String>,
+    pub mcp: Vec<Value>,
+    pub run_evals: Option<bool>,
+    pub eval_suite: Option<String>,
+}
+
+/// The last synced state of an agent in one environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    pub id: DraftId,
+    pub project_id: ProjectId,
+    pub agent_id: AgentId,
+    pub environment: String,
+    pub source_hash: String,
+    /// By path, relative to the agent folder.
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub spec: DraftSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
