@@ -42,3 +42,24 @@ pub struct AgentConfig {
     #[serde(default)]
     pub draft_config: Option<Value>,
 }
+
+/// An immutable snapshot of an agent, one per deploy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentVersion {
+    pub id: String,
+    pub agent_id: String,
+    /// `1.0.0`, then `1.0.1`, … per deploy.
+    pub semver: String,
+    pub persona_md: String,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    pub skills_json: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
+    pub stores_json: Value,
+    pub provider: String,
+    pub model: String,
+    pub eval_suite_id: Option<String>,
+    pub eval_suite_version: Option<String>,
+    pub created_by: String,
+    pub created_at: DateTime<Utc>,
+}

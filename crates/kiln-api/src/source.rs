@@ -96,6 +96,45 @@ pub struct SourceSyncResult {
     pub server_issues: Vec<SourceValidationIssue>,
 }
 
+/// `POST /source-deploy` body.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceDeployRequest {
+    #[serde(default)]
+    pub project: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Deploy only this agent; empty or left out: every agent of `project`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_agent_id: Option<String>,
+    /// Left out: `agent.jsonc` → `deploy.runEvals`; true: force; false: skip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_evals: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct DeployedAgent {
+    pub local_id: String,
+    pub agent_id: String,
+    pub version_id: String,
+    pub semver: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceDeployResult {
+    /// The highest semver among the deployed agents.
+    pub version: String,
+    pub agents: Vec<DeployedAgent>,
+    pub deployed_at: DateTime<Utc>,
+    #[serde(default)]
+    pub server_issues: Vec<SourceValidationIssue>,
+}
+
 /// `POST /source-validate`: always 200, whatever the severities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

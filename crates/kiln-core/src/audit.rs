@@ -122,4 +122,5 @@ pub mod actions {
     pub const AGENT_SESSION_DELETE: &str = "agent_session.delete";
     pub const AGENT_SESSION_CANCEL: &str = "agent_session.cancel";
     pub const AGENT_SYNC: &str = "agent.sync";
+    pub const AGENT_DEPLOY: &str = "agent.deploy";
 }

@@ -22,6 +22,8 @@ pub enum EntityKind {
     Session,
     InputRequest,
     Agent,
+    Draft,
+    AgentVersion,
 }
 
 impl fmt::Display for EntityKind {
@@ -38,6 +40,8 @@ impl fmt::Display for EntityKind {
             EntityKind::Session => "agent session",
             EntityKind::InputRequest => "input request",
             EntityKind::Agent => "agent",
+            EntityKind::Draft => "draft",
+            EntityKind::AgentVersion => "agent version",
         })
     }
 }

@@ -75,4 +75,6 @@ define_id!(
     AgentId,
     /// The synced draft of an agent in one environment.
     DraftId,
+    /// An immutable version of an agent (one per deploy).
+    AgentVersionId,
 );

@@ -68,6 +68,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/sdk/agents/{id}/events"),
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
+    ("POST", "/api/sdk/source-deploy"),
+    ("GET", "/api/sdk/agent-configs/{id}/versions"),
+    ("GET", "/api/sdk/agent-configs/{id}/versions/{vid}"),
     ("GET", "/api/sdk/agent-configs"),
     ("GET", "/api/sdk/agent-configs/{id}"),
     ("POST", "/v1/chat/completions"),
@@ -374,6 +377,29 @@ impl Client {
     pub async fn sync_source(&self, manifest: &SourceSyncManifest) -> Result<SourceSyncResult, Error> {
         self.with_body(Method::PUT, "/api/sdk/source-sync", manifest)
             .await
+    }
+
+    /// `POST /api/sdk/source-deploy`: publishes the synced drafts as new
+    /// versions.
+    pub async fn deploy_source(&self, request: &SourceDeployRequest) -> Result<SourceDeployResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/source-deploy", request)
+            .await
+    }
+
+    /// `GET /api/sdk/agent-configs/{id}/versions`, newest first.
+    pub async fn list_agent_versions(&self, id: &str) -> Result<Vec<AgentVersion>, Error> {
+        self.get(&format!("/api/sdk/agent-configs/{}/versions", segment(id)))
+            .await
+    }
+
+    /// `GET /api/sdk/agent-configs/{id}/versions/{vid}`.
+    pub async fn get_agent_version(&self, id: &str, version_id: &str) -> Result<AgentVersion, Error> {
+        self.get(&format!(
+            "/api/sdk/agent-configs/{}/versions/{}",
+            segment(id),
+            segment(version_id)
+        ))
+        .await
     }
 
     /// `GET /api/sdk/agent-configs`.

@@ -612,6 +612,41 @@ pub(crate) fn sync_result(o: kiln_core::agents::SyncOutcome) -> api::SourceSyncR
     }
 }
 
+pub(crate) fn deploy_result(o: kiln_core::agents::DeployOutcome) -> api::SourceDeployResult {
+    api::SourceDeployResult {
+        version: o.version,
+        agents: o
+            .agents
+            .into_iter()
+            .map(|a| api::DeployedAgent {
+                local_id: a.local_id,
+                agent_id: a.agent_id.into_string(),
+                version_id: a.version_id.into_string(),
+                semver: a.semver,
+            })
+            .collect(),
+        deployed_at: o.deployed_at,
+        server_issues: o.warnings.into_iter().map(source_issue).collect(),
+    }
+}
+
+pub(crate) fn agent_version(v: kiln_core::agents::config::AgentVersion) -> api::AgentVersion {
+    api::AgentVersion {
+        id: v.id.into_string(),
+        agent_id: v.agent_id.into_string(),
+        semver: v.semver,
+        persona_md: v.persona_md,
+        skills_json: serde_json::to_value(&v.skills).unwrap_or_default(),
+        stores_json: serde_json::to_value(&v.stores).unwrap_or_default(),
+        provider: v.provider,
+        model: v.model,
+        eval_suite_id: v.eval_suite_id,
+        eval_suite_version: v.eval_suite_version,
+        created_by: v.created_by,
+        created_at: v.created_at,
+    }
+}
+
 pub(crate) fn agent_config(a: kiln_core::agents::config::AgentConfig) -> api::AgentConfig {
     let project_id = a.project_id.into_string();
     api::AgentConfig {

@@ -8,11 +8,11 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
-use kiln_core::StoreResult;
-use kiln_core::agents::config::{AgentConfig, SkillBinding};
+use kiln_core::agents::config::{AgentConfig, AgentVersion, Draft, DraftSpec, SkillBinding, semver_of};
 use kiln_core::agents::store::{AgentConfigStore, DraftWrite};
 use kiln_core::audit::{Actor, NewAudit, actions};
-use kiln_core::ids::{AgentId, DraftId, ProjectId};
+use kiln_core::ids::{AgentId, AgentVersionId, DraftId, ProjectId};
+use kiln_core::{StoreError, StoreResult};
 
 use crate::connect::SqlStore;
 use crate::db::{Db, db_err};
@@ -66,6 +66,101 @@ impl From<AgentRow> for AgentConfig {
             updated_at: r.updated_at,
         }
     }
+}
+
+const DRAFT_COLUMNS: &str =
+    "id, project_id, agent_id, environment, source_hash, files, spec, created_at, updated_at";
+const VERSION_COLUMNS: &str = "id, project_id, agent_id, seq, semver, persona_md, skills_json, stores_json, provider, \
+     model, eval_suite_id, eval_suite_version, environment, source_hash, files, spec, created_by, created_at";
+
+#[derive(sqlx::FromRow)]
+struct DraftRow {
+    id: String,
+    project_id: String,
+    agent_id: String,
+    environment: String,
+    source_hash: String,
+    files: Json<BTreeMap<String, String>>,
+    spec: Json<DraftSpec>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<DraftRow> for Draft {
+    type Error = StoreError;
+    fn try_from(r: DraftRow) -> StoreResult<Draft> {
+        Ok(Draft {
+            id: DraftId::from_string(r.id),
+            project_id: ProjectId::from_string(r.project_id),
+            agent_id: AgentId::from_string(r.agent_id),
+            environment: r.environment,
+            source_hash: r.source_hash,
+            files: decode_files(r.files.0)?,
+            spec: r.spec.0,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct VersionRow {
+    id: String,
+    project_id: String,
+    agent_id: String,
+    seq: i64,
+    semver: String,
+    persona_md: String,
+    skills_json: Json<Vec<SkillBinding>>,
+    stores_json: Json<Vec<String>>,
+    provider: String,
+    model: String,
+    eval_suite_id: Option<String>,
+    eval_suite_version: Option<String>,
+    environment: String,
+    source_hash: String,
+    files: Json<BTreeMap<String, String>>,
+    spec: Json<DraftSpec>,
+    created_by: String,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<VersionRow> for AgentVersion {
+    type Error = StoreError;
+    fn try_from(r: VersionRow) -> StoreResult<AgentVersion> {
+        Ok(AgentVersion {
+            id: AgentVersionId::from_string(r.id),
+            project_id: ProjectId::from_string(r.project_id),
+            agent_id: AgentId::from_string(r.agent_id),
+            seq: r.seq,
+            semver: r.semver,
+            persona_md: r.persona_md,
+            skills: r.skills_json.0,
+            stores: r.stores_json.0,
+            provider: r.provider,
+            model: r.model,
+            eval_suite_id: r.eval_suite_id,
+            eval_suite_version: r.eval_suite_version,
+            environment: r.environment,
+            source_hash: r.source_hash,
+            files: decode_files(r.files.0)?,
+            spec: r.spec.0,
+            created_by: r.created_by,
+            created_at: r.created_at,
+        })
+    }
+}
+
+fn decode_files(files: BTreeMap<String, String>) -> StoreResult<BTreeMap<String, Vec<u8>>> {
+    files
+        .into_iter()
+        .map(|(path, b64)| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map(|bytes| (path, bytes))
+                .map_err(|e| StoreError::Corrupt(format!("a stored agent file is not base64: {e}")))
+        })
+        .collect()
 }
 
 /// A draft's files as stored: `{path: base64}`.
@@ -164,6 +259,191 @@ impl AgentConfigStore for SqlStore {
             tx.commit().await.map_err(db_err)?;
             Ok(stored)
         })
+    }
+
+    async fn drafts(
+        &self,
+        project_id: &ProjectId,
+        code_first_project: &str,
+        environment: &str,
+        local_id: Option<&str>,
+    ) -> StoreResult<Vec<(AgentConfig, Draft)>> {
+        let agent_columns: String = AGENT_COLUMNS
+            .split(", ")
+            .map(|c| format!("a.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let sql = format!(
+            "SELECT {agent_columns} FROM agent_configs a JOIN agent_drafts d ON d.agent_id = a.id \
+             WHERE a.project_id = $1 AND a.code_first_project = $2 AND d.environment = $3 \
+             AND ($4 = '' OR a.local_id = $4) ORDER BY a.created_at, a.id"
+        );
+        let draft_sql =
+            format!("SELECT {DRAFT_COLUMNS} FROM agent_drafts WHERE agent_id = $1 AND environment = $2");
+        read!(self, |pool| {
+            let agents: Vec<AgentRow> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(project_id.as_str())
+                .bind(code_first_project)
+                .bind(environment)
+                .bind(local_id.unwrap_or(""))
+                .fetch_all(pool)
+                .await
+                .map_err(db_err)?;
+            let mut out = Vec::with_capacity(agents.len());
+            for agent in agents {
+                let agent = AgentConfig::from(agent);
+                let draft: DraftRow = sqlx::query_as(AssertSqlSafe(draft_sql.clone()))
+                    .bind(agent.id.as_str())
+                    .bind(environment)
+                    .fetch_one(pool)
+                    .await
+                    .map_err(db_err)?;
+                out.push((agent, Draft::try_from(draft)?));
+            }
+            Ok(out)
+        })
+    }
+
+    async fn publish_versions(
+        &self,
+        project_id: &ProjectId,
+        versions: &[AgentVersion],
+        actor: &Actor,
+    ) -> StoreResult<Vec<AgentVersion>> {
+        write_tx!(self, |tx| {
+            let mut stored = Vec::with_capacity(versions.len());
+            for v in versions {
+                // The agent row's lock (PostgreSQL) orders concurrent deploys
+                // of one agent, so their numbers never collide.
+                let live = sqlx::query(
+                    "UPDATE agent_configs SET updated_at = updated_at WHERE project_id = $1 AND id = $2",
+                )
+                .bind(project_id.as_str())
+                .bind(v.agent_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                if live.rows_affected() == 0 {
+                    return Err(StoreError::Database(format!(
+                        "agent `{}` was deleted during the deploy",
+                        v.agent_id
+                    )));
+                }
+                let seq: i64 = sqlx::query(
+                    "SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM agent_versions WHERE agent_id = $1",
+                )
+                .bind(v.agent_id.as_str())
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .try_get("next")
+                .map_err(db_err)?;
+                let version = AgentVersion {
+                    seq,
+                    semver: semver_of(seq),
+                    ..v.clone()
+                };
+                sqlx::query(
+                    "INSERT INTO agent_versions (id, project_id, agent_id, seq, semver, persona_md, skills_json, \
+                     stores_json, provider, model, eval_suite_id, eval_suite_version, environment, source_hash, \
+                     files, spec, created_by, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
+                )
+                .bind(version.id.as_str())
+                .bind(project_id.as_str())
+                .bind(version.agent_id.as_str())
+                .bind(version.seq)
+                .bind(&version.semver)
+                .bind(&version.persona_md)
+                .bind(Json(&version.skills))
+                .bind(Json(&version.stores))
+                .bind(&version.provider)
+                .bind(&version.model)
+                .bind(version.eval_suite_id.as_deref())
+                .bind(version.eval_suite_version.as_deref())
+                .bind(&version.environment)
+                .bind(&version.source_hash)
+                .bind(Json(encode_files(&version.files)))
+                .bind(Json(&version.spec))
+                .bind(&version.created_by)
+                .bind(version.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let capabilities =
+                    (!version.spec.capabilities.is_empty()).then_some(&version.spec.capabilities);
+                sqlx::query(
+                    "UPDATE agent_configs SET name = $1, description = $2, persona_md = $3, skills_json = $4, \
+                     stores_json = $5, provider = $6, model = $7, enabled_capabilities = $8, \
+                     active_version_id = $9, published_at = $10, updated_at = $10 WHERE project_id = $11 AND id = $12",
+                )
+                .bind(&version.spec.name)
+                .bind(&version.spec.description)
+                .bind(&version.persona_md)
+                .bind(Json(&version.skills))
+                .bind(Json(&version.stores))
+                .bind(&version.provider)
+                .bind(&version.model)
+                .bind(capabilities.map(Json))
+                .bind(version.id.as_str())
+                .bind(version.created_at)
+                .bind(project_id.as_str())
+                .bind(version.agent_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+                let audit = NewAudit::new(
+                    project_id,
+                    actor,
+                    actions::AGENT_DEPLOY,
+                    version.agent_id.as_str(),
+                )
+                .meta("version_id", version.id.to_string())
+                .meta("semver", version.semver.clone())
+                .meta("environment", version.environment.clone())
+                .meta("source_hash", version.source_hash.clone());
+                insert_audit!(tx, &audit);
+                stored.push(version);
+            }
+            tx.commit().await.map_err(db_err)?;
+            Ok(stored)
+        })
+    }
+
+    async fn list_versions(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+    ) -> StoreResult<Vec<AgentVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM agent_versions WHERE project_id = $1 AND agent_id = $2 ORDER BY seq DESC"
+        );
+        let rows: Vec<VersionRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(agent_id.as_str())
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        rows.into_iter().map(AgentVersion::try_from).collect()
+    }
+
+    async fn get_version(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+        id: &AgentVersionId,
+    ) -> StoreResult<Option<AgentVersion>> {
+        let sql = format!(
+            "SELECT {VERSION_COLUMNS} FROM agent_versions WHERE project_id = $1 AND agent_id = $2 AND id = $3"
+        );
+        let row: Option<VersionRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(agent_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        row.map(AgentVersion::try_from).transpose()
     }
 
     async fn list_agent_configs(&self, project_id: &ProjectId) -> StoreResult<Vec<AgentConfig>> {

@@ -1,9 +1,12 @@
-//! CONTRACT §2.9 `source-validate`: a manifest checked against the
-//! project, both content encodings, issues with positions, nothing written.
+//! CONTRACT §2.9 and §2.8: `source-validate` (a manifest checked against
+//! the project, both content encodings, issues with positions, nothing
+//! written), `source-sync` (agents and drafts), `source-deploy` (versions)
+//! and the agent configs they leave.
 
 use base64::Engine;
 use kiln_sdk::api::{
-    AuditLogQuery, CreateIndex, SourceAgent, SourceFile, SourceSyncManifest, SourceValidationIssue,
+    AuditLogQuery, CreateIndex, SourceAgent, SourceDeployRequest, SourceFile, SourceSyncManifest,
+    SourceValidationIssue,
 };
 use sha2::Digest;
 
@@ -15,6 +18,7 @@ backends!(
     validate_reads_go_style_base64_and_large_manifests,
     sync_creates_agents_and_replaces_their_drafts,
     a_sync_with_a_fatal_issue_writes_nothing,
+    deploy_publishes_immutable_versions,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -294,4 +298,147 @@ async fn a_sync_with_a_fatal_issue_writes_nothing(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(audit.total, 0);
+}
+
+async fn deploy_publishes_immutable_versions(app: &TestApp) {
+    let c = &app.client;
+    let index = c
+        .create_index(&CreateIndex {
+            name: "help-center".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let support = |persona: &str| {
+        agent(
+            "support",
+            vec![
+                file(
+                    "agent.jsonc",
+                    "{ \"id\": \"support\", \"model\": \"kiln/offline\", \"indexes\": [\"help-center\"], \"tools\": [\"search\"] }",
+                ),
+                file("persona.md", persona),
+            ],
+        )
+    };
+    let mut both = manifest(Vec::new());
+    both.agents = vec![
+        support("You help."),
+        agent(
+            "triage",
+            vec![
+                file("agent.jsonc", "{\"id\": \"triage\"}"),
+                file("persona.md", "Sort."),
+            ],
+        ),
+    ];
+    let synced = c.sync_source(&both).await.unwrap();
+    let deploy = |local: Option<&str>| SourceDeployRequest {
+        project: "acme".into(),
+        local_agent_id: local.map(str::to_owned),
+        ..Default::default()
+    };
+    let first = c.deploy_source(&deploy(None)).await.unwrap();
+    assert_eq!(first.version, "1.0.0");
+    let semvers: Vec<(&str, &str)> = first
+        .agents
+        .iter()
+        .map(|a| (a.local_id.as_str(), a.semver.as_str()))
+        .collect();
+    assert_eq!(semvers, [("support", "1.0.0"), ("triage", "1.0.0")]);
+    assert_eq!(first.agents[0].agent_id, synced.agents[0].agent_id);
+
+    // The version is live: the agent's fields are its.
+    let live = c.get_agent_config(&first.agents[0].agent_id).await.unwrap();
+    assert_eq!(
+        live.active_version_id.as_deref(),
+        Some(first.agents[0].version_id.as_str())
+    );
+    assert_eq!(live.persona_md, "You help.");
+    assert_eq!((live.provider.as_str(), live.model.as_str()), ("kiln", "offline"));
+    assert_eq!(live.stores_json, serde_json::json!([index.id]));
+    assert!(live.published_at.is_some());
+
+    // A changed draft of one agent becomes its next version; the first is
+    // kept as it was.
+    c.sync_source(&SourceSyncManifest {
+        agents: vec![support("You help, briefly.")],
+        ..manifest(Vec::new())
+    })
+    .await
+    .unwrap();
+    let second = c.deploy_source(&deploy(Some("support"))).await.unwrap();
+    assert_eq!((second.version.as_str(), second.agents.len()), ("1.0.1", 1));
+    let versions = c.list_agent_versions(&live.id).await.unwrap();
+    let listed: Vec<(&str, &str)> = versions
+        .iter()
+        .map(|v| (v.semver.as_str(), v.persona_md.as_str()))
+        .collect();
+    assert_eq!(listed, [("1.0.1", "You help, briefly."), ("1.0.0", "You help.")]);
+    let old = c
+        .get_agent_version(&live.id, &first.agents[0].version_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        (old.semver.as_str(), old.agent_id.as_str()),
+        ("1.0.0", live.id.as_str())
+    );
+    assert_eq!(
+        c.get_agent_config(&live.id).await.unwrap().persona_md,
+        "You help, briefly."
+    );
+    let triage = &first.agents[1];
+    assert_eq!(c.list_agent_versions(&triage.agent_id).await.unwrap().len(), 1);
+    // A version is read only through its own agent.
+    api_err(
+        c.get_agent_version(&triage.agent_id, &old.id).await,
+        404,
+        "NOT_FOUND",
+    );
+    api_err(c.list_agent_versions("no-such-agent").await, 404, "NOT_FOUND");
+
+    // Nothing to deploy, or a bad project name.
+    api_err(
+        c.deploy_source(&SourceDeployRequest {
+            project: "elsewhere".into(),
+            ..Default::default()
+        })
+        .await,
+        404,
+        "NOT_FOUND",
+    );
+    api_err(c.deploy_source(&deploy(Some("ghost"))).await, 404, "NOT_FOUND");
+    api_err(
+        c.deploy_source(&SourceDeployRequest {
+            project: "a b".into(),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "validation_failed",
+    );
+
+    // The draft is checked again at deploy: its index is gone now.
+    c.delete_index(&index.id).await.unwrap();
+    let err = api_err(
+        c.deploy_source(&deploy(Some("support"))).await,
+        422,
+        "source_invalid",
+    );
+    assert_eq!(err.details["serverIssues"][0]["code"], "missing_index");
+    assert_eq!(
+        c.list_agent_versions(&live.id).await.unwrap().len(),
+        2,
+        "nothing was published"
+    );
+
+    let audit = c
+        .list_audit_log(&AuditLogQuery {
+            action: Some("agent.deploy".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.total, 3);
 }

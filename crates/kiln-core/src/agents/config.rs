@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::ids::{AgentId, DraftId, ProjectId};
+use crate::ids::{AgentId, AgentVersionId, DraftId, ProjectId};
 use crate::time::Timestamp;
 
 /// The environment a manifest without one syncs to (CONTRACT §4.3 #30).
@@ -77,4 +77,36 @@ pub struct Draft {
     pub spec: DraftSpec,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+}
+
+/// The semver of an agent's `seq`-th deploy (from 0): `1.0.<seq>`
+/// (CONTRACT §4.3 #29).
+pub fn semver_of(seq: i64) -> String {
+    format!("1.0.{seq}")
+}
+
+/// An immutable snapshot, one per deploy: the draft as it was.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentVersion {
+    pub id: AgentVersionId,
+    pub project_id: ProjectId,
+    pub agent_id: AgentId,
+    /// 0 for the first deploy.
+    pub seq: i64,
+    pub semver: String,
+    pub persona_md: String,
+    pub skills: Vec<SkillBinding>,
+    /// Index ids.
+    pub stores: Vec<String>,
+    pub provider: String,
+    pub model: String,
+    pub eval_suite_id: Option<String>,
+    pub eval_suite_version: Option<String>,
+    /// The environment whose draft was deployed.
+    pub environment: String,
+    pub source_hash: String,
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub spec: DraftSpec,
+    pub created_by: String,
+    pub created_at: Timestamp,
 }

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use crate::audit::Actor;
 use crate::auth::AuthContext;
 use crate::error::{EntityKind, Error, Result};
-use crate::ids::{AgentId, DraftId};
+use crate::ids::{AgentId, AgentVersionId, DraftId};
 use crate::rag::{Index, Rag};
 use crate::time::{Timestamp, now};
-use config::{AgentConfig, DEFAULT_ENVIRONMENT, Draft, DraftSpec};
+use config::{AgentConfig, AgentVersion, DEFAULT_ENVIRONMENT, Draft, DraftSpec};
 use source::{AgentSource, IssueCode, Manifest, Severity, SourceIssue};
 use store::{AgentConfigStore, DraftWrite};
 
@@ -34,6 +34,36 @@ pub struct SyncedAgent {
     pub agent_id: AgentId,
     pub draft_id: DraftId,
     pub source_hash: String,
+}
+
+/// `POST /source-deploy` input.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeployRequest {
+    pub project: String,
+    pub environment: Option<String>,
+    /// Deploy only this agent; `None`: every agent of the project.
+    pub local_agent_id: Option<String>,
+    /// Accepted; advisory eval runs start once evals exist.
+    pub run_evals: Option<bool>,
+}
+
+/// One agent of a deploy.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployedAgent {
+    pub local_id: String,
+    pub agent_id: AgentId,
+    pub version_id: AgentVersionId,
+    pub semver: String,
+}
+
+/// What `source-deploy` did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeployOutcome {
+    /// The highest semver among the deployed agents.
+    pub version: String,
+    pub agents: Vec<DeployedAgent>,
+    pub deployed_at: Timestamp,
+    pub warnings: Vec<SourceIssue>,
 }
 
 /// What `source-sync` did.
@@ -63,11 +93,7 @@ impl AgentConfigs {
         if issues.iter().any(|i| i.severity == Severity::Fatal) {
             return Err(Error::SourceInvalid { issues });
         }
-        let environment = manifest
-            .environment
-            .clone()
-            .filter(|e| !e.trim().is_empty())
-            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+        let environment = environment_of(manifest.environment.as_deref());
         let at = now();
         let writes: Vec<DraftWrite> = agents
             .into_iter()
@@ -129,6 +155,119 @@ impl AgentConfigs {
         })
     }
 
+    /// `POST /source-deploy`: checks each agent's draft again and publishes
+    /// it as a new immutable version, live at once, all agents in one
+    /// transaction. A fatal issue refuses the whole deploy.
+    pub async fn deploy_source(&self, ctx: &AuthContext, request: &DeployRequest) -> Result<DeployOutcome> {
+        if !source::is_plain_name(&request.project) {
+            return Err(Error::validation(
+                "project must be a plain name (letters, digits, `.`, `_`, `-`)",
+                Some("project"),
+            ));
+        }
+        let environment = environment_of(request.environment.as_deref());
+        let local_id = request.local_agent_id.as_deref().filter(|l| !l.is_empty());
+        let drafts = self
+            .store
+            .drafts(&ctx.project.id, &request.project, &environment, local_id)
+            .await?;
+        if drafts.is_empty() {
+            let what = match local_id {
+                Some(local_id) => format!("{}/{local_id} ({environment})", request.project),
+                None => format!("{} ({environment})", request.project),
+            };
+            return Err(Error::not_found(EntityKind::Draft, what));
+        }
+        let indexes = self.rag.list_indexes(ctx).await?;
+        let manifest = Manifest {
+            project: request.project.clone(),
+            environment: Some(environment.clone()),
+            source_hash: String::new(),
+            agents: drafts
+                .iter()
+                .map(|(agent, draft)| {
+                    source::manifest_agent(&agent.local_id, &draft.source_hash, &draft.files)
+                })
+                .collect(),
+        };
+        let (checked, issues) = self.check(&manifest, &indexes);
+        if issues.iter().any(|i| i.severity == Severity::Fatal) {
+            return Err(Error::SourceInvalid { issues });
+        }
+        let at = now();
+        let versions: Vec<AgentVersion> = drafts
+            .into_iter()
+            .zip(&checked)
+            .map(|((agent, draft), source)| {
+                let spec = draft_spec(source, &indexes);
+                let (provider, model) = match spec.model.split_once('/') {
+                    Some((provider, model)) => (provider.to_owned(), model.to_owned()),
+                    None => (String::new(), String::new()),
+                };
+                AgentVersion {
+                    id: AgentVersionId::generate(),
+                    project_id: ctx.project.id.clone(),
+                    agent_id: agent.id,
+                    seq: 0,
+                    semver: String::new(),
+                    persona_md: spec.persona_md.clone(),
+                    skills: Vec::new(),
+                    stores: spec.stores.clone(),
+                    provider,
+                    model,
+                    eval_suite_id: agent.eval_suite_id,
+                    eval_suite_version: None,
+                    environment: environment.clone(),
+                    source_hash: draft.source_hash,
+                    files: draft.files,
+                    spec,
+                    created_by: ctx.key_id.to_string(),
+                    created_at: at,
+                }
+            })
+            .collect();
+        let stored = self
+            .store
+            .publish_versions(&ctx.project.id, &versions, &Actor::api_key(ctx.key_id.clone()))
+            .await?;
+        let highest = stored.iter().max_by_key(|v| v.seq).map(|v| v.semver.clone());
+        Ok(DeployOutcome {
+            version: highest.unwrap_or_default(),
+            agents: stored
+                .into_iter()
+                .zip(&checked)
+                .map(|(version, source)| DeployedAgent {
+                    local_id: source.local_id.clone(),
+                    agent_id: version.agent_id,
+                    version_id: version.id,
+                    semver: version.semver,
+                })
+                .collect(),
+            deployed_at: at,
+            warnings: issues,
+        })
+    }
+
+    /// `GET /agent-configs/:id/versions`: newest first.
+    pub async fn list_versions(&self, ctx: &AuthContext, agent_id: &AgentId) -> Result<Vec<AgentVersion>> {
+        self.get_agent_config(ctx, agent_id).await?;
+        Ok(self.store.list_versions(&ctx.project.id, agent_id).await?)
+    }
+
+    /// `GET /agent-configs/:id/versions/:vid`: 404 for a version of another
+    /// agent.
+    pub async fn get_version(
+        &self,
+        ctx: &AuthContext,
+        agent_id: &AgentId,
+        id: &AgentVersionId,
+    ) -> Result<AgentVersion> {
+        self.store
+            .get_version(&ctx.project.id, agent_id, id)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::AgentVersion, id))
+    }
+
     /// `GET /agent-configs`: the project's agents, oldest first.
     pub async fn list_agent_configs(&self, ctx: &AuthContext) -> Result<Vec<AgentConfig>> {
         Ok(self.store.list_agent_configs(&ctx.project.id).await?)
@@ -175,6 +314,15 @@ impl AgentConfigs {
         }
         (agents, issues)
     }
+}
+
+/// The environment named, or the default one.
+fn environment_of(environment: Option<&str>) -> String {
+    environment
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .unwrap_or(DEFAULT_ENVIRONMENT)
+        .to_owned()
 }
 
 /// What an agent's files say, its index names resolved to ids.

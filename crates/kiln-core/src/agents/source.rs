@@ -95,6 +95,24 @@ pub struct AgentSource {
     pub spec: Option<AgentSpec>,
 }
 
+/// The manifest entry of files already decoded (a stored draft), so they
+/// can be checked again.
+pub fn manifest_agent(local_id: &str, source_hash: &str, files: &BTreeMap<String, Vec<u8>>) -> ManifestAgent {
+    ManifestAgent {
+        id: local_id.to_owned(),
+        source_hash: source_hash.to_owned(),
+        files: files
+            .iter()
+            .map(|(path, bytes)| ManifestFile {
+                path: path.clone(),
+                hash: format!("sha256:{}", sha256_hex(bytes)),
+                size: bytes.len() as i64,
+                content: Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            })
+            .collect(),
+    }
+}
+
 /// `[A-Za-z0-9._-]+`, not `.` or `..`.
 pub fn is_plain_name(name: &str) -> bool {
     !name.is_empty()

@@ -5,10 +5,10 @@
 
 use async_trait::async_trait;
 
-use crate::agents::config::{AgentConfig, Draft};
+use crate::agents::config::{AgentConfig, AgentVersion, Draft};
 use crate::audit::Actor;
 use crate::error::StoreResult;
-use crate::ids::{AgentId, ProjectId};
+use crate::ids::{AgentId, AgentVersionId, ProjectId};
 
 /// One agent of a sync: the agent to create if its local id is new (its
 /// id is then the agent's), and its draft.
@@ -31,6 +31,38 @@ pub trait AgentConfigStore: Send + Sync {
         writes: &[DraftWrite],
         actor: &Actor,
     ) -> StoreResult<Vec<(AgentConfig, crate::ids::DraftId)>>;
+    /// The agents of manifest project `code_first_project` (or only
+    /// `local_id`) with a draft in `environment`, and those drafts.
+    async fn drafts(
+        &self,
+        project_id: &ProjectId,
+        code_first_project: &str,
+        environment: &str,
+        local_id: Option<&str>,
+    ) -> StoreResult<Vec<(AgentConfig, Draft)>>;
+    /// In one transaction, for each version: numbers it one past the
+    /// agent's last (`seq`, `semver`), inserts it, copies it into the
+    /// agent's live fields (`active_version_id`, `published_at`, name and
+    /// description from its spec), and writes an `agent.deploy` audit
+    /// entry. Returns the versions as stored.
+    async fn publish_versions(
+        &self,
+        project_id: &ProjectId,
+        versions: &[AgentVersion],
+        actor: &Actor,
+    ) -> StoreResult<Vec<AgentVersion>>;
+    /// Newest first.
+    async fn list_versions(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+    ) -> StoreResult<Vec<AgentVersion>>;
+    async fn get_version(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+        id: &AgentVersionId,
+    ) -> StoreResult<Option<AgentVersion>>;
     /// Oldest first.
     async fn list_agent_configs(&self, project_id: &ProjectId) -> StoreResult<Vec<AgentConfig>>;
     async fn get_agent_config(

@@ -4,9 +4,12 @@
 
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
-use kiln_api::{AgentConfig, ErrorBody, SourceSyncManifest, SourceSyncResult, SourceValidateResult};
-use kiln_core::agents::source;
-use kiln_core::ids::AgentId;
+use kiln_api::{
+    AgentConfig, AgentVersion, ErrorBody, SourceDeployRequest, SourceDeployResult, SourceSyncManifest,
+    SourceSyncResult, SourceValidateResult,
+};
+use kiln_core::agents::{DeployRequest, source};
+use kiln_core::ids::{AgentId, AgentVersionId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -22,6 +25,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(validate_source))
         .routes(routes!(sync_source))
+        .routes(routes!(deploy_source))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
         .routes(routes!(list_agent_configs))
         .routes(routes!(get_agent_config))
         .layer(DefaultBodyLimit::max(MANIFEST_BODY_LIMIT))
@@ -84,4 +90,58 @@ async fn get_agent_config(
         .get_agent_config(&ctx, &AgentId::from_string(id))
         .await?;
     Ok(Json(convert::agent_config(agent)))
+}
+
+/// Publishes each agent's draft (of `environment`, `dev` by default) as a
+/// new immutable version, live at once, after checking it again; all
+/// agents in one transaction. 404 when `project` (or `localAgentId`) has no
+/// draft there; fatal issues: 422 `source_invalid`.
+#[utoipa::path(post, path = "/api/sdk/source-deploy", tag = "source", request_body = SourceDeployRequest,
+    responses((status = 200, body = SourceDeployResult), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn deploy_source(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    JsonBody(body): JsonBody<SourceDeployRequest>,
+) -> Result<Json<SourceDeployResult>, ApiError> {
+    let request = DeployRequest {
+        project: body.project,
+        environment: body.environment,
+        local_agent_id: body.local_agent_id,
+        run_evals: body.run_evals,
+    };
+    let outcome = state.agents.deploy_source(&ctx, &request).await?;
+    Ok(Json(convert::deploy_result(outcome)))
+}
+
+/// An agent's versions, newest first (a bare array).
+#[utoipa::path(get, path = "/api/sdk/agent-configs/{id}/versions", tag = "agent-configs",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Vec<AgentVersion>), (status = 404, body = ErrorBody)))]
+async fn list_versions(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Vec<AgentVersion>>, ApiError> {
+    let versions = state
+        .agents
+        .list_versions(&ctx, &AgentId::from_string(id))
+        .await?;
+    Ok(Json(versions.into_iter().map(convert::agent_version).collect()))
+}
+
+/// One version; 404 when it is unknown or another agent's.
+#[utoipa::path(get, path = "/api/sdk/agent-configs/{id}/versions/{vid}", tag = "agent-configs",
+    params(("id" = String, Path), ("vid" = String, Path)),
+    responses((status = 200, body = AgentVersion), (status = 404, body = ErrorBody)))]
+async fn get_version(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath((id, vid)): ApiPath<(String, String)>,
+) -> Result<Json<AgentVersion>, ApiError> {
+    let version = state
+        .agents
+        .get_version(&ctx, &AgentId::from_string(id), &AgentVersionId::from_string(vid))
+        .await?;
+    Ok(Json(convert::agent_version(version)))
 }

@@ -40,3 +40,27 @@ CREATE TABLE agent_drafts (
     updated_at           TIMESTAMPTZ NOT NULL,
     UNIQUE (agent_id, environment)
 );
+
+-- One immutable version per deploy of an agent: what its draft held then.
+CREATE TABLE agent_versions (
+    id                   TEXT PRIMARY KEY,
+    project_id           TEXT NOT NULL REFERENCES projects(id),
+    agent_id             TEXT NOT NULL REFERENCES agent_configs(id) ON DELETE CASCADE,
+    -- 0, 1, 2, …: the patch number of semver 1.0.<seq>.
+    seq                  BIGINT NOT NULL,
+    semver               TEXT NOT NULL,
+    persona_md           TEXT NOT NULL,
+    skills_json          JSONB NOT NULL,
+    stores_json          JSONB NOT NULL,
+    provider             TEXT NOT NULL,
+    model                TEXT NOT NULL,
+    eval_suite_id        TEXT,
+    eval_suite_version   TEXT,
+    environment          TEXT NOT NULL,
+    source_hash          TEXT NOT NULL,
+    files                JSONB NOT NULL,
+    spec                 JSONB NOT NULL,
+    created_by           TEXT NOT NULL,
+    created_at           TIMESTAMPTZ NOT NULL,
+    UNIQUE (agent_id, seq)
+);
