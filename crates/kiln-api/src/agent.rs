@@ -104,6 +104,12 @@ pub struct AgentSession {
     pub step_count: i64,
     pub duration_ms: i64,
     pub finished_at: Option<DateTime<Utc>>,
+    /// Kiln: the agent the session runs (`null` for an ad-hoc session).
+    #[serde(default)]
+    pub agent_id: Option<String>,
+    /// Kiln: the agent version it runs (`null` on a draft or ad hoc).
+    #[serde(default)]
+    pub agent_version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

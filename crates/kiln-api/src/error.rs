@@ -55,8 +55,10 @@ pub mod codes {
     pub const INTERNAL: &str = "internal";
     /// A session asked for a function-call tool Kiln does not have (400).
     pub const UNKNOWN_TOOL: &str = "unknown_tool";
-    /// `agent_id` / `agent_version_id` before agent configs exist (400).
-    pub const AGENT_CONFIGS_UNAVAILABLE: &str = "agent_configs_unavailable";
+    /// A session on an agent's draft with nothing synced (409).
+    pub const NO_DRAFT: &str = "no_draft";
+    /// A session on an agent's live config before its first deploy (409).
+    pub const NOT_DEPLOYED: &str = "not_deployed";
     /// `run` while the session's turn is running (409).
     pub const RUN_IN_PROGRESS: &str = "run_in_progress";
     /// `cancel` with no running turn (409).
@@ -73,7 +75,7 @@ pub mod codes {
     pub const SOURCE_INVALID: &str = "source_invalid";
 
     /// Every code above.
-    pub const ALL: [&str; 21] = [
+    pub const ALL: [&str; 22] = [
         NOT_FOUND,
         UNAUTHORIZED,
         BAD_REQUEST,
@@ -88,7 +90,8 @@ pub mod codes {
         SERVICE_UNAVAILABLE,
         INTERNAL,
         UNKNOWN_TOOL,
-        AGENT_CONFIGS_UNAVAILABLE,
+        NO_DRAFT,
+        NOT_DEPLOYED,
         RUN_IN_PROGRESS,
         NOT_RUNNING,
         INPUT_ALREADY_ANSWERED,

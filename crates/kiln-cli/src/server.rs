@@ -175,6 +175,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         store.clone(),
         gateway.clone(),
         rag.clone(),
+        agents.clone(),
         RuntimeSetup {
             sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
             fetch: Arc::new(kiln_providers::web::GuardedFetch::new(options.fetch.clone())),

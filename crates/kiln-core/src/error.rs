@@ -100,8 +100,10 @@ pub enum Error {
 pub enum Refusal {
     /// A session asked for a function-call tool Kiln does not have.
     UnknownTool,
-    /// `agent_id` / `agent_version_id` while agent configs do not exist yet.
-    AgentConfigsUnavailable,
+    /// A session on an agent's draft (`target=draft`) with nothing synced.
+    NoDraft,
+    /// A session on an agent's live config before its first deploy.
+    NotDeployed,
     /// `run` on a session whose turn is still running.
     RunInProgress,
     /// `cancel` on a session with no running turn.
@@ -114,9 +116,10 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for the test that each has a wire code.
-    pub const ALL: [Refusal; 6] = [
+    pub const ALL: [Refusal; 7] = [
         Refusal::UnknownTool,
-        Refusal::AgentConfigsUnavailable,
+        Refusal::NoDraft,
+        Refusal::NotDeployed,
         Refusal::RunInProgress,
         Refusal::NotRunning,
         Refusal::InputAlreadyAnswered,

@@ -233,6 +233,8 @@ pub(crate) fn session(s: kiln_core::runtime::Session) -> api::AgentSession {
         // Sessions are never closed for good (CONTRACT §4.1.6: `completed`
         // only on an explicit close, which the contract does not define).
         finished_at: None,
+        agent_id: s.agent_id.map(|a| a.into_string()),
+        agent_version_id: s.agent_version_id.map(|v| v.into_string()),
     }
 }
 

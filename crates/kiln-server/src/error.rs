@@ -162,7 +162,8 @@ fn err_message(issues: &[kiln_core::issues::SourceIssue]) -> String {
 fn refusal_status(refusal: Refusal) -> (StatusCode, &'static str) {
     match refusal {
         Refusal::UnknownTool => (StatusCode::BAD_REQUEST, codes::UNKNOWN_TOOL),
-        Refusal::AgentConfigsUnavailable => (StatusCode::BAD_REQUEST, codes::AGENT_CONFIGS_UNAVAILABLE),
+        Refusal::NoDraft => (StatusCode::CONFLICT, codes::NO_DRAFT),
+        Refusal::NotDeployed => (StatusCode::CONFLICT, codes::NOT_DEPLOYED),
         Refusal::RunInProgress => (StatusCode::CONFLICT, codes::RUN_IN_PROGRESS),
         Refusal::NotRunning => (StatusCode::CONFLICT, codes::NOT_RUNNING),
         Refusal::InputAlreadyAnswered => (StatusCode::BAD_REQUEST, codes::INPUT_ALREADY_ANSWERED),

@@ -410,6 +410,40 @@ impl AgentConfigStore for SqlStore {
         })
     }
 
+    async fn get_draft(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+        environment: &str,
+    ) -> StoreResult<Option<Draft>> {
+        let sql = format!(
+            "SELECT {DRAFT_COLUMNS} FROM agent_drafts WHERE project_id = $1 AND agent_id = $2 AND environment = $3"
+        );
+        let row: Option<DraftRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(agent_id.as_str())
+            .bind(environment)
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        row.map(Draft::try_from).transpose()
+    }
+
+    async fn version_by_id(
+        &self,
+        project_id: &ProjectId,
+        id: &AgentVersionId,
+    ) -> StoreResult<Option<AgentVersion>> {
+        let sql = format!("SELECT {VERSION_COLUMNS} FROM agent_versions WHERE project_id = $1 AND id = $2");
+        let row: Option<VersionRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .fetch_optional(pool)
+            .await
+            .map_err(db_err)?);
+        row.map(AgentVersion::try_from).transpose()
+    }
+
     async fn list_versions(
         &self,
         project_id: &ProjectId,

@@ -14,7 +14,9 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 use kiln_core::StoreError;
 use kiln_core::StoreResult;
 use kiln_core::audit::NewAudit;
-use kiln_core::ids::{EventId, IndexId, InputRequestId, ProjectId, SessionId, TurnId};
+use kiln_core::ids::{
+    AgentId, AgentVersionId, EventId, IndexId, InputRequestId, ProjectId, SessionId, TurnId,
+};
 use kiln_core::llm::Usage;
 use kiln_core::page::Page;
 use kiln_core::runtime::event::{EventKind, StoredEvent};
@@ -31,7 +33,8 @@ use crate::event_log::{
 };
 
 const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
-     data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at";
+     data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at, agent_id, \
+     agent_version_id";
 const EVENT_COLUMNS: &str = "id, seq, turn_id, step_index, body, duration_ms, created_at";
 const STEP_COLUMNS: &str = "id, session_id, step_index, step_type, content, tool_name, tool_args, duration_ms, \
      prompt_tokens, completion_tokens, created_at";
@@ -66,6 +69,8 @@ struct SessionRow {
     duration_ms: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    agent_id: Option<String>,
+    agent_version_id: Option<String>,
 }
 
 impl TryFrom<SessionRow> for Session {
@@ -91,6 +96,8 @@ impl TryFrom<SessionRow> for Session {
             duration_ms: r.duration_ms,
             created_at: r.created_at,
             updated_at: r.updated_at,
+            agent_id: r.agent_id.map(AgentId::from_string),
+            agent_version_id: r.agent_version_id.map(AgentVersionId::from_string),
         })
     }
 }
@@ -283,8 +290,8 @@ impl AgentStore for SqlStore {
             sqlx::query(
                 "INSERT INTO agent_sessions (id, project_id, title, system_prompt, model, tools, metadata, status, \
                  index_ids, data, turn_id, lease_until, last_seq, step_count, prompt_tokens, completion_tokens, \
-                 duration_ms, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 0, $12, $13, $14, $15, $16, $17)",
+                 duration_ms, created_at, updated_at, agent_id, agent_version_id) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 0, $12, $13, $14, $15, $16, $17, $18, $19)",
             )
             .bind(session.id.as_str())
             .bind(session.project_id.as_str())
@@ -303,6 +310,8 @@ impl AgentStore for SqlStore {
             .bind(session.duration_ms)
             .bind(session.created_at)
             .bind(session.updated_at)
+            .bind(session.agent_id.as_ref().map(AgentId::as_str))
+            .bind(session.agent_version_id.as_ref().map(AgentVersionId::as_str))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -782,6 +791,8 @@ mod tests {
             duration_ms: 0,
             created_at,
             updated_at: created_at,
+            agent_id: None,
+            agent_version_id: None,
         }
     }
 

@@ -241,13 +241,6 @@ async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProv
         ),
         (
             CreateSession {
-                agent_id: Some("agent-1".into()),
-                ..Default::default()
-            },
-            "agent_configs_unavailable",
-        ),
-        (
-            CreateSession {
                 model: Some("nonsense".into()),
                 ..Default::default()
             },
@@ -257,6 +250,12 @@ async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProv
     for (input, code) in refused {
         api_err(c.create_session(&input).await, 400, code);
     }
+    // An agent that does not exist (sessions on agents: tests/it/source.rs).
+    let unknown_agent = CreateSession {
+        agent_id: Some("agent-1".into()),
+        ..Default::default()
+    };
+    api_err(c.create_session(&unknown_agent).await, 404, "NOT_FOUND");
 
     let listed: Vec<String> = c
         .list_sessions(None, None)

@@ -5,8 +5,8 @@
 
 use base64::Engine;
 use kiln_sdk::api::{
-    AuditLogQuery, CreateIndex, SourceAgent, SourceDeployRequest, SourceFile, SourceSyncManifest,
-    SourceValidationIssue,
+    AuditLogQuery, CreateIndex, CreateSession, SourceAgent, SourceDeployRequest, SourceFile,
+    SourceSyncManifest, SourceValidationIssue,
 };
 use sha2::Digest;
 
@@ -19,6 +19,7 @@ backends!(
     sync_creates_agents_and_replaces_their_drafts,
     a_sync_with_a_fatal_issue_writes_nothing,
     deploy_publishes_immutable_versions,
+    sessions_start_on_an_agents_version_or_draft,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -441,4 +442,162 @@ async fn deploy_publishes_immutable_versions(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(audit.total, 3);
+}
+
+async fn sessions_start_on_an_agents_version_or_draft(app: &TestApp) {
+    let c = &app.client;
+    let index = c
+        .create_index(&CreateIndex {
+            name: "help-center".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let support = |persona: &str| SourceSyncManifest {
+        agents: vec![agent(
+            "support",
+            vec![
+                file(
+                    "agent.jsonc",
+                    "{ \"id\": \"support\", \"model\": \"kiln/offline\", \"indexes\": [\"help-center\"], \"tools\": [\"search\"] }",
+                ),
+                file("persona.md", persona),
+            ],
+        )],
+        ..manifest(Vec::new())
+    };
+    let synced = c.sync_source(&support("You are Support v1.")).await.unwrap();
+    let agent_id = synced.agents[0].agent_id.clone();
+    let on = |target: Option<&str>| CreateSession {
+        agent_id: Some(agent_id.clone()),
+        target: target.map(str::to_owned),
+        ..Default::default()
+    };
+
+    // Nothing deployed yet: the live config is refused, the draft runs.
+    api_err(c.create_session(&on(None)).await, 409, "not_deployed");
+    let draft = c.create_session(&on(Some("draft"))).await.unwrap();
+    assert_eq!(draft.system_prompt, "You are Support v1.");
+    assert_eq!(draft.model, "kiln/offline");
+    assert_eq!(draft.index_ids, Some(vec![index.id.clone()]));
+    assert_eq!(draft.tools_config, serde_json::json!({"tools": ["search"]}));
+    assert_eq!(
+        (draft.agent_id.as_deref(), draft.agent_version_id.as_deref()),
+        (Some(agent_id.as_str()), None)
+    );
+
+    // After a deploy the live version runs, and a session records it.
+    let v1 = c
+        .deploy_source(&SourceDeployRequest {
+            project: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .agents[0]
+        .version_id
+        .clone();
+    c.sync_source(&support("You are Support v2.")).await.unwrap();
+    let live_v1 = c.create_session(&on(None)).await.unwrap();
+    assert_eq!(live_v1.agent_version_id.as_deref(), Some(v1.as_str()));
+    assert_eq!(
+        live_v1.system_prompt, "You are Support v1.",
+        "the draft is not live until deployed"
+    );
+    let v2 = c
+        .deploy_source(&SourceDeployRequest {
+            project: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .agents[0]
+        .version_id
+        .clone();
+    let live = c.create_session(&on(None)).await.unwrap();
+    assert_eq!(
+        (live.system_prompt.as_str(), live.agent_version_id.as_deref()),
+        ("You are Support v2.", Some(v2.as_str()))
+    );
+    // An older version, pinned.
+    let pinned = c
+        .create_session(&CreateSession {
+            agent_version_id: Some(v1.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(pinned.system_prompt, "You are Support v1.");
+    assert_eq!(pinned.agent_id.as_deref(), Some(agent_id.as_str()));
+    // Inline fields override the version.
+    let overridden = c
+        .create_session(&CreateSession {
+            system_prompt: Some("Be terse.".into()),
+            index_ids: Some(Vec::new()),
+            tools: Some(Vec::new()),
+            ..on(None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(overridden.system_prompt, "Be terse.");
+    assert_eq!(overridden.index_ids, Some(Vec::new()));
+    assert_eq!(overridden.tools_config, serde_json::json!({"tools": []}));
+
+    // Refusals: an unknown version, a version of another agent, a draft
+    // that was never synced for the default environment.
+    api_err(
+        c.create_session(&CreateSession {
+            agent_version_id: Some("no-such-version".into()),
+            ..Default::default()
+        })
+        .await,
+        404,
+        "NOT_FOUND",
+    );
+    let mut staging_only = manifest(vec![
+        file("agent.jsonc", "{\"id\": \"triage\"}"),
+        file("persona.md", "Sort."),
+    ]);
+    staging_only.agents[0].id = "triage".into();
+    staging_only.environment = Some("staging".into());
+    let triage = c.sync_source(&staging_only).await.unwrap().agents[0]
+        .agent_id
+        .clone();
+    api_err(
+        c.create_session(&CreateSession {
+            agent_id: Some(triage.clone()),
+            agent_version_id: Some(v1.clone()),
+            ..Default::default()
+        })
+        .await,
+        400,
+        "validation_failed",
+    );
+    api_err(
+        c.create_session(&CreateSession {
+            agent_id: Some(triage),
+            target: Some("draft".into()),
+            ..Default::default()
+        })
+        .await,
+        409,
+        "no_draft",
+    );
+
+    // A turn runs on the agent's session with the built-in model.
+    let events = c
+        .run_agent(&live.id, "How do I reset my password?")
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            events.last().map(|e| &e.kind),
+            Some(kiln_sdk::TurnEventKind::Done(_))
+        ),
+        "{events:?}"
+    );
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::audit::Actor;
 use crate::auth::AuthContext;
-use crate::error::{EntityKind, Error, Result};
+use crate::error::{EntityKind, Error, Refusal, Result};
 use crate::ids::{AgentId, AgentVersionId, DraftId};
 use crate::rag::{Index, Rag};
 use crate::time::{Timestamp, now};
@@ -64,6 +64,31 @@ pub struct DeployOutcome {
     pub agents: Vec<DeployedAgent>,
     pub deployed_at: Timestamp,
     pub warnings: Vec<SourceIssue>,
+}
+
+/// Which config of an agent a session runs (`target`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// The deployed version.
+    #[default]
+    Live,
+    /// The staged draft of the default environment.
+    Draft,
+}
+
+/// What a session on an agent starts from: the version's (or draft's)
+/// persona, model, index scope and tools.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentProfile {
+    pub agent_id: AgentId,
+    /// `None` when the session runs the draft.
+    pub version_id: Option<AgentVersionId>,
+    pub persona: String,
+    /// `provider/model`, or empty for the project's default model.
+    pub model: String,
+    /// Index ids.
+    pub stores: Vec<String>,
+    pub tools: Vec<String>,
 }
 
 /// What `source-sync` did.
@@ -248,6 +273,78 @@ impl AgentConfigs {
         })
     }
 
+    /// What a session on an agent runs (CONTRACT §2.7 `POST /agents`): a
+    /// pinned version (which must be `agent_id`'s when both are given), or
+    /// the agent's live version, or its draft.
+    pub async fn session_profile(
+        &self,
+        ctx: &AuthContext,
+        agent_id: Option<&AgentId>,
+        version_id: Option<&AgentVersionId>,
+        target: Target,
+    ) -> Result<AgentProfile> {
+        if let Some(version_id) = version_id {
+            let version = self
+                .store
+                .version_by_id(&ctx.project.id, version_id)
+                .await?
+                .ok_or_else(|| Error::not_found(EntityKind::AgentVersion, version_id))?;
+            if agent_id.is_some_and(|a| *a != version.agent_id) {
+                return Err(Error::validation(
+                    format!("agent version `{version_id}` belongs to another agent than `agent_id`"),
+                    Some("agent_version_id"),
+                ));
+            }
+            return Ok(profile_of_version(version));
+        }
+        let Some(agent_id) = agent_id else {
+            return Err(Error::validation(
+                "agent_id or agent_version_id is required",
+                Some("agent_id"),
+            ));
+        };
+        let agent = self.get_agent_config(ctx, agent_id).await?;
+        match target {
+            Target::Draft => {
+                let draft = self
+                    .store
+                    .get_draft(&ctx.project.id, agent_id, DEFAULT_ENVIRONMENT)
+                    .await?
+                    .ok_or_else(|| {
+                        Error::refused(
+                            Refusal::NoDraft,
+                            format!("agent `{}` has no draft in `{DEFAULT_ENVIRONMENT}`; sync it first (kiln dev)", agent.local_id),
+                        )
+                    })?;
+                Ok(AgentProfile {
+                    agent_id: agent.id,
+                    version_id: None,
+                    persona: draft.spec.persona_md,
+                    model: draft.spec.model,
+                    stores: draft.spec.stores,
+                    tools: draft.spec.tools,
+                })
+            }
+            Target::Live => {
+                let Some(active) = agent.active_version_id.as_deref() else {
+                    return Err(Error::refused(
+                        Refusal::NotDeployed,
+                        format!(
+                            "agent `{}` has no deployed version; deploy it (kiln deploy) or start the session with target `draft`",
+                            agent.local_id
+                        ),
+                    ));
+                };
+                let version = self
+                    .store
+                    .version_by_id(&ctx.project.id, &AgentVersionId::from_string(active))
+                    .await?
+                    .ok_or_else(|| Error::not_found(EntityKind::AgentVersion, active))?;
+                Ok(profile_of_version(version))
+            }
+        }
+    }
+
     /// `GET /agent-configs/:id/versions`: newest first.
     pub async fn list_versions(&self, ctx: &AuthContext, agent_id: &AgentId) -> Result<Vec<AgentVersion>> {
         self.get_agent_config(ctx, agent_id).await?;
@@ -313,6 +410,17 @@ impl AgentConfigs {
             }
         }
         (agents, issues)
+    }
+}
+
+fn profile_of_version(version: AgentVersion) -> AgentProfile {
+    AgentProfile {
+        agent_id: version.agent_id,
+        version_id: Some(version.id),
+        persona: version.persona_md,
+        model: version.spec.model,
+        stores: version.stores,
+        tools: version.spec.tools,
     }
 }
 

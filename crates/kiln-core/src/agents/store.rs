@@ -51,6 +51,19 @@ pub trait AgentConfigStore: Send + Sync {
         versions: &[AgentVersion],
         actor: &Actor,
     ) -> StoreResult<Vec<AgentVersion>>;
+    /// The agent's draft in `environment`.
+    async fn get_draft(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+        environment: &str,
+    ) -> StoreResult<Option<Draft>>;
+    /// A version of any agent of the project, by its id.
+    async fn version_by_id(
+        &self,
+        project_id: &ProjectId,
+        id: &AgentVersionId,
+    ) -> StoreResult<Option<AgentVersion>>;
     /// Newest first.
     async fn list_versions(
         &self,

@@ -31,6 +31,7 @@ pub use sessions::{CreateSession, EventFollow, FollowItem};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::agents::AgentConfigs;
 use crate::gateway::LlmGateway;
 use crate::rag::Rag;
 use crate::sandbox::{Sandbox, SandboxLimits};
@@ -85,12 +86,15 @@ pub struct RuntimeSetup {
 }
 
 /// The agent runtime of one server. It uses the LLM gateway (model
-/// resolution, usage) and RAG (`search`, the indexes in the prompt), and
-/// nothing else; turns hold it, never a whole application.
+/// resolution, usage), RAG (`search`, the indexes in the prompt) and the
+/// agent configs (sessions on agents), and nothing else; turns hold it,
+/// never a whole application.
 pub struct AgentRuntime {
     pub(crate) store: Arc<dyn AgentStore>,
     pub(crate) gateway: Arc<LlmGateway>,
     pub(crate) rag: Arc<Rag>,
+    /// Sessions on agents start from their versions.
+    pub(crate) agents: Arc<AgentConfigs>,
     pub(crate) sandbox: Arc<dyn Sandbox>,
     pub(crate) fetch: Arc<dyn fetch::WebFetch>,
     pub(crate) config: RuntimeConfig,
@@ -105,12 +109,14 @@ impl AgentRuntime {
         store: Arc<dyn AgentStore>,
         gateway: Arc<LlmGateway>,
         rag: Arc<Rag>,
+        agents: Arc<AgentConfigs>,
         setup: RuntimeSetup,
     ) -> AgentRuntime {
         AgentRuntime {
             store,
             gateway,
             rag,
+            agents,
             blocks: Arc::new(tokio::sync::Semaphore::new(
                 setup.config.max_concurrent_blocks.max(1),
             )),

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::ids::{EventId, IndexId, ProjectId, SessionId, TurnId};
+use crate::ids::{AgentId, AgentVersionId, EventId, IndexId, ProjectId, SessionId, TurnId};
 use crate::llm::Usage;
 use crate::time::Timestamp;
 
@@ -68,6 +68,10 @@ pub struct Session {
     pub duration_ms: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
+    /// The agent the session runs, when it was started on one.
+    pub agent_id: Option<AgentId>,
+    /// The version it runs; `None` on an agent: the agent's draft.
+    pub agent_version_id: Option<AgentVersionId>,
 }
 
 impl Session {

@@ -10,10 +10,11 @@ use futures_core::Stream;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::agents::Target;
 use crate::audit::{Actor, NewAudit, actions};
 use crate::auth::AuthContext;
 use crate::error::{EntityKind, Error, Refusal, Result};
-use crate::ids::{IndexId, InputRequestId, ProjectId, SessionId, TurnId};
+use crate::ids::{AgentId, AgentVersionId, IndexId, InputRequestId, ProjectId, SessionId, TurnId};
 use crate::llm::Usage;
 use crate::page::Page;
 use crate::runtime::event::TurnErrorCode;
@@ -95,21 +96,44 @@ impl AgentRuntime {
                 Some("target"),
             ));
         }
-        if input.agent_id.is_some() || input.agent_version_id.is_some() {
-            return Err(Error::refused(
-                Refusal::AgentConfigsUnavailable,
-                "agent configs are not available on this server yet: create an ad-hoc session with \
-                 system_prompt, model, tools and index_ids instead of agent_id / agent_version_id",
-            ));
-        }
-        if input.target.as_deref() == Some("draft") {
+        let agent_id = input
+            .agent_id
+            .as_deref()
+            .filter(|a| !a.is_empty())
+            .map(AgentId::from_string);
+        let version_id = input
+            .agent_version_id
+            .as_deref()
+            .filter(|v| !v.is_empty())
+            .map(AgentVersionId::from_string);
+        let target = match input.target.as_deref() {
+            Some("draft") => Target::Draft,
+            _ => Target::Live,
+        };
+        if target == Target::Draft && agent_id.is_none() {
             return Err(Error::validation(
                 "target `draft` needs an agent_id",
                 Some("target"),
             ));
         }
+        // A session on an agent starts from its version (or draft); inline
+        // fields override it.
+        let profile = if agent_id.is_some() || version_id.is_some() {
+            Some(
+                self.agents
+                    .session_profile(ctx, agent_id.as_ref(), version_id.as_ref(), target)
+                    .await?,
+            )
+        } else {
+            None
+        };
+        let requested_tools = match (input.tools, &profile) {
+            (Some(tools), _) => tools,
+            (None, Some(profile)) => profile.tools.clone(),
+            (None, None) => Vec::new(),
+        };
         let mut tools = Vec::new();
-        for tool in input.tools.unwrap_or_default() {
+        for tool in requested_tools {
             if !crate::runtime::session::TOOL_NAMES.contains(&tool.as_str()) {
                 return Err(Error::refused(
                     Refusal::UnknownTool,
@@ -123,9 +147,21 @@ impl AgentRuntime {
                 tools.push(tool);
             }
         }
-        let index_ids = match input.index_ids {
-            None => None,
-            Some(ids) => {
+        let index_ids = match (input.index_ids, &profile) {
+            // The agent's indexes, those that still exist.
+            (None, Some(profile)) => {
+                let known = self.rag.list_indexes(ctx).await?;
+                Some(
+                    profile
+                        .stores
+                        .iter()
+                        .map(|id| IndexId::from_string(id.clone()))
+                        .filter(|id| known.iter().any(|i| i.id == *id))
+                        .collect(),
+                )
+            }
+            (None, None) => None,
+            (Some(ids), _) => {
                 let known = self.rag.list_indexes(ctx).await?;
                 let mut scope = Vec::new();
                 for id in ids {
@@ -143,13 +179,23 @@ impl AgentRuntime {
                 Some(scope)
             }
         };
-        let (model, _) = self.gateway.resolve_model(ctx, input.model.as_deref()).await?;
+        let model = input.model.filter(|m| !m.trim().is_empty()).or_else(|| {
+            profile
+                .as_ref()
+                .map(|p| p.model.clone())
+                .filter(|m| !m.is_empty())
+        });
+        let (model, _) = self.gateway.resolve_model(ctx, model.as_deref()).await?;
+        let system_prompt = input
+            .system_prompt
+            .or_else(|| profile.as_ref().map(|p| p.persona.clone()))
+            .unwrap_or_default();
         let at = now();
         let session = Session {
             id: SessionId::generate(),
             project_id: ctx.project.id.clone(),
             title: input.title.unwrap_or_default(),
-            system_prompt: input.system_prompt.unwrap_or_default(),
+            system_prompt,
             model: model.to_string(),
             tools,
             metadata: input
@@ -164,13 +210,21 @@ impl AgentRuntime {
             duration_ms: 0,
             created_at: at,
             updated_at: at,
+            agent_id: profile.as_ref().map(|p| p.agent_id.clone()),
+            agent_version_id: profile.and_then(|p| p.version_id),
         };
-        let audit = NewAudit::new(
+        let mut audit = NewAudit::new(
             &ctx.project.id,
             &Actor::api_key(ctx.key_id.clone()),
             actions::AGENT_SESSION_CREATE,
             session.id.as_str(),
         );
+        if let Some(agent_id) = &session.agent_id {
+            audit = audit.meta("agent_id", agent_id.as_str());
+        }
+        if let Some(version_id) = &session.agent_version_id {
+            audit = audit.meta("agent_version_id", version_id.as_str());
+        }
         self.store.create_session(&session, &audit).await?;
         Ok(session)
     }

@@ -66,10 +66,12 @@ impl Engines {
                 env,
             },
         ));
+        let agents = Arc::new(kiln_core::agents::AgentConfigs::new(store.clone(), rag.clone()));
         let runtime = Arc::new(AgentRuntime::new(
             store,
             gateway,
             rag.clone(),
+            agents,
             RuntimeSetup {
                 sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
                 fetch: Arc::new(kiln_providers::web::GuardedFetch::new(Default::default())),
