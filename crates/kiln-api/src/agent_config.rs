@@ -63,3 +63,15 @@ pub struct AgentVersion {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
 }
+
+/// `PATCH /agent-configs/:id/settings`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UpdateAgentSettings {
+    /// Left out: unchanged; `""`: clear the pin.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_suite_id: Option<String>,
+    /// Go sends it; accepted and ignored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_eval_on_publish: Option<bool>,
+}

@@ -135,6 +135,60 @@ pub struct SourceDeployResult {
     pub server_issues: Vec<SourceValidationIssue>,
 }
 
+/// `POST /source-rename` body (run before editing `agent.jsonc` → `id`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRenameRequest {
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub old_local_id: String,
+    #[serde(default)]
+    pub new_local_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRenameResult {
+    pub agent_id: String,
+    pub old_local_id: String,
+    pub new_local_id: String,
+}
+
+/// `GET /source-export?project=`: file contents are base64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SourceExport {
+    pub project: String,
+    pub agents: Vec<SourceAgent>,
+}
+
+/// One path of `source-diff`: `<local id>/<path>` and `local-only`,
+/// `server-only` or `changed`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SourceDiffPath {
+    pub path: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceDiffResult {
+    pub in_sync: bool,
+    pub paths: Vec<SourceDiffPath>,
+}
+
+/// The `state`s of a diff path.
+pub mod diff_states {
+    pub const LOCAL_ONLY: &str = "local-only";
+    pub const SERVER_ONLY: &str = "server-only";
+    pub const CHANGED: &str = "changed";
+}
+
 /// `POST /source-validate`: always 200, whatever the severities.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

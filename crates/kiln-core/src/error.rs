@@ -24,6 +24,7 @@ pub enum EntityKind {
     Agent,
     Draft,
     AgentVersion,
+    EvalSuite,
 }
 
 impl fmt::Display for EntityKind {
@@ -42,6 +43,7 @@ impl fmt::Display for EntityKind {
             EntityKind::Agent => "agent",
             EntityKind::Draft => "draft",
             EntityKind::AgentVersion => "agent version",
+            EntityKind::EvalSuite => "eval suite",
         })
     }
 }

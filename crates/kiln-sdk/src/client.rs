@@ -69,6 +69,10 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),
+    ("POST", "/api/sdk/source-rename"),
+    ("GET", "/api/sdk/source-export"),
+    ("POST", "/api/sdk/source-diff"),
+    ("PATCH", "/api/sdk/agent-configs/{id}/settings"),
     ("GET", "/api/sdk/agent-configs/{id}/versions"),
     ("GET", "/api/sdk/agent-configs/{id}/versions/{vid}"),
     ("GET", "/api/sdk/agent-configs"),
@@ -384,6 +388,41 @@ impl Client {
     pub async fn deploy_source(&self, request: &SourceDeployRequest) -> Result<SourceDeployResult, Error> {
         self.with_body(Method::POST, "/api/sdk/source-deploy", request)
             .await
+    }
+
+    /// `POST /api/sdk/source-rename`.
+    pub async fn rename_source(&self, request: &SourceRenameRequest) -> Result<SourceRenameResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/source-rename", request)
+            .await
+    }
+
+    /// `GET /api/sdk/source-export?project=`: contents base64.
+    pub async fn export_source(&self, project: &str) -> Result<SourceExport, Error> {
+        self.get(&format!(
+            "/api/sdk/source-export?project={}",
+            urlencoding::encode(project)
+        ))
+        .await
+    }
+
+    /// `POST /api/sdk/source-diff`.
+    pub async fn diff_source(&self, manifest: &SourceSyncManifest) -> Result<SourceDiffResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/source-diff", manifest)
+            .await
+    }
+
+    /// `PATCH /api/sdk/agent-configs/{id}/settings`.
+    pub async fn update_agent_settings(
+        &self,
+        id: &str,
+        settings: &UpdateAgentSettings,
+    ) -> Result<AgentConfig, Error> {
+        self.with_body(
+            Method::PATCH,
+            &format!("/api/sdk/agent-configs/{}/settings", segment(id)),
+            settings,
+        )
+        .await
     }
 
     /// `GET /api/sdk/agent-configs/{id}/versions`, newest first.

@@ -649,6 +649,44 @@ pub(crate) fn agent_version(v: kiln_core::agents::config::AgentVersion) -> api::
     }
 }
 
+pub(crate) fn exported_agent(a: kiln_core::agents::ExportedAgent) -> api::SourceAgent {
+    use base64::Engine;
+    api::SourceAgent {
+        id: a.local_id,
+        source_hash: a.source_hash,
+        files: a
+            .files
+            .into_iter()
+            .map(|(path, bytes)| api::SourceFile {
+                path,
+                hash: format!("sha256:{}", kiln_core::crypto::sha256_hex(&bytes)),
+                size: bytes.len() as i64,
+                content: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn diff_result(paths: Vec<(String, kiln_core::agents::PathState)>) -> api::SourceDiffResult {
+    use api::diff_states as d;
+    use kiln_core::agents::PathState;
+    api::SourceDiffResult {
+        in_sync: paths.is_empty(),
+        paths: paths
+            .into_iter()
+            .map(|(path, state)| api::SourceDiffPath {
+                path,
+                state: match state {
+                    PathState::LocalOnly => d::LOCAL_ONLY,
+                    PathState::ServerOnly => d::SERVER_ONLY,
+                    PathState::Changed => d::CHANGED,
+                }
+                .to_owned(),
+            })
+            .collect(),
+    }
+}
+
 pub(crate) fn agent_config(a: kiln_core::agents::config::AgentConfig) -> api::AgentConfig {
     let project_id = a.project_id.into_string();
     api::AgentConfig {

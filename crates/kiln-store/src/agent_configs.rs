@@ -480,6 +480,65 @@ impl AgentConfigStore for SqlStore {
         row.map(AgentVersion::try_from).transpose()
     }
 
+    async fn rename_agent(
+        &self,
+        project_id: &ProjectId,
+        code_first_project: &str,
+        old: &str,
+        new: &str,
+        audit: &NewAudit,
+    ) -> StoreResult<Option<AgentId>> {
+        write_tx!(self, |tx| {
+            let row = sqlx::query(
+                "UPDATE agent_configs SET local_id = $1, updated_at = $2 \
+                 WHERE project_id = $3 AND code_first_project = $4 AND local_id = $5 RETURNING id",
+            )
+            .bind(new)
+            .bind(audit.created_at)
+            .bind(project_id.as_str())
+            .bind(code_first_project)
+            .bind(old)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let Some(row) = row else { return Ok(None) };
+            let id: String = row.try_get("id").map_err(db_err)?;
+            let audit = NewAudit {
+                subject_id: id.clone(),
+                ..audit.clone()
+            };
+            commit_audited!(tx, &audit)?;
+            Ok(Some(AgentId::from_string(id)))
+        })
+    }
+
+    async fn set_eval_suite(
+        &self,
+        project_id: &ProjectId,
+        id: &AgentId,
+        eval_suite_id: Option<&str>,
+        at: DateTime<Utc>,
+        audit: &NewAudit,
+    ) -> StoreResult<Option<AgentConfig>> {
+        let sql = format!(
+            "UPDATE agent_configs SET eval_suite_id = $1, updated_at = $2 WHERE project_id = $3 AND id = $4 \
+             RETURNING {AGENT_COLUMNS}"
+        );
+        write_tx!(self, |tx| {
+            let row: Option<AgentRow> = sqlx::query_as(AssertSqlSafe(sql))
+                .bind(eval_suite_id)
+                .bind(at)
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let Some(row) = row else { return Ok(None) };
+            commit_audited!(tx, audit)?;
+            Ok(Some(AgentConfig::from(row)))
+        })
+    }
+
     async fn list_agent_configs(&self, project_id: &ProjectId) -> StoreResult<Vec<AgentConfig>> {
         let sql = format!(
             "SELECT {AGENT_COLUMNS} FROM agent_configs WHERE project_id = $1 ORDER BY created_at, id"

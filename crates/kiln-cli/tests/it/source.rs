@@ -6,7 +6,7 @@
 use base64::Engine;
 use kiln_sdk::api::{
     AuditLogQuery, CreateIndex, CreateSession, SourceAgent, SourceDeployRequest, SourceFile,
-    SourceSyncManifest, SourceValidationIssue,
+    SourceRenameRequest, SourceSyncManifest, SourceValidationIssue, UpdateAgentSettings,
 };
 use sha2::Digest;
 
@@ -20,6 +20,7 @@ backends!(
     a_sync_with_a_fatal_issue_writes_nothing,
     deploy_publishes_immutable_versions,
     sessions_start_on_an_agents_version_or_draft,
+    rename_export_diff_and_settings,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -599,5 +600,148 @@ async fn sessions_start_on_an_agents_version_or_draft(app: &TestApp) {
             Some(kiln_sdk::TurnEventKind::Done(_))
         ),
         "{events:?}"
+    );
+}
+
+async fn rename_export_diff_and_settings(app: &TestApp) {
+    let c = &app.client;
+    let files = |persona: &str| {
+        vec![
+            file("agent.jsonc", "{\"id\": \"support\"}"),
+            file("persona.md", persona),
+        ]
+    };
+    let synced = c.sync_source(&manifest(files("v1"))).await.unwrap();
+    let agent_id = synced.agents[0].agent_id.clone();
+
+    // Export before any deploy: the draft, base64.
+    let export = c.export_source("acme").await.unwrap();
+    assert_eq!((export.project.as_str(), export.agents.len()), ("acme", 1));
+    let persona = export.agents[0]
+        .files
+        .iter()
+        .find(|f| f.path == "persona.md")
+        .unwrap();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(persona.content.as_deref().unwrap())
+        .unwrap();
+    assert_eq!((bytes.as_slice(), persona.size), (b"v1".as_slice(), 2));
+    assert!(c.export_source("nobody").await.unwrap().agents.is_empty());
+    api_err(c.export_source("not a name").await, 400, "validation_failed");
+
+    // Diff against what is published: nothing yet, so every file is local.
+    let diff = c.diff_source(&manifest(files("v1"))).await.unwrap();
+    assert!(!diff.in_sync);
+    let states: Vec<(&str, &str)> = diff
+        .paths
+        .iter()
+        .map(|p| (p.path.as_str(), p.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("support/agent.jsonc", "local-only"),
+            ("support/persona.md", "local-only")
+        ]
+    );
+    c.deploy_source(&SourceDeployRequest {
+        project: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let same = c.diff_source(&manifest(files("v1"))).await.unwrap();
+    assert!(same.in_sync && same.paths.is_empty(), "{same:?}");
+    let mut edited = manifest(files("v2"));
+    edited.agents[0].files.retain(|f| f.path != "agent.jsonc");
+    edited.agents[0].files.push(file("skills/tone.md", "Be kind."));
+    let changed = c.diff_source(&edited).await.unwrap();
+    let states: Vec<(&str, &str)> = changed
+        .paths
+        .iter()
+        .map(|p| (p.path.as_str(), p.state.as_str()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("support/agent.jsonc", "server-only"),
+            ("support/persona.md", "changed"),
+            ("support/skills/tone.md", "local-only"),
+        ]
+    );
+
+    // Rename keeps the agent; the old local id is gone, a taken one is 409.
+    let rename = |old: &str, new: &str| SourceRenameRequest {
+        project: "acme".into(),
+        old_local_id: old.into(),
+        new_local_id: new.into(),
+    };
+    let renamed = c.rename_source(&rename("support", "helpdesk")).await.unwrap();
+    assert_eq!(renamed.agent_id, agent_id);
+    assert_eq!(
+        c.get_agent_config(&agent_id)
+            .await
+            .unwrap()
+            .code_first_local_id
+            .as_deref(),
+        Some("helpdesk")
+    );
+    api_err(c.rename_source(&rename("support", "x")).await, 404, "NOT_FOUND");
+    let mut second = manifest(vec![file("agent.jsonc", "{\"id\": \"other\"}")]);
+    second.agents[0].id = "other".into();
+    c.sync_source(&second).await.unwrap();
+    api_err(
+        c.rename_source(&rename("other", "helpdesk")).await,
+        409,
+        "conflict",
+    );
+    api_err(
+        c.rename_source(&rename("other", "../x")).await,
+        400,
+        "validation_failed",
+    );
+
+    // Settings: "" clears the pin, an unknown suite is 404, Go's extra
+    // field is accepted.
+    let settings = |suite: Option<&str>| UpdateAgentSettings {
+        eval_suite_id: suite.map(str::to_owned),
+        run_eval_on_publish: Some(true),
+    };
+    let cleared = c
+        .update_agent_settings(&agent_id, &settings(Some("")))
+        .await
+        .unwrap();
+    assert_eq!(cleared.eval_suite_id, None);
+    assert!(!cleared.run_eval_on_publish);
+    assert_eq!(
+        c.update_agent_settings(&agent_id, &settings(None))
+            .await
+            .unwrap()
+            .id,
+        agent_id
+    );
+    api_err(
+        c.update_agent_settings(&agent_id, &settings(Some("suite-1")))
+            .await,
+        404,
+        "NOT_FOUND",
+    );
+    api_err(
+        c.update_agent_settings("nope", &settings(Some(""))).await,
+        404,
+        "NOT_FOUND",
+    );
+
+    let audit = |action: &str| AuditLogQuery {
+        action: Some(action.into()),
+        ..Default::default()
+    };
+    assert_eq!(c.list_audit_log(&audit("agent.rename")).await.unwrap().total, 1);
+    assert_eq!(
+        c.list_audit_log(&audit("agent.settings.update"))
+            .await
+            .unwrap()
+            .total,
+        1
     );
 }

@@ -10,9 +10,9 @@ pub mod store;
 
 use std::sync::Arc;
 
-use crate::audit::Actor;
+use crate::audit::{Actor, NewAudit, actions};
 use crate::auth::AuthContext;
-use crate::error::{EntityKind, Error, Refusal, Result};
+use crate::error::{EntityKind, Error, Refusal, Result, unique_or};
 use crate::ids::{AgentId, AgentVersionId, DraftId};
 use crate::rag::{Index, Rag};
 use crate::time::{Timestamp, now};
@@ -89,6 +89,23 @@ pub struct AgentProfile {
     /// Index ids.
     pub stores: Vec<String>,
     pub tools: Vec<String>,
+}
+
+/// One agent of `source-export`: the files of its latest published
+/// version, or of its `dev` draft when it was never deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportedAgent {
+    pub local_id: String,
+    pub source_hash: String,
+    pub files: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// How a path of a manifest compares with the published state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathState {
+    LocalOnly,
+    ServerOnly,
+    Changed,
 }
 
 /// What `source-sync` did.
@@ -363,6 +380,172 @@ impl AgentConfigs {
             .get_version(&ctx.project.id, agent_id, id)
             .await?
             .ok_or_else(|| Error::not_found(EntityKind::AgentVersion, id))
+    }
+
+    /// `POST /source-rename`: the agent of (`project`, `old`) answers to
+    /// `new` from now on (run before renaming the folder).
+    pub async fn rename_agent(
+        &self,
+        ctx: &AuthContext,
+        project: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<AgentId> {
+        for (name, field) in [(project, "project"), (old, "oldLocalId"), (new, "newLocalId")] {
+            if !source::is_plain_name(name) {
+                return Err(Error::validation(
+                    format!("{field} must be a plain name (letters, digits, `.`, `_`, `-`)"),
+                    Some(field),
+                ));
+            }
+        }
+        let audit = NewAudit::new(
+            &ctx.project.id,
+            &Actor::api_key(ctx.key_id.clone()),
+            actions::AGENT_RENAME,
+            "",
+        )
+        .meta("project", project)
+        .meta("old_local_id", old)
+        .meta("new_local_id", new);
+        self.store
+            .rename_agent(&ctx.project.id, project, old, new, &audit)
+            .await
+            .map_err(|e| {
+                unique_or(e, || {
+                    format!("agent `{new}` already exists in project `{project}`")
+                })
+            })?
+            .ok_or_else(|| Error::not_found(EntityKind::Agent, format!("{project}/{old}")))
+    }
+
+    /// `PATCH /agent-configs/:id/settings`: `Some("")` clears the pinned
+    /// eval suite, `None` leaves it. Eval suites do not exist yet, so any
+    /// other value names a suite that is not in the project (404).
+    pub async fn update_settings(
+        &self,
+        ctx: &AuthContext,
+        id: &AgentId,
+        eval_suite_id: Option<&str>,
+    ) -> Result<AgentConfig> {
+        let agent = self.get_agent_config(ctx, id).await?;
+        let Some(eval_suite_id) = eval_suite_id else {
+            return Ok(agent);
+        };
+        if !eval_suite_id.is_empty() {
+            return Err(Error::not_found(EntityKind::EvalSuite, eval_suite_id));
+        }
+        let audit = NewAudit::new(
+            &ctx.project.id,
+            &Actor::api_key(ctx.key_id.clone()),
+            actions::AGENT_SETTINGS_UPDATE,
+            id.as_str(),
+        )
+        .meta("eval_suite_id", serde_json::Value::Null);
+        self.store
+            .set_eval_suite(&ctx.project.id, id, None, now(), &audit)
+            .await?
+            .ok_or_else(|| Error::not_found(EntityKind::Agent, id))
+    }
+
+    /// `GET /source-export?project=`: the project's agents as files, for
+    /// `kiln pull`.
+    pub async fn export_source(&self, ctx: &AuthContext, project: &str) -> Result<Vec<ExportedAgent>> {
+        if !source::is_plain_name(project) {
+            return Err(Error::validation(
+                "project must be a plain name (letters, digits, `.`, `_`, `-`)",
+                Some("project"),
+            ));
+        }
+        let mut exported = Vec::new();
+        for agent in self.store.list_agent_configs(&ctx.project.id).await? {
+            if agent.code_first_project != project {
+                continue;
+            }
+            if let Some((source_hash, files)) = self.published_files(ctx, &agent).await? {
+                exported.push(ExportedAgent {
+                    local_id: agent.local_id,
+                    source_hash,
+                    files,
+                });
+            } else if let Some(draft) = self
+                .store
+                .get_draft(&ctx.project.id, &agent.id, DEFAULT_ENVIRONMENT)
+                .await?
+            {
+                exported.push(ExportedAgent {
+                    local_id: agent.local_id,
+                    source_hash: draft.source_hash,
+                    files: draft.files,
+                });
+            }
+        }
+        Ok(exported)
+    }
+
+    /// `POST /source-diff`: the manifest's files against the latest
+    /// published version of each agent of its project, as
+    /// `<local id>/<path>` and a state; empty when they agree.
+    pub async fn diff_source(
+        &self,
+        ctx: &AuthContext,
+        manifest: &Manifest,
+    ) -> Result<Vec<(String, PathState)>> {
+        let (local, _) = source::check_manifest(manifest);
+        let agents: Vec<AgentConfig> = self
+            .store
+            .list_agent_configs(&ctx.project.id)
+            .await?
+            .into_iter()
+            .filter(|a| a.code_first_project == manifest.project)
+            .collect();
+        let mut paths = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for source in &local {
+            seen.insert(source.local_id.as_str());
+            let published = match agents.iter().find(|a| a.local_id == source.local_id) {
+                Some(agent) => self.published_files(ctx, agent).await?.map(|(_, files)| files),
+                None => None,
+            }
+            .unwrap_or_default();
+            for (path, bytes) in &source.files {
+                match published.get(path) {
+                    None => paths.push((format!("{}/{path}", source.local_id), PathState::LocalOnly)),
+                    Some(server) if server != bytes => {
+                        paths.push((format!("{}/{path}", source.local_id), PathState::Changed))
+                    }
+                    Some(_) => {}
+                }
+            }
+            for path in published.keys().filter(|p| !source.files.contains_key(*p)) {
+                paths.push((format!("{}/{path}", source.local_id), PathState::ServerOnly));
+            }
+        }
+        for agent in agents.iter().filter(|a| !seen.contains(a.local_id.as_str())) {
+            if let Some((_, files)) = self.published_files(ctx, agent).await? {
+                for path in files.keys() {
+                    paths.push((format!("{}/{path}", agent.local_id), PathState::ServerOnly));
+                }
+            }
+        }
+        paths.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(paths)
+    }
+
+    /// The source hash and files of the agent's live version, if any.
+    async fn published_files(
+        &self,
+        ctx: &AuthContext,
+        agent: &AgentConfig,
+    ) -> Result<Option<(String, std::collections::BTreeMap<String, Vec<u8>>)>> {
+        let Some(active) = agent.active_version_id.as_deref() else {
+            return Ok(None);
+        };
+        Ok(self
+            .store
+            .version_by_id(&ctx.project.id, &AgentVersionId::from_string(active))
+            .await?
+            .map(|v| (v.source_hash, v.files)))
     }
 
     /// `GET /agent-configs`: the project's agents, oldest first.

@@ -76,6 +76,27 @@ pub trait AgentConfigStore: Send + Sync {
         agent_id: &AgentId,
         id: &AgentVersionId,
     ) -> StoreResult<Option<AgentVersion>>;
+    /// Moves the agent bound to (manifest project, `old`) to `new`, writing
+    /// `audit`. `Ok(None)` when `old` is unknown; a unique violation when
+    /// `new` is taken.
+    async fn rename_agent(
+        &self,
+        project_id: &ProjectId,
+        code_first_project: &str,
+        old: &str,
+        new: &str,
+        audit: &crate::audit::NewAudit,
+    ) -> StoreResult<Option<AgentId>>;
+    /// Sets (or clears) the pinned eval suite; `Ok(None)` when the agent
+    /// is gone.
+    async fn set_eval_suite(
+        &self,
+        project_id: &ProjectId,
+        id: &AgentId,
+        eval_suite_id: Option<&str>,
+        at: crate::time::Timestamp,
+        audit: &crate::audit::NewAudit,
+    ) -> StoreResult<Option<AgentConfig>>;
     /// Oldest first.
     async fn list_agent_configs(&self, project_id: &ProjectId) -> StoreResult<Vec<AgentConfig>>;
     async fn get_agent_config(

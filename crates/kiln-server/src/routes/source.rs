@@ -5,8 +5,9 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use kiln_api::{
-    AgentConfig, AgentVersion, ErrorBody, SourceDeployRequest, SourceDeployResult, SourceSyncManifest,
-    SourceSyncResult, SourceValidateResult,
+    AgentConfig, AgentVersion, ErrorBody, SourceDeployRequest, SourceDeployResult, SourceDiffResult,
+    SourceExport, SourceRenameRequest, SourceRenameResult, SourceSyncManifest, SourceSyncResult,
+    SourceValidateResult, UpdateAgentSettings,
 };
 use kiln_core::agents::{DeployRequest, source};
 use kiln_core::ids::{AgentId, AgentVersionId};
@@ -14,7 +15,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::error::ApiError;
-use crate::extract::{ApiPath, Authed, JsonBody};
+use crate::extract::{ApiPath, ApiQuery, Authed, JsonBody};
 use crate::{AppState, convert};
 
 /// A manifest may hold up to 20 MiB of files, base64 (a third larger) from
@@ -26,6 +27,10 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(validate_source))
         .routes(routes!(sync_source))
         .routes(routes!(deploy_source))
+        .routes(routes!(rename_source))
+        .routes(routes!(export_source))
+        .routes(routes!(diff_source))
+        .routes(routes!(update_settings))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
         .routes(routes!(list_agent_configs))
@@ -144,4 +149,81 @@ async fn get_version(
         .get_version(&ctx, &AgentId::from_string(id), &AgentVersionId::from_string(vid))
         .await?;
     Ok(Json(convert::agent_version(version)))
+}
+
+/// Binds the agent of (`project`, `oldLocalId`) to `newLocalId`: 404 when
+/// the old id is unknown, 409 when the new one is taken.
+#[utoipa::path(post, path = "/api/sdk/source-rename", tag = "source", request_body = SourceRenameRequest,
+    responses((status = 200, body = SourceRenameResult), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rename_source(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    JsonBody(body): JsonBody<SourceRenameRequest>,
+) -> Result<Json<SourceRenameResult>, ApiError> {
+    let agent_id = state
+        .agents
+        .rename_agent(&ctx, &body.project, &body.old_local_id, &body.new_local_id)
+        .await?;
+    Ok(Json(SourceRenameResult {
+        agent_id: agent_id.into_string(),
+        old_local_id: body.old_local_id,
+        new_local_id: body.new_local_id,
+    }))
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+struct ExportQuery {
+    /// The manifest project.
+    project: Option<String>,
+}
+
+/// The project's agents in manifest form (contents base64): each agent's
+/// latest published version, or its `dev` draft if it was never deployed.
+#[utoipa::path(get, path = "/api/sdk/source-export", tag = "source", params(ExportQuery),
+    responses((status = 200, body = SourceExport), (status = 400, body = ErrorBody)))]
+async fn export_source(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiQuery(query): ApiQuery<ExportQuery>,
+) -> Result<Json<SourceExport>, ApiError> {
+    let project = query.project.unwrap_or_default();
+    let agents = state.agents.export_source(&ctx, &project).await?;
+    Ok(Json(SourceExport {
+        project,
+        agents: agents.into_iter().map(convert::exported_agent).collect(),
+    }))
+}
+
+/// The manifest against the latest published versions: `inSync`, and each
+/// differing path as `<local id>/<path>` with `local-only`, `server-only` or
+/// `changed`.
+#[utoipa::path(post, path = "/api/sdk/source-diff", tag = "source", request_body = SourceSyncManifest,
+    responses((status = 200, body = SourceDiffResult), (status = 400, body = ErrorBody)))]
+async fn diff_source(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    JsonBody(body): JsonBody<SourceSyncManifest>,
+) -> Result<Json<SourceDiffResult>, ApiError> {
+    let paths = state.agents.diff_source(&ctx, &convert::manifest(body)).await?;
+    Ok(Json(convert::diff_result(paths)))
+}
+
+/// Operator settings: `eval_suite_id` (`""` clears the pin; eval suites do
+/// not exist yet, so any other value is 404); `run_eval_on_publish` is
+/// accepted and ignored.
+#[utoipa::path(patch, path = "/api/sdk/agent-configs/{id}/settings", tag = "agent-configs",
+    params(("id" = String, Path)), request_body = UpdateAgentSettings,
+    responses((status = 200, body = AgentConfig), (status = 404, body = ErrorBody)))]
+async fn update_settings(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+    JsonBody(body): JsonBody<UpdateAgentSettings>,
+) -> Result<Json<AgentConfig>, ApiError> {
+    let agent = state
+        .agents
+        .update_settings(&ctx, &AgentId::from_string(id), body.eval_suite_id.as_deref())
+        .await?;
+    Ok(Json(convert::agent_config(agent)))
 }
