@@ -71,11 +71,14 @@ pub mod codes {
     /// A legacy route that source-sync replaced (410).
     pub const ENDPOINT_REMOVED: &str = "endpoint_removed";
 
+    /// `source-delete` without `force: true` (400).
+    pub const FORCE_REQUIRED: &str = "force_required";
     /// A source manifest with fatal issues (422; `serverIssues` lists them).
     pub const SOURCE_INVALID: &str = "source_invalid";
 
     /// Every code above.
-    pub const ALL: [&str; 22] = [
+    pub const ALL: [&str; 23] = [
+        FORCE_REQUIRED,
         NOT_FOUND,
         UNAUTHORIZED,
         BAD_REQUEST,

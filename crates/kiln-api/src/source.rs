@@ -157,6 +157,28 @@ pub struct SourceRenameResult {
     pub new_local_id: String,
 }
 
+/// `POST /source-delete` body: `force` must be true.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceDeleteRequest {
+    #[serde(default)]
+    pub project: String,
+    #[serde(default)]
+    pub local_id: String,
+    #[serde(default)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "camelCase")]
+pub struct SourceDeleteResult {
+    pub agent_id: String,
+    pub local_id: String,
+    pub deleted: bool,
+}
+
 /// `GET /source-export?project=`: file contents are base64.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

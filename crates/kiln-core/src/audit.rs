@@ -124,5 +124,6 @@ pub mod actions {
     pub const AGENT_SYNC: &str = "agent.sync";
     pub const AGENT_DEPLOY: &str = "agent.deploy";
     pub const AGENT_RENAME: &str = "agent.rename";
+    pub const AGENT_DELETE: &str = "agent.delete";
     pub const AGENT_SETTINGS_UPDATE: &str = "agent.settings.update";
 }

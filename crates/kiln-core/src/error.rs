@@ -106,6 +106,8 @@ pub enum Refusal {
     NoDraft,
     /// A session on an agent's live config before its first deploy.
     NotDeployed,
+    /// `source-delete` without `force: true`.
+    ForceRequired,
     /// `run` on a session whose turn is still running.
     RunInProgress,
     /// `cancel` on a session with no running turn.
@@ -118,7 +120,8 @@ pub enum Refusal {
 
 impl Refusal {
     /// Every refusal, for the test that each has a wire code.
-    pub const ALL: [Refusal; 7] = [
+    pub const ALL: [Refusal; 8] = [
+        Refusal::ForceRequired,
         Refusal::UnknownTool,
         Refusal::NoDraft,
         Refusal::NotDeployed,

@@ -70,6 +70,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),
     ("POST", "/api/sdk/source-rename"),
+    ("POST", "/api/sdk/source-delete"),
+    ("DELETE", "/api/sdk/agent-configs/{id}"),
     ("GET", "/api/sdk/source-export"),
     ("POST", "/api/sdk/source-diff"),
     ("PATCH", "/api/sdk/agent-configs/{id}/settings"),
@@ -393,6 +395,18 @@ impl Client {
     /// `POST /api/sdk/source-rename`.
     pub async fn rename_source(&self, request: &SourceRenameRequest) -> Result<SourceRenameResult, Error> {
         self.with_body(Method::POST, "/api/sdk/source-rename", request)
+            .await
+    }
+
+    /// `POST /api/sdk/source-delete` (`force` must be true).
+    pub async fn delete_source(&self, request: &SourceDeleteRequest) -> Result<SourceDeleteResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/source-delete", request)
+            .await
+    }
+
+    /// `DELETE /api/sdk/agent-configs/{id}`.
+    pub async fn delete_agent_config(&self, id: &str) -> Result<(), Error> {
+        self.delete(&format!("/api/sdk/agent-configs/{}", segment(id)))
             .await
     }
 

@@ -163,6 +163,7 @@ fn refusal_status(refusal: Refusal) -> (StatusCode, &'static str) {
     match refusal {
         Refusal::UnknownTool => (StatusCode::BAD_REQUEST, codes::UNKNOWN_TOOL),
         Refusal::NoDraft => (StatusCode::CONFLICT, codes::NO_DRAFT),
+        Refusal::ForceRequired => (StatusCode::BAD_REQUEST, codes::FORCE_REQUIRED),
         Refusal::NotDeployed => (StatusCode::CONFLICT, codes::NOT_DEPLOYED),
         Refusal::RunInProgress => (StatusCode::CONFLICT, codes::RUN_IN_PROGRESS),
         Refusal::NotRunning => (StatusCode::CONFLICT, codes::NOT_RUNNING),

@@ -539,6 +539,35 @@ impl AgentConfigStore for SqlStore {
         })
     }
 
+    async fn delete_agent(
+        &self,
+        project_id: &ProjectId,
+        id: &AgentId,
+        audit: &NewAudit,
+    ) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            // Sessions take their events and input requests with them, the
+            // agent its drafts and versions (ON DELETE CASCADE).
+            sqlx::query("DELETE FROM agent_sessions WHERE project_id = $1 AND agent_id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            let done = sqlx::query("DELETE FROM agent_configs WHERE project_id = $1 AND id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            commit_audited!(tx, audit)?;
+            Ok(true)
+        })
+    }
+
     async fn list_agent_configs(&self, project_id: &ProjectId) -> StoreResult<Vec<AgentConfig>> {
         let sql = format!(
             "SELECT {AGENT_COLUMNS} FROM agent_configs WHERE project_id = $1 ORDER BY created_at, id"

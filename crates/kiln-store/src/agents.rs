@@ -345,6 +345,24 @@ impl AgentStore for SqlStore {
         rows.into_iter().map(Session::try_from).collect()
     }
 
+    async fn running_sessions_of_agent(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+    ) -> StoreResult<Vec<SessionId>> {
+        let ids: Vec<(String,)> = read!(self, |pool| {
+            sqlx::query_as(
+            "SELECT id FROM agent_sessions WHERE project_id = $1 AND agent_id = $2 AND turn_id IS NOT NULL"
+        )
+        .bind(project_id.as_str())
+        .bind(agent_id.as_str())
+        .fetch_all(pool)
+        .await
+        .map_err(db_err)?
+        });
+        Ok(ids.into_iter().map(|(id,)| SessionId::from_string(id)).collect())
+    }
+
     async fn delete_session(
         &self,
         project_id: &ProjectId,

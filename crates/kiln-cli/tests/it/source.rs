@@ -5,8 +5,8 @@
 
 use base64::Engine;
 use kiln_sdk::api::{
-    AuditLogQuery, CreateIndex, CreateSession, SourceAgent, SourceDeployRequest, SourceFile,
-    SourceRenameRequest, SourceSyncManifest, SourceValidationIssue, UpdateAgentSettings,
+    AuditLogQuery, CreateIndex, CreateSession, SourceAgent, SourceDeleteRequest, SourceDeployRequest,
+    SourceFile, SourceRenameRequest, SourceSyncManifest, SourceValidationIssue, UpdateAgentSettings,
 };
 use sha2::Digest;
 
@@ -21,6 +21,7 @@ backends!(
     deploy_publishes_immutable_versions,
     sessions_start_on_an_agents_version_or_draft,
     rename_export_diff_and_settings,
+    deleting_an_agent_removes_its_versions_and_sessions,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -744,4 +745,103 @@ async fn rename_export_diff_and_settings(app: &TestApp) {
             .total,
         1
     );
+}
+
+async fn deleting_an_agent_removes_its_versions_and_sessions(app: &TestApp) {
+    let c = &app.client;
+    let mut two = manifest(Vec::new());
+    two.agents = vec![
+        agent(
+            "support",
+            vec![
+                file(
+                    "agent.jsonc",
+                    "{\"id\": \"support\", \"model\": \"kiln/offline\"}",
+                ),
+                file("persona.md", "p"),
+            ],
+        ),
+        agent(
+            "triage",
+            vec![
+                file("agent.jsonc", "{\"id\": \"triage\"}"),
+                file("persona.md", "p"),
+            ],
+        ),
+    ];
+    let synced = c.sync_source(&two).await.unwrap();
+    c.deploy_source(&SourceDeployRequest {
+        project: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (support, triage) = (
+        synced.agents[0].agent_id.clone(),
+        synced.agents[1].agent_id.clone(),
+    );
+    let session = c
+        .create_session(&CreateSession {
+            agent_id: Some(support.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.run_agent(&session.id, "hello")
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    let ad_hoc = c.create_session(&CreateSession::default()).await.unwrap();
+
+    let delete = |local: &str, force: bool| SourceDeleteRequest {
+        project: "acme".into(),
+        local_id: local.into(),
+        force,
+    };
+    let refused = api_err(
+        c.delete_source(&delete("support", false)).await,
+        400,
+        "force_required",
+    );
+    assert!(refused.message.contains("force"), "{}", refused.message);
+    assert!(c.get_agent_config(&support).await.is_ok(), "nothing was deleted");
+
+    let deleted = c.delete_source(&delete("support", true)).await.unwrap();
+    assert_eq!(
+        (
+            deleted.agent_id.as_str(),
+            deleted.local_id.as_str(),
+            deleted.deleted
+        ),
+        (support.as_str(), "support", true)
+    );
+    api_err(c.get_agent_config(&support).await, 404, "NOT_FOUND");
+    api_err(c.list_agent_versions(&support).await, 404, "NOT_FOUND");
+    api_err(c.get_session(&session.id).await, 404, "NOT_FOUND");
+    assert!(c.get_session(&ad_hoc.id).await.is_ok(), "other sessions stay");
+    api_err(c.delete_source(&delete("support", true)).await, 404, "NOT_FOUND");
+    // The local id is free again: a sync creates a new agent.
+    let again = c
+        .sync_source(&SourceSyncManifest {
+            agents: vec![two.agents[0].clone()],
+            ..manifest(Vec::new())
+        })
+        .await
+        .unwrap();
+    assert_ne!(again.agents[0].agent_id, support);
+
+    // DELETE /agent-configs/{id}: the same, without the flag.
+    c.delete_agent_config(&triage).await.unwrap();
+    api_err(c.get_agent_config(&triage).await, 404, "NOT_FOUND");
+    api_err(c.delete_agent_config(&triage).await, 404, "NOT_FOUND");
+    let audit = c
+        .list_audit_log(&AuditLogQuery {
+            action: Some("agent.delete".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(audit.total, 2);
 }

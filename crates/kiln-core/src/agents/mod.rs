@@ -548,6 +548,42 @@ impl AgentConfigs {
             .map(|v| (v.source_hash, v.files)))
     }
 
+    /// The agent bound to (`project`, `local_id`).
+    pub async fn agent_by_local_id(
+        &self,
+        ctx: &AuthContext,
+        project: &str,
+        local_id: &str,
+    ) -> Result<AgentConfig> {
+        self.store
+            .list_agent_configs(&ctx.project.id)
+            .await?
+            .into_iter()
+            .find(|a| a.code_first_project == project && a.local_id == local_id)
+            .ok_or_else(|| Error::not_found(EntityKind::Agent, format!("{project}/{local_id}")))
+    }
+
+    /// Deletes the agent with its drafts, versions and sessions. The caller
+    /// (the runtime) ends running turns first.
+    pub async fn delete_agent(&self, ctx: &AuthContext, agent: &AgentConfig) -> Result<()> {
+        let audit = NewAudit::new(
+            &ctx.project.id,
+            &Actor::api_key(ctx.key_id.clone()),
+            actions::AGENT_DELETE,
+            agent.id.as_str(),
+        )
+        .meta("project", agent.code_first_project.clone())
+        .meta("local_id", agent.local_id.clone());
+        if !self
+            .store
+            .delete_agent(&ctx.project.id, &agent.id, &audit)
+            .await?
+        {
+            return Err(Error::not_found(EntityKind::Agent, &agent.id));
+        }
+        Ok(())
+    }
+
     /// `GET /agent-configs`: the project's agents, oldest first.
     pub async fn list_agent_configs(&self, ctx: &AuthContext) -> Result<Vec<AgentConfig>> {
         Ok(self.store.list_agent_configs(&ctx.project.id).await?)

@@ -97,6 +97,15 @@ pub trait AgentConfigStore: Send + Sync {
         at: crate::time::Timestamp,
         audit: &crate::audit::NewAudit,
     ) -> StoreResult<Option<AgentConfig>>;
+    /// Deletes the agent with its drafts, versions and sessions (their
+    /// events and input requests too) and writes `audit`, in one
+    /// transaction. `Ok(false)` when it does not exist.
+    async fn delete_agent(
+        &self,
+        project_id: &ProjectId,
+        id: &AgentId,
+        audit: &crate::audit::NewAudit,
+    ) -> StoreResult<bool>;
     /// Oldest first.
     async fn list_agent_configs(&self, project_id: &ProjectId) -> StoreResult<Vec<AgentConfig>>;
     async fn get_agent_config(

@@ -287,6 +287,27 @@ impl AgentRuntime {
         Ok(())
     }
 
+    /// Deletes an agent (`DELETE /agent-configs/:id`, `source-delete`):
+    /// its running turns end first (readers get `session_deleted`), then
+    /// the agent goes with its drafts, versions and sessions.
+    pub async fn delete_agent(
+        &self,
+        ctx: &AuthContext,
+        agent: &crate::agents::config::AgentConfig,
+    ) -> Result<()> {
+        for id in self
+            .store
+            .running_sessions_of_agent(&ctx.project.id, &agent.id)
+            .await?
+        {
+            match self.delete_session(ctx, &id).await {
+                Ok(()) | Err(Error::NotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.agents.delete_agent(ctx, agent).await
+    }
+
     /// Starts a turn and returns its event stream (from the turn's first
     /// event to its terminal one), with the sequence number of the user
     /// message (the cursor to resume from before any event arrived). The

@@ -109,6 +109,12 @@ pub trait AgentStore: Send + Sync {
         id: &SessionId,
         audit: &NewAudit,
     ) -> StoreResult<bool>;
+    /// The sessions started on `agent_id` that have a running turn.
+    async fn running_sessions_of_agent(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &crate::ids::AgentId,
+    ) -> StoreResult<Vec<SessionId>>;
     /// The session's steps by `step_index`.
     async fn session_steps(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Vec<Step>>;
 

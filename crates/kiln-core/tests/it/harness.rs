@@ -21,6 +21,7 @@ use kiln_store::SqlStore;
 pub(crate) struct Engines {
     pub(crate) control: Arc<ControlPlane>,
     pub(crate) rag: Arc<Rag>,
+    pub(crate) agents: Arc<kiln_core::agents::AgentConfigs>,
     pub(crate) runtime: Arc<AgentRuntime>,
     pub(crate) ctx: AuthContext,
     pub(crate) fake: FakeProvider,
@@ -71,7 +72,7 @@ impl Engines {
             store,
             gateway,
             rag.clone(),
-            agents,
+            agents.clone(),
             RuntimeSetup {
                 sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
                 fetch: Arc::new(kiln_providers::web::GuardedFetch::new(Default::default())),
@@ -86,6 +87,7 @@ impl Engines {
         Engines {
             control,
             rag,
+            agents,
             runtime,
             ctx,
             fake,

@@ -251,3 +251,72 @@ async fn an_unanswered_input_ends_the_turn_when_its_time_runs_out() {
         .unwrap();
     assert_eq!((after.status, after.turn_id), (SessionStatus::Error, None));
 }
+
+#[tokio::test]
+async fn deleting_an_agent_ends_its_running_turns_and_removes_its_sessions() {
+    use kiln_core::agents::source::{Manifest, ManifestAgent, ManifestFile};
+    let engines = Engines::start(RuntimeConfig::default()).await;
+    let text = |path: &str, content: &str| ManifestFile {
+        path: path.into(),
+        hash: format!("sha256:{}", kiln_core::crypto::sha256_hex(content.as_bytes())),
+        size: content.len() as i64,
+        content: Some(content.into()),
+    };
+    let manifest = Manifest {
+        project: "acme".into(),
+        agents: vec![ManifestAgent {
+            id: "support".into(),
+            source_hash: "h".into(),
+            files: vec![
+                text("agent.jsonc", "{\"id\": \"support\"}"),
+                text("persona.md", "You help."),
+            ],
+        }],
+        ..Default::default()
+    };
+    let synced = engines.agents.sync_source(&engines.ctx, &manifest).await.unwrap();
+    let session = engines
+        .runtime
+        .create_session(
+            &engines.ctx,
+            kiln_core::runtime::CreateSession {
+                agent_id: Some(synced.agents[0].agent_id.to_string()),
+                target: Some("draft".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(session.system_prompt, "You help.");
+    engines.fake.push(Reply::hang());
+    let (_, events) = engines
+        .runtime
+        .run_turn(&engines.ctx, &session.id, "wait")
+        .await
+        .unwrap();
+    while engines.fake.request_count() == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let agent = engines
+        .agents
+        .get_agent_config(&engines.ctx, &synced.agents[0].agent_id)
+        .await
+        .unwrap();
+    engines.runtime.delete_agent(&engines.ctx, &agent).await.unwrap();
+    assert_eq!(
+        end_code(&collect(events).await),
+        Some(TurnErrorCode::SessionDeleted)
+    );
+    assert!(matches!(
+        engines.runtime.get_session(&engines.ctx, &session.id).await,
+        Err(kiln_core::Error::NotFound { .. })
+    ));
+    assert!(
+        engines
+            .agents
+            .list_agent_configs(&engines.ctx)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

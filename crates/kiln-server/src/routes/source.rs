@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use kiln_api::{
-    AgentConfig, AgentVersion, ErrorBody, SourceDeployRequest, SourceDeployResult, SourceDiffResult,
-    SourceExport, SourceRenameRequest, SourceRenameResult, SourceSyncManifest, SourceSyncResult,
-    SourceValidateResult, UpdateAgentSettings,
+    AgentConfig, AgentVersion, ErrorBody, SourceDeleteRequest, SourceDeleteResult, SourceDeployRequest,
+    SourceDeployResult, SourceDiffResult, SourceExport, SourceRenameRequest, SourceRenameResult,
+    SourceSyncManifest, SourceSyncResult, SourceValidateResult, UpdateAgentSettings,
 };
 use kiln_core::agents::{DeployRequest, source};
 use kiln_core::ids::{AgentId, AgentVersionId};
@@ -28,13 +28,14 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sync_source))
         .routes(routes!(deploy_source))
         .routes(routes!(rename_source))
+        .routes(routes!(delete_source))
         .routes(routes!(export_source))
         .routes(routes!(diff_source))
         .routes(routes!(update_settings))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
         .routes(routes!(list_agent_configs))
-        .routes(routes!(get_agent_config))
+        .routes(routes!(get_agent_config, delete_agent_config))
         .layer(DefaultBodyLimit::max(MANIFEST_BODY_LIMIT))
 }
 
@@ -226,4 +227,54 @@ async fn update_settings(
         .update_settings(&ctx, &AgentId::from_string(id), body.eval_suite_id.as_deref())
         .await?;
     Ok(Json(convert::agent_config(agent)))
+}
+
+/// Permanently deletes the agent of (`project`, `localId`) with its
+/// versions, drafts and sessions (running turns end first). `force` must be
+/// true: 400 `force_required` otherwise.
+#[utoipa::path(post, path = "/api/sdk/source-delete", tag = "source", request_body = SourceDeleteRequest,
+    responses((status = 200, body = SourceDeleteResult), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn delete_source(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    JsonBody(body): JsonBody<SourceDeleteRequest>,
+) -> Result<Json<SourceDeleteResult>, ApiError> {
+    if !body.force {
+        return Err(kiln_core::Error::refused(
+            kiln_core::error::Refusal::ForceRequired,
+            format!(
+                "deleting agent `{}` removes its versions, drafts and sessions for good; send \"force\": true",
+                body.local_id
+            ),
+        )
+        .into());
+    }
+    let agent = state
+        .agents
+        .agent_by_local_id(&ctx, &body.project, &body.local_id)
+        .await?;
+    state.runtime.delete_agent(&ctx, &agent).await?;
+    Ok(Json(SourceDeleteResult {
+        agent_id: agent.id.into_string(),
+        local_id: agent.local_id,
+        deleted: true,
+    }))
+}
+
+/// Deletes the agent like `source-delete`, without the `force` flag.
+#[utoipa::path(delete, path = "/api/sdk/agent-configs/{id}", tag = "agent-configs",
+    params(("id" = String, Path)),
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete_agent_config(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    let agent = state
+        .agents
+        .get_agent_config(&ctx, &AgentId::from_string(id))
+        .await?;
+    state.runtime.delete_agent(&ctx, &agent).await?;
+    Ok(axum::http::StatusCode::NO_CONTENT)
 }
