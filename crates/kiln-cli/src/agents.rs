@@ -47,6 +47,13 @@ pub(crate) struct RunArgs {
     /// Title of a new session (default: the start of the message).
     #[arg(long, value_name = "TEXT")]
     title: Option<String>,
+    /// Run a new session on this agent (local id or id): its live version,
+    /// or its draft with --draft.
+    #[arg(long, value_name = "ID", conflicts_with = "session")]
+    agent: Option<String>,
+    /// With --agent: run the agent's draft (the last sync) instead.
+    #[arg(long, requires = "agent")]
+    draft: bool,
     /// Print each event's JSON on one line instead of rendering it.
     #[arg(long)]
     json: bool,
@@ -118,7 +125,13 @@ async fn create_input(client: &Client, args: &RunArgs, message: &str) -> anyhow:
         }
         Some(ids)
     };
+    let agent_id = match &args.agent {
+        Some(name) => Some(crate::code::find_agent(client, name).await?.id),
+        None => None,
+    };
     Ok(CreateSession {
+        agent_id,
+        target: args.draft.then(|| "draft".to_owned()),
         title: Some(args.title.clone().unwrap_or_else(|| default_title(message))),
         system_prompt: args.system.clone(),
         model: args.model.clone(),

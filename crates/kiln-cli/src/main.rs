@@ -17,6 +17,7 @@ use kiln_store::SqlStore;
 use tracing_subscriber::EnvFilter;
 
 mod agents;
+mod code;
 mod docs;
 
 #[derive(Debug, Parser)]
@@ -57,6 +58,21 @@ enum Command {
     /// List, show and delete agent sessions.
     #[command(subcommand)]
     Sessions(agents::SessionsCommand),
+    /// Create a project folder with a working example agent.
+    Init(code::InitArgs),
+    /// Sync the project folder and publish each agent as a new version.
+    Deploy(code::DeployArgs),
+    /// Sync the project folder to the drafts on every change.
+    Dev(code::DevArgs),
+    /// List and show the project's agents and their versions.
+    #[command(subcommand)]
+    Agents(code::AgentsCommand),
+    /// Write the server's agents back into the project folder.
+    Pull(code::PullArgs),
+    /// Rename an agent's local id on the server (before renaming its folder).
+    Rename(code::RenameArgs),
+    /// Delete an agent with its versions, drafts and sessions.
+    Delete(code::DeleteArgs),
 }
 
 /// Where a remote verb sends its requests.
@@ -212,6 +228,31 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Run(args) => {
             init_logging(LogFormat::Text, "warn");
             agents::run(args).await
+        }
+        Command::Init(args) => code::init(args),
+        Command::Deploy(args) => {
+            init_logging(LogFormat::Text, "warn");
+            code::deploy(args).await
+        }
+        Command::Dev(args) => {
+            init_logging(LogFormat::Text, "warn");
+            code::dev(args).await
+        }
+        Command::Agents(command) => {
+            init_logging(LogFormat::Text, "warn");
+            code::agents(command).await
+        }
+        Command::Pull(args) => {
+            init_logging(LogFormat::Text, "warn");
+            code::pull(args).await
+        }
+        Command::Rename(args) => {
+            init_logging(LogFormat::Text, "warn");
+            code::rename(args).await
+        }
+        Command::Delete(args) => {
+            init_logging(LogFormat::Text, "warn");
+            code::delete(args).await
         }
         Command::Sessions(command) => {
             init_logging(LogFormat::Text, "warn");

@@ -18,6 +18,7 @@ mod agents;
 mod client;
 mod documents;
 mod error;
+pub mod source_dir;
 mod stream;
 
 pub use agents::{AgentEventStream, InputRequest, InputType, TurnEvent, TurnEventKind};

@@ -15,6 +15,7 @@ mod audit;
 mod auth;
 mod binary;
 mod chat;
+mod code_cli;
 mod conventions;
 mod documents;
 mod indexes;
