@@ -75,3 +75,16 @@ pub struct UpdateAgentSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_eval_on_publish: Option<bool>,
 }
+
+/// `POST /project/seed` (alias `/app/seed`): Kiln does not create starter
+/// agents (agents come from source-sync), so it only tells whether the
+/// project has any.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SeedResult {
+    pub already_seeded: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_name: Option<String>,
+}

@@ -69,6 +69,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),
+    ("POST", "/api/sdk/project/seed"),
+    ("POST", "/api/sdk/app/seed"),
     ("POST", "/api/sdk/source-rename"),
     ("POST", "/api/sdk/source-delete"),
     ("DELETE", "/api/sdk/agent-configs/{id}"),
@@ -395,6 +397,18 @@ impl Client {
     /// `POST /api/sdk/source-rename`.
     pub async fn rename_source(&self, request: &SourceRenameRequest) -> Result<SourceRenameResult, Error> {
         self.with_body(Method::POST, "/api/sdk/source-rename", request)
+            .await
+    }
+
+    /// `POST /api/sdk/project/seed`: whether the project has an agent.
+    pub async fn seed_project(&self) -> Result<SeedResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/project/seed", &serde_json::json!({}))
+            .await
+    }
+
+    /// `POST /api/sdk/app/seed` (the Go SDK's name).
+    pub async fn seed_app(&self) -> Result<SeedResult, Error> {
+        self.with_body(Method::POST, "/api/sdk/app/seed", &serde_json::json!({}))
             .await
     }
 

@@ -180,8 +180,18 @@ async fn sync_creates_agents_and_replaces_their_drafts(app: &TestApp) {
         support("You help."),
         agent("triage", vec![file("agent.jsonc", "{\"id\": \"triage\"}")]),
     ];
+    let unseeded = c.seed_project().await.unwrap();
+    assert!(!unseeded.already_seeded && unseeded.agent_id.is_none());
     let synced = c.sync_source(&first).await.unwrap();
     assert_eq!(synced.draft_hash, first.source_hash);
+    for seeded in [c.seed_project().await.unwrap(), c.seed_app().await.unwrap()] {
+        assert!(seeded.already_seeded);
+        assert_eq!(
+            seeded.agent_id.as_deref(),
+            Some(synced.agents[0].agent_id.as_str())
+        );
+        assert_eq!(seeded.agent_name.as_deref(), Some("Support"));
+    }
     let ids: Vec<&str> = synced.agents.iter().map(|a| a.local_id.as_str()).collect();
     assert_eq!(ids, ["support", "triage"]);
     assert_eq!(synced.agents[0].source_hash, first.agents[0].source_hash);
@@ -585,6 +595,21 @@ async fn sessions_start_on_an_agents_version_or_draft(app: &TestApp) {
         .await,
         409,
         "no_draft",
+    );
+
+    // Prompt skills (skills/*.md) join the persona under a heading each.
+    let mut with_skill = support("You are Support v3.");
+    with_skill.agents[0]
+        .files
+        .push(file("skills/tone.md", "Be warm.\n"));
+    with_skill.agents[0]
+        .files
+        .push(file("skills/brevity.md", "Keep it short."));
+    c.sync_source(&with_skill).await.unwrap();
+    let skilled = c.create_session(&on(Some("draft"))).await.unwrap();
+    assert_eq!(
+        skilled.system_prompt,
+        "You are Support v3.\n\n## Skill: brevity\n\nKeep it short.\n\n## Skill: tone\n\nBe warm."
     );
 
     // A turn runs on the agent's session with the built-in model.

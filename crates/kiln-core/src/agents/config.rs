@@ -62,6 +62,36 @@ pub struct DraftSpec {
     pub mcp: Vec<Value>,
     pub run_evals: Option<bool>,
     pub eval_suite: Option<String>,
+    /// `skills/<name>.md`, in name order: they join the system prompt.
+    #[serde(default)]
+    pub prompt_skills: Vec<PromptSkill>,
+}
+
+/// A prompt skill: Markdown that joins the agent's system prompt.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct PromptSkill {
+    /// The file stem.
+    pub name: String,
+    pub content: String,
+}
+
+impl DraftSpec {
+    /// The system prompt of a session on this spec: the persona, then each
+    /// prompt skill under a heading of its own.
+    pub fn system_prompt(&self) -> String {
+        let mut prompt = self.persona_md.clone();
+        for skill in &self.prompt_skills {
+            if !prompt.is_empty() {
+                prompt.push_str("\n\n");
+            }
+            prompt.push_str(&format!(
+                "## Skill: {}\n\n{}",
+                skill.name,
+                skill.content.trim_end()
+            ));
+        }
+        prompt
+    }
 }
 
 /// The last synced state of an agent in one environment.

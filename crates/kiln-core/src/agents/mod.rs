@@ -336,7 +336,7 @@ impl AgentConfigs {
                 Ok(AgentProfile {
                     agent_id: agent.id,
                     version_id: None,
-                    persona: draft.spec.persona_md,
+                    persona: draft.spec.system_prompt(),
                     model: draft.spec.model,
                     stores: draft.spec.stores,
                     tools: draft.spec.tools,
@@ -636,7 +636,7 @@ fn profile_of_version(version: AgentVersion) -> AgentProfile {
     AgentProfile {
         agent_id: version.agent_id,
         version_id: Some(version.id),
-        persona: version.persona_md,
+        persona: version.spec.system_prompt(),
         model: version.spec.model,
         stores: version.stores,
         tools: version.spec.tools,
@@ -680,5 +680,16 @@ fn draft_spec(agent: &AgentSource, indexes: &[Index]) -> DraftSpec {
         mcp: spec.mcp,
         run_evals: spec.run_evals,
         eval_suite: spec.eval_suite,
+        prompt_skills: agent
+            .files
+            .iter()
+            .filter_map(|(path, bytes)| {
+                let name = path.strip_prefix("skills/")?.strip_suffix(".md")?;
+                Some(config::PromptSkill {
+                    name: name.to_owned(),
+                    content: String::from_utf8_lossy(bytes).into_owned(),
+                })
+            })
+            .collect(),
     }
 }

@@ -5,9 +5,9 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use kiln_api::{
-    AgentConfig, AgentVersion, ErrorBody, SourceDeleteRequest, SourceDeleteResult, SourceDeployRequest,
-    SourceDeployResult, SourceDiffResult, SourceExport, SourceRenameRequest, SourceRenameResult,
-    SourceSyncManifest, SourceSyncResult, SourceValidateResult, UpdateAgentSettings,
+    AgentConfig, AgentVersion, ErrorBody, SeedResult, SourceDeleteRequest, SourceDeleteResult,
+    SourceDeployRequest, SourceDeployResult, SourceDiffResult, SourceExport, SourceRenameRequest,
+    SourceRenameResult, SourceSyncManifest, SourceSyncResult, SourceValidateResult, UpdateAgentSettings,
 };
 use kiln_core::agents::{DeployRequest, source};
 use kiln_core::ids::{AgentId, AgentVersionId};
@@ -32,6 +32,8 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(export_source))
         .routes(routes!(diff_source))
         .routes(routes!(update_settings))
+        .routes(routes!(seed_project))
+        .routes(routes!(seed_app))
         .routes(routes!(list_versions))
         .routes(routes!(get_version))
         .routes(routes!(list_agent_configs))
@@ -277,4 +279,28 @@ async fn delete_agent_config(
         .await?;
     state.runtime.delete_agent(&ctx, &agent).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// Idempotent and safe: `already_seeded` (with the oldest agent) when the
+/// project has an agent; Kiln creates no starter agent, so otherwise
+/// `already_seeded: false` and nothing is written.
+#[utoipa::path(post, path = "/api/sdk/project/seed", tag = "project",
+    responses((status = 200, body = SeedResult)))]
+async fn seed_project(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+) -> Result<Json<SeedResult>, ApiError> {
+    let first = state.agents.list_agent_configs(&ctx).await?.into_iter().next();
+    Ok(Json(SeedResult {
+        already_seeded: first.is_some(),
+        agent_id: first.as_ref().map(|a| a.id.to_string()),
+        agent_name: first.map(|a| a.name),
+    }))
+}
+
+/// Alias of `POST /api/sdk/project/seed` (the Go SDK's `SeedApp`).
+#[utoipa::path(post, path = "/api/sdk/app/seed", tag = "project",
+    responses((status = 200, body = SeedResult)))]
+async fn seed_app(state: State<AppState>, authed: Authed) -> Result<Json<SeedResult>, ApiError> {
+    seed_project(state, authed).await
 }
