@@ -189,15 +189,15 @@ pub(crate) async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
 }
 
 /// A server on a fresh database, the fake as its default model, and a client.
-struct Bench {
+pub(crate) struct Bench {
     server: RunningServer,
-    client: Client,
+    pub(crate) client: Client,
     fake: FakeProvider,
     database: Database,
 }
 
 impl Bench {
-    async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
+    pub(crate) async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
         let fake = FakeProvider::start().await;
         fake.stop_recording();
         fake.set_default(Reply::code_step(CODE, "2"));
@@ -245,7 +245,7 @@ impl Bench {
         Ok(self.client.create_session(&CreateSession::default()).await?.id)
     }
 
-    async fn stop(self) -> anyhow::Result<()> {
+    pub(crate) async fn stop(self) -> anyhow::Result<()> {
         self.server.shutdown().await?;
         drop(self.fake);
         self.database.drop_schema().await;
@@ -293,7 +293,7 @@ impl<'a> Rotating<'a> {
     }
 }
 
-fn histogram() -> Histogram<u64> {
+pub(crate) fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds")
 }
 
@@ -302,7 +302,7 @@ fn ms(micros: u64) -> f64 {
 }
 
 /// p50/p90/p99/max in ms, as text and JSON.
-fn percentiles(h: &Histogram<u64>) -> (String, serde_json::Map<String, Value>) {
+pub(crate) fn percentiles(h: &Histogram<u64>) -> (String, serde_json::Map<String, Value>) {
     let (p50, p90, p99, max) = (
         ms(h.value_at_quantile(0.5)),
         ms(h.value_at_quantile(0.9)),
@@ -786,21 +786,21 @@ fn load_average() -> String {
 }
 
 /// CPU time of this process and of the whole machine over an interval.
-struct CpuMeter {
+pub(crate) struct CpuMeter {
     started: Instant,
     own: Option<u64>,
     machine: Option<u64>,
 }
 
 /// What [`CpuMeter`] saw: cores in use on average.
-struct CpuUse {
+pub(crate) struct CpuUse {
     own_cores: Option<f64>,
     other_cores: Option<f64>,
     load: String,
 }
 
 impl CpuMeter {
-    fn start() -> CpuMeter {
+    pub(crate) fn start() -> CpuMeter {
         CpuMeter {
             started: Instant::now(),
             own: own_ticks(),
@@ -808,7 +808,7 @@ impl CpuMeter {
         }
     }
 
-    fn stop(self) -> CpuUse {
+    pub(crate) fn stop(self) -> CpuUse {
         let seconds = self.started.elapsed().as_secs_f64();
         // USER_HZ: 100 on the Linux platforms Kiln supports.
         let ticks = 100.0;

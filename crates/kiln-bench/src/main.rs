@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 
 mod agents;
 mod rag;
+mod source;
 
 #[derive(Debug, Parser)]
 #[command(name = "kiln-bench", about = "Load and startup figures for a Kiln server")]
@@ -42,6 +43,9 @@ enum Command {
     /// Agent runtime: turn overhead, throughput, memory per session and per
     /// open stream, and sandbox block cost, against an in-process server.
     Agents(agents::AgentsArgs),
+    /// Agents as code: sync of a 50-file agent, deploy of 10 agents, a
+    /// session on an agent against an ad-hoc one.
+    Source(source::SourceArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -111,6 +115,7 @@ fn main() -> anyhow::Result<()> {
             Command::Ingest(args) => rag::ingest_throughput(args).await,
             Command::SearchLatency(args) => rag::search_latency(args).await,
             Command::Agents(args) => agents::agents(args).await,
+            Command::Source(args) => source::source(args).await,
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
                 println!(

@@ -429,6 +429,38 @@ impl AgentConfigStore for SqlStore {
         row.map(Draft::try_from).transpose()
     }
 
+    async fn live_profile(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+    ) -> StoreResult<Option<(String, Option<(AgentVersionId, Vec<String>, DraftSpec)>)>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            local_id: String,
+            version_id: Option<String>,
+            stores_json: Option<Json<Vec<String>>>,
+            spec: Option<Json<DraftSpec>>,
+        }
+        let row: Option<Row> = read!(self, |pool| sqlx::query_as(
+            "SELECT a.local_id, v.id AS version_id, v.stores_json, v.spec FROM agent_configs a \
+             LEFT JOIN agent_versions v ON v.id = a.active_version_id WHERE a.project_id = $1 AND a.id = $2"
+        )
+        .bind(project_id.as_str())
+        .bind(agent_id.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?);
+        Ok(row.map(|r| {
+            let live = match (r.version_id, r.stores_json, r.spec) {
+                (Some(id), Some(stores), Some(spec)) => {
+                    Some((AgentVersionId::from_string(id), stores.0, spec.0))
+                }
+                _ => None,
+            };
+            (r.local_id, live)
+        }))
+    }
+
     async fn version_by_id(
         &self,
         project_id: &ProjectId,

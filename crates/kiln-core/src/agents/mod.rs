@@ -320,9 +320,9 @@ impl AgentConfigs {
                 Some("agent_id"),
             ));
         };
-        let agent = self.get_agent_config(ctx, agent_id).await?;
         match target {
             Target::Draft => {
+                let agent = self.get_agent_config(ctx, agent_id).await?;
                 let draft = self
                     .store
                     .get_draft(&ctx.project.id, agent_id, DEFAULT_ENVIRONMENT)
@@ -343,21 +343,27 @@ impl AgentConfigs {
                 })
             }
             Target::Live => {
-                let Some(active) = agent.active_version_id.as_deref() else {
+                let (local_id, live) = self
+                    .store
+                    .live_profile(&ctx.project.id, agent_id)
+                    .await?
+                    .ok_or_else(|| Error::not_found(EntityKind::Agent, agent_id))?;
+                let Some((version_id, stores, spec)) = live else {
                     return Err(Error::refused(
                         Refusal::NotDeployed,
                         format!(
-                            "agent `{}` has no deployed version; deploy it (kiln deploy) or start the session with target `draft`",
-                            agent.local_id
+                            "agent `{local_id}` has no deployed version; deploy it (kiln deploy) or start the session with target `draft`"
                         ),
                     ));
                 };
-                let version = self
-                    .store
-                    .version_by_id(&ctx.project.id, &AgentVersionId::from_string(active))
-                    .await?
-                    .ok_or_else(|| Error::not_found(EntityKind::AgentVersion, active))?;
-                Ok(profile_of_version(version))
+                Ok(AgentProfile {
+                    agent_id: agent_id.clone(),
+                    version_id: Some(version_id),
+                    persona: spec.system_prompt(),
+                    model: spec.model,
+                    stores,
+                    tools: spec.tools,
+                })
             }
         }
     }

@@ -58,6 +58,19 @@ pub trait AgentConfigStore: Send + Sync {
         agent_id: &AgentId,
         environment: &str,
     ) -> StoreResult<Option<Draft>>;
+    /// The agent's local id and, when it has one, its live version's id,
+    /// index ids and spec (no files): what a session on it needs, in one
+    /// read. `None` when the agent does not exist.
+    async fn live_profile(
+        &self,
+        project_id: &ProjectId,
+        agent_id: &AgentId,
+    ) -> StoreResult<
+        Option<(
+            String,
+            Option<(AgentVersionId, Vec<String>, crate::agents::config::DraftSpec)>,
+        )>,
+    >;
     /// A version of any agent of the project, by its id.
     async fn version_by_id(
         &self,
