@@ -273,35 +273,52 @@ impl AgentConfigStore for SqlStore {
             .map(|c| format!("a.{c}"))
             .collect::<Vec<_>>()
             .join(", ");
+        // One statement, so a sync that commits meanwhile is seen whole or
+        // not at all: a deploy publishes the drafts of one moment.
         let sql = format!(
-            "SELECT {agent_columns} FROM agent_configs a JOIN agent_drafts d ON d.agent_id = a.id \
+            "SELECT {agent_columns}, d.id AS draft_id, d.environment, d.source_hash, d.files, d.spec, \
+             d.created_at AS draft_created_at, d.updated_at AS draft_updated_at \
+             FROM agent_configs a JOIN agent_drafts d ON d.agent_id = a.id \
              WHERE a.project_id = $1 AND a.code_first_project = $2 AND d.environment = $3 \
              AND ($4 = '' OR a.local_id = $4) ORDER BY a.created_at, a.id"
         );
-        let draft_sql =
-            format!("SELECT {DRAFT_COLUMNS} FROM agent_drafts WHERE agent_id = $1 AND environment = $2");
-        read!(self, |pool| {
-            let agents: Vec<AgentRow> = sqlx::query_as(AssertSqlSafe(sql))
-                .bind(project_id.as_str())
-                .bind(code_first_project)
-                .bind(environment)
-                .bind(local_id.unwrap_or(""))
-                .fetch_all(pool)
-                .await
-                .map_err(db_err)?;
-            let mut out = Vec::with_capacity(agents.len());
-            for agent in agents {
-                let agent = AgentConfig::from(agent);
-                let draft: DraftRow = sqlx::query_as(AssertSqlSafe(draft_sql.clone()))
-                    .bind(agent.id.as_str())
-                    .bind(environment)
-                    .fetch_one(pool)
-                    .await
-                    .map_err(db_err)?;
-                out.push((agent, Draft::try_from(draft)?));
-            }
-            Ok(out)
-        })
+        #[derive(sqlx::FromRow)]
+        struct AgentDraftRow {
+            #[sqlx(flatten)]
+            agent: AgentRow,
+            draft_id: String,
+            environment: String,
+            source_hash: String,
+            files: Json<BTreeMap<String, String>>,
+            spec: Json<DraftSpec>,
+            draft_created_at: DateTime<Utc>,
+            draft_updated_at: DateTime<Utc>,
+        }
+        let rows: Vec<AgentDraftRow> = read!(self, |pool| sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project_id.as_str())
+            .bind(code_first_project)
+            .bind(environment)
+            .bind(local_id.unwrap_or(""))
+            .fetch_all(pool)
+            .await
+            .map_err(db_err)?);
+        rows.into_iter()
+            .map(|r| {
+                let agent = AgentConfig::from(r.agent);
+                let draft = Draft::try_from(DraftRow {
+                    id: r.draft_id,
+                    project_id: agent.project_id.to_string(),
+                    agent_id: agent.id.to_string(),
+                    environment: r.environment,
+                    source_hash: r.source_hash,
+                    files: r.files,
+                    spec: r.spec,
+                    created_at: r.draft_created_at,
+                    updated_at: r.draft_updated_at,
+                })?;
+                Ok((agent, draft))
+            })
+            .collect()
     }
 
     async fn publish_versions(

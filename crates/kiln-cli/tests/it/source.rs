@@ -22,6 +22,7 @@ backends!(
     sessions_start_on_an_agents_version_or_draft,
     rename_export_diff_and_settings,
     deleting_an_agent_removes_its_versions_and_sessions,
+    a_deploy_racing_syncs_publishes_one_sync_whole,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -869,4 +870,58 @@ async fn deleting_an_agent_removes_its_versions_and_sessions(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(audit.total, 2);
+}
+
+async fn a_deploy_racing_syncs_publishes_one_sync_whole(app: &TestApp) {
+    let c = &app.client;
+    // Every sync gives both agents the same marker.
+    let both = |n: usize| {
+        let mut m = manifest(Vec::new());
+        m.agents = ["alpha", "beta"]
+            .iter()
+            .map(|id| {
+                agent(
+                    id,
+                    vec![
+                        file("agent.jsonc", &format!("{{\"id\": \"{id}\"}}")),
+                        file("persona.md", &format!("marker {n}")),
+                    ],
+                )
+            })
+            .collect();
+        m
+    };
+    c.sync_source(&both(0)).await.unwrap();
+    let syncs = async {
+        for n in 1..=40 {
+            c.sync_source(&both(n)).await.unwrap();
+        }
+    };
+    let deploys = async {
+        let mut done = Vec::new();
+        for _ in 0..20 {
+            done.push(
+                c.deploy_source(&SourceDeployRequest {
+                    project: "acme".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap(),
+            );
+        }
+        done
+    };
+    let ((), deploys) = tokio::join!(syncs, deploys);
+    for deployed in deploys {
+        let mut personas = Vec::new();
+        for a in &deployed.agents {
+            personas.push(
+                c.get_agent_version(&a.agent_id, &a.version_id)
+                    .await
+                    .unwrap()
+                    .persona_md,
+            );
+        }
+        assert_eq!(personas[0], personas[1], "one deploy published two syncs' drafts");
+    }
 }
