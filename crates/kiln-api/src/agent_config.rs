@@ -88,3 +88,42 @@ pub struct SeedResult {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_name: Option<String>,
 }
+
+/// A skill: one `skills/` file of an agent (CONTRACT §2.10).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Skill {
+    pub id: String,
+    pub project_id: String,
+    pub app_id: String,
+    /// The file stem.
+    pub name: String,
+    pub description: String,
+    /// `prompt` or `module`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A prompt skill's Markdown; `""` otherwise.
+    pub prompt: String,
+    /// `{"agent_id", "path"}`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub config: Value,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub parameters: Value,
+    /// False for module skills until the sandbox runs them.
+    pub enabled: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /skills`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SkillList {
+    pub skills: Vec<Skill>,
+}
+
+/// The `type` of a skill.
+pub mod skill_types {
+    pub const PROMPT: &str = "prompt";
+    pub const MODULE: &str = "module";
+}

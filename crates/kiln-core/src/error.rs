@@ -25,6 +25,7 @@ pub enum EntityKind {
     Draft,
     AgentVersion,
     EvalSuite,
+    Skill,
 }
 
 impl fmt::Display for EntityKind {
@@ -44,6 +45,7 @@ impl fmt::Display for EntityKind {
             EntityKind::Draft => "draft",
             EntityKind::AgentVersion => "agent version",
             EntityKind::EvalSuite => "eval suite",
+            EntityKind::Skill => "skill",
         })
     }
 }

@@ -69,6 +69,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),
+    ("GET", "/api/sdk/skills"),
+    ("GET", "/api/sdk/skills/{id}"),
+    ("GET", "/api/sdk/skills/authoring-guide"),
     ("POST", "/api/sdk/project/seed"),
     ("POST", "/api/sdk/app/seed"),
     ("POST", "/api/sdk/source-rename"),
@@ -398,6 +401,24 @@ impl Client {
     pub async fn rename_source(&self, request: &SourceRenameRequest) -> Result<SourceRenameResult, Error> {
         self.with_body(Method::POST, "/api/sdk/source-rename", request)
             .await
+    }
+
+    /// `GET /api/sdk/skills`.
+    pub async fn list_skills(&self) -> Result<Vec<Skill>, Error> {
+        Ok(self.get::<SkillList>("/api/sdk/skills").await?.skills)
+    }
+
+    /// `GET /api/sdk/skills/{id}`.
+    pub async fn get_skill(&self, id: &str) -> Result<Skill, Error> {
+        self.get(&format!("/api/sdk/skills/{}", segment(id))).await
+    }
+
+    /// `GET /api/sdk/skills/authoring-guide`: Markdown.
+    pub async fn skill_authoring_guide(&self) -> Result<String, Error> {
+        let response = self
+            .send(self.request(Method::GET, "/api/sdk/skills/authoring-guide"))
+            .await?;
+        Ok(response.text().await?)
     }
 
     /// `POST /api/sdk/project/seed`: whether the project has an agent.

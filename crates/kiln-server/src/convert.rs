@@ -687,6 +687,31 @@ pub(crate) fn diff_result(paths: Vec<(String, kiln_core::agents::PathState)>) ->
     }
 }
 
+pub(crate) fn skill(
+    project_id: &kiln_core::ids::ProjectId,
+    s: kiln_core::agents::skills::Skill,
+) -> api::Skill {
+    use kiln_core::agents::skills::SkillKind;
+    api::Skill {
+        id: s.id,
+        project_id: project_id.to_string(),
+        app_id: project_id.to_string(),
+        name: s.name,
+        description: s.description,
+        kind: match s.kind {
+            SkillKind::Prompt => api::skill_types::PROMPT,
+            SkillKind::Module => api::skill_types::MODULE,
+        }
+        .to_owned(),
+        prompt: s.prompt,
+        config: serde_json::json!({ "agent_id": s.agent_id.as_str(), "path": s.path }),
+        parameters: serde_json::json!({}),
+        enabled: s.kind == SkillKind::Prompt,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
 pub(crate) fn agent_config(a: kiln_core::agents::config::AgentConfig) -> api::AgentConfig {
     let project_id = a.project_id.into_string();
     api::AgentConfig {

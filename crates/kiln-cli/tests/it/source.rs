@@ -23,6 +23,7 @@ backends!(
     rename_export_diff_and_settings,
     deleting_an_agent_removes_its_versions_and_sessions,
     a_deploy_racing_syncs_publishes_one_sync_whole,
+    skills_are_listed_from_the_live_version_and_the_guide_is_markdown,
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
@@ -924,4 +925,75 @@ async fn a_deploy_racing_syncs_publishes_one_sync_whole(app: &TestApp) {
         }
         assert_eq!(personas[0], personas[1], "one deploy published two syncs' drafts");
     }
+}
+
+async fn skills_are_listed_from_the_live_version_and_the_guide_is_markdown(app: &TestApp) {
+    let c = &app.client;
+    let with_tone = |tone: &str| {
+        manifest(vec![
+            file("agent.jsonc", "{\"id\": \"support\"}"),
+            file("persona.md", "p"),
+            file("skills/tone.md", tone),
+            file(
+                "skills/lookup.js",
+                "// Looks up orders\nexport function lookup(id) { return id }\n",
+            ),
+        ])
+    };
+    assert!(c.list_skills().await.unwrap().is_empty());
+    let synced = c.sync_source(&with_tone("# Tone\nBe warm.")).await.unwrap();
+    let agent_id = synced.agents[0].agent_id.clone();
+    let skills = c.list_skills().await.unwrap();
+    let summary: Vec<(&str, &str, &str, bool)> = skills
+        .iter()
+        .map(|s| {
+            (
+                s.name.as_str(),
+                s.kind.as_str(),
+                s.description.as_str(),
+                s.enabled,
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("lookup", "module", "Looks up orders", false),
+            ("tone", "prompt", "Tone", true)
+        ]
+    );
+    assert_eq!(skills[1].prompt, "# Tone\nBe warm.");
+    assert_eq!(
+        skills[1].config,
+        serde_json::json!({"agent_id": agent_id, "path": "skills/tone.md"})
+    );
+    assert_eq!(skills[1].app_id, skills[1].project_id);
+
+    // Once deployed, the live version's skills are listed, under the same ids.
+    c.deploy_source(&SourceDeployRequest {
+        project: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    c.sync_source(&with_tone("# Tone\nBe curt.")).await.unwrap();
+    let live = c.get_skill(&skills[1].id).await.unwrap();
+    assert_eq!(live.prompt, "# Tone\nBe warm.", "the draft is not live");
+    api_err(c.get_skill("skill_none").await, 404, "NOT_FOUND");
+
+    // The guide is Markdown, and names every primitive the sandbox offers.
+    let response = app
+        .http()
+        .get(app.url("/api/sdk/skills/authoring-guide"))
+        .header("X-API-Key", &app.key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/markdown; charset=utf-8");
+    let guide = c.skill_authoring_guide().await.unwrap();
+    assert!(guide.starts_with("# Writing skills"), "{guide}");
+    for primitive in ["search(", "fetch(", "ai(", "input(", "data.get(", "data.set("] {
+        assert!(guide.contains(primitive), "{primitive} is missing from the guide");
+    }
+    assert!(guide.contains("Reserved names"));
 }

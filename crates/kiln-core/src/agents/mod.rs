@@ -5,6 +5,7 @@
 //! project's indexes).
 
 pub mod config;
+pub mod skills;
 pub mod source;
 pub mod store;
 
@@ -536,6 +537,28 @@ impl AgentConfigs {
         }
         paths.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(paths)
+    }
+
+    /// The files of the agent's live version (or of its `dev` draft before
+    /// a deploy), with when they were published (or synced).
+    pub(crate) async fn current_files(
+        &self,
+        ctx: &AuthContext,
+        agent: &AgentConfig,
+    ) -> Result<Option<(std::collections::BTreeMap<String, Vec<u8>>, Timestamp)>> {
+        if let Some(active) = agent.active_version_id.as_deref()
+            && let Some(version) = self
+                .store
+                .version_by_id(&ctx.project.id, &AgentVersionId::from_string(active))
+                .await?
+        {
+            return Ok(Some((version.files, version.created_at)));
+        }
+        Ok(self
+            .store
+            .get_draft(&ctx.project.id, &agent.id, DEFAULT_ENVIRONMENT)
+            .await?
+            .map(|d| (d.files, d.updated_at)))
     }
 
     /// The source hash and files of the agent's live version, if any.

@@ -36,8 +36,6 @@ const MAX_INPUT_MESSAGE_BYTES: usize = 4 * 1024;
 const MAX_INPUT_OPTIONS: usize = 50;
 const MAX_INPUT_OPTION_BYTES: usize = 200;
 
-const PRIMITIVES: [&str; 6] = ["search", "fetch", "ai", "input", "data.get", "data.set"];
-
 /// The host functions of one block.
 pub(crate) struct TurnHost {
     turn: Arc<Turn>,
@@ -75,7 +73,11 @@ impl TurnHost {
 #[async_trait]
 impl HostFunctions for TurnHost {
     fn names(&self) -> Vec<String> {
-        PRIMITIVES.iter().map(|n| (*n).to_owned()).collect()
+        super::prompt::PRIMITIVES
+            .iter()
+            .flat_map(|p| p.names.iter())
+            .map(|n| (*n).to_owned())
+            .collect()
     }
 
     async fn call(&self, name: &str, args: Value) -> Result<Value, String> {

@@ -7,8 +7,42 @@ use crate::rag::Index;
 /// The name of the one tool that runs code.
 pub const EXECUTE_JS: &str = "execute_js";
 
-/// The platform part of every agent's system prompt.
-pub const PLATFORM_PROMPT: &str = r#"You are an agent running on Kiln. You work by writing JavaScript that Kiln runs in a sandbox, reading the result, and then either writing more code or answering.
+/// The sandbox's primitives: the functions the runtime registers in every
+/// block (`host.rs` registers exactly these) and their documentation, from
+/// which both the platform prompt and the skill authoring guide are built,
+/// so neither can drift from what the sandbox offers.
+pub struct Primitive {
+    /// The global names it registers.
+    pub names: &'static [&'static str],
+    /// One line of Markdown: the call, what it returns, what it does.
+    pub doc: &'static str,
+}
+
+pub const PRIMITIVES: [Primitive; 5] = [
+    Primitive {
+        names: &["search"],
+        doc: r#"`await search(query, { top_k = 5, index })` → `[{ content, score, source, document_id, index_id, chunk_index }]`: hybrid search over this session's knowledge indexes (best first, score in [0, 1]). `index` narrows to one index id of the session's scope."#,
+    },
+    Primitive {
+        names: &["fetch"],
+        doc: r#"`await fetch(url, { method = "GET", headers = {}, body })` → `{ status, ok, url, headers, body, json, truncated }`: an HTTP request to a public address. `body` may be a string or an object (sent as JSON); `json` is the parsed body when the response is JSON. Private and local addresses are refused."#,
+    },
+    Primitive {
+        names: &["ai"],
+        doc: r#"`await ai(prompt)` → string: asks the model a self-contained question (no history, no tools), e.g. to summarise or classify text."#,
+    },
+    Primitive {
+        names: &["input"],
+        doc: r#"`await input({ type: "confirm" | "choice" | "text", message, options, placeholder })` → the person's answer: a boolean for `confirm`, one of `options` for `choice`, a string for `text`. The turn pauses until they answer. Use it to ask before acting, or when you need information only they have. `input("question")` asks for text."#,
+    },
+    Primitive {
+        names: &["data.get", "data.set"],
+        doc: r#"`await data.get(key)` → the value stored under `key` in this session (`data.get()` returns everything); `await data.set(key, value)` stores it (`data.set({ key: value, ... })` stores several; a `null` value removes the key). Data lasts for the whole session."#,
+    },
+];
+
+/// Everything before the primitives' list of the platform prompt.
+const PROMPT_HEAD: &str = r#"You are an agent running on Kiln. You work by writing JavaScript that Kiln runs in a sandbox, reading the result, and then either writing more code or answering.
 
 ## How to run code
 Call the `execute_js` tool with `{"code": "<JavaScript>"}`. If you cannot call tools, write exactly one fenced block tagged `js` instead:
@@ -21,14 +55,60 @@ Text before the code is shown to the user as your reasoning. The code's result i
 ## The sandbox
 Modern JavaScript (ES2023) with top-level `await`. Every block starts fresh: variables do not survive between blocks (use `data` to keep things). There is no `require`, no file system, no timers. Each block is limited in time, memory and output. Every primitive below is async: `await` it.
 
-- `await search(query, { top_k = 5, index })` → `[{ content, score, source, document_id, index_id, chunk_index }]`: hybrid search over this session's knowledge indexes (best first, score in [0, 1]). `index` narrows to one index id of the session's scope.
-- `await fetch(url, { method = "GET", headers = {}, body })` → `{ status, ok, url, headers, body, json, truncated }`: an HTTP request to a public address. `body` may be a string or an object (sent as JSON); `json` is the parsed body when the response is JSON. Private and local addresses are refused.
-- `await ai(prompt)` → string: asks the model a self-contained question (no history, no tools), e.g. to summarise or classify text.
-- `await input({ type: "confirm" | "choice" | "text", message, options, placeholder })` → the person's answer: a boolean for `confirm`, one of `options` for `choice`, a string for `text`. The turn pauses until they answer. Use it to ask before acting, or when you need information only they have. `input("question")` asks for text.
-- `await data.get(key)` → the value stored under `key` in this session (`data.get()` returns everything); `await data.set(key, value)` stores it (`data.set({ key: value, ... })` stores several; a `null` value removes the key). Data lasts for the whole session.
-- `console.log(...)` → captured output, returned with the result.
+"#;
+
+/// Everything after it.
+const PROMPT_TAIL: &str = r#"- `console.log(...)` → captured output, returned with the result.
 
 Errors thrown by your code (or by a primitive) come back as the result: read them, fix the code and try again. Do not repeat a failing block unchanged."#;
+
+/// The platform part of every agent's system prompt.
+pub fn platform_prompt() -> String {
+    let mut prompt = String::from(PROMPT_HEAD);
+    for primitive in &PRIMITIVES {
+        prompt.push_str("- ");
+        prompt.push_str(primitive.doc);
+        prompt.push('\n');
+    }
+    prompt.push_str(PROMPT_TAIL);
+    prompt
+}
+
+/// `GET /skills/authoring-guide`: how to write skills, with the sandbox's
+/// primitives as the runtime registers them.
+pub fn skill_authoring_guide() -> String {
+    let mut guide = String::from(
+        "# Writing skills for Kiln agents\n\n\
+         Skills live beside an agent, in `kiln/agents/<id>/skills/`, and arrive with every sync and deploy.\n\n\
+         ## Prompt skills: `skills/<name>.md`\n\n\
+         Markdown that joins the agent's system prompt after `persona.md`, under `## Skill: <name>`, in name \
+         order. Use them for policies, tone, procedures and examples the model should follow.\n\n\
+         ## Module skills: `skills/<name>.js`\n\n\
+         An ES module (`export function …`, `export const …`) that code in the sandbox will reach as \
+         `require('<name>')`. Kiln keeps module skills with each version; running them arrives with a later \
+         release, so today an agent uses prompt skills and the primitives below.\n\n\
+         ## What code in the sandbox can call\n\n",
+    );
+    guide.push_str(
+        "Modern JavaScript (ES2023) with top-level `await`; every block starts fresh, with no file system, \
+         timers or network but through `fetch`. Every primitive is async.\n\n",
+    );
+    for primitive in &PRIMITIVES {
+        guide.push_str("- ");
+        guide.push_str(primitive.doc);
+        guide.push('\n');
+    }
+    guide.push_str("\nReserved names (do not name a skill after them): ");
+    let reserved: Vec<String> = PRIMITIVES
+        .iter()
+        .flat_map(|p| p.names.iter())
+        .map(|n| format!("`{n}`"))
+        .chain(["`console`".to_owned(), "`require`".to_owned()])
+        .collect();
+    guide.push_str(&reserved.join(", "));
+    guide.push_str(".\n");
+    guide
+}
 
 /// The tool every session has.
 pub fn execute_js_tool() -> ToolSpec {
@@ -90,7 +170,7 @@ pub fn native_tool(name: &str) -> Option<ToolSpec> {
 /// The whole system prompt: the platform part, the indexes in scope, and
 /// the session's persona.
 pub fn system_prompt(indexes: Option<&[Index]>, persona: &str) -> String {
-    let mut prompt = String::from(PLATFORM_PROMPT);
+    let mut prompt = platform_prompt();
     prompt.push_str("\n\n## Knowledge\n");
     match indexes {
         None => prompt.push_str("`search` is disabled in this session.\n"),

@@ -5,9 +5,10 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use kiln_api::{
-    AgentConfig, AgentVersion, ErrorBody, SeedResult, SourceDeleteRequest, SourceDeleteResult,
-    SourceDeployRequest, SourceDeployResult, SourceDiffResult, SourceExport, SourceRenameRequest,
-    SourceRenameResult, SourceSyncManifest, SourceSyncResult, SourceValidateResult, UpdateAgentSettings,
+    AgentConfig, AgentVersion, ErrorBody, SeedResult, Skill, SkillList, SourceDeleteRequest,
+    SourceDeleteResult, SourceDeployRequest, SourceDeployResult, SourceDiffResult, SourceExport,
+    SourceRenameRequest, SourceRenameResult, SourceSyncManifest, SourceSyncResult, SourceValidateResult,
+    UpdateAgentSettings,
 };
 use kiln_core::agents::{DeployRequest, source};
 use kiln_core::ids::{AgentId, AgentVersionId};
@@ -32,6 +33,9 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(export_source))
         .routes(routes!(diff_source))
         .routes(routes!(update_settings))
+        .routes(routes!(list_skills))
+        .routes(routes!(skill_authoring_guide))
+        .routes(routes!(get_skill))
         .routes(routes!(seed_project))
         .routes(routes!(seed_app))
         .routes(routes!(list_versions))
@@ -303,4 +307,44 @@ async fn seed_project(
     responses((status = 200, body = SeedResult)))]
 async fn seed_app(state: State<AppState>, authed: Authed) -> Result<Json<SeedResult>, ApiError> {
     seed_project(state, authed).await
+}
+
+/// The project's skills: one per `skills/` file of each agent's live
+/// version (or `dev` draft before a deploy).
+#[utoipa::path(get, path = "/api/sdk/skills", tag = "skills",
+    responses((status = 200, body = SkillList)))]
+async fn list_skills(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+) -> Result<Json<SkillList>, ApiError> {
+    let skills = state.agents.list_skills(&ctx).await?;
+    Ok(Json(SkillList {
+        skills: skills
+            .into_iter()
+            .map(|s| convert::skill(&ctx.project.id, s))
+            .collect(),
+    }))
+}
+
+#[utoipa::path(get, path = "/api/sdk/skills/{id}", tag = "skills",
+    params(("id" = String, Path)),
+    responses((status = 200, body = Skill), (status = 404, body = ErrorBody)))]
+async fn get_skill(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Skill>, ApiError> {
+    let skill = state.agents.get_skill(&ctx, &id).await?;
+    Ok(Json(convert::skill(&ctx.project.id, skill)))
+}
+
+/// How to write skills, as Markdown (not JSON), built from the primitives
+/// the sandbox registers.
+#[utoipa::path(get, path = "/api/sdk/skills/authoring-guide", tag = "skills",
+    responses((status = 200, content_type = "text/markdown", body = String)))]
+async fn skill_authoring_guide(_authed: Authed) -> impl axum::response::IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/markdown; charset=utf-8")],
+        kiln_core::runtime::prompt::skill_authoring_guide(),
+    )
 }
