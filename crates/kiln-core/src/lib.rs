@@ -9,11 +9,14 @@
 //! * [`rag::Rag`]: indexes, documents, ingestion, search;
 //! * [`gateway::LlmGateway`]: model resolution, provider clients, usage,
 //!   chat and conversations (uses the control plane's secrets and RAG);
+//! * [`agents::AgentConfigs`]: agents as code: source manifests, agent
+//!   configs, drafts, versions, skills (uses RAG for index names);
 //! * [`runtime::AgentRuntime`]: sessions, turns, events, input, cancel
-//!   (uses the gateway and RAG).
+//!   (uses the gateway, RAG and the agent configs).
 //!
 //! Architecture invariant: this crate depends on no other `kiln-*` crate and
-//! never on axum, sqlx, reqwest or rquickjs (CI checks it with `cargo tree -i`).
+//! never on axum, sqlx, reqwest or rquickjs (CI checks it with `cargo tree -i`);
+//! its tests in `tests/it` do, to run the engines over real parts.
 //! Its top-level modules form layers with no cycle (ARCHITECTURE.md; CI
 //! checks it with `.ci/check-architecture`).
 
