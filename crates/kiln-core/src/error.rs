@@ -72,7 +72,7 @@ pub enum Error {
     #[error("{message}")]
     Refused { refusal: Refusal, message: String },
     /// A source manifest has fatal issues; nothing was written.
-    #[error("the source has {} fatal issue(s)", .issues.iter().filter(|i| i.severity == crate::issues::Severity::Fatal).count())]
+    #[error("{}", crate::issues::refusal_message(.issues))]
     SourceInvalid { issues: Vec<crate::issues::SourceIssue> },
     /// An upload is larger than the configured limit.
     #[error("the file is larger than the upload limit of {limit_bytes} bytes")]

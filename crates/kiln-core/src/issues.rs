@@ -71,3 +71,22 @@ pub struct SourceIssue {
     pub hint: Option<String>,
     pub severity: Severity,
 }
+
+/// The message of a source refused for its fatal issues: how many, and the
+/// first.
+pub fn refusal_message(issues: &[SourceIssue]) -> String {
+    let fatal: Vec<&SourceIssue> = issues.iter().filter(|i| i.severity == Severity::Fatal).collect();
+    match fatal.first() {
+        Some(first) => format!(
+            "the source has {} fatal issue(s); nothing was written. First: {}{}",
+            fatal.len(),
+            first
+                .file
+                .as_deref()
+                .map(|f| format!("{f}: "))
+                .unwrap_or_default(),
+            first.message
+        ),
+        None => "the source has fatal issues; nothing was written".into(),
+    }
+}

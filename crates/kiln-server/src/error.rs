@@ -81,7 +81,7 @@ impl From<Error> for ApiError {
                 let mut e = ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
                     codes::SOURCE_INVALID,
-                    err_message(&issues),
+                    kiln_core::issues::refusal_message(&issues),
                 );
                 let wire: Vec<_> = issues.into_iter().map(crate::convert::source_issue).collect();
                 e.body = e
@@ -134,27 +134,6 @@ impl From<Error> for ApiError {
                 ApiError::internal()
             }
         }
-    }
-}
-
-/// The message of a refused manifest: how many fatal issues, the first.
-fn err_message(issues: &[kiln_core::issues::SourceIssue]) -> String {
-    let fatal: Vec<_> = issues
-        .iter()
-        .filter(|i| i.severity == kiln_core::issues::Severity::Fatal)
-        .collect();
-    match fatal.first() {
-        Some(first) => format!(
-            "the source has {} fatal issue(s); nothing was written. First: {}{}",
-            fatal.len(),
-            first
-                .file
-                .as_deref()
-                .map(|f| format!("{f}: "))
-                .unwrap_or_default(),
-            first.message
-        ),
-        None => "the source has fatal issues; nothing was written".into(),
     }
 }
 

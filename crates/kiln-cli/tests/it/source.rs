@@ -8,7 +8,6 @@ use kiln_sdk::api::{
     AuditLogQuery, CreateIndex, CreateSession, SourceAgent, SourceDeleteRequest, SourceDeployRequest,
     SourceFile, SourceRenameRequest, SourceSyncManifest, SourceValidationIssue, UpdateAgentSettings,
 };
-use sha2::Digest;
 
 use crate::backends;
 use crate::harness::{TestApp, api_err};
@@ -27,12 +26,8 @@ backends!(
 );
 
 fn file(path: &str, content: &str) -> SourceFile {
-    SourceFile {
-        path: path.into(),
-        hash: format!("sha256:{:x}", sha2::Sha256::digest(content.as_bytes())),
-        size: content.len() as i64,
-        content: Some(content.into()),
-    }
+    // As the SDK reads it from disk: text as text.
+    kiln_sdk::source_dir::source_file(path, content.as_bytes())
 }
 
 fn manifest(files: Vec<SourceFile>) -> SourceSyncManifest {

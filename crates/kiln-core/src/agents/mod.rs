@@ -109,6 +109,14 @@ pub enum PathState {
     Changed,
 }
 
+/// An agent's files as one version (or draft) holds them.
+pub(crate) struct AgentFiles {
+    pub(crate) source_hash: String,
+    pub(crate) files: std::collections::BTreeMap<String, Vec<u8>>,
+    /// When they were published (or synced).
+    pub(crate) at: Timestamp,
+}
+
 /// What `source-sync` did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyncOutcome {
@@ -202,12 +210,7 @@ impl AgentConfigs {
     /// it as a new immutable version, live at once, all agents in one
     /// transaction. A fatal issue refuses the whole deploy.
     pub async fn deploy_source(&self, ctx: &AuthContext, request: &DeployRequest) -> Result<DeployOutcome> {
-        if !source::is_plain_name(&request.project) {
-            return Err(Error::validation(
-                "project must be a plain name (letters, digits, `.`, `_`, `-`)",
-                Some("project"),
-            ));
-        }
+        plain_name(&request.project, "project")?;
         let environment = environment_of(request.environment.as_deref());
         let local_id = request.local_agent_id.as_deref().filter(|l| !l.is_empty());
         let drafts = self
@@ -399,12 +402,7 @@ impl AgentConfigs {
         new: &str,
     ) -> Result<AgentId> {
         for (name, field) in [(project, "project"), (old, "oldLocalId"), (new, "newLocalId")] {
-            if !source::is_plain_name(name) {
-                return Err(Error::validation(
-                    format!("{field} must be a plain name (letters, digits, `.`, `_`, `-`)"),
-                    Some(field),
-                ));
-            }
+            plain_name(name, field)?;
         }
         let audit = NewAudit::new(
             &ctx.project.id,
@@ -458,32 +456,17 @@ impl AgentConfigs {
     /// `GET /source-export?project=`: the project's agents as files, for
     /// `kiln pull`.
     pub async fn export_source(&self, ctx: &AuthContext, project: &str) -> Result<Vec<ExportedAgent>> {
-        if !source::is_plain_name(project) {
-            return Err(Error::validation(
-                "project must be a plain name (letters, digits, `.`, `_`, `-`)",
-                Some("project"),
-            ));
-        }
+        plain_name(project, "project")?;
         let mut exported = Vec::new();
         for agent in self.store.list_agent_configs(&ctx.project.id).await? {
             if agent.code_first_project != project {
                 continue;
             }
-            if let Some((source_hash, files)) = self.published_files(ctx, &agent).await? {
+            if let Some(current) = self.current_files(ctx, &agent).await? {
                 exported.push(ExportedAgent {
                     local_id: agent.local_id,
-                    source_hash,
-                    files,
-                });
-            } else if let Some(draft) = self
-                .store
-                .get_draft(&ctx.project.id, &agent.id, DEFAULT_ENVIRONMENT)
-                .await?
-            {
-                exported.push(ExportedAgent {
-                    local_id: agent.local_id,
-                    source_hash: draft.source_hash,
-                    files: draft.files,
+                    source_hash: current.source_hash,
+                    files: current.files,
                 });
             }
         }
@@ -511,7 +494,7 @@ impl AgentConfigs {
         for source in &local {
             seen.insert(source.local_id.as_str());
             let published = match agents.iter().find(|a| a.local_id == source.local_id) {
-                Some(agent) => self.published_files(ctx, agent).await?.map(|(_, files)| files),
+                Some(agent) => self.published_files(ctx, agent).await?.map(|p| p.files),
                 None => None,
             }
             .unwrap_or_default();
@@ -529,8 +512,8 @@ impl AgentConfigs {
             }
         }
         for agent in agents.iter().filter(|a| !seen.contains(a.local_id.as_str())) {
-            if let Some((_, files)) = self.published_files(ctx, agent).await? {
-                for path in files.keys() {
+            if let Some(published) = self.published_files(ctx, agent).await? {
+                for path in published.files.keys() {
                     paths.push((format!("{}/{path}", agent.local_id), PathState::ServerOnly));
                 }
             }
@@ -540,33 +523,28 @@ impl AgentConfigs {
     }
 
     /// The files of the agent's live version (or of its `dev` draft before
-    /// a deploy), with when they were published (or synced).
+    /// a deploy).
     pub(crate) async fn current_files(
         &self,
         ctx: &AuthContext,
         agent: &AgentConfig,
-    ) -> Result<Option<(std::collections::BTreeMap<String, Vec<u8>>, Timestamp)>> {
-        if let Some(active) = agent.active_version_id.as_deref()
-            && let Some(version) = self
-                .store
-                .version_by_id(&ctx.project.id, &AgentVersionId::from_string(active))
-                .await?
-        {
-            return Ok(Some((version.files, version.created_at)));
+    ) -> Result<Option<AgentFiles>> {
+        if let Some(published) = self.published_files(ctx, agent).await? {
+            return Ok(Some(published));
         }
         Ok(self
             .store
             .get_draft(&ctx.project.id, &agent.id, DEFAULT_ENVIRONMENT)
             .await?
-            .map(|d| (d.files, d.updated_at)))
+            .map(|d| AgentFiles {
+                source_hash: d.source_hash,
+                files: d.files,
+                at: d.updated_at,
+            }))
     }
 
-    /// The source hash and files of the agent's live version, if any.
-    async fn published_files(
-        &self,
-        ctx: &AuthContext,
-        agent: &AgentConfig,
-    ) -> Result<Option<(String, std::collections::BTreeMap<String, Vec<u8>>)>> {
+    /// The files of the agent's live version, if it has one.
+    async fn published_files(&self, ctx: &AuthContext, agent: &AgentConfig) -> Result<Option<AgentFiles>> {
         let Some(active) = agent.active_version_id.as_deref() else {
             return Ok(None);
         };
@@ -574,7 +552,11 @@ impl AgentConfigs {
             .store
             .version_by_id(&ctx.project.id, &AgentVersionId::from_string(active))
             .await?
-            .map(|v| (v.source_hash, v.files)))
+            .map(|v| AgentFiles {
+                source_hash: v.source_hash,
+                files: v.files,
+                at: v.created_at,
+            }))
     }
 
     /// The agent bound to (`project`, `local_id`).
@@ -638,10 +620,7 @@ impl AgentConfigs {
         for agent in &agents {
             let Some(spec) = &agent.spec else { continue };
             for wanted in &spec.indexes {
-                let known = indexes
-                    .iter()
-                    .any(|i| i.id.as_str() == wanted.as_str() || i.name == *wanted);
-                if !known {
+                if find_index(indexes, wanted).is_none() {
                     issues.push(SourceIssue {
                         file: Some(format!("{}/{}", agent.local_id, source::AGENT_FILE)),
                         line: None,
@@ -672,6 +651,25 @@ fn profile_of_version(version: AgentVersion) -> AgentProfile {
     }
 }
 
+/// `value` as a plain name, or a validation error naming `field`.
+fn plain_name(value: &str, field: &str) -> Result<()> {
+    if source::is_plain_name(value) {
+        Ok(())
+    } else {
+        Err(Error::validation(
+            format!("{field} must be a plain name (letters, digits, `.`, `_`, `-`)"),
+            Some(field),
+        ))
+    }
+}
+
+/// The index named by id or name, among the project's.
+fn find_index<'a>(indexes: &'a [Index], wanted: &str) -> Option<&'a Index> {
+    indexes
+        .iter()
+        .find(|i| i.id.as_str() == wanted || i.name == wanted)
+}
+
 /// The environment named, or the default one.
 fn environment_of(environment: Option<&str>) -> String {
     environment
@@ -697,12 +695,7 @@ fn draft_spec(agent: &AgentSource, indexes: &[Index]) -> DraftSpec {
         stores: spec
             .indexes
             .iter()
-            .filter_map(|wanted| {
-                indexes
-                    .iter()
-                    .find(|i| i.id.as_str() == wanted.as_str() || i.name == *wanted)
-                    .map(|i| i.id.to_string())
-            })
+            .filter_map(|wanted| find_index(indexes, wanted).map(|i| i.id.to_string()))
             .collect(),
         tools: spec.tools,
         capabilities: spec.capabilities,

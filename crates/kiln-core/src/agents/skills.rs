@@ -57,10 +57,11 @@ impl AgentConfigs {
     pub async fn list_skills(&self, ctx: &AuthContext) -> Result<Vec<Skill>> {
         let mut skills = Vec::new();
         for agent in self.store.list_agent_configs(&ctx.project.id).await? {
-            let Some((files, at)) = self.current_files(ctx, &agent).await? else {
+            let Some(current) = self.current_files(ctx, &agent).await? else {
                 continue;
             };
-            for (path, bytes) in files {
+            let at = current.at;
+            for (path, bytes) in current.files {
                 let Some(file) = path.strip_prefix("skills/") else {
                     continue;
                 };
