@@ -104,12 +104,13 @@ pub struct Skill {
     pub kind: String,
     /// A prompt skill's Markdown; `""` otherwise.
     pub prompt: String,
-    /// `{"agent_id", "path"}`.
+    /// `{"agent_id", "path"}`, and for a module its `exports`
+    /// (`[{"name", "params"?}]`, `params` for functions).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Value,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub parameters: Value,
-    /// False for module skills until the sandbox runs them.
+    /// Always true: every skill of a live version is in use.
     pub enabled: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

@@ -218,6 +218,17 @@ pub struct SourceValidateResult {
     pub issues: Vec<SourceValidationIssue>,
 }
 
+/// `POST /skills/validate` body: one skill module's JavaScript, checked as
+/// `skills/<name>.js` (`name` defaults to `skill`). The answer is a
+/// [`SourceValidateResult`], always 200 whatever the severities.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SkillValidateRequest {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 /// The `severity` of an issue.
 pub mod issue_severities {
     pub const FATAL: &str = "fatal";
@@ -264,8 +275,16 @@ pub mod source_issue_codes {
     pub const MISSING_PERSONA: &str = "missing_persona";
     /// A file outside the known layout (a warning: it is kept, not used).
     pub const UNKNOWN_FILE: &str = "unknown_file";
+    /// A skill module that does not parse (at the error's line and column).
+    pub const SKILL_SYNTAX: &str = "skill_syntax";
+    /// A skill module whose top level throws, or runs out of memory or stack.
+    pub const SKILL_ERROR: &str = "skill_error";
+    /// A skill module whose top level runs past its time limit.
+    pub const SKILL_TIMEOUT: &str = "skill_timeout";
+    /// A skill module named after a sandbox global (a warning).
+    pub const RESERVED_NAME: &str = "reserved_name";
 
-    pub const ALL: [&str; 19] = [
+    pub const ALL: [&str; 23] = [
         INVALID_PROJECT,
         INVALID_AGENT_ID,
         DUPLICATE_AGENT,
@@ -285,5 +304,9 @@ pub mod source_issue_codes {
         MISSING_INDEX,
         MISSING_PERSONA,
         UNKNOWN_FILE,
+        SKILL_SYNTAX,
+        SKILL_ERROR,
+        SKILL_TIMEOUT,
+        RESERVED_NAME,
     ];
 }

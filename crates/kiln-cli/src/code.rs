@@ -142,6 +142,18 @@ const EVAL_JSON: &str = r#"{
 }
 "#;
 
+const HOURS_JS: &str = r#"// When the help desk is staffed (UTC).
+export const HOURS = { open: 9, close: 17, days: "Monday to Friday" };
+
+// Whether a person can take over at `when` (an ISO date; now by default).
+export function isOpen(when) {
+  const at = when ? new Date(when) : new Date();
+  const day = at.getUTCDay();
+  const hour = at.getUTCHours();
+  return day >= 1 && day <= 5 && hour >= HOURS.open && hour < HOURS.close;
+}
+"#;
+
 /// `kiln init NAME`.
 pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
     let root = &args.name;
@@ -160,7 +172,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
         anyhow::bail!("{} exists and is not empty", root.display());
     }
     let agent = root.join(source_dir::AGENTS_DIR).join("support");
-    let files: [(PathBuf, String); 5] = [
+    let files: [(PathBuf, String); 6] = [
         (
             root.join(source_dir::PROJECT_FILE),
             format!(
@@ -173,6 +185,7 @@ pub(crate) fn init(args: InitArgs) -> anyhow::Result<()> {
             agent.join("skills/tone.md"),
             "Keep a warm, plain tone; no jargon.\n".to_owned(),
         ),
+        (agent.join("skills/hours.js"), HOURS_JS.to_owned()),
         (agent.join("evals/greets.json"), EVAL_JSON.to_owned()),
     ];
     for (path, content) in files {

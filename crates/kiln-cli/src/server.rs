@@ -8,12 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kiln_core::agents::AgentConfigs;
+use kiln_core::agents::modules::ModuleChecker;
 use kiln_core::control::{ControlConfig, ControlPlane, CreatedKey};
 use kiln_core::crypto::Kek;
 use kiln_core::gateway::{LlmGateway, LlmSetup};
 use kiln_core::llm::{Embedder, SettingMap};
 use kiln_core::rag::{Rag, RagSetup};
 use kiln_core::runtime::{AgentRuntime, RuntimeSetup};
+use kiln_core::sandbox::Sandbox;
 use kiln_core::usage::UsageLog;
 use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig, Services};
@@ -170,14 +172,23 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             env: options.provider_env.clone(),
         },
     ));
-    let agents = Arc::new(AgentConfigs::new(store.clone(), rag.clone()));
+    let sandbox: Arc<dyn Sandbox> = Arc::new(kiln_sandbox::QuickJsSandbox::new());
+    let agents = Arc::new(AgentConfigs::new(
+        store.clone(),
+        rag.clone(),
+        ModuleChecker::new(
+            sandbox.clone(),
+            options.runtime.sandbox,
+            kiln_core::runtime::prompt::reserved_names(),
+        ),
+    ));
     let runtime = Arc::new(AgentRuntime::new(
         store.clone(),
         gateway.clone(),
         rag.clone(),
         agents.clone(),
         RuntimeSetup {
-            sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
+            sandbox,
             fetch: Arc::new(kiln_providers::web::GuardedFetch::new(options.fetch.clone())),
             config: options.runtime.clone(),
         },

@@ -32,10 +32,14 @@ pub enum IssueCode {
     MissingIndex,
     MissingPersona,
     UnknownFile,
+    SkillSyntax,
+    SkillError,
+    SkillTimeout,
+    ReservedName,
 }
 
 impl IssueCode {
-    pub const ALL: [IssueCode; 19] = [
+    pub const ALL: [IssueCode; 23] = [
         IssueCode::InvalidProject,
         IssueCode::InvalidAgentId,
         IssueCode::DuplicateAgent,
@@ -55,6 +59,10 @@ impl IssueCode {
         IssueCode::MissingIndex,
         IssueCode::MissingPersona,
         IssueCode::UnknownFile,
+        IssueCode::SkillSyntax,
+        IssueCode::SkillError,
+        IssueCode::SkillTimeout,
+        IssueCode::ReservedName,
     ];
 }
 

@@ -54,6 +54,42 @@ impl CancelFlag {
     }
 }
 
+/// A module a block may `require` by name: one of an agent's skill modules
+/// (`skills/<name>.js`), an ES module whose exports `require(name)` returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxModule {
+    /// What `require` takes (`pricing`).
+    pub name: String,
+    /// The file name in stack traces and errors (`skills/pricing.js`).
+    pub file: String,
+    pub source: String,
+}
+
+/// How many calls of exported functions one block reports through
+/// [`HostFunctions::module_called`]; later calls run without a note, so a
+/// loop over a skill function does not flood the session with events.
+pub const MAX_MODULE_CALL_NOTES: u32 = 100;
+
+/// One export of a module, as [`Sandbox::inspect_module`] found it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleExport {
+    pub name: String,
+    /// `Some(parameter names)` for a function; `None` for any other value.
+    pub params: Option<Vec<String>>,
+}
+
+/// Why a module cannot be required, with the place in its own file when
+/// the error has one there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModuleError {
+    /// [`SandboxError::Syntax`] when it does not parse; `Timeout` when its
+    /// top level runs past the limit; `Thrown` when it throws.
+    pub error: SandboxError,
+    /// 1-based, in the module's file.
+    pub line: Option<u32>,
+    pub column: Option<u32>,
+}
+
 /// The functions a block may call, injected per run. A name with a dot
 /// (`data.get`) is exposed as a method of a global object (`data`).
 /// Every host function is async in JavaScript (returns a promise) and takes
@@ -70,6 +106,14 @@ pub trait HostFunctions: Send + Sync {
     fn paused(&self) -> Duration {
         Duration::ZERO
     }
+    /// The modules `require(name)` may return; none by default.
+    fn modules(&self) -> &[SandboxModule] {
+        &[]
+    }
+    /// The code called `function`, an export of `module` (an agent's skill
+    /// call). The block waits for it before it ends, as for a host call,
+    /// but the code gets no reply.
+    async fn module_called(&self, _module: &str, _function: &str) {}
 }
 
 /// How a block ended.
@@ -127,4 +171,15 @@ pub trait Sandbox: Send + Sync {
         limits: SandboxLimits,
         cancel: CancelFlag,
     ) -> SandboxOutcome;
+
+    /// Requires `name` among `modules` in a fresh context without host
+    /// functions, within `limits`, and lists its exports: how a skill module
+    /// is checked before it is stored. Its top level runs, so one that
+    /// loops forever ends in `Timeout`.
+    async fn inspect_module(
+        &self,
+        modules: &[SandboxModule],
+        name: &str,
+        limits: SandboxLimits,
+    ) -> Result<Vec<ModuleExport>, ModuleError>;
 }

@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use kiln_core::sandbox::{CancelFlag, HostFunctions, SandboxError, SandboxLimits};
+use kiln_core::sandbox::{CancelFlag, HostFunctions, SandboxError, SandboxLimits, SandboxModule};
 use rquickjs::context::EvalOptions;
 use rquickjs::promise::PromiseState;
-use rquickjs::{Context, Ctx, Function, Object, Promise, Runtime, Value};
+use rquickjs::{Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value};
 use serde_json::Value as Json;
 use tokio::runtime::Handle;
 
@@ -63,9 +63,18 @@ const RETURN_OUTSIDE_FUNCTION: &str = "return not in a function";
 const NEVER_SETTLES: &str = "Error: the code awaits a promise that can never settle \
      (no host call is running, and there are no timers)";
 
+/// What a job runs after the prelude.
+pub(crate) enum Program {
+    /// The model's code.
+    Block(String),
+    /// Requires this module and lists its exports
+    /// ([`kiln_core::sandbox::Sandbox::inspect_module`]).
+    Inspect(String),
+}
+
 /// What the sandbox thread needs to run one block.
 pub(crate) struct Job {
-    pub(crate) code: String,
+    pub(crate) program: Program,
     pub(crate) host: Arc<dyn HostFunctions>,
     pub(crate) limits: SandboxLimits,
     pub(crate) cancel: CancelFlag,
@@ -259,8 +268,12 @@ fn run_block<'js>(
         meter,
         describe: None,
     };
-    let result_json = block.prelude(&calls, console, job)?;
-    let (promise, shape) = block.evaluate(&job.code)?;
+    let helpers = block.prelude(&calls, console, job)?;
+    let code = match &job.program {
+        Program::Block(code) => code,
+        Program::Inspect(name) => return block.inspect(&helpers, name),
+    };
+    let (promise, shape) = block.evaluate(code)?;
     let value = block.drive(&promise, &calls, &replies)?;
     let value = match shape {
         Shape::Script => value
@@ -269,7 +282,7 @@ fn run_block<'js>(
         Shape::Function => Some(value),
     };
     let json = match value {
-        Some(value) => block.to_json(&result_json, value)?,
+        Some(value) => block.to_json(&helpers.result_json, value)?,
         None => Json::Null,
     };
     block.finish_calls(&calls, &replies)?;
@@ -297,6 +310,14 @@ enum Shape {
     Function,
 }
 
+/// The prelude's helpers the engine calls.
+struct Helpers<'js> {
+    /// The completion value as JSON text.
+    result_json: Function<'js>,
+    /// A module's exports as JSON text.
+    inspect_module: Function<'js>,
+}
+
 /// One block's context and what reads its outcome.
 struct Block<'a, 'js> {
     ctx: Ctx<'js>,
@@ -307,13 +328,14 @@ struct Block<'a, 'js> {
 }
 
 impl<'js> Block<'_, 'js> {
-    /// Installs `console` and the host functions; returns `resultJson`.
+    /// Installs `console`, the host functions and `require`; returns the
+    /// helpers the engine uses.
     fn prelude(
         &mut self,
         calls: &Rc<HostCalls<'js>>,
         console: &Rc<RefCell<Console>>,
         job: &Job,
-    ) -> Result<Function<'js>, SandboxError> {
+    ) -> Result<Helpers<'js>, SandboxError> {
         let host_call = Function::new(self.ctx.clone(), {
             let calls = calls.clone();
             move |ctx: Ctx<'js>, name: String, args: String| calls.start(&ctx, name, &args)
@@ -324,6 +346,16 @@ impl<'js> Block<'_, 'js> {
             move |line: String| console.borrow_mut().write(&line)
         })
         .map_err(|error| self.failure(error))?;
+        let load_module = Function::new(self.ctx.clone(), {
+            let host = job.host.clone();
+            move |ctx: Ctx<'js>, name: String| load_module(&ctx, host.modules(), &name)
+        })
+        .map_err(|error| self.failure(error))?;
+        let module_called = Function::new(self.ctx.clone(), {
+            let calls = calls.clone();
+            move |module: String, function: String| calls.note_module_call(module, function)
+        })
+        .map_err(|error| self.failure(error))?;
         let bytecode = prelude::bytecode().map_err(|error| internal(&error))?;
         let setup = prelude::load(&self.ctx, bytecode).map_err(|error| self.failure(error))?;
         let helpers: Object = setup
@@ -332,12 +364,31 @@ impl<'js> Block<'_, 'js> {
                 console_write,
                 job.host.names(),
                 job.limits.output_bytes as f64,
+                load_module,
+                module_called,
             ))
             .map_err(|error| self.failure(error))?;
         let result_json: Function = helpers.get("resultJson").map_err(|error| self.failure(error))?;
+        let inspect_module: Function = helpers
+            .get("inspectModule")
+            .map_err(|error| self.failure(error))?;
         let describe: Function = helpers.get("describe").map_err(|error| self.failure(error))?;
         self.describe = Some(describe);
-        Ok(result_json)
+        Ok(Helpers {
+            result_json,
+            inspect_module,
+        })
+    }
+
+    /// Requires the module `name` and lists its exports, as JSON
+    /// (`[{ name, params }]`, `params` null for a value).
+    fn inspect(&self, helpers: &Helpers<'js>, name: &str) -> Result<Json, SandboxError> {
+        let json: String = helpers
+            .inspect_module
+            .call((name,))
+            .map_err(|error| self.failure(error))?;
+        serde_json::from_str(&json)
+            .map_err(|error| internal(&format!("the exports cannot be read as JSON: {error}")))
     }
 
     /// Starts the code: as a script with top-level await, or, when it has a
@@ -551,6 +602,40 @@ impl<'js> Block<'_, 'js> {
                 }
             }
         }
+    }
+}
+
+/// `require(name)`'s native half: declares and evaluates the module, and
+/// returns its namespace. Its top level runs here, synchronously (the
+/// interrupt handler still bounds it); a module that awaits at its top level
+/// cannot be required, as `require` returns at once.
+fn load_module<'js>(ctx: &Ctx<'js>, modules: &[SandboxModule], name: &str) -> rquickjs::Result<Object<'js>> {
+    let Some(module) = modules.iter().find(|m| m.name == name) else {
+        let known: Vec<String> = modules.iter().map(|m| format!("`{}`", m.name)).collect();
+        let known = if known.is_empty() {
+            "this agent has no skill modules".to_owned()
+        } else {
+            format!("this agent's skill modules: {}", known.join(", "))
+        };
+        return Err(Exception::throw_message(
+            ctx,
+            &format!("no skill module named `{name}` ({known})"),
+        ));
+    };
+    let declared = Module::declare(ctx.clone(), module.file.as_str(), module.source.as_str())?;
+    let (evaluated, promise) = declared.eval()?;
+    match promise.state() {
+        PromiseState::Resolved => evaluated.namespace(),
+        PromiseState::Rejected => match promise.result::<Value>() {
+            Some(Err(error)) => Err(error),
+            _ => Err(Exception::throw_internal(ctx, "a rejected module has no reason")),
+        },
+        PromiseState::Pending => Err(Exception::throw_message(
+            ctx,
+            &format!(
+                "skill module `{name}` awaits at its top level; `require` returns at once, so await inside its functions instead"
+            ),
+        )),
     }
 }
 

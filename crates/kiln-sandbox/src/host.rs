@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use kiln_core::sandbox::HostFunctions;
+use kiln_core::sandbox::{HostFunctions, MAX_MODULE_CALL_NOTES};
 use rquickjs::{Ctx, Function, Promise};
 use serde_json::Value as Json;
 use tokio::runtime::Handle;
@@ -31,10 +31,10 @@ impl HostReply {
     }
 }
 
-/// A call whose promise is still pending.
+/// A call still running: a host call whose promise is pending, or a note of
+/// a skill call, which settles nothing.
 struct Pending<'js> {
-    resolve: Function<'js>,
-    reject: Function<'js>,
+    settle: Option<(Function<'js>, Function<'js>)>,
     task: AbortHandle,
 }
 
@@ -50,6 +50,7 @@ pub(crate) struct HostCalls<'js> {
     replies: Sender<HostReply>,
     next_id: Cell<u64>,
     pending: RefCell<HashMap<u64, Pending<'js>>>,
+    notes: Cell<u32>,
 }
 
 impl<'js> HostCalls<'js> {
@@ -64,7 +65,14 @@ impl<'js> HostCalls<'js> {
             replies,
             next_id: Cell::new(0),
             pending: RefCell::new(HashMap::new()),
+            notes: Cell::new(0),
         }
+    }
+
+    fn next_id(&self) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
     }
 
     /// Starts `name` with the JSON array `args` and returns its promise,
@@ -78,8 +86,7 @@ impl<'js> HostCalls<'js> {
                 return Ok(promise);
             }
         };
-        let id = self.next_id.get();
-        self.next_id.set(id + 1);
+        let id = self.next_id();
         let host = self.host.clone();
         let mut reply = ReplyOnDrop {
             id,
@@ -93,12 +100,39 @@ impl<'js> HostCalls<'js> {
         self.pending.borrow_mut().insert(
             id,
             Pending {
-                resolve,
-                reject,
+                settle: Some((resolve, reject)),
                 task: task.abort_handle(),
             },
         );
         Ok(promise)
+    }
+
+    /// Tells the host that the code called `function` of skill module
+    /// `module`, up to [`MAX_MODULE_CALL_NOTES`] times per block. The block
+    /// waits for the host to take the note before it ends.
+    pub(crate) fn note_module_call(&self, module: String, function: String) {
+        if self.notes.get() >= MAX_MODULE_CALL_NOTES {
+            return;
+        }
+        self.notes.set(self.notes.get() + 1);
+        let id = self.next_id();
+        let host = self.host.clone();
+        let mut reply = ReplyOnDrop {
+            id,
+            name: format!("{module}.{function}"),
+            replies: Some(self.replies.clone()),
+        };
+        let task = self.runtime.spawn(async move {
+            host.module_called(&module, &function).await;
+            reply.send(Ok(Json::Null));
+        });
+        self.pending.borrow_mut().insert(
+            id,
+            Pending {
+                settle: None,
+                task: task.abort_handle(),
+            },
+        );
     }
 
     /// Whether a call is still running, so that a pending promise may yet
@@ -112,9 +146,12 @@ impl<'js> HostCalls<'js> {
         let Some(pending) = self.pending.borrow_mut().remove(&reply.id) else {
             return Ok(());
         };
+        let Some((resolve, reject)) = pending.settle else {
+            return Ok(());
+        };
         match reply.result {
-            Ok(json) => pending.resolve.call((json.to_string(),)),
-            Err(message) => pending.reject.call((message,)),
+            Ok(json) => resolve.call((json.to_string(),)),
+            Err(message) => reject.call((message,)),
         }
     }
 

@@ -11,9 +11,9 @@
 //! block does not exist in the next, and nothing leaks between blocks or
 //! sessions. The context has the standard built-ins (plus
 //! QuickJS's `queueMicrotask`, `atob`/`btoa`, `performance.now`), and no
-//! ambient I/O: no `require`, no module loader (`import()` rejects), no
-//! `fetch`, no timers (`setTimeout` is absent), no `print`. What the code
-//! may reach is only:
+//! ambient I/O: no module loader (`import()` rejects), no `fetch`, no
+//! timers (`setTimeout` is absent), no `print`. What the code may reach is
+//! only:
 //!
 //! * the host functions of [`HostFunctions::names`]: `search` becomes a
 //!   global, `data.get` a method of a global object `data`. Each is async:
@@ -23,7 +23,17 @@
 //! * `console.log`/`info`/`warn`/`error`/`debug` (and `trace`, `dir`), which
 //!   append one line per call to [`SandboxOutcome::console`]: strings as they
 //!   are, other values Node-like (objects as JSON, errors as
-//!   `TypeError: message`), joined by spaces.
+//!   `TypeError: message`), joined by spaces;
+//! * `require(name)`, over the modules of [`HostFunctions::modules`] only
+//!   (an agent's skill modules): the module is declared and evaluated as an
+//!   ES module the first time a block requires it, its top level running
+//!   synchronously (one that awaits cannot be required), and `require`
+//!   returns its exports, frozen, each exported function wrapped so that a
+//!   call is noted to [`HostFunctions::module_called`] (at most
+//!   [`kiln_core::sandbox::MAX_MODULE_CALL_NOTES`] per block). A module may
+//!   `require` another; `import` finds nothing. [`Sandbox::inspect_module`]
+//!   does the same in a fresh context without host functions and lists the
+//!   exports, or says where the module failed.
 //!
 //! # The completion value
 //!
@@ -119,11 +129,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use kiln_core::sandbox::{CancelFlag, HostFunctions, Sandbox, SandboxError, SandboxLimits, SandboxOutcome};
+use kiln_core::sandbox::{
+    CancelFlag, HostFunctions, ModuleError, ModuleExport, Sandbox, SandboxError, SandboxLimits,
+    SandboxModule, SandboxOutcome,
+};
+use serde_json::Value as Json;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
 
-use crate::engine::{Finished, Job};
+use crate::engine::{Finished, Job, Program};
 
 /// How long past the deadline (or after a cancel) the caller waits for a
 /// stuck engine before giving up on it.
@@ -155,27 +169,7 @@ impl Sandbox for QuickJsSandbox {
         cancel: CancelFlag,
     ) -> SandboxOutcome {
         let started = Instant::now();
-        let deadline = started.checked_add(limits.time);
-        let finished = match Handle::try_current() {
-            Ok(runtime) => {
-                let abandoned = Arc::new(AtomicBool::new(false));
-                let (replies_tx, replies_rx) = std::sync::mpsc::channel();
-                let _abandon_on_drop = AbandonOnDrop(abandoned.clone(), replies_tx.clone());
-                let paused = host.clone();
-                let job = Job {
-                    code: code.to_owned(),
-                    host,
-                    limits,
-                    cancel: cancel.clone(),
-                    abandoned,
-                    deadline,
-                    runtime,
-                    replies: Some((replies_tx, replies_rx)),
-                };
-                run_on_thread(job, &limits, deadline, paused.as_ref(), &cancel).await
-            }
-            Err(_) => Finished::failed(engine::internal("the sandbox must run inside a Tokio runtime")),
-        };
+        let finished = run_program(Program::Block(code.to_owned()), host, limits, cancel, started).await;
         SandboxOutcome {
             result: finished.result,
             console: finished.console,
@@ -183,6 +177,148 @@ impl Sandbox for QuickJsSandbox {
             elapsed: started.elapsed(),
         }
     }
+
+    async fn inspect_module(
+        &self,
+        modules: &[SandboxModule],
+        name: &str,
+        limits: SandboxLimits,
+    ) -> Result<Vec<ModuleExport>, ModuleError> {
+        let file = modules
+            .iter()
+            .find(|m| m.name == name)
+            .map(|m| m.file.clone())
+            .unwrap_or_default();
+        let host = Arc::new(ModulesOnly(modules.to_vec()));
+        let finished = run_program(
+            Program::Inspect(name.to_owned()),
+            host,
+            limits,
+            CancelFlag::new(),
+            Instant::now(),
+        )
+        .await;
+        match finished.result {
+            Ok(exports) => exports_of(exports),
+            Err(error) => Err(module_error(error, &file)),
+        }
+    }
+}
+
+/// Runs `program` on a sandbox thread with `host`, within `limits` counted
+/// from `started`.
+async fn run_program(
+    program: Program,
+    host: Arc<dyn HostFunctions>,
+    limits: SandboxLimits,
+    cancel: CancelFlag,
+    started: Instant,
+) -> Finished {
+    let deadline = started.checked_add(limits.time);
+    let Ok(runtime) = Handle::try_current() else {
+        return Finished::failed(engine::internal("the sandbox must run inside a Tokio runtime"));
+    };
+    let abandoned = Arc::new(AtomicBool::new(false));
+    let (replies_tx, replies_rx) = std::sync::mpsc::channel();
+    let _abandon_on_drop = AbandonOnDrop(abandoned.clone(), replies_tx.clone());
+    let paused = host.clone();
+    let job = Job {
+        program,
+        host,
+        limits,
+        cancel: cancel.clone(),
+        abandoned,
+        deadline,
+        runtime,
+        replies: Some((replies_tx, replies_rx)),
+    };
+    run_on_thread(job, &limits, deadline, paused.as_ref(), &cancel).await
+}
+
+/// The host of [`Sandbox::inspect_module`]: the modules, and no functions.
+struct ModulesOnly(Vec<SandboxModule>);
+
+#[async_trait]
+impl HostFunctions for ModulesOnly {
+    fn names(&self) -> Vec<String> {
+        Vec::new()
+    }
+    async fn call(&self, name: &str, _args: Json) -> Result<Json, String> {
+        Err(format!("`{name}` is not available while a module is inspected"))
+    }
+    fn modules(&self) -> &[SandboxModule] {
+        &self.0
+    }
+}
+
+/// The prelude's `[{ name, params }]` as exports.
+fn exports_of(json: Json) -> Result<Vec<ModuleExport>, ModuleError> {
+    let unreadable = || ModuleError {
+        error: engine::internal("the module's exports cannot be read"),
+        line: None,
+        column: None,
+    };
+    let Json::Array(items) = json else {
+        return Err(unreadable());
+    };
+    items
+        .into_iter()
+        .map(|item| {
+            let name = item.get("name").and_then(Json::as_str).ok_or_else(unreadable)?;
+            let params = item.get("params").and_then(Json::as_array).map(|params| {
+                params
+                    .iter()
+                    .filter_map(Json::as_str)
+                    .map(str::to_owned)
+                    .collect()
+            });
+            Ok(ModuleExport {
+                name: name.to_owned(),
+                params,
+            })
+        })
+        .collect()
+}
+
+/// How a module failed, with the place in `file` its stack names first. A
+/// thrown `SyntaxError` is the module not parsing: it reads like a block's
+/// syntax error, `message at file:line:column`.
+fn module_error(error: SandboxError, file: &str) -> ModuleError {
+    let SandboxError::Thrown { message, stack } = error else {
+        return ModuleError {
+            error,
+            line: None,
+            column: None,
+        };
+    };
+    let place = stack.as_deref().and_then(|stack| place_in(stack, file));
+    let (line, column) = place.map_or((None, None), |(line, column)| (Some(line), Some(column)));
+    let error = match (message.strip_prefix("SyntaxError: "), place) {
+        (Some(message), Some((line, column))) => {
+            SandboxError::Syntax(format!("{message} at {file}:{line}:{column}"))
+        }
+        (Some(message), None) => SandboxError::Syntax(message.to_owned()),
+        (None, _) => SandboxError::Thrown { message, stack },
+    };
+    ModuleError { error, line, column }
+}
+
+/// The first `file:line:column` of `file` in a QuickJS stack, whose frames
+/// read `at name (file:line:column)` or `at file:line:column`.
+fn place_in(stack: &str, file: &str) -> Option<(u32, u32)> {
+    if file.is_empty() {
+        return None;
+    }
+    let needle = format!("{file}:");
+    stack.lines().find_map(|frame| {
+        let start = frame.find(&needle)? + needle.len();
+        let mut numbers = frame[start..]
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|n| !n.is_empty());
+        let line = numbers.next()?.parse().ok()?;
+        let column = numbers.next()?.parse().ok()?;
+        Some((line, column))
+    })
 }
 
 /// Runs `job` on a sandbox thread and waits for it, giving up a little

@@ -4,7 +4,7 @@
 // read results and errors. It runs once per block, before the model's code,
 // and keeps its own copies of `JSON` and friends so the code cannot break the
 // engine by replacing them.
-export default function setup(hostCall, consoleWrite, hostNames, outputBytes) {
+export default function setup(hostCall, consoleWrite, hostNames, outputBytes, loadModule, moduleCalled) {
   const global = globalThis;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -13,6 +13,14 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes) {
   const WeakSetType = WeakSet;
   const objectToString = Object.prototype.toString;
   const defineProperty = Object.defineProperty;
+  const keysOf = Object.keys;
+  const freeze = Object.freeze;
+  const apply = Reflect.apply;
+  const construct = Reflect.construct;
+  const functionToString = Function.prototype.toString;
+  const MapType = Map;
+  const WeakMapType = WeakMap;
+  const TypeErrorType = TypeError;
 
   // Strings cross into Rust as UTF-8, which has no lone surrogates.
   const isWellFormed = String.prototype.isWellFormed;
@@ -143,6 +151,108 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes) {
     target[last] = hostFunction(name, last);
   }
 
+  // require(name): the exports of one of the agent's skill modules, loaded
+  // once per block. Every exported function is wrapped so that a call tells
+  // the host (a `skill_call` event); the module's own calls between its
+  // functions do not go through the wrapper.
+  const loaded = new MapType();
+  const failed = new MapType();
+  const loading = new MapType();
+  const originals = new WeakMapType();
+  const wrapExport = (moduleName, key, fn) => {
+    const wrapped = function (...args) {
+      moduleCalled(moduleName, key);
+      return new.target ? construct(fn, args, new.target) : apply(fn, this, args);
+    };
+    defineProperty(wrapped, "name", { value: key });
+    defineProperty(wrapped, "length", { value: fn.length });
+    originals.set(wrapped, fn);
+    return wrapped;
+  };
+  const require = function require(name) {
+    if (typeof name !== "string") {
+      throw new TypeErrorType('require() takes the name of a skill module, as in require("pricing")');
+    }
+    const done = loaded.get(name);
+    if (done !== undefined) return done;
+    if (failed.has(name)) throw failed.get(name);
+    if (loading.has(name)) {
+      throw new ErrorType(`require("${name}") is circular: the module is still running its top level`);
+    }
+    loading.set(name, true);
+    let namespace;
+    try {
+      namespace = loadModule(name);
+    } catch (error) {
+      failed.set(name, error);
+      throw error;
+    } finally {
+      loading.delete(name);
+    }
+    const exports = {};
+    for (const key of keysOf(namespace)) {
+      const value = namespace[key];
+      exports[key] = typeof value === "function" ? wrapExport(name, key, value) : value;
+    }
+    freeze(exports);
+    loaded.set(name, exports);
+    return exports;
+  };
+  global.require = require;
+
+  // A function's parameter names, read from its source: `(a, { b }, c = 1)`
+  // gives `["a", "{ b }", "c"]`. Only for describing a skill to the model.
+  const paramsOf = (fn) => {
+    let source;
+    try {
+      source = functionToString.call(fn);
+    } catch (_) {
+      return [];
+    }
+    const arrow = /^(?:async\s+)?([A-Za-z_$][\w$]*)\s*=>/.exec(source);
+    if (arrow) return [arrow[1]];
+    const open = source.indexOf("(");
+    if (open < 0) return [];
+    const params = [];
+    let depth = 0;
+    let current = "";
+    let inDefault = false;
+    for (let i = open + 1; i < source.length; i++) {
+      const ch = source[i];
+      if (ch === "(" || ch === "[" || ch === "{") depth++;
+      if (ch === ")" || ch === "]" || ch === "}") {
+        if (depth === 0) break;
+        depth--;
+      }
+      if (depth === 0 && ch === ",") {
+        params.push(current.trim());
+        current = "";
+        inDefault = false;
+        continue;
+      }
+      if (depth === 0 && ch === "=") inDefault = true;
+      if (!inDefault) current += ch;
+    }
+    if (current.trim() !== "") params.push(current.trim());
+    return params;
+  };
+
+  // A module's exports as JSON text: `[{ name, params }]`, `params` null for
+  // anything but a function.
+  const inspectModule = (name) => {
+    const exports = require(name);
+    const described = [];
+    for (const key of keysOf(exports)) {
+      const value = exports[key];
+      const original = typeof value === "function" ? originals.get(value) : undefined;
+      described.push({
+        name: key,
+        params: original === undefined ? null : paramsOf(original),
+      });
+    }
+    return stringify(described, forRust);
+  };
+
   // The completion value as JSON text, or `undefined` when it has none
   // (`undefined`, a function, a symbol).
   const resultJson = (value) => {
@@ -169,5 +279,5 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes) {
     }
   };
 
-  return { resultJson, describe };
+  return { resultJson, describe, inspectModule };
 }

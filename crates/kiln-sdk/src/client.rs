@@ -72,6 +72,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/sdk/skills"),
     ("GET", "/api/sdk/skills/{id}"),
     ("GET", "/api/sdk/skills/authoring-guide"),
+    ("POST", "/api/sdk/skills/validate"),
     ("POST", "/api/sdk/project/seed"),
     ("POST", "/api/sdk/app/seed"),
     ("POST", "/api/sdk/source-rename"),
@@ -419,6 +420,24 @@ impl Client {
             .send(self.request(Method::GET, "/api/sdk/skills/authoring-guide"))
             .await?;
         Ok(response.text().await?)
+    }
+
+    /// `POST /api/sdk/skills/validate`: the issues of one skill module's
+    /// JavaScript, checked as `skills/<name>.js` (`name` defaults to
+    /// `skill`). Nothing is written.
+    pub async fn validate_skill(
+        &self,
+        source: &str,
+        name: Option<&str>,
+    ) -> Result<Vec<SourceValidationIssue>, Error> {
+        let body = SkillValidateRequest {
+            source: source.to_owned(),
+            name: name.map(str::to_owned),
+        };
+        let result: SourceValidateResult = self
+            .with_body(Method::POST, "/api/sdk/skills/validate", &body)
+            .await?;
+        Ok(result.issues)
     }
 
     /// `POST /api/sdk/project/seed`: whether the project has an agent.

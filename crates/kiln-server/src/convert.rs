@@ -577,6 +577,10 @@ pub(crate) fn issue_code(code: source::IssueCode) -> &'static str {
         I::MissingIndex => c::MISSING_INDEX,
         I::MissingPersona => c::MISSING_PERSONA,
         I::UnknownFile => c::UNKNOWN_FILE,
+        I::SkillSyntax => c::SKILL_SYNTAX,
+        I::SkillError => c::SKILL_ERROR,
+        I::SkillTimeout => c::SKILL_TIMEOUT,
+        I::ReservedName => c::RESERVED_NAME,
     }
 }
 
@@ -704,9 +708,19 @@ pub(crate) fn skill(
         }
         .to_owned(),
         prompt: s.prompt,
-        config: serde_json::json!({ "agent_id": s.agent_id.as_str(), "path": s.path }),
+        config: match s.kind {
+            SkillKind::Prompt => serde_json::json!({ "agent_id": s.agent_id.as_str(), "path": s.path }),
+            SkillKind::Module => serde_json::json!({
+                "agent_id": s.agent_id.as_str(),
+                "path": s.path,
+                "exports": s.exports.iter().map(|e| match &e.params {
+                    Some(params) => serde_json::json!({ "name": e.name, "params": params }),
+                    None => serde_json::json!({ "name": e.name }),
+                }).collect::<Vec<_>>(),
+            }),
+        },
         parameters: serde_json::json!({}),
-        enabled: s.kind == SkillKind::Prompt,
+        enabled: true,
         created_at: s.created_at,
         updated_at: s.updated_at,
     }

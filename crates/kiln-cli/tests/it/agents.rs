@@ -13,6 +13,9 @@ use kiln_sdk::{TurnEvent, TurnEventKind, UploadOptions};
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestApp, TestOptions, api_err};
+use crate::skills::{
+    broken_skill_modules_are_refused_at_their_line, module_skills_run_in_the_sandbox_of_the_agents_sessions,
+};
 
 /// Generates a SQLite and a PostgreSQL test for each
 /// `async fn(&TestApp, &FakeProvider)`, the fake being the project's
@@ -107,6 +110,8 @@ agent_tests!(
     the_stream_is_framed_as_the_contract_says => defaults(),
     a_reader_on_another_server_follows_and_controls_the_turn => defaults(),
     turns_of_a_dead_server_are_ended_at_the_next_start => defaults(),
+    module_skills_run_in_the_sandbox_of_the_agents_sessions => defaults(),
+    broken_skill_modules_are_refused_at_their_line => defaults(),
 );
 
 async fn session(app: &TestApp, input: CreateSession) -> String {

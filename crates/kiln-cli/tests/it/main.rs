@@ -24,6 +24,7 @@ mod legacy;
 mod openapi;
 mod project;
 mod search;
+mod skills;
 mod source;
 mod templates;
 mod vaults;

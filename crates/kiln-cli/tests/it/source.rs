@@ -953,7 +953,7 @@ async fn skills_are_listed_from_the_live_version_and_the_guide_is_markdown(app: 
     assert_eq!(
         summary,
         [
-            ("lookup", "module", "Looks up orders", false),
+            ("lookup", "module", "Looks up orders", true),
             ("tone", "prompt", "Tone", true)
         ]
     );

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{AgentId, AgentVersionId, DraftId, ProjectId};
+use crate::sandbox::SandboxModule;
 use crate::time::Timestamp;
 
 /// The environment a manifest without one syncs to (CONTRACT §4.3 #30).
@@ -65,6 +66,48 @@ pub struct DraftSpec {
     /// `skills/<name>.md`, in name order: they join the system prompt.
     #[serde(default)]
     pub prompt_skills: Vec<PromptSkill>,
+    /// `skills/<name>.js`, in name order: what `require` reaches.
+    #[serde(default)]
+    pub module_skills: Vec<ModuleSkill>,
+}
+
+/// A module skill: an ES module the sandbox's `require(name)` returns, with
+/// the exports found when it was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ModuleSkill {
+    /// The file stem.
+    pub name: String,
+    /// The first comment line of the file.
+    #[serde(default)]
+    pub description: String,
+    pub source: String,
+    #[serde(default)]
+    pub exports: Vec<SkillExport>,
+}
+
+/// One export of a module skill.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct SkillExport {
+    pub name: String,
+    /// Parameter names of a function; `None` for any other value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub params: Option<Vec<String>>,
+}
+
+impl ModuleSkill {
+    /// The path of its file in the agent folder.
+    pub fn file(&self) -> String {
+        format!("skills/{}.js", self.name)
+    }
+
+    /// As the sandbox takes it.
+    pub fn sandbox_module(&self) -> SandboxModule {
+        SandboxModule {
+            name: self.name.clone(),
+            file: self.file(),
+            source: self.source.clone(),
+        }
+    }
 }
 
 /// A prompt skill: Markdown that joins the agent's system prompt.

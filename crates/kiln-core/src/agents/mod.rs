@@ -5,6 +5,7 @@
 //! project's indexes).
 
 pub mod config;
+pub mod modules;
 pub mod skills;
 pub mod source;
 pub mod store;
@@ -17,7 +18,8 @@ use crate::error::{EntityKind, Error, Refusal, Result, unique_or};
 use crate::ids::{AgentId, AgentVersionId, DraftId};
 use crate::rag::{Index, Rag};
 use crate::time::{Timestamp, now};
-use config::{AgentConfig, AgentVersion, DEFAULT_ENVIRONMENT, Draft, DraftSpec};
+use config::{AgentConfig, AgentVersion, DEFAULT_ENVIRONMENT, Draft, DraftSpec, ModuleSkill};
+use modules::ModuleChecker;
 use source::{AgentSource, IssueCode, Manifest, Severity, SourceIssue};
 use store::{AgentConfigStore, DraftWrite};
 
@@ -26,6 +28,13 @@ use store::{AgentConfigStore, DraftWrite};
 pub struct AgentConfigs {
     store: Arc<dyn AgentConfigStore>,
     rag: Arc<Rag>,
+    modules: ModuleChecker,
+}
+
+/// An agent of a checked manifest with its module skills.
+pub(crate) struct CheckedAgent {
+    source: AgentSource,
+    modules: Vec<ModuleSkill>,
 }
 
 /// One agent of a successful sync.
@@ -90,6 +99,8 @@ pub struct AgentProfile {
     /// Index ids.
     pub stores: Vec<String>,
     pub tools: Vec<String>,
+    /// What `require` reaches in the session's blocks.
+    pub modules: Vec<ModuleSkill>,
 }
 
 /// One agent of `source-export`: the files of its latest published
@@ -115,6 +126,8 @@ pub(crate) struct AgentFiles {
     pub(crate) files: std::collections::BTreeMap<String, Vec<u8>>,
     /// When they were published (or synced).
     pub(crate) at: Timestamp,
+    /// The module skills found when they were checked.
+    pub(crate) module_skills: Vec<ModuleSkill>,
 }
 
 /// What `source-sync` did.
@@ -129,8 +142,9 @@ pub struct SyncOutcome {
 }
 
 impl AgentConfigs {
-    pub fn new(store: Arc<dyn AgentConfigStore>, rag: Arc<Rag>) -> AgentConfigs {
-        AgentConfigs { store, rag }
+    /// `modules` checks skill modules in the sandbox.
+    pub fn new(store: Arc<dyn AgentConfigStore>, rag: Arc<Rag>, modules: ModuleChecker) -> AgentConfigs {
+        AgentConfigs { store, rag, modules }
     }
 
     /// `PUT /source-sync`: checks the manifest and, when nothing in it is
@@ -140,7 +154,7 @@ impl AgentConfigs {
     /// writes nothing.
     pub async fn sync_source(&self, ctx: &AuthContext, manifest: &Manifest) -> Result<SyncOutcome> {
         let indexes = self.rag.list_indexes(ctx).await?;
-        let (agents, issues) = self.check(manifest, &indexes);
+        let (agents, issues) = self.check(manifest, &indexes).await;
         if issues.iter().any(|i| i.severity == Severity::Fatal) {
             return Err(Error::SourceInvalid { issues });
         }
@@ -148,42 +162,47 @@ impl AgentConfigs {
         let at = now();
         let writes: Vec<DraftWrite> = agents
             .into_iter()
-            .map(|agent| {
-                let spec = draft_spec(&agent, &indexes);
-                DraftWrite {
-                    agent: AgentConfig {
-                        id: AgentId::generate(),
-                        project_id: ctx.project.id.clone(),
-                        code_first_project: manifest.project.clone(),
-                        local_id: agent.local_id.clone(),
-                        name: spec.name.clone(),
-                        description: spec.description.clone(),
-                        created_by: ctx.key_id.to_string(),
-                        persona_md: String::new(),
-                        skills: Vec::new(),
-                        stores: Vec::new(),
-                        provider: String::new(),
-                        model: String::new(),
-                        enabled_capabilities: None,
-                        eval_suite_id: None,
-                        active_version_id: None,
-                        published_at: None,
-                        created_at: at,
-                        updated_at: at,
-                    },
-                    draft: Draft {
-                        id: DraftId::generate(),
-                        project_id: ctx.project.id.clone(),
-                        agent_id: AgentId::from_string(""),
-                        environment: environment.clone(),
-                        source_hash: agent.source_hash.clone(),
-                        files: agent.files,
-                        spec,
-                        created_at: at,
-                        updated_at: at,
-                    },
-                }
-            })
+            .map(
+                |CheckedAgent {
+                     source: agent,
+                     modules,
+                 }| {
+                    let spec = draft_spec(&agent, modules, &indexes);
+                    DraftWrite {
+                        agent: AgentConfig {
+                            id: AgentId::generate(),
+                            project_id: ctx.project.id.clone(),
+                            code_first_project: manifest.project.clone(),
+                            local_id: agent.local_id.clone(),
+                            name: spec.name.clone(),
+                            description: spec.description.clone(),
+                            created_by: ctx.key_id.to_string(),
+                            persona_md: String::new(),
+                            skills: Vec::new(),
+                            stores: Vec::new(),
+                            provider: String::new(),
+                            model: String::new(),
+                            enabled_capabilities: None,
+                            eval_suite_id: None,
+                            active_version_id: None,
+                            published_at: None,
+                            created_at: at,
+                            updated_at: at,
+                        },
+                        draft: Draft {
+                            id: DraftId::generate(),
+                            project_id: ctx.project.id.clone(),
+                            agent_id: AgentId::from_string(""),
+                            environment: environment.clone(),
+                            source_hash: agent.source_hash.clone(),
+                            files: agent.files,
+                            spec,
+                            created_at: at,
+                            updated_at: at,
+                        },
+                    }
+                },
+            )
             .collect();
         let stored = self
             .store
@@ -236,7 +255,7 @@ impl AgentConfigs {
                 })
                 .collect(),
         };
-        let (checked, issues) = self.check(&manifest, &indexes);
+        let (checked, issues) = self.check(&manifest, &indexes).await;
         if issues.iter().any(|i| i.severity == Severity::Fatal) {
             return Err(Error::SourceInvalid { issues });
         }
@@ -244,8 +263,8 @@ impl AgentConfigs {
         let versions: Vec<AgentVersion> = drafts
             .into_iter()
             .zip(&checked)
-            .map(|((agent, draft), source)| {
-                let spec = draft_spec(source, &indexes);
+            .map(|((agent, draft), checked)| {
+                let spec = draft_spec(&checked.source, checked.modules.clone(), &indexes);
                 let (provider, model) = match spec.model.split_once('/') {
                     Some((provider, model)) => (provider.to_owned(), model.to_owned()),
                     None => (String::new(), String::new()),
@@ -282,8 +301,8 @@ impl AgentConfigs {
             agents: stored
                 .into_iter()
                 .zip(&checked)
-                .map(|(version, source)| DeployedAgent {
-                    local_id: source.local_id.clone(),
+                .map(|(version, checked)| DeployedAgent {
+                    local_id: checked.source.local_id.clone(),
                     agent_id: version.agent_id,
                     version_id: version.id,
                     semver: version.semver,
@@ -344,6 +363,7 @@ impl AgentConfigs {
                     model: draft.spec.model,
                     stores: draft.spec.stores,
                     tools: draft.spec.tools,
+                    modules: draft.spec.module_skills,
                 })
             }
             Target::Live => {
@@ -367,6 +387,7 @@ impl AgentConfigs {
                     model: spec.model,
                     stores,
                     tools: spec.tools,
+                    modules: spec.module_skills,
                 })
             }
         }
@@ -540,6 +561,7 @@ impl AgentConfigs {
                 source_hash: d.source_hash,
                 files: d.files,
                 at: d.updated_at,
+                module_skills: d.spec.module_skills,
             }))
     }
 
@@ -556,6 +578,7 @@ impl AgentConfigs {
                 source_hash: v.source_hash,
                 files: v.files,
                 at: v.created_at,
+                module_skills: v.spec.module_skills,
             }))
     }
 
@@ -611,13 +634,36 @@ impl AgentConfigs {
     /// nothing is written.
     pub async fn validate_source(&self, ctx: &AuthContext, manifest: &Manifest) -> Result<Vec<SourceIssue>> {
         let indexes = self.rag.list_indexes(ctx).await?;
-        Ok(self.check(manifest, &indexes).1)
+        Ok(self.check(manifest, &indexes).await.1)
     }
 
-    /// The manifest's agents and its issues, the project's indexes known.
-    fn check(&self, manifest: &Manifest, indexes: &[Index]) -> (Vec<AgentSource>, Vec<SourceIssue>) {
+    /// `POST /skills/validate`: the issues of one skill module's source, as
+    /// `skills/<name>.js` (`name` defaults to `skill`).
+    pub async fn validate_skill(&self, source: &str, name: Option<&str>) -> Result<Vec<SourceIssue>> {
+        let name = name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or("skill");
+        plain_name(name, "name")?;
+        let files =
+            std::collections::BTreeMap::from([(format!("skills/{name}.js"), source.as_bytes().to_vec())]);
+        Ok(self.modules.check("", &files).await.1)
+    }
+
+    /// The manifest's agents and its issues, the project's indexes known
+    /// and the skill modules run.
+    async fn check(&self, manifest: &Manifest, indexes: &[Index]) -> (Vec<CheckedAgent>, Vec<SourceIssue>) {
         let (agents, mut issues) = source::check_manifest(manifest);
-        for agent in &agents {
+        let mut checked = Vec::with_capacity(agents.len());
+        for agent in agents {
+            let (modules, module_issues) = self
+                .modules
+                .check(&format!("{}/", agent.local_id), &agent.files)
+                .await;
+            issues.extend(module_issues);
+            checked.push(CheckedAgent {
+                source: agent,
+                modules,
+            });
+        }
+        for CheckedAgent { source: agent, .. } in &checked {
             let Some(spec) = &agent.spec else { continue };
             for wanted in &spec.indexes {
                 if find_index(indexes, wanted).is_none() {
@@ -636,7 +682,7 @@ impl AgentConfigs {
                 }
             }
         }
-        (agents, issues)
+        (checked, issues)
     }
 }
 
@@ -648,6 +694,7 @@ fn profile_of_version(version: AgentVersion) -> AgentProfile {
         model: version.spec.model,
         stores: version.stores,
         tools: version.spec.tools,
+        modules: version.spec.module_skills,
     }
 }
 
@@ -680,7 +727,7 @@ fn environment_of(environment: Option<&str>) -> String {
 }
 
 /// What an agent's files say, its index names resolved to ids.
-fn draft_spec(agent: &AgentSource, indexes: &[Index]) -> DraftSpec {
+fn draft_spec(agent: &AgentSource, module_skills: Vec<ModuleSkill>, indexes: &[Index]) -> DraftSpec {
     let spec = agent.spec.clone().unwrap_or_default();
     let persona = agent
         .files
@@ -713,5 +760,6 @@ fn draft_spec(agent: &AgentSource, indexes: &[Index]) -> DraftSpec {
                 })
             })
             .collect(),
+        module_skills,
     }
 }

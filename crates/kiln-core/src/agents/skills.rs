@@ -4,6 +4,7 @@
 //! the path, so they stay the same across deploys.
 
 use crate::agents::AgentConfigs;
+use crate::agents::config::SkillExport;
 use crate::auth::AuthContext;
 use crate::crypto::sha256_hex;
 use crate::error::{EntityKind, Error, Result};
@@ -14,7 +15,7 @@ use crate::time::Timestamp;
 pub enum SkillKind {
     /// `skills/<name>.md`: joins the system prompt.
     Prompt,
-    /// `skills/<name>.js`: an ES module (kept; not run yet).
+    /// `skills/<name>.js`: an ES module that `require(name)` returns.
     Module,
 }
 
@@ -30,6 +31,8 @@ pub struct Skill {
     pub agent_id: AgentId,
     /// Relative to the agent folder (`skills/tone.md`).
     pub path: String,
+    /// A module's exports; empty for a prompt.
+    pub exports: Vec<SkillExport>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -61,7 +64,7 @@ impl AgentConfigs {
                 continue;
             };
             let at = current.at;
-            for (path, bytes) in current.files {
+            for (path, bytes) in &current.files {
                 let Some(file) = path.strip_prefix("skills/") else {
                     continue;
                 };
@@ -73,11 +76,17 @@ impl AgentConfigs {
                 if name.contains('/') {
                     continue;
                 }
-                let text = String::from_utf8_lossy(&bytes).into_owned();
+                let text = String::from_utf8_lossy(bytes).into_owned();
+                let module = current.module_skills.iter().find(|m| m.name == name);
+                let description = match module {
+                    Some(module) if !module.description.is_empty() => module.description.clone(),
+                    _ => first_line(&text),
+                };
                 skills.push(Skill {
-                    id: skill_id(&agent.id, &path),
+                    id: skill_id(&agent.id, path),
                     name: name.to_owned(),
-                    description: first_line(&text),
+                    description,
+                    exports: module.map(|m| m.exports.clone()).unwrap_or_default(),
                     kind,
                     prompt: if kind == SkillKind::Prompt {
                         text

@@ -176,7 +176,12 @@ pub fn check_manifest(manifest: &Manifest) -> (Vec<AgentSource>, Vec<SourceIssue
     (agents, issues)
 }
 
-fn issue(file: Option<String>, code: IssueCode, message: String, hint: Option<&str>) -> SourceIssue {
+pub(crate) fn issue(
+    file: Option<String>,
+    code: IssueCode,
+    message: String,
+    hint: Option<&str>,
+) -> SourceIssue {
     SourceIssue {
         file,
         line: None,
@@ -188,7 +193,12 @@ fn issue(file: Option<String>, code: IssueCode, message: String, hint: Option<&s
     }
 }
 
-fn warning(file: Option<String>, code: IssueCode, message: String, hint: Option<&str>) -> SourceIssue {
+pub(crate) fn warning(
+    file: Option<String>,
+    code: IssueCode,
+    message: String,
+    hint: Option<&str>,
+) -> SourceIssue {
     SourceIssue {
         severity: Severity::Warn,
         ..issue(file, code, message, hint)

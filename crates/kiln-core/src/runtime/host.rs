@@ -20,7 +20,7 @@ use crate::runtime::fetch::FetchRequest;
 use crate::runtime::hub::Stop;
 use crate::runtime::store::InputRequest;
 use crate::runtime::turn::Turn;
-use crate::sandbox::HostFunctions;
+use crate::sandbox::{HostFunctions, SandboxModule};
 use crate::time::now;
 
 /// `search` results: default and cap.
@@ -114,7 +114,30 @@ impl HostFunctions for TurnHost {
     fn paused(&self) -> Duration {
         self.turn.paused().saturating_sub(self.paused_at_start)
     }
+
+    fn modules(&self) -> &[SandboxModule] {
+        &self.turn.modules
+    }
+
+    async fn module_called(&self, module: &str, function: &str) {
+        // A turn that is stopping drops the note; the block ends anyway.
+        let _ = self
+            .turn
+            .emit(
+                EventBody::SandboxEvent {
+                    kind: SKILL_CALL.to_owned(),
+                    summary: format!("{module}.{function}()"),
+                    content: String::new(),
+                    tokens: None,
+                },
+                None,
+            )
+            .await;
+    }
 }
+
+/// `sandbox_event` → `args.kind` of a call of a skill module's export.
+pub(crate) const SKILL_CALL: &str = "skill_call";
 
 /// `opts` (an object, or nothing) with `key` set to `value`.
 fn options_with(opts: Value, key: &str, value: Value) -> Map<String, Value> {

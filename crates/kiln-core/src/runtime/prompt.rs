@@ -1,8 +1,11 @@
 //! The platform prompt (what the model is told about the sandbox and the
 //! code format), the tools offered to it, and reading code out of a reply.
 
+use crate::agents::config::ModuleSkill;
+use crate::agents::modules::MODULE_CHECK_TIME;
 use crate::llm::ToolSpec;
 use crate::rag::Index;
+use crate::sandbox::MAX_MODULE_CALL_NOTES;
 
 /// The name of the one tool that runs code.
 pub const EXECUTE_JS: &str = "execute_js";
@@ -53,7 +56,7 @@ hits.map(h => h.source + ": " + h.content.slice(0, 200))
 Text before the code is shown to the user as your reasoning. The code's result is the value of its last expression (or of a top-level `return`), as JSON; `console.log` output is captured too. You get both back and continue. When you have the answer, reply with plain text and no code: that reply ends the turn.
 
 ## The sandbox
-Modern JavaScript (ES2023) with top-level `await`. Every block starts fresh: variables do not survive between blocks (use `data` to keep things). There is no `require`, no file system, no timers. Each block is limited in time, memory and output. Every primitive below is async: `await` it.
+Modern JavaScript (ES2023) with top-level `await`. Every block starts fresh: variables do not survive between blocks (use `data` to keep things). There is no file system and there are no timers; `require(name)` reaches only this agent's skill modules (listed below when it has any). Each block is limited in time, memory and output. Every primitive below is async: `await` it.
 
 "#;
 
@@ -74,6 +77,20 @@ pub fn platform_prompt() -> String {
     prompt
 }
 
+/// The sandbox's globals a skill should not be named after: the
+/// primitives (`data`, not `data.get`), `console` and `require`.
+pub fn reserved_names() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for name in PRIMITIVES.iter().flat_map(|p| p.names.iter()) {
+        let global = name.split('.').next().unwrap_or(name).to_owned();
+        if !names.contains(&global) {
+            names.push(global);
+        }
+    }
+    names.extend(["console".to_owned(), "require".to_owned()]);
+    names
+}
+
 /// `GET /skills/authoring-guide`: how to write skills, with the sandbox's
 /// primitives as the runtime registers them.
 pub fn skill_authoring_guide() -> String {
@@ -84,11 +101,33 @@ pub fn skill_authoring_guide() -> String {
          Markdown that joins the agent's system prompt after `persona.md`, under `## Skill: <name>`, in name \
          order. Use them for policies, tone, procedures and examples the model should follow.\n\n\
          ## Module skills: `skills/<name>.js`\n\n\
-         An ES module (`export function …`, `export const …`) that code in the sandbox will reach as \
-         `require('<name>')`. Kiln keeps module skills with each version; running them arrives with a later \
-         release, so today an agent uses prompt skills and the primitives below.\n\n\
+         An ES module (`export function …`, `export const …`, `export async function …`) that code in the \
+         sandbox reaches as `require('<name>')`, which returns its exports (frozen). Start the file with a \
+         comment line: it becomes the skill's description. The system prompt lists each module with its \
+         exports and their parameter names, so name parameters for the model to read.\n\n\
+         - Exported functions may call the primitives below (`await search(…)`, `await fetch(…)`); each call \
+         of an exported function from a block shows in the session as a `skill_call` event \
+         (at most {NOTES} per block).\n\
+         - The top level runs once per block, when the module is first required: define functions and \
+         constants there. It cannot `await`, and at validation it runs without the primitives and must finish \
+         within {CHECK_TIME} seconds.\n\
+         - A module may `require` another skill of the same agent; `import` is not available.\n\
+         - Validation compiles each module and runs its top level: a syntax error is a fatal issue at its \
+         line (`skill_syntax`), a throw is `skill_error`, a top level past the time limit `skill_timeout`. \
+         `POST /api/sdk/skills/validate` with `{\"source\", \"name\"}` checks one module alone.\n\n\
+         ```js\n\
+         // Prices orders in euros.\n\
+         export const CURRENCY = \"EUR\";\n\
+         export function quote(items, coupon) {\n\
+         \x20 const total = items.reduce((sum, item) => sum + item.price * item.quantity, 0);\n\
+         \x20 return coupon === \"WELCOME10\" ? total * 0.9 : total;\n\
+         }\n\
+         ```\n\n\
+         In a block: `const { quote } = require(\"pricing\"); quote([{ price: 5, quantity: 2 }])`.\n\n\
          ## What code in the sandbox can call\n\n",
-    );
+    )
+    .replace("{NOTES}", &MAX_MODULE_CALL_NOTES.to_string())
+    .replace("{CHECK_TIME}", &MODULE_CHECK_TIME.as_secs().to_string());
     guide.push_str(
         "Modern JavaScript (ES2023) with top-level `await`; every block starts fresh, with no file system, \
          timers or network but through `fetch`. Every primitive is async.\n\n",
@@ -99,12 +138,7 @@ pub fn skill_authoring_guide() -> String {
         guide.push('\n');
     }
     guide.push_str("\nReserved names (do not name a skill after them): ");
-    let reserved: Vec<String> = PRIMITIVES
-        .iter()
-        .flat_map(|p| p.names.iter())
-        .map(|n| format!("`{n}`"))
-        .chain(["`console`".to_owned(), "`require`".to_owned()])
-        .collect();
+    let reserved: Vec<String> = reserved_names().iter().map(|n| format!("`{n}`")).collect();
     guide.push_str(&reserved.join(", "));
     guide.push_str(".\n");
     guide
@@ -167,9 +201,9 @@ pub fn native_tool(name: &str) -> Option<ToolSpec> {
     })
 }
 
-/// The whole system prompt: the platform part, the indexes in scope, and
-/// the session's persona.
-pub fn system_prompt(indexes: Option<&[Index]>, persona: &str) -> String {
+/// The whole system prompt: the platform part, the indexes in scope, the
+/// agent's skill modules, and the session's persona.
+pub fn system_prompt(indexes: Option<&[Index]>, persona: &str, modules: &[ModuleSkill]) -> String {
     let mut prompt = platform_prompt();
     prompt.push_str("\n\n## Knowledge\n");
     match indexes {
@@ -184,6 +218,26 @@ pub fn system_prompt(indexes: Option<&[Index]>, persona: &str) -> String {
                     format!(": {}", index.description)
                 };
                 prompt.push_str(&format!("- {} (id `{}`){description}\n", index.name, index.id));
+            }
+        }
+    }
+    if !modules.is_empty() {
+        prompt.push_str(
+            "\n## Skill modules\nThis agent's own code, loaded with `require(name)`. `await` each call: it does no harm when a function is not async.\n",
+        );
+        for module in modules {
+            prompt.push_str(&format!("- `require(\"{}\")`", module.name));
+            if !module.description.is_empty() {
+                prompt.push_str(&format!(": {}", module.description));
+            }
+            prompt.push('\n');
+            for export in &module.exports {
+                match &export.params {
+                    Some(params) => {
+                        prompt.push_str(&format!("  - `{}({})`\n", export.name, params.join(", ")))
+                    }
+                    None => prompt.push_str(&format!("  - `{}` (a value)\n", export.name)),
+                }
             }
         }
     }
@@ -246,7 +300,7 @@ mod tests {
 
     #[test]
     fn the_prompt_documents_every_primitive_and_the_format() {
-        let prompt = system_prompt(Some(&[]), "You are a support agent");
+        let prompt = system_prompt(Some(&[]), "You are a support agent", &[]);
         for primitive in [
             "search(",
             "fetch(",
@@ -260,6 +314,23 @@ mod tests {
             assert!(prompt.contains(primitive), "{primitive}");
         }
         assert!(prompt.ends_with("You are a support agent\n"));
-        assert!(system_prompt(None, "").contains("`search` is disabled"));
+        assert!(system_prompt(None, "", &[]).contains("`search` is disabled"));
+        let pricing = ModuleSkill {
+            name: "pricing".into(),
+            description: "Prices orders.".into(),
+            source: String::new(),
+            exports: vec![
+                crate::agents::config::SkillExport {
+                    name: "quote".into(),
+                    params: Some(vec!["items".into(), "coupon".into()]),
+                },
+                crate::agents::config::SkillExport {
+                    name: "CURRENCY".into(),
+                    params: None,
+                },
+            ],
+        };
+        let prompt = system_prompt(None, "", &[pricing]);
+        assert!(prompt.contains("- `require(\"pricing\")`: Prices orders.\n  - `quote(items, coupon)`\n  - `CURRENCY` (a value)\n"), "{prompt}");
     }
 }

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use crate::agents::config::ModuleSkill;
 use crate::ids::{AgentId, AgentVersionId, EventId, IndexId, ProjectId, SessionId, TurnId};
 use crate::llm::Usage;
 use crate::time::Timestamp;
@@ -72,6 +73,9 @@ pub struct Session {
     pub agent_id: Option<AgentId>,
     /// The version it runs; `None` on an agent: the agent's draft.
     pub agent_version_id: Option<AgentVersionId>,
+    /// The agent's module skills as the session started: what `require`
+    /// reaches in its blocks.
+    pub modules: Vec<ModuleSkill>,
 }
 
 impl Session {

@@ -78,13 +78,13 @@ impl AgentRuntime {
             Some([]) => None,
             scope => Some(self.scope_indexes(ctx, scope).await),
         };
-        prompt::system_prompt(indexes.as_deref(), &session.system_prompt)
+        prompt::system_prompt(indexes.as_deref(), &session.system_prompt, &session.modules)
     }
 
     /// `GET /agents/system-prompt`: what an ad-hoc session of this project sees.
     pub async fn agent_system_prompt(&self, ctx: &AuthContext) -> Result<String> {
         let indexes = self.scope_indexes(ctx, None).await;
-        Ok(prompt::system_prompt(Some(&indexes), ""))
+        Ok(prompt::system_prompt(Some(&indexes), "", &[]))
     }
 
     pub async fn create_session(&self, ctx: &AuthContext, input: CreateSession) -> Result<Session> {
@@ -211,6 +211,7 @@ impl AgentRuntime {
             created_at: at,
             updated_at: at,
             agent_id: profile.as_ref().map(|p| p.agent_id.clone()),
+            modules: profile.as_ref().map(|p| p.modules.clone()).unwrap_or_default(),
             agent_version_id: profile.and_then(|p| p.version_id),
         };
         let mut audit = NewAudit::new(

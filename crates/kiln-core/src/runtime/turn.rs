@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
+use crate::agents::config::ModuleSkill;
 use crate::auth::AuthContext;
 use crate::ids::TurnId;
 use crate::llm::{ChatRequest, ChatResponse, LlmProvider, Message, ModelRef, Role, ToolSpec, Usage};
@@ -16,7 +17,7 @@ use crate::runtime::event::{
 use crate::runtime::hub::{Stop, TurnControl, Wake};
 use crate::runtime::store::{NewEvent, TurnTotals};
 use crate::runtime::{AgentRuntime, Session, SessionStatus, history, prompt};
-use crate::sandbox::{CancelFlag, SandboxOutcome};
+use crate::sandbox::{CancelFlag, SandboxModule, SandboxOutcome};
 use crate::time::now;
 use crate::usage::CallSource;
 use TurnErrorCode::*;
@@ -94,6 +95,8 @@ pub(crate) struct Turn {
     pub(crate) control: TurnControl,
     pub(crate) model: ModelRef,
     pub(crate) provider: Arc<dyn LlmProvider>,
+    /// The session's skill modules, as the sandbox takes them.
+    pub(crate) modules: Vec<SandboxModule>,
     started: Instant,
     state: Mutex<TurnState>,
 }
@@ -109,7 +112,9 @@ impl Turn {
         bodies: Vec<EventBody>,
     ) -> Turn {
         let started = Instant::now();
+        let modules = session.modules.iter().map(ModuleSkill::sandbox_module).collect();
         Turn {
+            modules,
             runtime,
             ctx,
             session,

@@ -67,14 +67,23 @@ impl Engines {
                 env,
             },
         ));
-        let agents = Arc::new(kiln_core::agents::AgentConfigs::new(store.clone(), rag.clone()));
+        let sandbox: Arc<dyn kiln_core::sandbox::Sandbox> = Arc::new(kiln_sandbox::QuickJsSandbox::new());
+        let agents = Arc::new(kiln_core::agents::AgentConfigs::new(
+            store.clone(),
+            rag.clone(),
+            kiln_core::agents::modules::ModuleChecker::new(
+                sandbox.clone(),
+                config.sandbox,
+                kiln_core::runtime::prompt::reserved_names(),
+            ),
+        ));
         let runtime = Arc::new(AgentRuntime::new(
             store,
             gateway,
             rag.clone(),
             agents.clone(),
             RuntimeSetup {
-                sandbox: Arc::new(kiln_sandbox::QuickJsSandbox::new()),
+                sandbox,
                 fetch: Arc::new(kiln_providers::web::GuardedFetch::new(Default::default())),
                 config,
             },

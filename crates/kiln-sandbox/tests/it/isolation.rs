@@ -35,10 +35,16 @@ async fn each_block_gets_a_fresh_context() {
 #[tokio::test]
 async fn there_is_no_ambient_io() {
     check(
-        "[typeof require, typeof fetch, typeof setTimeout, typeof process, typeof print, typeof std, typeof os, typeof module]",
-        Ok(json!(vec!["undefined"; 8])),
+        "[typeof fetch, typeof setTimeout, typeof process, typeof print, typeof std, typeof os, typeof module]",
+        Ok(json!(vec!["undefined"; 7])),
     )
     .await;
+    // `require` reaches only the skill modules the host gives.
+    let (message, _) = thrown("require('fs')").await;
+    assert_eq!(
+        message,
+        "Error: no skill module named `fs` (this agent has no skill modules)"
+    );
     let (message, _) = thrown("await import('fs')").await;
     assert_eq!(message, "ReferenceError: could not load module 'fs'");
     check(

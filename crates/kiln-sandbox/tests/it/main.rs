@@ -7,6 +7,7 @@ mod errors;
 mod host;
 mod isolation;
 mod limits;
+mod modules;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kiln_core::sandbox::{CancelFlag, HostFunctions, Sandbox, SandboxError, SandboxLimits, SandboxOutcome};
+use kiln_core::sandbox::{
+    CancelFlag, HostFunctions, Sandbox, SandboxError, SandboxLimits, SandboxModule, SandboxOutcome,
+};
 use kiln_sandbox::QuickJsSandbox;
 use serde_json::{Value, json};
 
@@ -52,6 +55,8 @@ struct FakeHost {
     most_running: AtomicUsize,
     finished: AtomicUsize,
     dropped_unfinished: AtomicUsize,
+    modules: Vec<SandboxModule>,
+    module_calls: Mutex<Vec<(String, String)>>,
 }
 
 impl FakeHost {
@@ -67,6 +72,24 @@ impl FakeHost {
 
     fn empty() -> Arc<FakeHost> {
         FakeHost::new(&[])
+    }
+
+    /// A host with these functions and `(name, source)` skill modules.
+    fn with_modules(replies: &[(&str, Reply)], modules: &[(&str, &str)]) -> Arc<FakeHost> {
+        let mut host = Arc::into_inner(FakeHost::new(replies)).unwrap();
+        host.modules = modules
+            .iter()
+            .map(|(name, source)| SandboxModule {
+                name: (*name).to_owned(),
+                file: format!("skills/{name}.js"),
+                source: (*source).to_owned(),
+            })
+            .collect();
+        Arc::new(host)
+    }
+
+    fn module_calls(&self) -> Vec<(String, String)> {
+        self.module_calls.lock().unwrap().clone()
     }
 
     fn calls(&self) -> Vec<(String, Value)> {
@@ -120,6 +143,17 @@ impl HostFunctions for FakeHost {
         };
         guard.finished = true;
         reply
+    }
+
+    fn modules(&self) -> &[SandboxModule] {
+        &self.modules
+    }
+
+    async fn module_called(&self, module: &str, function: &str) {
+        self.module_calls
+            .lock()
+            .unwrap()
+            .push((module.to_owned(), function.to_owned()));
     }
 }
 

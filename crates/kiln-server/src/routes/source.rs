@@ -5,10 +5,10 @@
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use kiln_api::{
-    AgentConfig, AgentVersion, ErrorBody, SeedResult, Skill, SkillList, SourceDeleteRequest,
-    SourceDeleteResult, SourceDeployRequest, SourceDeployResult, SourceDiffResult, SourceExport,
-    SourceRenameRequest, SourceRenameResult, SourceSyncManifest, SourceSyncResult, SourceValidateResult,
-    UpdateAgentSettings,
+    AgentConfig, AgentVersion, ErrorBody, SeedResult, Skill, SkillList, SkillValidateRequest,
+    SourceDeleteRequest, SourceDeleteResult, SourceDeployRequest, SourceDeployResult, SourceDiffResult,
+    SourceExport, SourceRenameRequest, SourceRenameResult, SourceSyncManifest, SourceSyncResult,
+    SourceValidateResult, UpdateAgentSettings,
 };
 use kiln_core::agents::{DeployRequest, source};
 use kiln_core::ids::{AgentId, AgentVersionId};
@@ -35,6 +35,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(update_settings))
         .routes(routes!(list_skills))
         .routes(routes!(skill_authoring_guide))
+        .routes(routes!(validate_skill))
         .routes(routes!(get_skill))
         .routes(routes!(seed_project))
         .routes(routes!(seed_app))
@@ -336,6 +337,25 @@ async fn get_skill(
 ) -> Result<Json<Skill>, ApiError> {
     let skill = state.agents.get_skill(&ctx, &id).await?;
     Ok(Json(convert::skill(&ctx.project.id, skill)))
+}
+
+/// Checks one skill module's JavaScript as `skills/<name>.js` would be
+/// checked at sync (compiled, its top level run under the module time
+/// limit); writes nothing. Always 200 with every issue.
+#[utoipa::path(post, path = "/api/sdk/skills/validate", tag = "skills", request_body = SkillValidateRequest,
+    responses((status = 200, body = SourceValidateResult), (status = 400, body = ErrorBody)))]
+async fn validate_skill(
+    State(state): State<AppState>,
+    Authed(_ctx): Authed,
+    JsonBody(body): JsonBody<SkillValidateRequest>,
+) -> Result<Json<SourceValidateResult>, ApiError> {
+    let issues = state
+        .agents
+        .validate_skill(&body.source, body.name.as_deref())
+        .await?;
+    Ok(Json(SourceValidateResult {
+        issues: issues.into_iter().map(convert::source_issue).collect(),
+    }))
 }
 
 /// How to write skills, as Markdown (not JSON), built from the primitives

@@ -1,0 +1,3 @@
+-- A session on an agent keeps the agent's skill modules as it started, so
+-- `require` in its blocks reaches the code of the version it runs.
+ALTER TABLE agent_sessions ADD COLUMN skill_modules JSONB NOT NULL DEFAULT '[]';
