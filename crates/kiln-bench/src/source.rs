@@ -87,9 +87,18 @@ fn agent(id: &str, files: usize, round: usize) -> SourceAgent {
     }
 }
 
+/// The manifest project of the synced agents; the deployed ten have one of
+/// their own, so a deploy publishes exactly them.
+const PROJECT: &str = "bench";
+const DEPLOY_PROJECT: &str = "bench-deploy";
+
 fn manifest(agents: Vec<SourceAgent>) -> SourceSyncManifest {
+    manifest_in(PROJECT, agents)
+}
+
+fn manifest_in(project: &str, agents: Vec<SourceAgent>) -> SourceSyncManifest {
     SourceSyncManifest {
-        project: "bench".into(),
+        project: project.into(),
         environment: None,
         source_hash: "sha256:bench".into(),
         agents,
@@ -144,11 +153,11 @@ pub(crate) async fn source(args: SourceArgs) -> anyhow::Result<()> {
     let mut deploys = histogram();
     for round in 0..args.deploys + 3 {
         let agents = ten.iter().map(|id| agent(id, 5, round)).collect();
-        client.sync_source(&manifest(agents)).await?;
+        client.sync_source(&manifest_in(DEPLOY_PROJECT, agents)).await?;
         let started = Instant::now();
         let deployed = client
             .deploy_source(&SourceDeployRequest {
-                project: "bench".into(),
+                project: DEPLOY_PROJECT.into(),
                 local_agent_id: None,
                 ..Default::default()
             })
@@ -156,7 +165,7 @@ pub(crate) async fn source(args: SourceArgs) -> anyhow::Result<()> {
         if round >= 3 {
             deploys.record(started.elapsed().as_micros() as u64)?;
         }
-        anyhow::ensure!(deployed.agents.len() >= 10, "every agent is deployed");
+        anyhow::ensure!(deployed.agents.len() == 10, "the ten agents are deployed");
     }
     println!(
         "deploy of 10 agents ({} deploys): {}",
@@ -167,6 +176,13 @@ pub(crate) async fn source(args: SourceArgs) -> anyhow::Result<()> {
 
     // A small agent (5 files: 3 prompt skills of ~1 KB) and the 50-file one,
     // whose 48 prompt skills (~48 KB) become each session's system prompt.
+    client
+        .deploy_source(&SourceDeployRequest {
+            project: PROJECT.into(),
+            local_agent_id: Some("support".into()),
+            ..Default::default()
+        })
+        .await?;
     let agents = client.list_agent_configs().await?;
     let id_of = |local: &str| {
         agents
@@ -229,7 +245,7 @@ impl HostFunctions for SkillHost {
     fn modules(&self) -> &[SandboxModule] {
         &self.modules
     }
-    async fn module_called(&self, _module: &str, _function: &str) {
+    fn module_called(&self, _module: &str, _function: &str) {
         *self.notes.lock().unwrap_or_else(|e| e.into_inner()) += 1;
     }
 }

@@ -111,9 +111,10 @@ pub trait HostFunctions: Send + Sync {
         &[]
     }
     /// The code called `function`, an export of `module` (an agent's skill
-    /// call). The block waits for it before it ends, as for a host call,
-    /// but the code gets no reply.
-    async fn module_called(&self, _module: &str, _function: &str) {}
+    /// call). Called on the sandbox thread, in the middle of the code, so it
+    /// must not block: record the call and report it later (before the
+    /// block's next host call runs, and when the block has ended).
+    fn module_called(&self, _module: &str, _function: &str) {}
 }
 
 /// How a block ended.

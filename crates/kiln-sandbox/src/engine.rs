@@ -353,7 +353,7 @@ impl<'js> Block<'_, 'js> {
         .map_err(|error| self.failure(error))?;
         let module_called = Function::new(self.ctx.clone(), {
             let calls = calls.clone();
-            move |module: String, function: String| calls.note_module_call(module, function)
+            move |module: String, function: String| calls.note_module_call(&module, &function)
         })
         .map_err(|error| self.failure(error))?;
         let bytecode = prelude::bytecode().map_err(|error| internal(&error))?;

@@ -31,10 +31,10 @@ impl HostReply {
     }
 }
 
-/// A call still running: a host call whose promise is pending, or a note of
-/// a skill call, which settles nothing.
+/// A host call whose promise is pending.
 struct Pending<'js> {
-    settle: Option<(Function<'js>, Function<'js>)>,
+    resolve: Function<'js>,
+    reject: Function<'js>,
     task: AbortHandle,
 }
 
@@ -100,7 +100,8 @@ impl<'js> HostCalls<'js> {
         self.pending.borrow_mut().insert(
             id,
             Pending {
-                settle: Some((resolve, reject)),
+                resolve,
+                reject,
                 task: task.abort_handle(),
             },
         );
@@ -108,31 +109,13 @@ impl<'js> HostCalls<'js> {
     }
 
     /// Tells the host that the code called `function` of skill module
-    /// `module`, up to [`MAX_MODULE_CALL_NOTES`] times per block. The block
-    /// waits for the host to take the note before it ends.
-    pub(crate) fn note_module_call(&self, module: String, function: String) {
+    /// `module`, up to [`MAX_MODULE_CALL_NOTES`] times per block.
+    pub(crate) fn note_module_call(&self, module: &str, function: &str) {
         if self.notes.get() >= MAX_MODULE_CALL_NOTES {
             return;
         }
         self.notes.set(self.notes.get() + 1);
-        let id = self.next_id();
-        let host = self.host.clone();
-        let mut reply = ReplyOnDrop {
-            id,
-            name: format!("{module}.{function}"),
-            replies: Some(self.replies.clone()),
-        };
-        let task = self.runtime.spawn(async move {
-            host.module_called(&module, &function).await;
-            reply.send(Ok(Json::Null));
-        });
-        self.pending.borrow_mut().insert(
-            id,
-            Pending {
-                settle: None,
-                task: task.abort_handle(),
-            },
-        );
+        self.host.module_called(module, function);
     }
 
     /// Whether a call is still running, so that a pending promise may yet
@@ -146,12 +129,9 @@ impl<'js> HostCalls<'js> {
         let Some(pending) = self.pending.borrow_mut().remove(&reply.id) else {
             return Ok(());
         };
-        let Some((resolve, reject)) = pending.settle else {
-            return Ok(());
-        };
         match reply.result {
-            Ok(json) => resolve.call((json.to_string(),)),
-            Err(message) => reject.call((message,)),
+            Ok(json) => pending.resolve.call((json.to_string(),)),
+            Err(message) => pending.reject.call((message,)),
         }
     }
 

@@ -44,6 +44,8 @@ pub(crate) struct TurnHost {
     /// The block's slot among the server's running blocks, given back while
     /// `input()` waits for a person.
     slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    /// Skill calls not yet emitted as events: `(module, function)`.
+    skill_calls: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl TurnHost {
@@ -53,7 +55,29 @@ impl TurnHost {
             turn,
             paused_at_start,
             slot: std::sync::Mutex::new(slot),
+            skill_calls: std::sync::Mutex::new(Vec::new()),
         }
+    }
+
+    /// Emits the skill calls noted so far as `skill_call` events, in order:
+    /// before each host call's own work, and once the block has ended.
+    pub(crate) async fn emit_skill_calls(&self) -> Result<(), String> {
+        let calls = std::mem::take(&mut *self.skill_calls.lock().unwrap_or_else(|e| e.into_inner()));
+        for (module, function) in calls {
+            self.turn
+                .emit(
+                    EventBody::SandboxEvent {
+                        kind: SKILL_CALL.to_owned(),
+                        summary: format!("{module}.{function}()"),
+                        content: String::new(),
+                        tokens: None,
+                    },
+                    None,
+                )
+                .await
+                .map_err(|stop| stop.message)?;
+        }
+        Ok(())
     }
 
     /// `input()`, without holding a slot while the person thinks.
@@ -81,6 +105,7 @@ impl HostFunctions for TurnHost {
     }
 
     async fn call(&self, name: &str, args: Value) -> Result<Value, String> {
+        self.emit_skill_calls().await?;
         let args = match args {
             Value::Array(args) => args,
             other => vec![other],
@@ -119,20 +144,11 @@ impl HostFunctions for TurnHost {
         &self.turn.modules
     }
 
-    async fn module_called(&self, module: &str, function: &str) {
-        // A turn that is stopping drops the note; the block ends anyway.
-        let _ = self
-            .turn
-            .emit(
-                EventBody::SandboxEvent {
-                    kind: SKILL_CALL.to_owned(),
-                    summary: format!("{module}.{function}()"),
-                    content: String::new(),
-                    tokens: None,
-                },
-                None,
-            )
-            .await;
+    fn module_called(&self, module: &str, function: &str) {
+        self.skill_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((module.to_owned(), function.to_owned()));
     }
 }
 

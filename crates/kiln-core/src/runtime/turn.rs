@@ -472,10 +472,13 @@ impl Turn {
         let runtime = &self.runtime;
         let slot = runtime.blocks.clone().acquire_owned().await.ok();
         let host = Arc::new(super::host::TurnHost::new(self.clone(), slot));
-        runtime
+        let outcome = runtime
             .sandbox
-            .run(code, host, runtime.config.sandbox, CancelFlag::new())
-            .await
+            .run(code, host.clone(), runtime.config.sandbox, CancelFlag::new())
+            .await;
+        // A turn that is stopping drops the last notes; it ends anyway.
+        let _ = host.emit_skill_calls().await;
+        outcome
     }
 }
 

@@ -149,7 +149,7 @@ impl HostFunctions for FakeHost {
         &self.modules
     }
 
-    async fn module_called(&self, module: &str, function: &str) {
+    fn module_called(&self, module: &str, function: &str) {
         self.module_calls
             .lock()
             .unwrap()
