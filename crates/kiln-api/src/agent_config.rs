@@ -105,7 +105,10 @@ pub struct Skill {
     /// A prompt skill's Markdown; `""` otherwise.
     pub prompt: String,
     /// `{"agent_id", "path"}`, and for a module its `exports`
-    /// (`[{"name", "params"?}]`, `params` for functions).
+    /// (`[{"name", "params"?}]`, `params` for functions); for an MCP
+    /// server `{"agent_id", "path", "server", "transport", "url",
+    /// "tools": [{"name", "description", "inputSchema"}]}` (the URL as
+    /// written, secrets unresolved).
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub config: Value,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
@@ -127,4 +130,5 @@ pub struct SkillList {
 pub mod skill_types {
     pub const PROMPT: &str = "prompt";
     pub const MODULE: &str = "module";
+    pub const MCP: &str = "mcp";
 }

@@ -283,8 +283,16 @@ pub mod source_issue_codes {
     pub const SKILL_TIMEOUT: &str = "skill_timeout";
     /// A skill module named after a sandbox global (a warning).
     pub const RESERVED_NAME: &str = "reserved_name";
+    /// An MCP server that cannot be reached or listed: a warning at sync,
+    /// fatal at deploy (and always fatal for a refused, private address).
+    pub const MCP_UNREACHABLE: &str = "mcp_unreachable";
+    /// A secret an MCP server names (`auth.tokenRef`, `${NAME}` in its URL)
+    /// is not in the project's vault.
+    pub const MISSING_SECRET: &str = "missing_secret";
+    /// A stdio MCP server (no `url`) that the operator has not declared.
+    pub const UNKNOWN_MCP_SERVER: &str = "unknown_mcp_server";
 
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 26] = [
         INVALID_PROJECT,
         INVALID_AGENT_ID,
         DUPLICATE_AGENT,
@@ -308,5 +316,8 @@ pub mod source_issue_codes {
         SKILL_ERROR,
         SKILL_TIMEOUT,
         RESERVED_NAME,
+        MCP_UNREACHABLE,
+        MISSING_SECRET,
+        UNKNOWN_MCP_SERVER,
     ];
 }

@@ -224,6 +224,7 @@ impl Bench {
             embeddings: Default::default(),
             runtime: Default::default(),
             fetch: Default::default(),
+            mcp: Default::default(),
         })
         .await?;
         let key = server

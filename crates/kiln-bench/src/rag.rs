@@ -70,6 +70,7 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         embeddings: Default::default(),
         runtime: Default::default(),
         fetch: Default::default(),
+        mcp: Default::default(),
     })
     .await?;
     let key = server

@@ -272,11 +272,7 @@ async fn skill_calls(blocks: usize) -> anyhow::Result<()> {
         ),
     ];
     let host = Arc::new(SkillHost {
-        modules: vec![SandboxModule {
-            name: "pricing".into(),
-            file: "skills/pricing.js".into(),
-            source,
-        }],
+        modules: vec![SandboxModule::source("pricing", "skills/pricing.js", &source)],
         notes: Mutex::new(0),
     });
     let sandbox = kiln_sandbox::QuickJsSandbox::new();

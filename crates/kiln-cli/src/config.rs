@@ -21,6 +21,7 @@ pub const ENV_LOG_FORMAT: &str = "KILN_LOG_FORMAT";
 pub const ENV_PROVIDER_CONNECT_TIMEOUT: &str = "KILN_PROVIDER_CONNECT_TIMEOUT_SECS";
 pub const ENV_PROVIDER_FIRST_BYTE_TIMEOUT: &str = "KILN_PROVIDER_FIRST_BYTE_TIMEOUT_SECS";
 pub const ENV_ALLOW_PRIVATE_NETWORK: &str = "KILN_ALLOW_PRIVATE_NETWORK";
+pub const ENV_MCP_CONFIG: &str = "KILN_MCP_CONFIG";
 pub const ENV_PROVIDER_RESPONSE_TIMEOUT: &str = "KILN_PROVIDER_RESPONSE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_IDLE_TIMEOUT: &str = "KILN_PROVIDER_IDLE_TIMEOUT_SECS";
 pub const ENV_PROVIDER_MAX_RETRIES: &str = "KILN_PROVIDER_MAX_RETRIES";
@@ -140,6 +141,12 @@ pub struct ServeArgs {
     /// link-local addresses. For development against local model servers; never in production.
     #[arg(long, env = ENV_ALLOW_PRIVATE_NETWORK)]
     pub allow_private_network: bool,
+    /// A JSON file declaring the MCP servers that run as local processes (stdio), which agents
+    /// name in `agent.jsonc → mcp` without a `url`: `{"mcpServers": {"<name>": {"command": "…",
+    /// "args": […], "env": {…}}}}` (the shape desktop MCP clients use). Projects cannot declare
+    /// processes.
+    #[arg(long, env = ENV_MCP_CONFIG)]
+    pub mcp_config: Option<PathBuf>,
     /// Largest accepted document upload in bytes (larger: 413 payload_too_large).
     #[arg(long, env = ENV_UPLOAD_LIMIT, default_value_t = kiln_core::rag::documents::DEFAULT_MAX_UPLOAD_BYTES)]
     pub upload_limit: u64,
@@ -257,6 +264,32 @@ pub enum EmbeddingsConfig {
 }
 
 impl ServeArgs {
+    /// The MCP client's settings: the operator's stdio servers from
+    /// `--mcp-config`; private networks follow `--allow-private-network`.
+    pub fn mcp_settings(&self) -> anyhow::Result<kiln_providers::mcp::McpSettings> {
+        let mut settings = kiln_providers::mcp::McpSettings {
+            allow_private_network: self.allow_private_network,
+            ..Default::default()
+        };
+        if let Some(path) = &self.mcp_config {
+            #[derive(serde::Deserialize)]
+            struct McpConfig {
+                #[serde(rename = "mcpServers")]
+                mcp_servers: std::collections::BTreeMap<String, kiln_providers::mcp::StdioServer>,
+            }
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the MCP configuration {}", path.display()))?;
+            let config: McpConfig = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{}: expected {{\"mcpServers\": {{\"<name>\": {{\"command\": \"…\", \"args\": […]}}}}}}",
+                    path.display()
+                )
+            })?;
+            settings.stdio = config.mcp_servers;
+        }
+        Ok(settings)
+    }
+
     pub fn embeddings(&self) -> EmbeddingsConfig {
         if self.embeddings_model.trim().is_empty() || self.embeddings_model == "builtin" {
             return EmbeddingsConfig::Builtin;

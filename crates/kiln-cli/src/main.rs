@@ -634,6 +634,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         embeddings: args.embeddings(),
         runtime: args.agents.runtime(),
         fetch: args.agents.fetch_policy(args.allow_private_network),
+        mcp: args.mcp_settings()?,
     })
     .await?;
     if args.allow_private_network {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use kiln_core::agents::AgentConfigs;
+use kiln_core::agents::mcp::McpServers;
 use kiln_core::agents::modules::ModuleChecker;
 use kiln_core::control::{ControlConfig, ControlPlane, CreatedKey};
 use kiln_core::crypto::Kek;
@@ -57,6 +58,8 @@ pub struct StartOptions {
     pub runtime: kiln_core::runtime::RuntimeConfig,
     /// What the sandbox's `fetch()` may reach.
     pub fetch: kiln_providers::web::FetchPolicy,
+    /// The MCP client: the operator's stdio servers, limits.
+    pub mcp: kiln_providers::mcp::McpSettings,
 }
 
 /// A server accepting connections.
@@ -180,6 +183,10 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             sandbox.clone(),
             options.runtime.sandbox,
             kiln_core::runtime::prompt::reserved_names(),
+        ),
+        McpServers::new(
+            Arc::new(kiln_providers::mcp::RmcpClient::new(options.mcp.clone())),
+            control.clone(),
         ),
     ));
     let runtime = Arc::new(AgentRuntime::new(

@@ -36,10 +36,13 @@ pub enum IssueCode {
     SkillError,
     SkillTimeout,
     ReservedName,
+    McpUnreachable,
+    MissingSecret,
+    UnknownMcpServer,
 }
 
 impl IssueCode {
-    pub const ALL: [IssueCode; 23] = [
+    pub const ALL: [IssueCode; 26] = [
         IssueCode::InvalidProject,
         IssueCode::InvalidAgentId,
         IssueCode::DuplicateAgent,
@@ -63,6 +66,9 @@ impl IssueCode {
         IssueCode::SkillError,
         IssueCode::SkillTimeout,
         IssueCode::ReservedName,
+        IssueCode::McpUnreachable,
+        IssueCode::MissingSecret,
+        IssueCode::UnknownMcpServer,
     ];
 }
 

@@ -30,6 +30,7 @@ pub mod gateway;
 pub mod ids;
 pub mod issues;
 pub mod llm;
+pub mod mcp;
 pub mod names;
 pub mod page;
 pub mod project;

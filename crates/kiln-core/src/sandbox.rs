@@ -55,14 +55,46 @@ impl CancelFlag {
 }
 
 /// A module a block may `require` by name: one of an agent's skill modules
-/// (`skills/<name>.js`), an ES module whose exports `require(name)` returns.
+/// (`skills/<name>.js`), an ES module whose exports `require(name)` returns,
+/// or functions the host serves under that name (an MCP server's tools).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxModule {
     /// What `require` takes (`pricing`).
     pub name: String,
     /// The file name in stack traces and errors (`skills/pricing.js`).
     pub file: String,
-    pub source: String,
+    pub body: ModuleBody,
+}
+
+/// What a module is made of.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModuleBody {
+    /// An ES module's source, run in the sandbox.
+    Source(String),
+    /// Functions the host serves: `require(name).f(...args)` is the host
+    /// call `<name>.f` (async, like every host function; no skill-call
+    /// note: the host reports its own calls).
+    Host(Vec<String>),
+}
+
+impl SandboxModule {
+    /// An ES module.
+    pub fn source(name: &str, file: &str, source: &str) -> SandboxModule {
+        SandboxModule {
+            name: name.to_owned(),
+            file: file.to_owned(),
+            body: ModuleBody::Source(source.to_owned()),
+        }
+    }
+
+    /// Functions the host serves.
+    pub fn host(name: &str, functions: Vec<String>) -> SandboxModule {
+        SandboxModule {
+            name: name.to_owned(),
+            file: String::new(),
+            body: ModuleBody::Host(functions),
+        }
+    }
 }
 
 /// How many calls of exported functions one block reports through

@@ -29,12 +29,15 @@ pub mod factory;
 pub mod gemini;
 pub mod guard;
 pub mod http;
+pub mod mcp;
 pub mod offline;
 pub mod openai;
 pub mod web;
 
 #[cfg(feature = "fake")]
 pub mod fake;
+#[cfg(feature = "fake")]
+pub mod fake_mcp;
 
 pub use factory::HttpProviderFactory;
 pub use http::HttpSettings;

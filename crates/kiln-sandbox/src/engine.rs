@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
-use kiln_core::sandbox::{CancelFlag, HostFunctions, SandboxError, SandboxLimits, SandboxModule};
+use kiln_core::sandbox::{CancelFlag, HostFunctions, ModuleBody, SandboxError, SandboxLimits, SandboxModule};
 use rquickjs::context::EvalOptions;
 use rquickjs::promise::PromiseState;
-use rquickjs::{Context, Ctx, Exception, Function, Module, Object, Promise, Runtime, Value};
+use rquickjs::{Context, Ctx, Exception, Function, IntoJs, Module, Object, Promise, Runtime, Value};
 use serde_json::Value as Json;
 use tokio::runtime::Handle;
 
@@ -609,7 +609,7 @@ impl<'js> Block<'_, 'js> {
 /// returns its namespace. Its top level runs here, synchronously (the
 /// interrupt handler still bounds it); a module that awaits at its top level
 /// cannot be required, as `require` returns at once.
-fn load_module<'js>(ctx: &Ctx<'js>, modules: &[SandboxModule], name: &str) -> rquickjs::Result<Object<'js>> {
+fn load_module<'js>(ctx: &Ctx<'js>, modules: &[SandboxModule], name: &str) -> rquickjs::Result<Value<'js>> {
     let Some(module) = modules.iter().find(|m| m.name == name) else {
         let known: Vec<String> = modules.iter().map(|m| format!("`{}`", m.name)).collect();
         let known = if known.is_empty() {
@@ -622,10 +622,15 @@ fn load_module<'js>(ctx: &Ctx<'js>, modules: &[SandboxModule], name: &str) -> rq
             &format!("no skill module named `{name}` ({known})"),
         ));
     };
-    let declared = Module::declare(ctx.clone(), module.file.as_str(), module.source.as_str())?;
+    let source = match &module.body {
+        ModuleBody::Source(source) => source,
+        // The prelude makes a host function of each name.
+        ModuleBody::Host(functions) => return functions.clone().into_js(ctx),
+    };
+    let declared = Module::declare(ctx.clone(), module.file.as_str(), source.as_str())?;
     let (evaluated, promise) = declared.eval()?;
     match promise.state() {
-        PromiseState::Resolved => evaluated.namespace(),
+        PromiseState::Resolved => Ok(evaluated.namespace()?.into_value()),
         PromiseState::Rejected => match promise.result::<Value>() {
             Some(Err(error)) => Err(error),
             _ => Err(Exception::throw_internal(ctx, "a rejected module has no reason")),

@@ -14,6 +14,7 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes, lo
   const objectToString = Object.prototype.toString;
   const defineProperty = Object.defineProperty;
   const keysOf = Object.keys;
+  const isArray = Array.isArray;
   const freeze = Object.freeze;
   const apply = Reflect.apply;
   const construct = Reflect.construct;
@@ -190,9 +191,14 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes, lo
       loading.delete(name);
     }
     const exports = {};
-    for (const key of keysOf(namespace)) {
-      const value = namespace[key];
-      exports[key] = typeof value === "function" ? wrapExport(name, key, value) : value;
+    if (isArray(namespace)) {
+      // Functions the host serves (an MCP server's tools): host calls.
+      for (const fn of namespace) exports[fn] = hostFunction(`${name}.${fn}`, fn);
+    } else {
+      for (const key of keysOf(namespace)) {
+        const value = namespace[key];
+        exports[key] = typeof value === "function" ? wrapExport(name, key, value) : value;
+      }
     }
     freeze(exports);
     loaded.set(name, exports);

@@ -581,6 +581,9 @@ pub(crate) fn issue_code(code: source::IssueCode) -> &'static str {
         I::SkillError => c::SKILL_ERROR,
         I::SkillTimeout => c::SKILL_TIMEOUT,
         I::ReservedName => c::RESERVED_NAME,
+        I::McpUnreachable => c::MCP_UNREACHABLE,
+        I::MissingSecret => c::MISSING_SECRET,
+        I::UnknownMcpServer => c::UNKNOWN_MCP_SERVER,
     }
 }
 
@@ -705,10 +708,26 @@ pub(crate) fn skill(
         kind: match s.kind {
             SkillKind::Prompt => api::skill_types::PROMPT,
             SkillKind::Module => api::skill_types::MODULE,
+            SkillKind::Mcp => api::skill_types::MCP,
         }
         .to_owned(),
         prompt: s.prompt,
         config: match s.kind {
+            SkillKind::Mcp => match s.mcp {
+                Some(server) => serde_json::json!({
+                    "agent_id": s.agent_id.as_str(),
+                    "path": s.path,
+                    "server": server.name,
+                    "transport": mcp_transport(server.transport),
+                    "url": server.url,
+                    "tools": server.tools.iter().map(|t| serde_json::json!({
+                        "name": t.name,
+                        "description": t.description,
+                        "inputSchema": t.input_schema,
+                    })).collect::<Vec<_>>(),
+                }),
+                None => serde_json::json!({ "agent_id": s.agent_id.as_str(), "path": s.path }),
+            },
             SkillKind::Prompt => serde_json::json!({ "agent_id": s.agent_id.as_str(), "path": s.path }),
             SkillKind::Module => serde_json::json!({
                 "agent_id": s.agent_id.as_str(),
@@ -723,6 +742,16 @@ pub(crate) fn skill(
         enabled: true,
         created_at: s.created_at,
         updated_at: s.updated_at,
+    }
+}
+
+/// `agent.jsonc → mcp[].transport` as written there.
+fn mcp_transport(transport: kiln_core::mcp::McpTransport) -> &'static str {
+    use kiln_core::mcp::McpTransport as T;
+    match transport {
+        T::StreamableHttp => "streamable_http",
+        T::Sse => "sse",
+        T::Stdio => "stdio",
     }
 }
 

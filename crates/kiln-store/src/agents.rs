@@ -13,7 +13,7 @@ use sqlx::{AssertSqlSafe, PgPool, Row};
 
 use kiln_core::StoreError;
 use kiln_core::StoreResult;
-use kiln_core::agents::config::ModuleSkill;
+use kiln_core::agents::config::{McpServerSpec, ModuleSkill};
 use kiln_core::audit::NewAudit;
 use kiln_core::ids::{
     AgentId, AgentVersionId, EventId, IndexId, InputRequestId, ProjectId, SessionId, TurnId,
@@ -35,7 +35,7 @@ use crate::event_log::{
 
 const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
      data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at, agent_id, \
-     agent_version_id, skill_modules";
+     agent_version_id, skill_modules, mcp_servers";
 const EVENT_COLUMNS: &str = "id, seq, turn_id, step_index, body, duration_ms, created_at";
 const STEP_COLUMNS: &str = "id, session_id, step_index, step_type, content, tool_name, tool_args, duration_ms, \
      prompt_tokens, completion_tokens, created_at";
@@ -73,6 +73,7 @@ struct SessionRow {
     agent_id: Option<String>,
     agent_version_id: Option<String>,
     skill_modules: Json<Vec<ModuleSkill>>,
+    mcp_servers: Json<Vec<McpServerSpec>>,
 }
 
 impl TryFrom<SessionRow> for Session {
@@ -101,6 +102,7 @@ impl TryFrom<SessionRow> for Session {
             agent_id: r.agent_id.map(AgentId::from_string),
             agent_version_id: r.agent_version_id.map(AgentVersionId::from_string),
             modules: r.skill_modules.0,
+            mcp_servers: r.mcp_servers.0,
         })
     }
 }
@@ -293,8 +295,9 @@ impl AgentStore for SqlStore {
             sqlx::query(
                 "INSERT INTO agent_sessions (id, project_id, title, system_prompt, model, tools, metadata, status, \
                  index_ids, data, turn_id, lease_until, last_seq, step_count, prompt_tokens, completion_tokens, \
-                 duration_ms, created_at, updated_at, agent_id, agent_version_id, skill_modules) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 0, $12, $13, $14, $15, $16, $17, $18, $19, $20)",
+                 duration_ms, created_at, updated_at, agent_id, agent_version_id, skill_modules, mcp_servers) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 0, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
+                 $21)",
             )
             .bind(session.id.as_str())
             .bind(session.project_id.as_str())
@@ -316,6 +319,7 @@ impl AgentStore for SqlStore {
             .bind(session.agent_id.as_ref().map(AgentId::as_str))
             .bind(session.agent_version_id.as_ref().map(AgentVersionId::as_str))
             .bind(Json(&session.modules))
+            .bind(Json(&session.mcp_servers))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -816,6 +820,7 @@ mod tests {
             agent_id: None,
             agent_version_id: None,
             modules: Vec::new(),
+            mcp_servers: Vec::new(),
         }
     }
 

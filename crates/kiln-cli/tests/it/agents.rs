@@ -13,6 +13,7 @@ use kiln_sdk::{TurnEvent, TurnEventKind, UploadOptions};
 use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestApp, TestOptions, api_err};
+use crate::mcp::{agents_reach_mcp_tools_with_their_vault_token, mcp_servers_that_cannot_serve_are_issues};
 use crate::skills::{
     broken_skill_modules_are_refused_at_their_line, module_skills_run_in_the_sandbox_of_the_agents_sessions,
 };
@@ -112,6 +113,8 @@ agent_tests!(
     turns_of_a_dead_server_are_ended_at_the_next_start => defaults(),
     module_skills_run_in_the_sandbox_of_the_agents_sessions => defaults(),
     broken_skill_modules_are_refused_at_their_line => defaults(),
+    agents_reach_mcp_tools_with_their_vault_token => defaults(),
+    mcp_servers_that_cannot_serve_are_issues => defaults(),
 );
 
 async fn session(app: &TestApp, input: CreateSession) -> String {

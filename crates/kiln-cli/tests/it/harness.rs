@@ -200,6 +200,11 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
             allow_private_network: options.allow_private_network,
             ..Default::default()
         },
+        mcp: kiln_providers::mcp::McpSettings {
+            allow_private_network: options.allow_private_network,
+            timeout: Duration::from_secs(3),
+            ..Default::default()
+        },
         provider_http: kiln_providers::HttpSettings {
             first_byte_timeout: Duration::from_millis(800),
             response_timeout: Duration::from_millis(800),

@@ -21,6 +21,7 @@ mod documents;
 mod indexes;
 mod isolation;
 mod legacy;
+mod mcp;
 mod openapi;
 mod project;
 mod search;

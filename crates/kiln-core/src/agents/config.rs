@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ids::{AgentId, AgentVersionId, DraftId, ProjectId};
+use crate::mcp::{McpTool, McpTransport};
 use crate::sandbox::SandboxModule;
 use crate::time::Timestamp;
 
@@ -69,6 +70,29 @@ pub struct DraftSpec {
     /// `skills/<name>.js`, in name order: what `require` reaches.
     #[serde(default)]
     pub module_skills: Vec<ModuleSkill>,
+    /// `agent.jsonc → mcp`, with the tools each server listed when the
+    /// draft was synced (or the version deployed).
+    #[serde(default)]
+    pub mcp_servers: Vec<McpServerSpec>,
+}
+
+/// An MCP server an agent declares. Its secrets stay in the project's
+/// vault: only their names are kept here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct McpServerSpec {
+    /// What `require` takes.
+    pub name: String,
+    pub transport: McpTransport,
+    /// As written, `${NAME}` placeholders unresolved; `None` for a stdio
+    /// server of the operator's.
+    #[serde(default)]
+    pub url: Option<String>,
+    /// The vault secret holding the bearer token.
+    #[serde(default)]
+    pub token_ref: Option<String>,
+    /// What `tools/list` answered at sync or deploy.
+    #[serde(default)]
+    pub tools: Vec<McpTool>,
 }
 
 /// A module skill: an ES module the sandbox's `require(name)` returns, with
@@ -102,11 +126,7 @@ impl ModuleSkill {
 
     /// As the sandbox takes it.
     pub fn sandbox_module(&self) -> SandboxModule {
-        SandboxModule {
-            name: self.name.clone(),
-            file: self.file(),
-            source: self.source.clone(),
-        }
+        SandboxModule::source(&self.name, &self.file(), &self.source)
     }
 }
 

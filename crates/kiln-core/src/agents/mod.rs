@@ -5,6 +5,7 @@
 //! project's indexes).
 
 pub mod config;
+pub mod mcp;
 pub mod modules;
 pub mod skills;
 pub mod source;
@@ -18,7 +19,8 @@ use crate::error::{EntityKind, Error, Refusal, Result, unique_or};
 use crate::ids::{AgentId, AgentVersionId, DraftId};
 use crate::rag::{Index, Rag};
 use crate::time::{Timestamp, now};
-use config::{AgentConfig, AgentVersion, DEFAULT_ENVIRONMENT, Draft, DraftSpec, ModuleSkill};
+use config::{AgentConfig, AgentVersion, DEFAULT_ENVIRONMENT, Draft, DraftSpec, McpServerSpec, ModuleSkill};
+use mcp::{McpServers, Phase};
 use modules::ModuleChecker;
 use source::{AgentSource, IssueCode, Manifest, Severity, SourceIssue};
 use store::{AgentConfigStore, DraftWrite};
@@ -29,12 +31,15 @@ pub struct AgentConfigs {
     store: Arc<dyn AgentConfigStore>,
     rag: Arc<Rag>,
     modules: ModuleChecker,
+    mcp: McpServers,
 }
 
-/// An agent of a checked manifest with its module skills.
+/// An agent of a checked manifest with its module skills and its MCP
+/// servers' tools.
 pub(crate) struct CheckedAgent {
     source: AgentSource,
     modules: Vec<ModuleSkill>,
+    mcp_servers: Vec<McpServerSpec>,
 }
 
 /// One agent of a successful sync.
@@ -101,6 +106,7 @@ pub struct AgentProfile {
     pub tools: Vec<String>,
     /// What `require` reaches in the session's blocks.
     pub modules: Vec<ModuleSkill>,
+    pub mcp_servers: Vec<McpServerSpec>,
 }
 
 /// One agent of `source-export`: the files of its latest published
@@ -128,6 +134,7 @@ pub(crate) struct AgentFiles {
     pub(crate) at: Timestamp,
     /// The module skills found when they were checked.
     pub(crate) module_skills: Vec<ModuleSkill>,
+    pub(crate) mcp_servers: Vec<McpServerSpec>,
 }
 
 /// What `source-sync` did.
@@ -142,9 +149,25 @@ pub struct SyncOutcome {
 }
 
 impl AgentConfigs {
-    /// `modules` checks skill modules in the sandbox.
-    pub fn new(store: Arc<dyn AgentConfigStore>, rag: Arc<Rag>, modules: ModuleChecker) -> AgentConfigs {
-        AgentConfigs { store, rag, modules }
+    /// `modules` checks skill modules in the sandbox; `mcp` lists and
+    /// calls MCP servers' tools.
+    pub fn new(
+        store: Arc<dyn AgentConfigStore>,
+        rag: Arc<Rag>,
+        modules: ModuleChecker,
+        mcp: McpServers,
+    ) -> AgentConfigs {
+        AgentConfigs {
+            store,
+            rag,
+            modules,
+            mcp,
+        }
+    }
+
+    /// The agents' MCP servers.
+    pub fn mcp(&self) -> &McpServers {
+        &self.mcp
     }
 
     /// `PUT /source-sync`: checks the manifest and, when nothing in it is
@@ -154,7 +177,7 @@ impl AgentConfigs {
     /// writes nothing.
     pub async fn sync_source(&self, ctx: &AuthContext, manifest: &Manifest) -> Result<SyncOutcome> {
         let indexes = self.rag.list_indexes(ctx).await?;
-        let (agents, issues) = self.check(manifest, &indexes).await;
+        let (agents, issues) = self.check(ctx, manifest, &indexes, Phase::Sync).await?;
         if issues.iter().any(|i| i.severity == Severity::Fatal) {
             return Err(Error::SourceInvalid { issues });
         }
@@ -166,8 +189,9 @@ impl AgentConfigs {
                 |CheckedAgent {
                      source: agent,
                      modules,
+                     mcp_servers,
                  }| {
-                    let spec = draft_spec(&agent, modules, &indexes);
+                    let spec = draft_spec(&agent, modules, mcp_servers, &indexes);
                     DraftWrite {
                         agent: AgentConfig {
                             id: AgentId::generate(),
@@ -255,7 +279,7 @@ impl AgentConfigs {
                 })
                 .collect(),
         };
-        let (checked, issues) = self.check(&manifest, &indexes).await;
+        let (checked, issues) = self.check(ctx, &manifest, &indexes, Phase::Deploy).await?;
         if issues.iter().any(|i| i.severity == Severity::Fatal) {
             return Err(Error::SourceInvalid { issues });
         }
@@ -264,7 +288,12 @@ impl AgentConfigs {
             .into_iter()
             .zip(&checked)
             .map(|((agent, draft), checked)| {
-                let spec = draft_spec(&checked.source, checked.modules.clone(), &indexes);
+                let spec = draft_spec(
+                    &checked.source,
+                    checked.modules.clone(),
+                    checked.mcp_servers.clone(),
+                    &indexes,
+                );
                 let (provider, model) = match spec.model.split_once('/') {
                     Some((provider, model)) => (provider.to_owned(), model.to_owned()),
                     None => (String::new(), String::new()),
@@ -364,6 +393,7 @@ impl AgentConfigs {
                     stores: draft.spec.stores,
                     tools: draft.spec.tools,
                     modules: draft.spec.module_skills,
+                    mcp_servers: draft.spec.mcp_servers,
                 })
             }
             Target::Live => {
@@ -388,6 +418,7 @@ impl AgentConfigs {
                     stores,
                     tools: spec.tools,
                     modules: spec.module_skills,
+                    mcp_servers: spec.mcp_servers,
                 })
             }
         }
@@ -562,6 +593,7 @@ impl AgentConfigs {
                 files: d.files,
                 at: d.updated_at,
                 module_skills: d.spec.module_skills,
+                mcp_servers: d.spec.mcp_servers,
             }))
     }
 
@@ -579,6 +611,7 @@ impl AgentConfigs {
                 files: v.files,
                 at: v.created_at,
                 module_skills: v.spec.module_skills,
+                mcp_servers: v.spec.mcp_servers,
             }))
     }
 
@@ -634,7 +667,7 @@ impl AgentConfigs {
     /// nothing is written.
     pub async fn validate_source(&self, ctx: &AuthContext, manifest: &Manifest) -> Result<Vec<SourceIssue>> {
         let indexes = self.rag.list_indexes(ctx).await?;
-        Ok(self.check(manifest, &indexes).await.1)
+        Ok(self.check(ctx, manifest, &indexes, Phase::Sync).await?.1)
     }
 
     /// `POST /skills/validate`: the issues of one skill module's source, as
@@ -649,7 +682,13 @@ impl AgentConfigs {
 
     /// The manifest's agents and its issues, the project's indexes known
     /// and the skill modules run.
-    async fn check(&self, manifest: &Manifest, indexes: &[Index]) -> (Vec<CheckedAgent>, Vec<SourceIssue>) {
+    async fn check(
+        &self,
+        ctx: &AuthContext,
+        manifest: &Manifest,
+        indexes: &[Index],
+        phase: Phase,
+    ) -> Result<(Vec<CheckedAgent>, Vec<SourceIssue>)> {
         let (agents, mut issues) = source::check_manifest(manifest);
         let mut checked = Vec::with_capacity(agents.len());
         for agent in agents {
@@ -658,9 +697,18 @@ impl AgentConfigs {
                 .check(&format!("{}/", agent.local_id), &agent.files)
                 .await;
             issues.extend(module_issues);
+            let declared = agent
+                .spec
+                .as_ref()
+                .map(|s| s.mcp_servers.clone())
+                .unwrap_or_default();
+            let file = format!("{}/{}", agent.local_id, source::AGENT_FILE);
+            let (mcp_servers, mcp_issues) = self.mcp.check(&ctx.project, &file, &declared, phase).await?;
+            issues.extend(mcp_issues);
             checked.push(CheckedAgent {
                 source: agent,
                 modules,
+                mcp_servers,
             });
         }
         for CheckedAgent { source: agent, .. } in &checked {
@@ -682,7 +730,7 @@ impl AgentConfigs {
                 }
             }
         }
-        (checked, issues)
+        Ok((checked, issues))
     }
 }
 
@@ -695,6 +743,7 @@ fn profile_of_version(version: AgentVersion) -> AgentProfile {
         stores: version.stores,
         tools: version.spec.tools,
         modules: version.spec.module_skills,
+        mcp_servers: version.spec.mcp_servers,
     }
 }
 
@@ -727,7 +776,12 @@ fn environment_of(environment: Option<&str>) -> String {
 }
 
 /// What an agent's files say, its index names resolved to ids.
-fn draft_spec(agent: &AgentSource, module_skills: Vec<ModuleSkill>, indexes: &[Index]) -> DraftSpec {
+fn draft_spec(
+    agent: &AgentSource,
+    module_skills: Vec<ModuleSkill>,
+    mcp_servers: Vec<McpServerSpec>,
+    indexes: &[Index],
+) -> DraftSpec {
     let spec = agent.spec.clone().unwrap_or_default();
     let persona = agent
         .files
@@ -761,5 +815,6 @@ fn draft_spec(agent: &AgentSource, module_skills: Vec<ModuleSkill>, indexes: &[I
             })
             .collect(),
         module_skills,
+        mcp_servers,
     }
 }

@@ -67,14 +67,10 @@ impl ModuleChecker {
         }
         let modules: Vec<SandboxModule> = sources
             .iter()
-            .map(|(name, source)| SandboxModule {
-                name: name.clone(),
-                file: format!("skills/{name}.js"),
-                source: source.clone(),
-            })
+            .map(|(name, source)| SandboxModule::source(name, &format!("skills/{name}.js"), source))
             .collect();
         let mut skills = Vec::new();
-        for module in &modules {
+        for (module, (_, source)) in modules.iter().zip(&sources) {
             let file = Some(format!("{file_prefix}{}", module.file));
             if self.reserved.contains(&module.name) {
                 issues.push(warning(
@@ -91,8 +87,8 @@ impl ModuleChecker {
             {
                 Ok(exports) => skills.push(ModuleSkill {
                     name: module.name.clone(),
-                    description: first_comment(&module.source),
-                    source: module.source.clone(),
+                    description: first_comment(source),
+                    source: source.clone(),
                     exports: exports
                         .into_iter()
                         .map(|e| SkillExport {

@@ -3,8 +3,8 @@
 //! draft before the first deploy. Their ids are derived from the agent and
 //! the path, so they stay the same across deploys.
 
-use crate::agents::AgentConfigs;
-use crate::agents::config::SkillExport;
+use crate::agents::config::{McpServerSpec, SkillExport};
+use crate::agents::{AgentConfigs, source};
 use crate::auth::AuthContext;
 use crate::crypto::sha256_hex;
 use crate::error::{EntityKind, Error, Result};
@@ -17,6 +17,8 @@ pub enum SkillKind {
     Prompt,
     /// `skills/<name>.js`: an ES module that `require(name)` returns.
     Module,
+    /// A server of `agent.jsonc → mcp`, whose tools `require(name)` returns.
+    Mcp,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -33,6 +35,8 @@ pub struct Skill {
     pub path: String,
     /// A module's exports; empty for a prompt.
     pub exports: Vec<SkillExport>,
+    /// An MCP server as declared, with the tools it listed.
+    pub mcp: Option<McpServerSpec>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -87,6 +91,7 @@ impl AgentConfigs {
                     name: name.to_owned(),
                     description,
                     exports: module.map(|m| m.exports.clone()).unwrap_or_default(),
+                    mcp: None,
                     kind,
                     prompt: if kind == SkillKind::Prompt {
                         text
@@ -95,6 +100,22 @@ impl AgentConfigs {
                     },
                     agent_id: agent.id.clone(),
                     path: path.clone(),
+                    created_at: at,
+                    updated_at: at,
+                });
+            }
+            for server in &current.mcp_servers {
+                let path = format!("{}#mcp/{}", source::AGENT_FILE, server.name);
+                skills.push(Skill {
+                    id: skill_id(&agent.id, &path),
+                    name: server.name.clone(),
+                    description: format!("MCP server with {} tool(s)", server.tools.len()),
+                    kind: SkillKind::Mcp,
+                    prompt: String::new(),
+                    exports: Vec::new(),
+                    mcp: Some(server.clone()),
+                    agent_id: agent.id.clone(),
+                    path: source::AGENT_FILE.to_owned(),
                     created_at: at,
                     updated_at: at,
                 });

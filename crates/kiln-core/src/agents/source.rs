@@ -12,8 +12,10 @@ use std::collections::{BTreeMap, HashSet};
 use base64::Engine;
 use serde_json::Value;
 
+use crate::agents::config::McpServerSpec;
 use crate::crypto::sha256_hex;
 use crate::llm::ModelRef;
+use crate::mcp::McpTransport;
 
 /// The largest file of an agent folder.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -79,6 +81,8 @@ pub struct AgentSpec {
     pub indexes: Vec<String>,
     pub tools: Vec<String>,
     pub mcp: Vec<Value>,
+    /// `mcp`, read: no tools yet.
+    pub mcp_servers: Vec<McpServerSpec>,
     pub run_evals: Option<bool>,
     pub eval_suite: Option<String>,
     pub capabilities: Vec<String>,
@@ -203,6 +207,76 @@ pub(crate) fn warning(
         severity: Severity::Warn,
         ..issue(file, code, message, hint)
     }
+}
+
+/// One `mcp` entry: `{name, url, transport?, auth?: {type: "bearer",
+/// tokenRef}}`, or `{name}` alone for a stdio server of the operator's.
+/// `Err` says what is wrong with it.
+fn mcp_server(server: &Value) -> Result<McpServerSpec, String> {
+    let text = |key: &str| -> Result<Option<String>, String> {
+        match server.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(format!("has a `{key}` that is not a string")),
+        }
+    };
+    let name = text("name")?.ok_or("has no `name`")?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(format!("has the name `{name}`: use letters, digits, `_` and `-`"));
+    }
+    let url = text("url")?;
+    let transport = match (text("transport")?.as_deref(), &url) {
+        (_, None) => McpTransport::Stdio,
+        (None | Some("streamable_http"), Some(_)) => McpTransport::StreamableHttp,
+        (Some("sse"), Some(_)) => McpTransport::Sse,
+        (Some(other), Some(_)) => {
+            return Err(format!(
+                "has the transport `{other}`: use `streamable_http` or `sse`"
+            ));
+        }
+    };
+    if let Some(url) = &url
+        && !(url.starts_with("https://") || url.starts_with("http://"))
+    {
+        return Err(format!(
+            "has the url `{url}`: it must start with https:// (or http://)"
+        ));
+    }
+    let token_ref = match server.get("auth") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(auth)) => {
+            if auth
+                .get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t != "bearer")
+            {
+                return Err("has an `auth.type` other than `bearer`".into());
+            }
+            match auth.get("tokenRef") {
+                Some(Value::String(token_ref)) if !token_ref.is_empty() => Some(token_ref.clone()),
+                _ => {
+                    return Err(
+                        "has an `auth` without a `tokenRef` (the vault secret holding the token)".into(),
+                    );
+                }
+            }
+        }
+        Some(_) => return Err("has an `auth` that is not an object".into()),
+    };
+    if url.is_none() && token_ref.is_some() {
+        return Err("has an `auth` but no `url` (a stdio server is configured by the operator)".into());
+    }
+    Ok(McpServerSpec {
+        name,
+        transport,
+        url,
+        token_ref,
+        tools: Vec::new(),
+    })
 }
 
 /// The path relative to the agent folder: a leading `kiln/agents/<id>/`
@@ -503,7 +577,22 @@ fn parse_agent_file(id: &str, bytes: &[u8], issues: &mut Vec<SourceIssue>) -> Op
     spec.eval_suite = string("evalSuite", &mut bad);
     match map.get("mcp") {
         None | Some(Value::Null) => {}
-        Some(Value::Array(servers)) if servers.iter().all(Value::is_object) => spec.mcp = servers.clone(),
+        Some(Value::Array(servers)) if servers.iter().all(Value::is_object) => {
+            spec.mcp = servers.clone();
+            for (i, server) in servers.iter().enumerate() {
+                match mcp_server(server) {
+                    Ok(parsed) if spec.mcp_servers.iter().any(|s| s.name == parsed.name) => bad(
+                        "mcp",
+                        &format!(
+                            "an array of servers with distinct names (`{}` is there twice)",
+                            parsed.name
+                        ),
+                    ),
+                    Ok(parsed) => spec.mcp_servers.push(parsed),
+                    Err(what) => bad("mcp", &format!("an array of servers; server {} {what}", i + 1)),
+                }
+            }
+        }
         Some(_) => bad("mcp", "an array of server objects"),
     }
     match map.get("deploy") {

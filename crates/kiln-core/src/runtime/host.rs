@@ -119,7 +119,24 @@ impl HostFunctions for TurnHost {
             "input" => return self.input(arg(0)).await,
             "data.get" => turn.data_get(arg(0)).await?,
             "data.set" => turn.data_set(arg(0), args.get(1).cloned()).await?,
-            other => return Err(format!("`{other}` is not a sandbox function")),
+            other => match other.split_once('.') {
+                Some((server, tool)) => {
+                    let (value, summary) = turn.mcp_call(server, tool, arg(0)).await?;
+                    turn.emit(
+                        EventBody::SandboxEvent {
+                            kind: MCP_CALL.to_owned(),
+                            summary,
+                            content: String::new(),
+                            tokens: None,
+                        },
+                        None,
+                    )
+                    .await
+                    .map_err(|stop| stop.message)?;
+                    return Ok(value);
+                }
+                None => return Err(format!("`{other}` is not a sandbox function")),
+            },
         };
         let kind = name.split('.').next().unwrap_or(name);
         turn.emit(
@@ -154,6 +171,8 @@ impl HostFunctions for TurnHost {
 
 /// `sandbox_event` → `args.kind` of a call of a skill module's export.
 pub(crate) const SKILL_CALL: &str = "skill_call";
+/// … and of an MCP tool call.
+pub(crate) const MCP_CALL: &str = "mcp_call";
 
 /// `opts` (an object, or nothing) with `key` set to `value`.
 fn options_with(opts: Value, key: &str, value: Value) -> Map<String, Value> {
@@ -166,6 +185,37 @@ fn options_with(opts: Value, key: &str, value: Value) -> Map<String, Value> {
 }
 
 impl Turn {
+    /// `require(server).tool(args)`: the tool's structured content when it
+    /// sent any, else its text.
+    pub(crate) async fn mcp_call(
+        &self,
+        server: &str,
+        tool: &str,
+        args: Value,
+    ) -> Result<(Value, String), String> {
+        let Some(spec) = self.session.mcp_servers.iter().find(|s| s.name == server) else {
+            return Err(format!("`{server}.{tool}` is not a sandbox function"));
+        };
+        let args = match args {
+            Value::Null => Value::Object(Map::new()),
+            Value::Object(map) => Value::Object(map),
+            _ => {
+                return Err(format!(
+                    "{server}.{tool}() takes one object of arguments, as in {server}.{tool}({{ … }})"
+                ));
+            }
+        };
+        let result = self
+            .runtime
+            .agents
+            .mcp()
+            .call(&self.ctx.project, spec, tool, args)
+            .await
+            .map_err(|e| e.to_string())??;
+        let summary = format!("{server}.{tool}()");
+        Ok((result.structured.unwrap_or(Value::String(result.text)), summary))
+    }
+
     /// A function-call tool the session added.
     pub(crate) async fn native_tool(&self, tool: &str, args: Value) -> Result<Value, String> {
         let args = match args {

@@ -1,7 +1,7 @@
 //! The platform prompt (what the model is told about the sandbox and the
 //! code format), the tools offered to it, and reading code out of a reply.
 
-use crate::agents::config::ModuleSkill;
+use crate::agents::config::{McpServerSpec, ModuleSkill};
 use crate::agents::modules::MODULE_CHECK_TIME;
 use crate::llm::ToolSpec;
 use crate::rag::Index;
@@ -56,7 +56,7 @@ hits.map(h => h.source + ": " + h.content.slice(0, 200))
 Text before the code is shown to the user as your reasoning. The code's result is the value of its last expression (or of a top-level `return`), as JSON; `console.log` output is captured too. You get both back and continue. When you have the answer, reply with plain text and no code: that reply ends the turn.
 
 ## The sandbox
-Modern JavaScript (ES2023) with top-level `await`. Every block starts fresh: variables do not survive between blocks (use `data` to keep things). There is no file system and there are no timers; `require(name)` reaches only this agent's skill modules (listed below when it has any). Each block is limited in time, memory and output. Every primitive below is async: `await` it.
+Modern JavaScript (ES2023) with top-level `await`. Every block starts fresh: variables do not survive between blocks (use `data` to keep things). There is no file system and there are no timers; `require(name)` reaches only this agent's skill modules and MCP servers (listed below when it has any). Each block is limited in time, memory and output. Every primitive below is async: `await` it.
 
 "#;
 
@@ -112,6 +112,8 @@ pub fn skill_authoring_guide() -> String {
          constants there. It cannot `await`, and at validation it runs without the primitives and must finish \
          within {CHECK_TIME} seconds.\n\
          - A module may `require` another skill of the same agent; `import` is not available.\n\
+         - `require` also reaches the agent's MCP servers (`agent.jsonc → mcp`): \
+         `await require('<server>').<tool>({ …args })` calls the tool, so a skill can wrap them too.\n\
          - Validation compiles each module and runs its top level: a syntax error is a fatal issue at its \
          line (`skill_syntax`), a throw is `skill_error`, a top level past the time limit `skill_timeout`. \
          `POST /api/sdk/skills/validate` with `{\"source\", \"name\"}` checks one module alone.\n\n\
@@ -202,8 +204,13 @@ pub fn native_tool(name: &str) -> Option<ToolSpec> {
 }
 
 /// The whole system prompt: the platform part, the indexes in scope, the
-/// agent's skill modules, and the session's persona.
-pub fn system_prompt(indexes: Option<&[Index]>, persona: &str, modules: &[ModuleSkill]) -> String {
+/// agent's skill modules and MCP servers, and the session's persona.
+pub fn system_prompt(
+    indexes: Option<&[Index]>,
+    persona: &str,
+    modules: &[ModuleSkill],
+    mcp_servers: &[McpServerSpec],
+) -> String {
     let mut prompt = platform_prompt();
     prompt.push_str("\n\n## Knowledge\n");
     match indexes {
@@ -238,6 +245,27 @@ pub fn system_prompt(indexes: Option<&[Index]>, persona: &str, modules: &[Module
                     }
                     None => prompt.push_str(&format!("  - `{}` (a value)\n", export.name)),
                 }
+            }
+        }
+    }
+    if mcp_servers.iter().any(|s| !s.tools.is_empty()) {
+        prompt.push_str(
+            "\n## MCP tools\nTools of outside servers, reached with `require(server)`: `await require(\"github\").create_issue({ title: \"…\" })`. Each takes one object of arguments (the JSON Schema after it) and resolves to the tool's structured result, or its text; a tool error is thrown.\n",
+        );
+        for server in mcp_servers.iter().filter(|s| !s.tools.is_empty()) {
+            prompt.push_str(&format!("- `require(\"{}\")`\n", server.name));
+            for tool in &server.tools {
+                let description = tool.description.lines().next().unwrap_or("").trim();
+                let schema = if tool.input_schema.is_null() {
+                    "{}".to_owned()
+                } else {
+                    tool.input_schema.to_string()
+                };
+                prompt.push_str(&format!("  - `{}(args)`", tool.name));
+                if !description.is_empty() {
+                    prompt.push_str(&format!(": {description}"));
+                }
+                prompt.push_str(&format!(" Arguments: `{schema}`\n"));
             }
         }
     }
@@ -300,7 +328,7 @@ mod tests {
 
     #[test]
     fn the_prompt_documents_every_primitive_and_the_format() {
-        let prompt = system_prompt(Some(&[]), "You are a support agent", &[]);
+        let prompt = system_prompt(Some(&[]), "You are a support agent", &[], &[]);
         for primitive in [
             "search(",
             "fetch(",
@@ -314,7 +342,7 @@ mod tests {
             assert!(prompt.contains(primitive), "{primitive}");
         }
         assert!(prompt.ends_with("You are a support agent\n"));
-        assert!(system_prompt(None, "", &[]).contains("`search` is disabled"));
+        assert!(system_prompt(None, "", &[], &[]).contains("`search` is disabled"));
         let pricing = ModuleSkill {
             name: "pricing".into(),
             description: "Prices orders.".into(),
@@ -330,7 +358,7 @@ mod tests {
                 },
             ],
         };
-        let prompt = system_prompt(None, "", &[pricing]);
+        let prompt = system_prompt(None, "", &[pricing], &[]);
         assert!(prompt.contains("- `require(\"pricing\")`: Prices orders.\n  - `quote(items, coupon)`\n  - `CURRENCY` (a value)\n"), "{prompt}");
     }
 }

@@ -2,7 +2,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::agents::config::ModuleSkill;
+use crate::agents::config::{McpServerSpec, ModuleSkill};
 use crate::ids::{AgentId, AgentVersionId, EventId, IndexId, ProjectId, SessionId, TurnId};
 use crate::llm::Usage;
 use crate::time::Timestamp;
@@ -76,6 +76,8 @@ pub struct Session {
     /// The agent's module skills as the session started: what `require`
     /// reaches in its blocks.
     pub modules: Vec<ModuleSkill>,
+    /// The agent's MCP servers and their tools as the session started.
+    pub mcp_servers: Vec<McpServerSpec>,
 }
 
 impl Session {

@@ -78,13 +78,18 @@ impl AgentRuntime {
             Some([]) => None,
             scope => Some(self.scope_indexes(ctx, scope).await),
         };
-        prompt::system_prompt(indexes.as_deref(), &session.system_prompt, &session.modules)
+        prompt::system_prompt(
+            indexes.as_deref(),
+            &session.system_prompt,
+            &session.modules,
+            &session.mcp_servers,
+        )
     }
 
     /// `GET /agents/system-prompt`: what an ad-hoc session of this project sees.
     pub async fn agent_system_prompt(&self, ctx: &AuthContext) -> Result<String> {
         let indexes = self.scope_indexes(ctx, None).await;
-        Ok(prompt::system_prompt(Some(&indexes), "", &[]))
+        Ok(prompt::system_prompt(Some(&indexes), "", &[], &[]))
     }
 
     pub async fn create_session(&self, ctx: &AuthContext, input: CreateSession) -> Result<Session> {
@@ -212,6 +217,10 @@ impl AgentRuntime {
             updated_at: at,
             agent_id: profile.as_ref().map(|p| p.agent_id.clone()),
             modules: profile.as_ref().map(|p| p.modules.clone()).unwrap_or_default(),
+            mcp_servers: profile
+                .as_ref()
+                .map(|p| p.mcp_servers.clone())
+                .unwrap_or_default(),
             agent_version_id: profile.and_then(|p| p.version_id),
         };
         let mut audit = NewAudit::new(

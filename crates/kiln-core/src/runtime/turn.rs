@@ -112,7 +112,17 @@ impl Turn {
         bodies: Vec<EventBody>,
     ) -> Turn {
         let started = Instant::now();
-        let modules = session.modules.iter().map(ModuleSkill::sandbox_module).collect();
+        let modules = session
+            .modules
+            .iter()
+            .map(ModuleSkill::sandbox_module)
+            .chain(session.mcp_servers.iter().map(|server| {
+                SandboxModule::host(
+                    &server.name,
+                    server.tools.iter().map(|t| t.name.clone()).collect(),
+                )
+            }))
+            .collect();
         Turn {
             modules,
             runtime,

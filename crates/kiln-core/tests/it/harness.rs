@@ -76,6 +76,10 @@ impl Engines {
                 config.sandbox,
                 kiln_core::runtime::prompt::reserved_names(),
             ),
+            kiln_core::agents::mcp::McpServers::new(
+                Arc::new(kiln_providers::mcp::RmcpClient::new(Default::default())),
+                control.clone(),
+            ),
         ));
         let runtime = Arc::new(AgentRuntime::new(
             store,

@@ -3,6 +3,8 @@
 //! Retry-After, 5xx retries, timeouts, cut-off and malformed streams,
 //! cancellation).
 
+mod mcp;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -79,11 +79,7 @@ impl FakeHost {
         let mut host = Arc::into_inner(FakeHost::new(replies)).unwrap();
         host.modules = modules
             .iter()
-            .map(|(name, source)| SandboxModule {
-                name: (*name).to_owned(),
-                file: format!("skills/{name}.js"),
-                source: (*source).to_owned(),
-            })
+            .map(|(name, source)| SandboxModule::source(name, &format!("skills/{name}.js"), source))
             .collect();
         Arc::new(host)
     }

@@ -23,11 +23,7 @@ export function quoted() { return quotes; }
 
 fn modules(list: &[(&str, &str)]) -> Vec<SandboxModule> {
     list.iter()
-        .map(|(name, source)| SandboxModule {
-            name: (*name).to_owned(),
-            file: format!("skills/{name}.js"),
-            source: (*source).to_owned(),
-        })
+        .map(|(name, source)| SandboxModule::source(name, &format!("skills/{name}.js"), source))
         .collect()
 }
 

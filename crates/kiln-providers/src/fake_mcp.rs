@@ -1,0 +1,183 @@
+//! A tiny real MCP server, built with rmcp, for tests and benchmarks: the
+//! tools of an order desk, served over streamable HTTP on 127.0.0.1 (with an
+//! optional bearer token) or over stdio (the `kiln-fake-mcp` binary).
+//!
+//! Tools: `lookup_order {id}` (structured `{id, status, total}` and a text
+//! line), `echo {text}` (the text), `fail {}` (a result with `isError`),
+//! `slow {ms}` (answers after `ms` milliseconds), `flood {bytes}` (that much
+//! text). Behind the `fake` feature.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::Response;
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+use serde_json::{Value, json};
+
+/// The order desk's tools.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderDesk;
+
+fn schema(properties: Value, required: &[&str]) -> Arc<serde_json::Map<String, Value>> {
+    let Value::Object(map) = json!({ "type": "object", "properties": properties, "required": required })
+    else {
+        unreachable!("a JSON object literal");
+    };
+    Arc::new(map)
+}
+
+fn tools() -> Vec<Tool> {
+    vec![
+        Tool::new(
+            "lookup_order",
+            "Looks up an order by id: its status and total.",
+            schema(json!({ "id": { "type": "string" } }), &["id"]),
+        ),
+        Tool::new(
+            "echo",
+            "Returns the text it is given.",
+            schema(json!({ "text": { "type": "string" } }), &["text"]),
+        ),
+        Tool::new("fail", "Always fails.", schema(json!({}), &[])),
+        Tool::new(
+            "slow",
+            "Answers after `ms` milliseconds.",
+            schema(json!({ "ms": { "type": "integer" } }), &["ms"]),
+        ),
+        Tool::new(
+            "flood",
+            "Returns `bytes` bytes of text.",
+            schema(json!({ "bytes": { "type": "integer" } }), &["bytes"]),
+        ),
+    ]
+}
+
+impl OrderDesk {
+    fn call(name: &str, args: &serde_json::Map<String, Value>) -> Result<CallToolResult, ErrorData> {
+        let text = |key: &str| args.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+        let number = |key: &str| args.get(key).and_then(Value::as_u64).unwrap_or(0);
+        Ok(match name {
+            "lookup_order" => {
+                let id = text("id");
+                let order = json!({ "id": id, "status": "shipped", "total": 42.5 });
+                let mut result =
+                    CallToolResult::success(vec![ContentBlock::text(format!("Order {id} has shipped."))]);
+                result.structured_content = Some(order);
+                result
+            }
+            "echo" => CallToolResult::success(vec![ContentBlock::text(text("text"))]),
+            "fail" => CallToolResult::error(vec![ContentBlock::text("the order service is down")]),
+            "flood" => {
+                CallToolResult::success(vec![ContentBlock::text("x".repeat(number("bytes") as usize))])
+            }
+            other => return Err(ErrorData::invalid_params(format!("no tool named {other}"), None)),
+        })
+    }
+}
+
+impl ServerHandler for OrderDesk {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        Ok(ListToolsResult::with_all_items(tools()))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let args = request.arguments.unwrap_or_default();
+        if request.name == "slow" {
+            let ms = args.get("ms").and_then(Value::as_u64).unwrap_or(0);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            return Ok(CallToolResponse::Complete(CallToolResult::success(vec![
+                ContentBlock::text("done"),
+            ])));
+        }
+        Self::call(&request.name, &args).map(CallToolResponse::Complete)
+    }
+}
+
+/// The order desk over streamable HTTP on 127.0.0.1, at `/mcp`.
+pub struct FakeMcpServer {
+    pub url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeMcpServer {
+    /// Starts it; with `token`, requests without `Authorization: Bearer
+    /// <token>` get 401.
+    pub async fn start(token: Option<&str>) -> FakeMcpServer {
+        let service = StreamableHttpService::new(
+            || Ok(OrderDesk),
+            Arc::new(LocalSessionManager::default()),
+            StreamableHttpServerConfig::default(),
+        );
+        let mut router = Router::new().nest_service("/mcp", service);
+        if let Some(token) = token {
+            let expected = format!("Bearer {token}");
+            router = router.layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+                let expected = expected.clone();
+                async move {
+                    let authorized = request
+                        .headers()
+                        .get(axum::http::header::AUTHORIZATION)
+                        .is_some_and(|v| v.as_bytes() == expected.as_bytes());
+                    if authorized {
+                        next.run(request).await
+                    } else {
+                        let mut response = Response::new(axum::body::Body::from("unauthorized"));
+                        *response.status_mut() = StatusCode::UNAUTHORIZED;
+                        response
+                    }
+                }
+            }));
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the fake MCP server");
+        let addr = listener.local_addr().expect("its address");
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        FakeMcpServer {
+            url: format!("http://{addr}/mcp"),
+            task,
+        }
+    }
+}
+
+impl Drop for FakeMcpServer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the order desk on stdin/stdout until the client goes away.
+pub async fn serve_stdio() -> Result<(), String> {
+    use rmcp::ServiceExt;
+    let running = OrderDesk
+        .serve(rmcp::transport::stdio())
+        .await
+        .map_err(|e| e.to_string())?;
+    running.waiting().await.map_err(|e| e.to_string())?;
+    Ok(())
+}

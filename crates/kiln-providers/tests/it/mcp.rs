@@ -1,0 +1,146 @@
+//! The MCP client against the fake order-desk server, a real rmcp server:
+//! over streamable HTTP (with and without its bearer token, and behind the
+//! private-network guard) and over stdio (the `kiln-fake-mcp` process, as
+//! an operator declares it): listing, calls, tool errors, timeouts, size
+//! limits, and a process that must be started again.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use kiln_core::ids::ProjectId;
+use kiln_core::mcp::{McpClient, McpError, McpServer, McpTransport};
+use kiln_providers::fake_mcp::FakeMcpServer;
+use kiln_providers::mcp::{McpSettings, RmcpClient, StdioServer};
+use serde_json::json;
+
+fn http(url: &str, bearer: Option<&str>) -> McpServer {
+    McpServer {
+        name: "orders".into(),
+        transport: McpTransport::StreamableHttp,
+        url: Some(url.to_owned()),
+        bearer: bearer.map(str::to_owned),
+    }
+}
+
+fn local() -> McpSettings {
+    McpSettings {
+        allow_private_network: true,
+        timeout: Duration::from_secs(2),
+        max_result_bytes: 64 * 1024,
+        ..McpSettings::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_servers_list_and_call_tools_with_their_token() {
+    let server = FakeMcpServer::start(Some("s3cret")).await;
+    let client = RmcpClient::new(local());
+    let project = ProjectId::from_string("p1");
+    let orders = http(&server.url, Some("s3cret"));
+
+    let tools = client.list_tools(&project, &orders).await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["lookup_order", "echo", "fail", "slow", "flood"]);
+    assert_eq!(tools[0].input_schema["required"], json!(["id"]));
+    assert!(tools[0].description.starts_with("Looks up an order"));
+
+    let found = client
+        .call_tool(&project, &orders, "lookup_order", json!({ "id": "A-7" }))
+        .await
+        .unwrap();
+    assert_eq!(found.text, "Order A-7 has shipped.");
+    assert_eq!(
+        found.structured,
+        Some(json!({ "id": "A-7", "status": "shipped", "total": 42.5 }))
+    );
+
+    // A tool error and an unknown tool are errors carrying the server's message.
+    let failed = client.call_tool(&project, &orders, "fail", json!({})).await;
+    assert_eq!(failed, Err(McpError::Tool("the order service is down".into())));
+    let unknown = client.call_tool(&project, &orders, "nope", json!({})).await;
+    assert!(
+        matches!(&unknown, Err(McpError::Tool(m)) if m.contains("no tool named nope")),
+        "{unknown:?}"
+    );
+
+    // Limits: a result over the size limit, a call past the timeout; the
+    // connection is rebuilt and the next call works.
+    let flood = client
+        .call_tool(&project, &orders, "flood", json!({ "bytes": 200_000 }))
+        .await;
+    assert!(
+        matches!(flood, Err(McpError::TooLarge | McpError::Unreachable(_))),
+        "{flood:?}"
+    );
+    let slow = client
+        .call_tool(&project, &orders, "slow", json!({ "ms": 5000 }))
+        .await;
+    assert_eq!(slow.map(|r| r.text), Err(McpError::Timeout));
+    let echo = client
+        .call_tool(&project, &orders, "echo", json!({ "text": "back" }))
+        .await;
+    assert_eq!(echo.unwrap().text, "back");
+
+    // Without the token the server refuses to talk.
+    let anonymous = client.list_tools(&project, &http(&server.url, None)).await;
+    assert!(
+        matches!(anonymous, Err(McpError::Unreachable(_))),
+        "{anonymous:?}"
+    );
+}
+
+#[tokio::test]
+async fn private_addresses_are_refused_unless_the_operator_allows_them() {
+    let server = FakeMcpServer::start(None).await;
+    let guarded = RmcpClient::new(McpSettings::default());
+    let refused = guarded
+        .list_tools(&ProjectId::from_string("p1"), &http(&server.url, None))
+        .await;
+    assert!(matches!(refused, Err(McpError::Refused(_))), "{refused:?}");
+    // A stdio server the operator did not declare.
+    let undeclared = McpServer {
+        name: "files".into(),
+        transport: McpTransport::Stdio,
+        url: None,
+        bearer: None,
+    };
+    let unknown = guarded
+        .list_tools(&ProjectId::from_string("p1"), &undeclared)
+        .await;
+    assert_eq!(unknown, Err(McpError::UnknownServer("files".into())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stdio_servers_run_as_the_operator_declared_them() {
+    let mut settings = local();
+    settings.stdio = BTreeMap::from([(
+        "orders".to_owned(),
+        StdioServer {
+            command: env!("CARGO_BIN_EXE_kiln-fake-mcp").to_owned(),
+            args: Vec::new(),
+            env: BTreeMap::new(),
+        },
+    )]);
+    let client = RmcpClient::new(settings);
+    let server = McpServer {
+        name: "orders".into(),
+        transport: McpTransport::Stdio,
+        url: None,
+        bearer: None,
+    };
+    let project = ProjectId::from_string("p1");
+    let tools = client.list_tools(&project, &server).await.unwrap();
+    assert_eq!(tools.len(), 5);
+    let echo = client
+        .call_tool(&project, &server, "echo", json!({ "text": "over stdio" }))
+        .await
+        .unwrap();
+    assert_eq!(echo.text, "over stdio");
+    // Each project gets a process of its own.
+    let other = ProjectId::from_string("p2");
+    let found = client
+        .call_tool(&other, &server, "lookup_order", json!({ "id": "B-1" }))
+        .await
+        .unwrap();
+    assert_eq!(found.structured.unwrap()["id"], "B-1");
+}
