@@ -85,6 +85,23 @@ pub(crate) enum AgentsCommand {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum McpCommand {
+    /// List the MCP tools an agent sees: each server of its live version
+    /// (or draft) and the tools it listed at the last sync or deploy.
+    Tools {
+        agent: String,
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+    /// Print how to connect an MCP client (a desktop app, an IDE) to this
+    /// Kiln server's `/mcp` endpoint with this key.
+    ServeInfo {
+        #[command(flatten)]
+        remote: RemoteArgs,
+    },
+}
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct PullArgs {
     #[command(flatten)]
@@ -395,6 +412,82 @@ pub(crate) async fn agents(command: AgentsCommand) -> anyhow::Result<()> {
                 ]);
             }
             print_table(&rows);
+        }
+    }
+    Ok(())
+}
+
+/// `kiln mcp …`.
+#[allow(clippy::print_stdout, reason = "the listing is the command's output")]
+pub(crate) async fn mcp(command: McpCommand) -> anyhow::Result<()> {
+    match command {
+        McpCommand::Tools { agent, remote } => {
+            let client = remote.client()?;
+            let agent = find_agent(&client, &agent).await?;
+            let mut rows = vec![vec![
+                "SERVER".to_owned(),
+                "TOOL".to_owned(),
+                "DESCRIPTION".to_owned(),
+            ]];
+            for skill in client.list_skills().await? {
+                if skill.kind != kiln_sdk::api::skill_types::MCP
+                    || skill.config["agent_id"] != agent.id.as_str()
+                {
+                    continue;
+                }
+                let tools = skill.config["tools"].as_array().cloned().unwrap_or_default();
+                if tools.is_empty() {
+                    rows.push(vec![
+                        skill.name.clone(),
+                        "-".to_owned(),
+                        "(no tools listed: was the server up at the last sync?)".to_owned(),
+                    ]);
+                }
+                for tool in tools {
+                    let description = tool["description"]
+                        .as_str()
+                        .unwrap_or("")
+                        .lines()
+                        .next()
+                        .unwrap_or("");
+                    rows.push(vec![
+                        skill.name.clone(),
+                        tool["name"].as_str().unwrap_or("").to_owned(),
+                        description.chars().take(80).collect(),
+                    ]);
+                }
+            }
+            if rows.len() == 1 {
+                println!(
+                    "agent `{}` declares no MCP servers (agent.jsonc → mcp)",
+                    agent.code_first_local_id.unwrap_or(agent.id)
+                );
+            } else {
+                print_table(&rows);
+            }
+        }
+        McpCommand::ServeInfo { remote } => {
+            let url = format!("{}/mcp", remote.url.trim_end_matches('/'));
+            let key = &remote.api_key;
+            let with_url = serde_json::json!({
+                "mcpServers": { "kiln": { "url": url, "headers": { "Authorization": format!("Bearer {key}") } } }
+            });
+            let bridged = serde_json::json!({
+                "mcpServers": { "kiln": {
+                    "command": "npx",
+                    "args": ["mcp-remote", url, "--header", format!("Authorization: Bearer {key}")]
+                } }
+            });
+            println!("Kiln's MCP endpoint: {url}");
+            println!(
+                "(streamable HTTP; the API key as `X-API-Key` or `Authorization: Bearer`; tools: search, list_agents, run_agent, answer_input)"
+            );
+            println!();
+            println!("Clients that take a URL and headers (Cursor, VS Code, Claude Code):");
+            println!("{}", serde_json::to_string_pretty(&with_url)?);
+            println!();
+            println!("Clients that only start processes (Claude Desktop), through the mcp-remote bridge:");
+            println!("{}", serde_json::to_string_pretty(&bridged)?);
         }
     }
     Ok(())

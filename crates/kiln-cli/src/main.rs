@@ -67,6 +67,9 @@ enum Command {
     /// List and show the project's agents and their versions.
     #[command(subcommand)]
     Agents(code::AgentsCommand),
+    /// MCP: the tools an agent sees, and how to connect a client to Kiln.
+    #[command(subcommand)]
+    Mcp(code::McpCommand),
     /// Write the server's agents back into the project folder.
     Pull(code::PullArgs),
     /// Rename an agent's local id on the server (before renaming its folder).
@@ -245,6 +248,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pull(args) => {
             init_logging(LogFormat::Text, "warn");
             code::pull(args).await
+        }
+        Command::Mcp(command) => {
+            init_logging(LogFormat::Text, "warn");
+            code::mcp(command).await
         }
         Command::Rename(args) => {
             init_logging(LogFormat::Text, "warn");

@@ -15,6 +15,7 @@
 mod convert;
 pub mod error;
 pub mod extract;
+pub mod mcp;
 mod routes;
 
 pub use routes::legacy::REMOVED_ROUTES;
@@ -162,7 +163,8 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         ]);
     router
         .fallback(routes::system::not_found)
-        .with_state(state)
+        .with_state(state.clone())
+        .merge(mcp::service(state))
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         .layer(DefaultBodyLimit::max(config.body_limit))

@@ -186,3 +186,49 @@ async fn dev_syncs_every_save_to_the_draft(app: &TestApp) {
     assert!(synced_at_start, "kiln dev syncs the folder when it starts");
     assert!(synced_the_edit, "kiln dev syncs a saved change");
 }
+
+backends!(mcp_verbs_list_an_agents_tools_and_print_the_client_config);
+
+async fn mcp_verbs_list_an_agents_tools_and_print_the_client_config(app: &TestApp) {
+    let server = kiln_providers::fake_mcp::FakeMcpServer::start(None).await;
+    let agent =
+        serde_json::json!({ "id": "desk", "mcp": [{ "name": "orders", "url": server.url }] }).to_string();
+    let file = |path: &str, content: &str| kiln_sdk::source_dir::source_file(path, content.as_bytes());
+    app.client
+        .sync_source(&kiln_sdk::api::SourceSyncManifest {
+            project: "acme".into(),
+            environment: None,
+            source_hash: "sha256:abc".into(),
+            agents: vec![kiln_sdk::api::SourceAgent {
+                id: "desk".into(),
+                source_hash: "sha256:def".into(),
+                files: vec![file("agent.jsonc", &agent), file("persona.md", "p")],
+            }],
+            generated_at: None,
+        })
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out, err) = kiln(app, work.path(), &["mcp", "tools", "desk"]).await;
+    assert!(ok, "{err}");
+    let rows: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().take(2).collect())
+        .collect();
+    assert_eq!(rows[0], ["SERVER", "TOOL"]);
+    assert_eq!(rows[1], ["orders", "lookup_order"]);
+    assert_eq!(rows.len(), 6, "{out}");
+
+    let (ok, out, err) = kiln(app, work.path(), &["mcp", "serve-info"]).await;
+    assert!(ok, "{err}");
+    let endpoint = format!("{}/mcp", app.base_url());
+    assert!(out.contains(&format!("Kiln's MCP endpoint: {endpoint}")), "{out}");
+    assert!(
+        out.contains(&format!("\"Authorization\": \"Bearer {}\"", app.key)),
+        "{out}"
+    );
+
+    let (ok, _, err) = kiln(app, work.path(), &["mcp", "tools", "nobody"]).await;
+    assert!(!ok);
+    assert!(err.contains("no agent `nobody`"), "{err}");
+}

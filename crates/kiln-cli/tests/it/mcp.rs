@@ -208,3 +208,165 @@ pub(crate) async fn mcp_servers_that_cannot_serve_are_issues(app: &TestApp, _fak
         assert!(issues[0].message.contains(what), "{}", issues[0].message);
     }
 }
+
+/// An MCP client of Kiln's `/mcp`, as a desktop app would connect.
+async fn mcp_client(app: &TestApp, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+    use rmcp::ServiceExt;
+    use rmcp::transport::StreamableHttpClientTransport;
+    use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
+    let config = StreamableHttpClientTransportConfig::with_uri(app.url("/mcp")).auth_header(key.to_owned());
+    ().serve(StreamableHttpClientTransport::with_client(
+        reqwest::Client::new(),
+        config,
+    ))
+    .await
+    .expect("an MCP session with Kiln")
+}
+
+async fn mcp_call(
+    client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
+    tool: &str,
+    args: Value,
+) -> rmcp::model::CallToolResult {
+    let Value::Object(args) = args else {
+        panic!("arguments are an object")
+    };
+    client
+        .call_tool(rmcp::model::CallToolRequestParams::new(tool.to_owned()).with_arguments(args))
+        .await
+        .unwrap()
+}
+
+pub(crate) async fn kiln_serves_its_project_over_mcp(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    // No key, or a wrong one: 401 with the contract's error body.
+    let response = app
+        .http()
+        .post(app.url("/mcp"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "unauthorized");
+
+    let client = mcp_client(app, &app.key).await;
+    let tools = client.list_all_tools().await.unwrap();
+    let names: Vec<&str> = tools.iter().map(|t| t.name.as_ref()).collect();
+    assert_eq!(names, ["search", "list_agents", "run_agent", "answer_input"]);
+
+    // search reads the project's indexes.
+    let index = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "handbook".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    let doc = c
+        .upload_document_bytes(
+            &index.id,
+            "reset.md",
+            b"# Passwords\n\nTo reset your password open Settings, then Security.".to_vec(),
+            &kiln_sdk::UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    c.wait_for_document(&doc.id, std::time::Duration::from_secs(20))
+        .await
+        .unwrap();
+    let found = mcp_call(&client, "search", json!({ "query": "reset password" })).await;
+    let results = &found.structured_content.unwrap()["results"];
+    assert_eq!(results[0]["document_id"], doc.id.as_str());
+    assert!(results[0]["content"].as_str().unwrap().contains("Settings"));
+
+    // list_agents, then run_agent on one; a question pauses it, answer_input resumes it.
+    let synced = c.sync_source(&manifest(json!([]))).await.unwrap();
+    c.deploy_source(&SourceDeployRequest {
+        project: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let agent_id = synced.agents[0].agent_id.clone();
+    let listed = mcp_call(&client, "list_agents", json!({})).await;
+    assert_eq!(
+        listed.structured_content.unwrap()["agents"][0]["id"],
+        agent_id.as_str()
+    );
+
+    fake.push(Reply::text("Your order A-7 has shipped."));
+    let ran = mcp_call(
+        &client,
+        "run_agent",
+        json!({ "agent_id": agent_id, "message": "Where is A-7?" }),
+    )
+    .await;
+    let ran = ran.structured_content.unwrap();
+    assert_eq!(
+        (ran["status"].as_str(), ran["answer"].as_str()),
+        (Some("done"), Some("Your order A-7 has shipped."))
+    );
+    let session_id = ran["session_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        c.get_session(&session_id)
+            .await
+            .unwrap()
+            .session
+            .agent_id
+            .as_deref(),
+        Some(agent_id.as_str())
+    );
+
+    fake.push(Reply::tool_call(
+        "execute_js",
+        json!({ "code": "await input({ type: \"confirm\", message: \"Cancel A-7?\" })" }),
+    ));
+    fake.push(Reply::text("Cancelled."));
+    let paused = mcp_call(
+        &client,
+        "run_agent",
+        json!({ "session_id": session_id, "message": "Cancel it" }),
+    )
+    .await;
+    let paused = paused.structured_content.unwrap();
+    assert_eq!(paused["status"], "awaiting_input");
+    assert_eq!(paused["input_request"]["message"], "Cancel A-7?");
+    let request_id = paused["input_request"]["id"].as_str().unwrap().to_owned();
+    let answered = mcp_call(
+        &client,
+        "answer_input",
+        json!({ "session_id": session_id, "input_request_id": request_id, "value": true }),
+    )
+    .await;
+    let answered = answered
+        .structured_content
+        .unwrap_or_else(|| panic!("{:?}", answered.content));
+    assert_eq!(
+        (answered["status"].as_str(), answered["answer"].as_str()),
+        (Some("done"), Some("Cancelled."))
+    );
+
+    // Another project's key sees none of it.
+    let other_key = app
+        .server
+        .control
+        .create_key("elsewhere", "mcp")
+        .await
+        .unwrap()
+        .plaintext;
+    let other = mcp_client(app, &other_key).await;
+    let theirs = mcp_call(&other, "list_agents", json!({})).await;
+    assert_eq!(theirs.structured_content.unwrap()["agents"], json!([]));
+    let refused = mcp_call(
+        &other,
+        "run_agent",
+        json!({ "session_id": session_id, "message": "hi" }),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+}
