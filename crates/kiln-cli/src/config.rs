@@ -56,6 +56,9 @@ pub const PROVIDER_ENV: &[(&str, &str)] = &[
     ("OPENROUTER_BASE_URL", "openrouter_base_url"),
     ("OLLAMA_BASE_URL", "ollama_base_url"),
     ("KILN_DEFAULT_MODEL", "default_model"),
+    ("BRAVE_API_KEY", "brave_api_key"),
+    ("KILN_BRAVE_BASE_URL", "brave_base_url"),
+    ("KILN_SEARXNG_BASE_URL", "searxng_base_url"),
 ];
 
 /// The provider settings in this process's environment (the first env var

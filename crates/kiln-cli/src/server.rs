@@ -197,6 +197,9 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         RuntimeSetup {
             sandbox,
             fetch: Arc::new(kiln_providers::web::GuardedFetch::new(options.fetch.clone())),
+            web_search: Arc::new(kiln_providers::web_search::HttpWebSearch::new(
+                options.allow_private_network,
+            )),
             config: options.runtime.clone(),
         },
     ));

@@ -1,7 +1,10 @@
 //! A scriptable fake LLM provider: a real HTTP server on 127.0.0.1 that
 //! speaks OpenAI chat completions (with SSE streaming and tool calls),
 //! Anthropic messages (with streaming), Gemini generateContent (with
-//! streaming) and OpenAI embeddings. Tests queue replies (text, tool calls,
+//! streaming) and OpenAI embeddings; and, for `web_search()`, the Brave
+//! Search API (`/res/v1/web/search`, which wants an `X-Subscription-Token`)
+//! and SearXNG's JSON search (`/search?format=json`), both answering three
+//! results made from the query. Tests queue replies (text, tool calls,
 //! error statuses with `Retry-After`, delays, hangs, cut-off or malformed
 //! streams) and read back the requests it received.
 //!
@@ -220,6 +223,8 @@ impl FakeProvider {
             .route("/v1beta/models/{model_action}", post(gemini_generate))
             .route("/v1/embeddings", post(embeddings))
             .route("/v1/models", get(models))
+            .route("/res/v1/web/search", get(brave_search))
+            .route("/search", get(searxng_search))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind(addr)
             .await
@@ -794,4 +799,48 @@ async fn models() -> Response {
     axum::Json(json!({"object": "list", "data": [
         {"id": "fake-model", "object": "model", "created": 1_700_000_000, "owned_by": "fake"}]}))
     .into_response()
+}
+
+/// Three results made from the query, as `(title, url, snippet)`.
+fn web_results(query: &str) -> Vec<(String, String, String)> {
+    (1..=3)
+        .map(|i| {
+            (
+                format!("Result {i} for {query}"),
+                format!("https://example.com/{i}"),
+                format!("Snippet {i} about {query}."),
+            )
+        })
+        .collect()
+}
+
+async fn brave_search(
+    headers: HeaderMap,
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if headers.get("x-subscription-token").is_none_or(|v| v.is_empty()) {
+        return (StatusCode::UNAUTHORIZED, "missing X-Subscription-Token").into_response();
+    }
+    let query = params.get("q").cloned().unwrap_or_default();
+    let count: usize = params.get("count").and_then(|c| c.parse().ok()).unwrap_or(20);
+    let results: Vec<Value> = web_results(&query)
+        .into_iter()
+        .take(count)
+        .map(|(title, url, description)| json!({ "title": title, "url": url, "description": description }))
+        .collect();
+    axum::Json(json!({ "type": "search", "web": { "type": "search", "results": results } })).into_response()
+}
+
+async fn searxng_search(
+    axum::extract::Query(params): axum::extract::Query<HashMap<String, String>>,
+) -> Response {
+    if params.get("format").map(String::as_str) != Some("json") {
+        return (StatusCode::FORBIDDEN, "format=json is required").into_response();
+    }
+    let query = params.get("q").cloned().unwrap_or_default();
+    let results: Vec<Value> = web_results(&query)
+        .into_iter()
+        .map(|(title, url, content)| json!({ "title": title, "url": url, "content": content, "engine": "fake" }))
+        .collect();
+    axum::Json(json!({ "query": query, "results": results })).into_response()
 }

@@ -33,6 +33,7 @@ pub mod mcp;
 pub mod offline;
 pub mod openai;
 pub mod web;
+pub mod web_search;
 
 #[cfg(feature = "fake")]
 pub mod fake;

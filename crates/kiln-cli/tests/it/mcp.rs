@@ -370,3 +370,81 @@ pub(crate) async fn kiln_serves_its_project_over_mcp(app: &TestApp, fake: &FakeP
     .await;
     assert_eq!(refused.is_error, Some(true));
 }
+
+pub(crate) async fn web_search_uses_the_projects_engine(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let session = c.create_session(&CreateSession::default()).await.unwrap();
+    let block = "await web_search(\"kiln agents\", { count: 2 })";
+    let run = |answer: &'static str| {
+        fake.push(Reply::tool_call("execute_js", json!({ "code": block })));
+        fake.push(Reply::text(answer));
+    };
+
+    // No engine configured: the code gets an error saying what to set.
+    run("No engine.");
+    let events = turn(app, &session.id).await;
+    let error = events.iter().find_map(|e| match &e.kind {
+        TurnEventKind::ExecuteJsResult { error, .. } => error.clone(),
+        _ => None,
+    });
+    assert!(error.unwrap().contains("brave_api_key"));
+
+    // Brave, from the project's vault (a Brave-compatible server: the fake).
+    let vault = c
+        .create_secret_vault(&CreateSecretVault {
+            name: "search".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    c.put_secret(&vault.id, "brave_api_key", "brave-key")
+        .await
+        .unwrap();
+    c.put_secret(&vault.id, "brave_base_url", fake.base_url())
+        .await
+        .unwrap();
+    c.set_project_vault(Some(&vault.id)).await.unwrap();
+    run("Found two.");
+    let events = turn(app, &session.id).await;
+    let result = events.iter().find_map(|e| match &e.kind {
+        TurnEventKind::ExecuteJsResult { result, .. } => result.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        result,
+        Some(json!([
+            { "title": "Result 1 for kiln agents", "url": "https://example.com/1", "snippet": "Snippet 1 about kiln agents." },
+            { "title": "Result 2 for kiln agents", "url": "https://example.com/2", "snippet": "Snippet 2 about kiln agents." },
+        ]))
+    );
+    let kinds: Vec<(String, String)> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            TurnEventKind::SandboxEvent { kind, summary, .. } if kind == "web_search" => {
+                Some((kind.clone(), summary.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [(
+            "web_search".to_owned(),
+            "2 result(s) for \"kiln agents\"".to_owned()
+        )]
+    );
+
+    // SearXNG instead.
+    c.delete_secret(&vault.id, "brave_api_key").await.unwrap();
+    c.delete_secret(&vault.id, "brave_base_url").await.unwrap();
+    c.put_secret(&vault.id, "searxng_base_url", fake.base_url())
+        .await
+        .unwrap();
+    run("Found them.");
+    let events = turn(app, &session.id).await;
+    let result = events.iter().find_map(|e| match &e.kind {
+        TurnEventKind::ExecuteJsResult { result, .. } => result.clone(),
+        _ => None,
+    });
+    assert_eq!(result.unwrap()[1]["snippet"], "Snippet 2 about kiln agents.");
+}

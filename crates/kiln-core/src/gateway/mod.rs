@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::ids::ProjectId;
 use crate::llm::{
     ChatDelta, ChatRequest, ChatResponse, DEFAULT_MODEL_SETTING, DeltaStream, LlmError, LlmProvider,
-    ModelRef, OFFLINE_MODEL, ProviderFactory, ProviderKind, SettingMap, Usage,
+    ModelRef, OFFLINE_MODEL, ProviderFactory, ProviderKind, SettingMap, Usage, WEB_SEARCH_SETTINGS,
 };
 use crate::rag::Rag;
 use crate::usage::{CallSource, LlmCall, UsageLog};
@@ -117,6 +117,23 @@ impl LlmGateway {
             .into_iter()
             .filter(|k| k.is_configured(&SettingMap::provider(*k, vault, env)))
             .collect()
+    }
+
+    /// The web search settings ([`WEB_SEARCH_SETTINGS`]) for this project,
+    /// taken as a unit as for a provider: the vault's when it sets any of
+    /// them (`true`), else the server's environment's (`false`), so a vault
+    /// can never send the server's key to a URL of its choosing.
+    pub async fn web_search_settings(&self, ctx: &AuthContext) -> Result<(SettingMap, bool)> {
+        let vault = self.vault_settings(&ctx.project).await?;
+        let from_vault = WEB_SEARCH_SETTINGS.iter().any(|n| vault.get(n).is_some());
+        let source = if from_vault { &vault } else { &self.setup.env };
+        let mut chosen = SettingMap::default();
+        for name in WEB_SEARCH_SETTINGS {
+            if let Some(value) = source.get(name) {
+                chosen.insert(name, value.to_owned());
+            }
+        }
+        Ok((chosen, from_vault))
     }
 
     /// Picks the provider for `requested` (or the project's default model)

@@ -181,6 +181,18 @@ impl fmt::Debug for ProviderSettings {
     }
 }
 
+/// The web search engine's settings (`web_search()` in the sandbox): a
+/// Brave Search API key (and, for a Brave-compatible server, its base URL),
+/// or a SearXNG instance's base URL.
+pub const BRAVE_API_KEY_SETTING: &str = "brave_api_key";
+pub const BRAVE_BASE_URL_SETTING: &str = "brave_base_url";
+pub const SEARXNG_BASE_URL_SETTING: &str = "searxng_base_url";
+pub const WEB_SEARCH_SETTINGS: [&str; 3] = [
+    BRAVE_API_KEY_SETTING,
+    BRAVE_BASE_URL_SETTING,
+    SEARXNG_BASE_URL_SETTING,
+];
+
 /// Settings by name (`openai_api_key`, `ollama_base_url`, ...): the
 /// server's environment, or one project's vault.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -211,6 +223,7 @@ impl SettingMap {
             .flatten()
             .collect();
         names.push(DEFAULT_MODEL_SETTING);
+        names.extend(WEB_SEARCH_SETTINGS);
         names
     }
 

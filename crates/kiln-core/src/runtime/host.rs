@@ -20,12 +20,16 @@ use crate::runtime::fetch::FetchRequest;
 use crate::runtime::hub::Stop;
 use crate::runtime::store::InputRequest;
 use crate::runtime::turn::Turn;
+use crate::runtime::web_search::WebSearchEngine;
 use crate::sandbox::{HostFunctions, SandboxModule};
 use crate::time::now;
 
 /// `search` results: default and cap.
 const SEARCH_DEFAULT_TOP_K: i64 = 5;
 const SEARCH_MAX_TOP_K: i64 = 20;
+/// `web_search` results: default and cap.
+const WEB_SEARCH_DEFAULT_COUNT: u64 = 5;
+const WEB_SEARCH_MAX_COUNT: u64 = 20;
 /// The largest `data.set` change, as JSON.
 const MAX_DATA_CHANGE_BYTES: usize = 256 * 1024;
 /// How often a turn waiting for input looks at the database when no
@@ -115,6 +119,7 @@ impl HostFunctions for TurnHost {
         let (value, summary) = match name {
             "search" => turn.search(&options_with(arg(1), "query", arg(0))).await?,
             "fetch" => turn.fetch(&options_with(arg(1), "url", arg(0))).await?,
+            "web_search" => turn.web_search(&options_with(arg(1), "query", arg(0))).await?,
             "ai" => return turn.ai(arg(0)).await,
             "input" => return self.input(arg(0)).await,
             "data.get" => turn.data_get(arg(0)).await?,
@@ -185,6 +190,60 @@ fn options_with(opts: Value, key: &str, value: Value) -> Map<String, Value> {
 }
 
 impl Turn {
+    /// `web_search(query, { count })`: the project's engine (see
+    /// [`crate::runtime::web_search`]).
+    pub(crate) async fn web_search(&self, args: &Map<String, Value>) -> Result<(Value, String), String> {
+        let query = args
+            .get("query")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .trim()
+            .to_owned();
+        if query.is_empty() {
+            return Err("web_search needs a query: web_search(\"kiln agents\")".to_owned());
+        }
+        let count = args
+            .get("count")
+            .and_then(Value::as_u64)
+            .unwrap_or(WEB_SEARCH_DEFAULT_COUNT)
+            .clamp(1, WEB_SEARCH_MAX_COUNT) as u32;
+        let (settings, from_vault) = self
+            .runtime
+            .gateway
+            .web_search_settings(&self.ctx)
+            .await
+            .map_err(|e| e.to_string())?;
+        let engine = match (
+            settings.get(crate::llm::BRAVE_API_KEY_SETTING),
+            settings.get(crate::llm::SEARXNG_BASE_URL_SETTING),
+        ) {
+            (Some(key), _) => WebSearchEngine::Brave {
+                api_key: key.to_owned(),
+                base_url: settings
+                    .get(crate::llm::BRAVE_BASE_URL_SETTING)
+                    .map(str::to_owned),
+            },
+            (None, Some(base_url)) => WebSearchEngine::Searxng {
+                base_url: base_url.to_owned(),
+            },
+            (None, None) => {
+                return Err("web search is not configured for this project: put `brave_api_key` (or `searxng_base_url`) in the project's vault (PUT /api/sdk/project/vault)".to_owned());
+            }
+        };
+        let hits = self
+            .runtime
+            .web_search
+            .search(&engine, from_vault, &query, count)
+            .await?;
+        let summary = format!("{} result(s) for \"{}\"", hits.len(), first_chars(&query, 60));
+        let value = Value::Array(
+            hits.into_iter()
+                .map(|h| json!({ "title": h.title, "url": h.url, "snippet": h.snippet }))
+                .collect(),
+        );
+        Ok((value, summary))
+    }
+
     /// `require(server).tool(args)`: the tool's structured content when it
     /// sent any, else its text.
     pub(crate) async fn mcp_call(

@@ -15,6 +15,7 @@ pub mod event;
 pub mod fetch;
 pub mod session;
 pub mod store;
+pub mod web_search;
 
 pub use event::{EventBody, EventKind, StoredEvent, TurnErrorCode};
 pub use session::{Session, SessionStatus, Step};
@@ -82,6 +83,7 @@ impl Default for RuntimeConfig {
 pub struct RuntimeSetup {
     pub sandbox: Arc<dyn Sandbox>,
     pub fetch: Arc<dyn fetch::WebFetch>,
+    pub web_search: Arc<dyn web_search::WebSearch>,
     pub config: RuntimeConfig,
 }
 
@@ -97,6 +99,7 @@ pub struct AgentRuntime {
     pub(crate) agents: Arc<AgentConfigs>,
     pub(crate) sandbox: Arc<dyn Sandbox>,
     pub(crate) fetch: Arc<dyn fetch::WebFetch>,
+    pub(crate) web_search: Arc<dyn web_search::WebSearch>,
     pub(crate) config: RuntimeConfig,
     pub(crate) hub: hub::Hub,
     /// Slots for running blocks; a block waiting for `input()` gives its
@@ -122,6 +125,7 @@ impl AgentRuntime {
             )),
             sandbox: setup.sandbox,
             fetch: setup.fetch,
+            web_search: setup.web_search,
             config: setup.config,
             hub: hub::Hub::default(),
         }

@@ -21,7 +21,7 @@ pub struct Primitive {
     pub doc: &'static str,
 }
 
-pub const PRIMITIVES: [Primitive; 5] = [
+pub const PRIMITIVES: [Primitive; 6] = [
     Primitive {
         names: &["search"],
         doc: r#"`await search(query, { top_k = 5, index })` → `[{ content, score, source, document_id, index_id, chunk_index }]`: hybrid search over this session's knowledge indexes (best first, score in [0, 1]). `index` narrows to one index id of the session's scope."#,
@@ -29,6 +29,10 @@ pub const PRIMITIVES: [Primitive; 5] = [
     Primitive {
         names: &["fetch"],
         doc: r#"`await fetch(url, { method = "GET", headers = {}, body })` → `{ status, ok, url, headers, body, json, truncated }`: an HTTP request to a public address. `body` may be a string or an object (sent as JSON); `json` is the parsed body when the response is JSON. Private and local addresses are refused."#,
+    },
+    Primitive {
+        names: &["web_search"],
+        doc: r#"`await web_search(query, { count = 5 })` → `[{ title, url, snippet }]`: a web search (Brave or SearXNG, as the project configured it; an error says so when it has none). `fetch` a result's `url` to read the page."#,
     },
     Primitive {
         names: &["ai"],

@@ -89,6 +89,7 @@ impl Engines {
             RuntimeSetup {
                 sandbox,
                 fetch: Arc::new(kiln_providers::web::GuardedFetch::new(Default::default())),
+                web_search: Arc::new(kiln_providers::web_search::HttpWebSearch::new(false)),
                 config,
             },
         ));

@@ -4,6 +4,7 @@
 //! cancellation).
 
 mod mcp;
+mod web_search;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
