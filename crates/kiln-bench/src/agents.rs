@@ -190,8 +190,10 @@ pub(crate) async fn agents(args: AgentsArgs) -> anyhow::Result<()> {
 
 /// A server on a fresh database, the fake as its default model, and a client.
 pub(crate) struct Bench {
-    server: RunningServer,
+    pub(crate) server: RunningServer,
     pub(crate) client: Client,
+    /// The bootstrap key the client uses.
+    pub(crate) key: String,
     fake: FakeProvider,
     database: Database,
 }
@@ -237,6 +239,7 @@ impl Bench {
         Ok(Bench {
             server,
             client,
+            key,
             fake,
             database,
         })

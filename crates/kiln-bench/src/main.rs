@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 
 mod agents;
+mod mcp;
 mod rag;
 mod source;
 
@@ -46,6 +47,9 @@ enum Command {
     /// Agents as code: sync of a 50-file agent, deploy of 10 agents, a
     /// session on an agent against an ad-hoc one.
     Source(source::SourceArgs),
+    /// MCP: one tool call over streamable HTTP and over stdio against a
+    /// local server, and `/mcp` tool calls per second against Kiln.
+    Mcp(mcp::McpArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -116,6 +120,7 @@ fn main() -> anyhow::Result<()> {
             Command::SearchLatency(args) => rag::search_latency(args).await,
             Command::Agents(args) => agents::agents(args).await,
             Command::Source(args) => source::source(args).await,
+            Command::Mcp(args) => mcp::mcp(args).await,
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
                 println!(

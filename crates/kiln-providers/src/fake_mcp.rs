@@ -155,6 +155,10 @@ impl FakeMcpServer {
             .await
             .expect("binding the fake MCP server");
         let addr = listener.local_addr().expect("its address");
+        // Replies are small: without TCP_NODELAY each waits on a delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });
