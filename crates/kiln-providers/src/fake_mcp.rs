@@ -4,8 +4,9 @@
 //!
 //! Tools: `lookup_order {id}` (structured `{id, status, total}` and a text
 //! line), `echo {text}` (the text), `fail {}` (a result with `isError`),
-//! `slow {ms}` (answers after `ms` milliseconds), `flood {bytes}` (that much
-//! text). Behind the `fake` feature.
+//! `crash {}` (over stdio, the process exits mid-call), `slow {ms}` (answers
+//! after `ms` milliseconds), `flood {bytes}` (that much text). Behind the
+//! `fake` feature.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,9 +26,12 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
 
-/// The order desk's tools.
+/// The order desk's tools. Over stdio, `crash` ends the process in the
+/// middle of the call (a server that dies mid-call); in process it refuses.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct OrderDesk;
+pub struct OrderDesk {
+    can_exit: bool,
+}
 
 fn schema(properties: Value, required: &[&str]) -> Arc<serde_json::Map<String, Value>> {
     let Value::Object(map) = json!({ "type": "object", "properties": properties, "required": required })
@@ -51,6 +55,11 @@ fn tools() -> Vec<Tool> {
         ),
         Tool::new("fail", "Always fails.", schema(json!({}), &[])),
         Tool::new(
+            "crash",
+            "Ends the server process mid-call (stdio only).",
+            schema(json!({}), &[]),
+        ),
+        Tool::new(
             "slow",
             "Answers after `ms` milliseconds.",
             schema(json!({ "ms": { "type": "integer" } }), &["ms"]),
@@ -64,7 +73,7 @@ fn tools() -> Vec<Tool> {
 }
 
 impl OrderDesk {
-    fn call(name: &str, args: &serde_json::Map<String, Value>) -> Result<CallToolResult, ErrorData> {
+    fn call(&self, name: &str, args: &serde_json::Map<String, Value>) -> Result<CallToolResult, ErrorData> {
         let text = |key: &str| args.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
         let number = |key: &str| args.get(key).and_then(Value::as_u64).unwrap_or(0);
         Ok(match name {
@@ -78,6 +87,8 @@ impl OrderDesk {
             }
             "echo" => CallToolResult::success(vec![ContentBlock::text(text("text"))]),
             "fail" => CallToolResult::error(vec![ContentBlock::text("the order service is down")]),
+            "crash" if self.can_exit => std::process::exit(3),
+            "crash" => CallToolResult::error(vec![ContentBlock::text("crash ends the process: stdio only")]),
             "flood" => {
                 CallToolResult::success(vec![ContentBlock::text("x".repeat(number("bytes") as usize))])
             }
@@ -112,7 +123,7 @@ impl ServerHandler for OrderDesk {
                 ContentBlock::text("done"),
             ])));
         }
-        Self::call(&request.name, &args).map(CallToolResponse::Complete)
+        self.call(&request.name, &args).map(CallToolResponse::Complete)
     }
 }
 
@@ -127,7 +138,7 @@ impl FakeMcpServer {
     /// <token>` get 401.
     pub async fn start(token: Option<&str>) -> FakeMcpServer {
         let service = StreamableHttpService::new(
-            || Ok(OrderDesk),
+            || Ok(OrderDesk::default()),
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default(),
         );
@@ -178,7 +189,7 @@ impl Drop for FakeMcpServer {
 /// Serves the order desk on stdin/stdout until the client goes away.
 pub async fn serve_stdio() -> Result<(), String> {
     use rmcp::ServiceExt;
-    let running = OrderDesk
+    let running = OrderDesk { can_exit: true }
         .serve(rmcp::transport::stdio())
         .await
         .map_err(|e| e.to_string())?;

@@ -217,7 +217,7 @@ async fn mcp_verbs_list_an_agents_tools_and_print_the_client_config(app: &TestAp
         .collect();
     assert_eq!(rows[0], ["SERVER", "TOOL"]);
     assert_eq!(rows[1], ["orders", "lookup_order"]);
-    assert_eq!(rows.len(), 6, "{out}");
+    assert_eq!(rows.len(), 7, "{out}");
 
     let (ok, out, err) = kiln(app, work.path(), &["mcp", "serve-info"]).await;
     assert!(ok, "{err}");

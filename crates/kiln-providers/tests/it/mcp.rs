@@ -40,7 +40,7 @@ async fn http_servers_list_and_call_tools_with_their_token() {
 
     let tools = client.list_tools(&project, &orders).await.unwrap();
     let names: Vec<&str> = tools.iter().map(|t| t.name.as_str()).collect();
-    assert_eq!(names, ["lookup_order", "echo", "fail", "slow", "flood"]);
+    assert_eq!(names, ["lookup_order", "echo", "fail", "crash", "slow", "flood"]);
     assert_eq!(tools[0].input_schema["required"], json!(["id"]));
     assert!(tools[0].description.starts_with("Looks up an order"));
 
@@ -130,7 +130,7 @@ async fn stdio_servers_run_as_the_operator_declared_them() {
     };
     let project = ProjectId::from_string("p1");
     let tools = client.list_tools(&project, &server).await.unwrap();
-    assert_eq!(tools.len(), 5);
+    assert_eq!(tools.len(), 6);
     let echo = client
         .call_tool(&project, &server, "echo", json!({ "text": "over stdio" }))
         .await
@@ -143,4 +143,14 @@ async fn stdio_servers_run_as_the_operator_declared_them() {
         .await
         .unwrap();
     assert_eq!(found.structured.unwrap()["id"], "B-1");
+
+    // The process dies in the middle of a call: an error for that call, and
+    // the next one starts the server again.
+    let crashed = client.call_tool(&project, &server, "crash", json!({})).await;
+    assert!(matches!(crashed, Err(McpError::Unreachable(_))), "{crashed:?}");
+    let again = client
+        .call_tool(&project, &server, "echo", json!({ "text": "back again" }))
+        .await
+        .unwrap();
+    assert_eq!(again.text, "back again");
 }
