@@ -7,7 +7,8 @@
 //! Tools: `search` (the project's indexes), `list_agents`, `run_agent`
 //! (start or continue a session on an agent and return its answer, or the
 //! question it paused on) and `answer_input` (answer that question and
-//! return what follows).
+//! return what follows). Resources: the project's documents
+//! (`kiln://documents/<id>`, the newest 200), read as their indexed text.
 
 use std::sync::Arc;
 
@@ -22,7 +23,9 @@ use kiln_core::runtime::{CreateSession, EventBody, EventFollow, FollowItem};
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData, Implementation,
-    ListToolsResult, PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    ListResourcesResult, ListToolsResult, PaginatedRequestParams, ReadResourceRequestParams,
+    ReadResourceResponse, ReadResourceResult, Resource, ResourceContents, ServerCapabilities, ServerConfig,
+    Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
@@ -292,7 +295,12 @@ async fn outcome(session_id: &SessionId, mut events: EventFollow) -> CallToolRes
 
 impl ServerHandler for KilnMcp {
     fn get_info(&self) -> ServerConfig {
-        let mut info = ServerConfig::new(ServerCapabilities::builder().enable_tools().build());
+        let mut info = ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .build(),
+        );
         info.server_info = Implementation::new("kiln", env!("CARGO_PKG_VERSION"));
         info.instructions = Some(
             "Kiln: search this project's knowledge (search), and talk to its agents (list_agents, run_agent, answer_input)."
@@ -314,15 +322,70 @@ impl ServerHandler for KilnMcp {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let ctx = context
-            .extensions
-            .get::<http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<AuthContext>())
-            .cloned()
-            .ok_or_else(|| ErrorData::internal_error("the request was not authenticated", None))?;
+        let ctx = caller(&context)?;
         let args = request.arguments.unwrap_or_default();
         Ok(CallToolResponse::Complete(
             self.call(&ctx, &request.name, args).await,
         ))
     }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let ctx = caller(&context)?;
+        let page = kiln_core::page::Page::new(Some(MAX_RESOURCES), None, MAX_RESOURCES, MAX_RESOURCES);
+        let (documents, _) = self
+            .0
+            .rag
+            .list_documents(&ctx, Default::default(), None, page)
+            .await
+            .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        Ok(ListResourcesResult::with_all_items(
+            documents
+                .into_iter()
+                .map(|d| {
+                    let mut resource = Resource::new(format!("{DOCUMENT_URI}{}", d.id), d.filename.clone());
+                    resource.mime_type = Some("text/plain".into());
+                    resource.description = Some(format!("document of index {}", d.index_id));
+                    resource
+                })
+                .collect(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let ctx = caller(&context)?;
+        let not_found = || ErrorData::resource_not_found(format!("no resource {}", request.uri), None);
+        let id = request.uri.strip_prefix(DOCUMENT_URI).ok_or_else(not_found)?;
+        let (_, passages) = self
+            .0
+            .rag
+            .document_passages(&ctx, &kiln_core::ids::DocumentId::from_string(id))
+            .await
+            .map_err(|_| not_found())?;
+        Ok(ReadResourceResponse::Complete(ReadResourceResult::new(vec![
+            ResourceContents::text(passages.join("\n\n"), request.uri.clone()),
+        ])))
+    }
+}
+
+/// Documents as resources: `kiln://documents/<id>`.
+const DOCUMENT_URI: &str = "kiln://documents/";
+/// The newest documents listed as resources.
+const MAX_RESOURCES: i64 = 200;
+
+/// The key's `AuthContext`, which the middleware put in the request.
+fn caller(context: &RequestContext<RoleServer>) -> Result<AuthContext, ErrorData> {
+    context
+        .extensions
+        .get::<http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<AuthContext>())
+        .cloned()
+        .ok_or_else(|| ErrorData::internal_error("the request was not authenticated", None))
 }

@@ -284,6 +284,33 @@ pub(crate) async fn kiln_serves_its_project_over_mcp(app: &TestApp, fake: &FakeP
     assert_eq!(results[0]["document_id"], doc.id.as_str());
     assert!(results[0]["content"].as_str().unwrap().contains("Settings"));
 
+    // The project's documents are resources, read as their indexed text.
+    let resources = client.list_all_resources().await.unwrap();
+    let uri = format!("kiln://documents/{}", doc.id);
+    let listed = resources
+        .iter()
+        .find(|r| r.uri == uri)
+        .expect("the document is a resource");
+    assert_eq!(listed.name, "reset.md");
+    let read = client
+        .read_resource(rmcp::model::ReadResourceRequestParams::new(uri.clone()))
+        .await
+        .unwrap();
+    match &read.contents[0] {
+        rmcp::model::ResourceContents::TextResourceContents { text, .. } => {
+            assert!(text.contains("open Settings, then Security"), "{text}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        client
+            .read_resource(rmcp::model::ReadResourceRequestParams::new(
+                "kiln://documents/nope"
+            ))
+            .await
+            .is_err()
+    );
+
     // list_agents, then run_agent on one; a question pauses it, answer_input resumes it.
     let synced = c.sync_source(&manifest(json!([]))).await.unwrap();
     c.deploy_source(&SourceDeployRequest {

@@ -206,6 +206,18 @@ impl Rag {
             .ok_or_else(|| Error::not_found(EntityKind::Document, id))
     }
 
+    /// A live document and its text as indexed, passage by passage (none
+    /// until it is ready).
+    pub async fn document_passages(
+        &self,
+        ctx: &AuthContext,
+        id: &DocumentId,
+    ) -> Result<(Document, Vec<String>)> {
+        let document = self.get_document(ctx, id, None, false).await?;
+        let chunks = self.store.searchable_chunks(&document.id).await?;
+        Ok((document, chunks.into_iter().map(|c| c.text).collect()))
+    }
+
     /// The live latest version of a name, or exactly `version` (≥ 1).
     pub async fn document_by_name(
         &self,
