@@ -154,3 +154,45 @@ async fn stdio_servers_run_as_the_operator_declared_them() {
         .unwrap();
     assert_eq!(again.text, "back again");
 }
+
+/// A server that answers every request with `body` (200, JSON).
+async fn answering(body: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    format!("http://{addr}/mcp")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_answers_are_errors_not_hangs() {
+    let client = RmcpClient::new(local());
+    let project = ProjectId::from_string("p1");
+    for body in [
+        r#"{"not": "json-rpc"}"#,
+        "this is not json",
+        r#"{"jsonrpc":"2.0","id":0,"result":42}"#,
+    ] {
+        let url = answering(body).await;
+        let started = std::time::Instant::now();
+        let listed = client.list_tools(&project, &http(&url, None)).await;
+        assert!(listed.is_err(), "{body}: {listed:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{body}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
