@@ -53,7 +53,14 @@ impl McpServers {
         project: &Project,
         spec: &McpServerSpec,
     ) -> Result<std::result::Result<McpServer, MissingSecret>> {
-        let key = (project.id.clone(), format!("{spec:?}"));
+        // The server as declared, without the tools it listed.
+        let key = (
+            project.id.clone(),
+            format!(
+                "{}|{:?}|{:?}|{:?}",
+                spec.name, spec.transport, spec.url, spec.token_ref
+            ),
+        );
         let epoch = self.control.vault_epoch();
         if let Some((at, server)) = self.lock().get(&key)
             && *at == epoch

@@ -116,34 +116,28 @@ impl HostFunctions for TurnHost {
         };
         let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
         let turn = &self.turn;
-        let (value, summary) = match name {
-            "search" => turn.search(&options_with(arg(1), "query", arg(0))).await?,
-            "fetch" => turn.fetch(&options_with(arg(1), "url", arg(0))).await?,
-            "web_search" => turn.web_search(&options_with(arg(1), "query", arg(0))).await?,
+        // The event's kind: the primitive (`data` for `data.get`), or
+        // `mcp_call` for an MCP server's tool.
+        let primitive = name.split('.').next().unwrap_or(name);
+        let ((value, summary), kind) = match name {
+            "search" => (
+                turn.search(&options_with(arg(1), "query", arg(0))).await?,
+                primitive,
+            ),
+            "fetch" => (turn.fetch(&options_with(arg(1), "url", arg(0))).await?, primitive),
+            "web_search" => (
+                turn.web_search(&options_with(arg(1), "query", arg(0))).await?,
+                primitive,
+            ),
             "ai" => return turn.ai(arg(0)).await,
             "input" => return self.input(arg(0)).await,
-            "data.get" => turn.data_get(arg(0)).await?,
-            "data.set" => turn.data_set(arg(0), args.get(1).cloned()).await?,
+            "data.get" => (turn.data_get(arg(0)).await?, primitive),
+            "data.set" => (turn.data_set(arg(0), args.get(1).cloned()).await?, primitive),
             other => match other.split_once('.') {
-                Some((server, tool)) => {
-                    let (value, summary) = turn.mcp_call(server, tool, arg(0)).await?;
-                    turn.emit(
-                        EventBody::SandboxEvent {
-                            kind: MCP_CALL.to_owned(),
-                            summary,
-                            content: String::new(),
-                            tokens: None,
-                        },
-                        None,
-                    )
-                    .await
-                    .map_err(|stop| stop.message)?;
-                    return Ok(value);
-                }
+                Some((server, tool)) => (turn.mcp_call(server, tool, arg(0)).await?, MCP_CALL),
                 None => return Err(format!("`{other}` is not a sandbox function")),
             },
         };
-        let kind = name.split('.').next().unwrap_or(name);
         turn.emit(
             EventBody::SandboxEvent {
                 kind: kind.to_owned(),
