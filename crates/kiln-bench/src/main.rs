@@ -47,7 +47,7 @@ enum Command {
     /// Agents as code: sync of a 50-file agent, deploy of 10 agents, a
     /// session on an agent against an ad-hoc one.
     Source(source::SourceArgs),
-    /// MCP: one tool call over streamable HTTP and over stdio against a
+    /// MCP: one tool call over streamable HTTP, HTTP+SSE and stdio against a
     /// local server, and `/mcp` tool calls per second against Kiln.
     Mcp(mcp::McpArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.

@@ -1,5 +1,5 @@
 //! MCP figures: what one tool call costs Kiln's MCP client against a local
-//! server (the fake order desk) over streamable HTTP and over stdio, and how
+//! server (the fake order desk) over streamable HTTP, HTTP+SSE and stdio, and how
 //! many `/mcp` tool calls per second Kiln serves to MCP clients.
 
 use std::collections::BTreeMap;
@@ -39,6 +39,7 @@ pub(crate) struct McpArgs {
 pub(crate) async fn mcp(args: McpArgs) -> anyhow::Result<()> {
     println!("MCP, one process on this machine, loopback");
     let server = FakeMcpServer::start(None).await;
+    let sse_server = FakeMcpServer::start_sse(None).await;
     let stdio_command = args.stdio_command.clone().or_else(|| {
         let sibling = std::env::current_exe().ok()?.with_file_name("kiln-fake-mcp");
         sibling.exists().then(|| sibling.display().to_string())
@@ -70,6 +71,15 @@ pub(crate) async fn mcp(args: McpArgs) -> anyhow::Result<()> {
             bearer: None,
         },
     )];
+    servers.push((
+        "HTTP+SSE",
+        McpServer {
+            name: "orders".into(),
+            transport: McpTransport::Sse,
+            url: Some(sse_server.url.clone()),
+            bearer: None,
+        },
+    ));
     if stdio_command.is_some() {
         servers.push((
             "stdio",

@@ -1,7 +1,8 @@
 //! [`RmcpClient`]: kiln-core's `McpClient` port over rmcp, the official MCP
 //! SDK. Streamable HTTP goes to the URL a project chose, through a client
 //! whose resolver refuses private addresses (unless the operator allows
-//! them); stdio servers are processes the operator declared by name.
+//! them), as does HTTP+SSE (the 2024-11-05 transport, in [`sse`]); stdio
+//! servers are processes the operator declared by name.
 //!
 //! One connection per (project, server as resolved, token included) is kept
 //! and reused; at most `max_connections` are open, the least recently used
@@ -9,6 +10,8 @@
 //! so the next call connects anew; a stdio server that fails to start is
 //! retried after a backoff that doubles up to 30 s. Every request has the
 //! call timeout, and a result over `max_result_bytes` is refused.
+
+mod sse;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -184,10 +187,24 @@ impl RmcpClient {
                     .await
                     .map_err(|error| McpError::Unreachable(error.to_string()))
             }
-            McpTransport::Sse => Err(McpError::Unreachable(
-                "the `sse` transport (HTTP+SSE, MCP 2024-11-05) is not supported yet; use `streamable_http`"
-                    .into(),
-            )),
+            McpTransport::Sse => {
+                let url = server.url.as_deref().unwrap_or_default();
+                if !self.settings.allow_private_network {
+                    guard::check_url(url).map_err(McpError::Refused)?;
+                }
+                let transport = sse::SseClientTransport::connect(
+                    self.http.clone(),
+                    url,
+                    server.bearer.clone(),
+                    self.settings.timeout,
+                    self.settings.max_result_bytes,
+                )
+                .await
+                .map_err(|error| McpError::Unreachable(error.to_string()))?;
+                ().serve(transport)
+                    .await
+                    .map_err(|error| McpError::Unreachable(error.to_string()))
+            }
             McpTransport::Stdio => {
                 let stdio = self
                     .settings

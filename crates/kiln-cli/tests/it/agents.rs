@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 
 use crate::harness::{Backend, TestApp, TestOptions, api_err};
 use crate::mcp::{
-    agents_reach_mcp_tools_with_their_vault_token, kiln_serves_its_project_over_mcp,
-    mcp_servers_that_cannot_serve_are_issues, web_search_uses_the_projects_engine,
+    agents_reach_mcp_tools_with_their_vault_token, agents_reach_sse_mcp_servers,
+    kiln_serves_its_project_over_mcp, mcp_servers_that_cannot_serve_are_issues,
+    web_search_uses_the_projects_engine,
 };
 use crate::skills::{
     broken_skill_modules_are_refused_at_their_line, module_skills_run_in_the_sandbox_of_the_agents_sessions,
@@ -117,6 +118,7 @@ agent_tests!(
     module_skills_run_in_the_sandbox_of_the_agents_sessions => defaults(),
     broken_skill_modules_are_refused_at_their_line => defaults(),
     agents_reach_mcp_tools_with_their_vault_token => defaults(),
+    agents_reach_sse_mcp_servers => defaults(),
     mcp_servers_that_cannot_serve_are_issues => defaults(),
     kiln_serves_its_project_over_mcp => defaults(),
     web_search_uses_the_projects_engine => defaults(),

@@ -153,6 +153,42 @@ pub(crate) async fn agents_reach_mcp_tools_with_their_vault_token(app: &TestApp,
     assert_eq!(calls, [("mcp_call".to_owned(), "orders.echo()".to_owned())]);
 }
 
+pub(crate) async fn agents_reach_sse_mcp_servers(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let server = FakeMcpServer::start_sse(None).await;
+    let declared = json!([{ "name": "orders", "url": server.url, "transport": "sse" }]);
+    let synced = c.sync_source(&manifest(declared)).await.unwrap();
+    assert!(synced.server_issues.is_empty(), "{:?}", synced.server_issues);
+    c.deploy_source(&SourceDeployRequest {
+        project: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let skills = c.list_skills().await.unwrap();
+    let mcp = skills
+        .iter()
+        .find(|s| s.kind == "mcp")
+        .expect("the server is a skill");
+    assert_eq!(mcp.config["transport"], "sse");
+    assert_eq!(mcp.config["tools"].as_array().map(Vec::len), Some(6));
+    let session = c
+        .create_session(&CreateSession {
+            agent_id: Some(synced.agents[0].agent_id.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    fake.push(Reply::tool_call(
+        "execute_js",
+        json!({ "code": "const { lookup_order, echo } = require(\"orders\");\n[(await lookup_order({ id: \"S-9\" })).id, await echo({ text: \"over sse\" })]" }),
+    ));
+    fake.push(Reply::text("Done."));
+    let (result, error, calls) = outcome(&turn(app, &session.id).await);
+    assert_eq!((result, error), (Some(json!(["S-9", "over sse"])), None));
+    assert_eq!(calls.len(), 2, "{calls:?}");
+}
+
 pub(crate) async fn mcp_servers_that_cannot_serve_are_issues(app: &TestApp, _fake: &FakeProvider) {
     let c = &app.client;
     // Nothing listens on port 9 of 127.0.0.1: a warning at sync, fatal at deploy.

@@ -196,3 +196,119 @@ async fn malformed_answers_are_errors_not_hangs() {
         );
     }
 }
+
+fn sse(url: &str, bearer: Option<&str>) -> McpServer {
+    McpServer {
+        transport: McpTransport::Sse,
+        ..http(url, bearer)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_servers_list_and_call_tools_with_their_token() {
+    let server = FakeMcpServer::start_sse(Some("s3cret")).await;
+    let client = RmcpClient::new(local());
+    let project = ProjectId::from_string("p1");
+    let orders = sse(&server.url, Some("s3cret"));
+
+    let tools = client.list_tools(&project, &orders).await.unwrap();
+    assert_eq!(tools.len(), 6);
+    assert_eq!(tools[0].name, "lookup_order");
+    let found = client
+        .call_tool(&project, &orders, "lookup_order", json!({ "id": "S-1" }))
+        .await
+        .unwrap();
+    assert_eq!(found.text, "Order S-1 has shipped.");
+    assert_eq!(found.structured.unwrap()["status"], "shipped");
+    let failed = client.call_tool(&project, &orders, "fail", json!({})).await;
+    assert_eq!(failed, Err(McpError::Tool("the order service is down".into())));
+
+    // Over the size limit and past the timeout: errors, then a new connection.
+    let flood = client
+        .call_tool(&project, &orders, "flood", json!({ "bytes": 200_000 }))
+        .await;
+    assert!(
+        matches!(flood, Err(McpError::TooLarge | McpError::Unreachable(_))),
+        "{flood:?}"
+    );
+    let slow = client
+        .call_tool(&project, &orders, "slow", json!({ "ms": 5000 }))
+        .await;
+    assert_eq!(slow.map(|r| r.text), Err(McpError::Timeout));
+    let echo = client
+        .call_tool(&project, &orders, "echo", json!({ "text": "still here" }))
+        .await;
+    assert_eq!(echo.unwrap().text, "still here");
+
+    let anonymous = client.list_tools(&project, &sse(&server.url, None)).await;
+    assert!(
+        matches!(&anonymous, Err(McpError::Unreachable(m)) if m.contains("401")),
+        "{anonymous:?}"
+    );
+}
+
+/// An HTTP+SSE server that names `endpoint` on its stream, then sends
+/// `then` after the first message is posted.
+async fn sse_answering(endpoint: &'static str, then: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (posted, _) = tokio::sync::broadcast::channel::<()>(4);
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let posted = posted.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let n = socket.read(&mut buf).await.unwrap_or(0);
+                if buf[..n].starts_with(b"GET") {
+                    let mut waiting = posted.subscribe();
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\nevent: endpoint\ndata: {endpoint}\n\n"
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = waiting.recv().await;
+                    let _ = socket.write_all(then.as_bytes()).await;
+                    tokio::time::sleep(Duration::from_secs(30)).await;
+                } else {
+                    let _ = posted.send(());
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 202 Accepted\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                }
+            });
+        }
+    });
+    format!("http://{addr}/sse")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sse_servers_that_misbehave_are_errors_not_hangs() {
+    let client = RmcpClient::new(local());
+    let project = ProjectId::from_string("p1");
+
+    // The endpoint must be on the stream's origin: the token stays there.
+    let elsewhere = sse_answering("http://127.0.0.2:1/steal", "").await;
+    let refused = client.list_tools(&project, &sse(&elsewhere, Some("t"))).await;
+    assert!(
+        matches!(&refused, Err(McpError::Unreachable(m)) if m.contains("another origin")),
+        "{refused:?}"
+    );
+
+    for then in [
+        "event: message\ndata: this is not json\n\n",
+        "event: message\ndata: {\"not\": \"json-rpc\"}\n\n",
+    ] {
+        let url = sse_answering("/messages?sessionId=1", then).await;
+        let started = std::time::Instant::now();
+        let listed = client.list_tools(&project, &sse(&url, None)).await;
+        assert!(
+            matches!(listed, Err(McpError::Unreachable(_))),
+            "{then}: {listed:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{then}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
