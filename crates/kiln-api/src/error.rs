@@ -68,6 +68,11 @@ pub mod codes {
     /// An answer to an input request of a turn that has ended (400).
     pub const INPUT_EXPIRED: &str = "input_expired";
 
+    /// An eval run of an agent with no eval suite pinned (409).
+    pub const NO_EVAL_SUITE: &str = "no_eval_suite";
+    /// Cancelling an eval run that has already ended (409).
+    pub const RUN_ENDED: &str = "run_ended";
+
     /// A legacy route that source-sync replaced (410).
     pub const ENDPOINT_REMOVED: &str = "endpoint_removed";
 
@@ -77,7 +82,7 @@ pub mod codes {
     pub const SOURCE_INVALID: &str = "source_invalid";
 
     /// Every code above.
-    pub const ALL: [&str; 23] = [
+    pub const ALL: [&str; 25] = [
         FORCE_REQUIRED,
         NOT_FOUND,
         UNAUTHORIZED,
@@ -101,5 +106,7 @@ pub mod codes {
         INPUT_EXPIRED,
         ENDPOINT_REMOVED,
         SOURCE_INVALID,
+        NO_EVAL_SUITE,
+        RUN_ENDED,
     ];
 }

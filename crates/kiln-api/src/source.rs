@@ -121,6 +121,9 @@ pub struct DeployedAgent {
     pub agent_id: String,
     pub version_id: String,
     pub semver: String,
+    /// Kiln: the advisory eval run started for this deploy (`runEvals`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eval_run_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -291,8 +294,10 @@ pub mod source_issue_codes {
     pub const MISSING_SECRET: &str = "missing_secret";
     /// A stdio MCP server (no `url`) that the operator has not declared.
     pub const UNKNOWN_MCP_SERVER: &str = "unknown_mcp_server";
+    /// A required field is missing (an eval case without `prompt`).
+    pub const MISSING_FIELD: &str = "missing_field";
 
-    pub const ALL: [&str; 26] = [
+    pub const ALL: [&str; 27] = [
         INVALID_PROJECT,
         INVALID_AGENT_ID,
         DUPLICATE_AGENT,
@@ -319,5 +324,6 @@ pub mod source_issue_codes {
         MCP_UNREACHABLE,
         MISSING_SECRET,
         UNKNOWN_MCP_SERVER,
+        MISSING_FIELD,
     ];
 }

@@ -227,6 +227,7 @@ impl Bench {
             runtime: Default::default(),
             fetch: Default::default(),
             mcp: Default::default(),
+            evals: Default::default(),
         })
         .await?;
         let key = server

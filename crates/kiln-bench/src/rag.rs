@@ -71,6 +71,7 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         runtime: Default::default(),
         fetch: Default::default(),
         mcp: Default::default(),
+        evals: Default::default(),
     })
     .await?;
     let key = server

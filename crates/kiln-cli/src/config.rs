@@ -150,6 +150,16 @@ pub struct ServeArgs {
     /// processes.
     #[arg(long, env = ENV_MCP_CONFIG)]
     pub mcp_config: Option<PathBuf>,
+    /// The model that judges `llm_judge` eval cases (`provider/model`) when the agent's suite
+    /// names none (`evalSuite.judgeModel`); without either, the agent's own model judges.
+    #[arg(long, env = "KILN_JUDGE_MODEL")]
+    pub judge_model: Option<String>,
+    /// Cases of one eval run that run at once.
+    #[arg(long, env = "KILN_EVAL_CONCURRENCY", default_value_t = 4)]
+    pub eval_concurrency: usize,
+    /// One eval case's time limit in seconds, from its prompt to the agent's answer.
+    #[arg(long, env = "KILN_EVAL_CASE_TIMEOUT", default_value_t = 120)]
+    pub eval_case_timeout: u64,
     /// Largest accepted document upload in bytes (larger: 413 payload_too_large).
     #[arg(long, env = ENV_UPLOAD_LIMIT, default_value_t = kiln_core::rag::documents::DEFAULT_MAX_UPLOAD_BYTES)]
     pub upload_limit: u64,
@@ -269,6 +279,15 @@ pub enum EmbeddingsConfig {
 impl ServeArgs {
     /// The MCP client's settings: the operator's stdio servers from
     /// `--mcp-config`; private networks follow `--allow-private-network`.
+    /// `--judge-model`, `--eval-concurrency`, `--eval-case-timeout`.
+    pub fn eval_settings(&self) -> kiln_core::evals::EvalSettings {
+        kiln_core::evals::EvalSettings {
+            concurrency: self.eval_concurrency.max(1),
+            case_timeout: std::time::Duration::from_secs(self.eval_case_timeout.max(1)),
+            judge_model: self.judge_model.clone().filter(|m| !m.trim().is_empty()),
+        }
+    }
+
     pub fn mcp_settings(&self) -> anyhow::Result<kiln_providers::mcp::McpSettings> {
         let mut settings = kiln_providers::mcp::McpSettings {
             allow_private_network: self.allow_private_network,

@@ -642,6 +642,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         runtime: args.agents.runtime(),
         fetch: args.agents.fetch_policy(args.allow_private_network),
         mcp: args.mcp_settings()?,
+        evals: args.eval_settings(),
     })
     .await?;
     if args.allow_private_network {

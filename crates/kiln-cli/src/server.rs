@@ -12,6 +12,7 @@ use kiln_core::agents::mcp::McpServers;
 use kiln_core::agents::modules::ModuleChecker;
 use kiln_core::control::{ControlConfig, ControlPlane, CreatedKey};
 use kiln_core::crypto::Kek;
+use kiln_core::evals::{EvalSettings, Evals};
 use kiln_core::gateway::{LlmGateway, LlmSetup};
 use kiln_core::llm::{Embedder, SettingMap};
 use kiln_core::rag::{Rag, RagSetup};
@@ -60,6 +61,8 @@ pub struct StartOptions {
     pub fetch: kiln_providers::web::FetchPolicy,
     /// The MCP client: the operator's stdio servers, limits.
     pub mcp: kiln_providers::mcp::McpSettings,
+    /// Eval runs: cases at once, a case's time limit, the judge model.
+    pub evals: EvalSettings,
 }
 
 /// A server accepting connections.
@@ -70,6 +73,7 @@ pub struct RunningServer {
     pub rag: Arc<Rag>,
     pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
+    pub evals: Arc<Evals>,
     pub store: Arc<SqlStore>,
     usage: Arc<UsageLog>,
     /// The key minted on first start with an empty store, if this was it.
@@ -203,6 +207,13 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             config: options.runtime.clone(),
         },
     ));
+    let evals = Arc::new(Evals::new(
+        store.clone(),
+        agents.clone(),
+        runtime.clone(),
+        gateway.clone(),
+        options.evals.clone(),
+    ));
     let bootstrap = control
         .bootstrap()
         .await
@@ -217,6 +228,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             rag: rag.clone(),
             agents: agents.clone(),
             runtime: runtime.clone(),
+            evals: evals.clone(),
         }),
         &ServerConfig {
             body_limit: options.body_limit,
@@ -240,6 +252,10 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         .context("ending interrupted agent turns")?;
     if reaped > 0 {
         tracing::warn!(turns = reaped, "ended agent turns interrupted by a previous stop");
+    }
+    let abandoned = evals.recover().await.context("ending abandoned eval runs")?;
+    if abandoned > 0 {
+        tracing::warn!(runs = abandoned, "ended eval runs whose server stopped");
     }
     let mut workers = Vec::new();
     for _ in 0..options.ingest_workers {
@@ -276,6 +292,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         rag,
         agents,
         runtime,
+        evals,
         store,
         usage,
         bootstrap,

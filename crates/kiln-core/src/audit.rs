@@ -126,4 +126,6 @@ pub mod actions {
     pub const AGENT_RENAME: &str = "agent.rename";
     pub const AGENT_DELETE: &str = "agent.delete";
     pub const AGENT_SETTINGS_UPDATE: &str = "agent.settings.update";
+    pub const EVAL_RUN_START: &str = "eval_run.start";
+    pub const EVAL_RUN_CANCEL: &str = "eval_run.cancel";
 }

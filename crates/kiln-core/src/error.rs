@@ -25,6 +25,8 @@ pub enum EntityKind {
     Draft,
     AgentVersion,
     EvalSuite,
+    EvalCase,
+    EvalRun,
     Skill,
 }
 
@@ -45,6 +47,8 @@ impl fmt::Display for EntityKind {
             EntityKind::Draft => "draft",
             EntityKind::AgentVersion => "agent version",
             EntityKind::EvalSuite => "eval suite",
+            EntityKind::EvalCase => "eval case",
+            EntityKind::EvalRun => "eval run",
             EntityKind::Skill => "skill",
         })
     }
@@ -118,11 +122,15 @@ pub enum Refusal {
     InputAlreadyAnswered,
     /// An answer to an input request of a turn that has ended.
     InputExpired,
+    /// An eval run of an agent with no suite pinned.
+    NoEvalSuite,
+    /// Cancelling an eval run that has ended.
+    RunEnded,
 }
 
 impl Refusal {
     /// Every refusal, for the test that each has a wire code.
-    pub const ALL: [Refusal; 8] = [
+    pub const ALL: [Refusal; 10] = [
         Refusal::ForceRequired,
         Refusal::UnknownTool,
         Refusal::NoDraft,
@@ -131,6 +139,8 @@ impl Refusal {
         Refusal::NotRunning,
         Refusal::InputAlreadyAnswered,
         Refusal::InputExpired,
+        Refusal::NoEvalSuite,
+        Refusal::RunEnded,
     ];
 }
 

@@ -77,4 +77,6 @@ define_id!(
     DraftId,
     /// An immutable version of an agent (one per deploy).
     AgentVersionId,
+    EvalRunId,
+    EvalResultId,
 );

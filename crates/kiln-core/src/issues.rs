@@ -39,10 +39,11 @@ pub enum IssueCode {
     McpUnreachable,
     MissingSecret,
     UnknownMcpServer,
+    MissingField,
 }
 
 impl IssueCode {
-    pub const ALL: [IssueCode; 26] = [
+    pub const ALL: [IssueCode; 27] = [
         IssueCode::InvalidProject,
         IssueCode::InvalidAgentId,
         IssueCode::DuplicateAgent,
@@ -69,6 +70,7 @@ impl IssueCode {
         IssueCode::McpUnreachable,
         IssueCode::MissingSecret,
         IssueCode::UnknownMcpServer,
+        IssueCode::MissingField,
     ];
 }
 

@@ -26,6 +26,7 @@ pub mod auth;
 pub mod control;
 pub mod crypto;
 pub mod error;
+pub mod evals;
 pub mod gateway;
 pub mod ids;
 pub mod issues;

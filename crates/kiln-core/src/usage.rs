@@ -22,6 +22,8 @@ pub enum CallSource {
     Conversation,
     OpenAi,
     Agent,
+    /// The eval judge.
+    Eval,
 }
 
 impl CallSource {
@@ -31,6 +33,7 @@ impl CallSource {
             CallSource::Conversation => "conversation",
             CallSource::OpenAi => "openai",
             CallSource::Agent => "agent",
+            CallSource::Eval => "eval",
         }
     }
 }

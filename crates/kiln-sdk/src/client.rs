@@ -83,6 +83,17 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("PATCH", "/api/sdk/agent-configs/{id}/settings"),
     ("GET", "/api/sdk/agent-configs/{id}/versions"),
     ("GET", "/api/sdk/agent-configs/{id}/versions/{vid}"),
+    ("POST", "/api/sdk/agent-configs/{id}/eval-runs"),
+    ("GET", "/api/sdk/agent-configs/{id}/eval-runs"),
+    ("GET", "/api/sdk/agent-configs/{id}/eval-suite"),
+    ("GET", "/api/sdk/evals"),
+    ("GET", "/api/sdk/evals/{id}"),
+    ("GET", "/api/sdk/eval-runs"),
+    ("GET", "/api/sdk/eval-runs/{id}"),
+    ("POST", "/api/sdk/eval-runs/{id}/cancel"),
+    ("GET", "/api/sdk/eval-suites"),
+    ("GET", "/api/sdk/eval-suites/{id}"),
+    ("GET", "/api/sdk/eval-suites/{id}/versions"),
     ("GET", "/api/sdk/agent-configs"),
     ("GET", "/api/sdk/agent-configs/{id}"),
     ("POST", "/v1/chat/completions"),
@@ -496,6 +507,91 @@ impl Client {
     /// `GET /api/sdk/agent-configs/{id}/versions`, newest first.
     pub async fn list_agent_versions(&self, id: &str) -> Result<Vec<AgentVersion>, Error> {
         self.get(&format!("/api/sdk/agent-configs/{}/versions", segment(id)))
+            .await
+    }
+
+    /// `POST /api/sdk/agent-configs/{id}/eval-runs[?target=draft]`: starts
+    /// an advisory run of the agent's pinned suite (202, `pending`).
+    pub async fn start_eval_run(&self, agent_id: &str, draft: bool) -> Result<EvalRun, Error> {
+        let target = if draft { "?target=draft" } else { "" };
+        let envelope: EvalRunEnvelope = self
+            .with_body(
+                Method::POST,
+                &format!("/api/sdk/agent-configs/{}/eval-runs{target}", segment(agent_id)),
+                &serde_json::json!({}),
+            )
+            .await?;
+        Ok(envelope.run)
+    }
+
+    /// `GET /api/sdk/agent-configs/{id}/eval-runs?limit=`: newest first.
+    pub async fn list_agent_eval_runs(
+        &self,
+        agent_id: &str,
+        limit: Option<i64>,
+    ) -> Result<Vec<EvalRun>, Error> {
+        let limit = limit.map(|l| format!("?limit={l}")).unwrap_or_default();
+        self.get(&format!(
+            "/api/sdk/agent-configs/{}/eval-runs{limit}",
+            segment(agent_id)
+        ))
+        .await
+    }
+
+    /// `GET /api/sdk/agent-configs/{id}/eval-suite`: the pinned suite.
+    pub async fn get_agent_eval_suite(&self, agent_id: &str) -> Result<EvalSuite, Error> {
+        self.get(&format!(
+            "/api/sdk/agent-configs/{}/eval-suite",
+            segment(agent_id)
+        ))
+        .await
+    }
+
+    /// `GET /api/sdk/evals`: every agent's current cases.
+    pub async fn list_eval_cases(&self) -> Result<Vec<EvalCase>, Error> {
+        Ok(self.get::<EvalCaseList>("/api/sdk/evals").await?.cases)
+    }
+
+    /// `GET /api/sdk/evals/{id}`.
+    pub async fn get_eval_case(&self, id: &str) -> Result<EvalCase, Error> {
+        self.get(&format!("/api/sdk/evals/{}", segment(id))).await
+    }
+
+    /// `GET /api/sdk/eval-runs`: newest first.
+    pub async fn list_eval_runs(&self) -> Result<Vec<EvalRun>, Error> {
+        Ok(self.get::<EvalRunList>("/api/sdk/eval-runs").await?.runs)
+    }
+
+    /// `GET /api/sdk/eval-runs/{id}`: the run and its results so far.
+    pub async fn get_eval_run(&self, id: &str) -> Result<EvalRunDetail, Error> {
+        self.get(&format!("/api/sdk/eval-runs/{}", segment(id))).await
+    }
+
+    /// `POST /api/sdk/eval-runs/{id}/cancel`.
+    pub async fn cancel_eval_run(&self, id: &str) -> Result<EvalRun, Error> {
+        let envelope: EvalRunEnvelope = self
+            .with_body(
+                Method::POST,
+                &format!("/api/sdk/eval-runs/{}/cancel", segment(id)),
+                &serde_json::json!({}),
+            )
+            .await?;
+        Ok(envelope.run)
+    }
+
+    /// `GET /api/sdk/eval-suites`.
+    pub async fn list_eval_suites(&self) -> Result<Vec<EvalSuite>, Error> {
+        self.get("/api/sdk/eval-suites").await
+    }
+
+    /// `GET /api/sdk/eval-suites/{id}`.
+    pub async fn get_eval_suite(&self, id: &str) -> Result<EvalSuite, Error> {
+        self.get(&format!("/api/sdk/eval-suites/{}", segment(id))).await
+    }
+
+    /// `GET /api/sdk/eval-suites/{id}/versions`: newest first.
+    pub async fn list_eval_suite_versions(&self, id: &str) -> Result<Vec<EvalSuiteVersion>, Error> {
+        self.get(&format!("/api/sdk/eval-suites/{}/versions", segment(id)))
             .await
     }
 

@@ -584,6 +584,7 @@ pub(crate) fn issue_code(code: source::IssueCode) -> &'static str {
         I::McpUnreachable => c::MCP_UNREACHABLE,
         I::MissingSecret => c::MISSING_SECRET,
         I::UnknownMcpServer => c::UNKNOWN_MCP_SERVER,
+        I::MissingField => c::MISSING_FIELD,
     }
 }
 
@@ -632,6 +633,7 @@ pub(crate) fn deploy_result(o: kiln_core::agents::DeployOutcome) -> api::SourceD
                 agent_id: a.agent_id.into_string(),
                 version_id: a.version_id.into_string(),
                 semver: a.semver,
+                eval_run_id: None,
             })
             .collect(),
         deployed_at: o.deployed_at,
@@ -812,5 +814,91 @@ mod tests {
             );
             assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(wire));
         }
+    }
+}
+
+pub(crate) fn eval_case(c: kiln_core::agents::suites::EvalCase) -> api::EvalCase {
+    let project_id = c.project_id.into_string();
+    api::EvalCase {
+        id: c.id,
+        app_id: project_id.clone(),
+        project_id,
+        agent_id: c.agent_id.into_string(),
+        name: c.spec.name,
+        description: c.spec.description,
+        set_name: c.spec.set_name,
+        kind: c.spec.kind.as_str().to_owned(),
+        config: c.spec.config,
+        prompt: c.spec.prompt,
+        criteria: c.spec.criteria,
+        system_prompt: c.spec.system_prompt,
+        tools: serde_json::Value::from(c.spec.tools),
+        pass_threshold: c.spec.pass_threshold,
+        created_at: c.created_at,
+    }
+}
+
+pub(crate) fn eval_suite(s: kiln_core::agents::suites::EvalSuite) -> api::EvalSuite {
+    let project_id = s.project_id.into_string();
+    api::EvalSuite {
+        id: s.id,
+        app_id: project_id.clone(),
+        project_id,
+        agent_id: Some(s.agent_id.into_string()),
+        name: s.name,
+        description: s.description,
+        threshold: s.threshold,
+        active_version_id: s.active_version_id,
+        judge_model: s.judge_model,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
+pub(crate) fn eval_suite_version(v: kiln_core::agents::suites::EvalSuiteVersion) -> api::EvalSuiteVersion {
+    api::EvalSuiteVersion {
+        id: v.id,
+        suite_id: v.suite_id,
+        semver: v.semver,
+        case_ids: v.case_ids,
+        created_at: v.created_at,
+    }
+}
+
+pub(crate) fn eval_run(r: kiln_core::evals::EvalRun) -> api::EvalRun {
+    api::EvalRun {
+        id: r.id.into_string(),
+        status: r.status.as_str().to_owned(),
+        total_cases: r.total_cases,
+        passed: r.passed,
+        failed: r.failed,
+        average_score: r.average_score,
+        judge_model: r.judge_model,
+        created_at: r.created_at,
+        agent_id: r.agent_id.into_string(),
+        suite_id: r.suite_id,
+        suite_version: r.suite_version,
+        target: r.target,
+        threshold: r.threshold,
+        error: r.error,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+    }
+}
+
+pub(crate) fn eval_result(r: kiln_core::evals::EvalResult) -> api::EvalResult {
+    api::EvalResult {
+        id: r.id.into_string(),
+        case_name: r.case_name,
+        set_name: r.set_name,
+        score: r.score,
+        pass: r.pass,
+        reasoning: r.reasoning,
+        response: r.response,
+        tool_calls: r.tool_calls,
+        duration_ms: r.duration_ms,
+        error: r.error,
+        case_id: r.case_id,
+        session_id: r.session_id,
     }
 }

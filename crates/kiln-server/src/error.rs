@@ -148,6 +148,8 @@ fn refusal_status(refusal: Refusal) -> (StatusCode, &'static str) {
         Refusal::NotRunning => (StatusCode::CONFLICT, codes::NOT_RUNNING),
         Refusal::InputAlreadyAnswered => (StatusCode::BAD_REQUEST, codes::INPUT_ALREADY_ANSWERED),
         Refusal::InputExpired => (StatusCode::BAD_REQUEST, codes::INPUT_EXPIRED),
+        Refusal::NoEvalSuite => (StatusCode::CONFLICT, codes::NO_EVAL_SUITE),
+        Refusal::RunEnded => (StatusCode::CONFLICT, codes::RUN_ENDED),
     }
 }
 

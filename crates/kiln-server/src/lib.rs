@@ -33,6 +33,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use kiln_core::agents::AgentConfigs;
 use kiln_core::control::ControlPlane;
+use kiln_core::evals::Evals;
 use kiln_core::gateway::LlmGateway;
 use kiln_core::rag::Rag;
 use kiln_core::runtime::AgentRuntime;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub rag: Arc<Rag>,
     pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
+    pub evals: Arc<Evals>,
     /// The OpenAPI document, rendered once the router is built.
     openapi_json: Arc<OnceLock<String>>,
 }
@@ -61,6 +63,7 @@ pub struct Services {
     pub rag: Arc<Rag>,
     pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
+    pub evals: Arc<Evals>,
 }
 
 impl AppState {
@@ -71,6 +74,7 @@ impl AppState {
             rag: services.rag,
             agents: services.agents,
             runtime: services.runtime,
+            evals: services.evals,
             openapi_json: Arc::new(OnceLock::new()),
         }
     }
@@ -132,6 +136,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::chat::routes())
         .merge(routes::agents::routes())
         .merge(routes::source::routes())
+        .merge(routes::evals::routes())
         .merge(routes::openai::routes())
         .merge(routes::legacy::routes())
 }

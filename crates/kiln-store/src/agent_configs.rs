@@ -355,9 +355,14 @@ impl AgentConfigStore for SqlStore {
                 .map_err(db_err)?
                 .try_get("next")
                 .map_err(db_err)?;
+                // A version of an agent's own suite is the agent version.
                 let version = AgentVersion {
                     seq,
                     semver: semver_of(seq),
+                    eval_suite_version: match (&v.eval_suite_id, &v.eval_suite_version) {
+                        (Some(_), None) => Some(semver_of(seq)),
+                        (_, given) => given.clone(),
+                    },
                     ..v.clone()
                 };
                 sqlx::query(
@@ -392,7 +397,9 @@ impl AgentConfigStore for SqlStore {
                 sqlx::query(
                     "UPDATE agent_configs SET name = $1, description = $2, persona_md = $3, skills_json = $4, \
                      stores_json = $5, provider = $6, model = $7, enabled_capabilities = $8, \
-                     active_version_id = $9, published_at = $10, updated_at = $10 WHERE project_id = $11 AND id = $12",
+                     active_version_id = $9, published_at = $10, updated_at = $10, \
+                     eval_suite_id = CASE WHEN active_version_id IS NULL AND eval_suite_id IS NULL \
+                     THEN $13 ELSE eval_suite_id END WHERE project_id = $11 AND id = $12",
                 )
                 .bind(&version.spec.name)
                 .bind(&version.spec.description)
@@ -406,6 +413,7 @@ impl AgentConfigStore for SqlStore {
                 .bind(version.created_at)
                 .bind(project_id.as_str())
                 .bind(version.agent_id.as_str())
+                .bind(version.eval_suite_id.as_deref())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -597,6 +605,21 @@ impl AgentConfigStore for SqlStore {
         write_tx!(self, |tx| {
             // Sessions take their events and input requests with them, the
             // agent its drafts and versions (ON DELETE CASCADE).
+            sqlx::query(
+                "DELETE FROM eval_results WHERE run_id IN \
+                 (SELECT id FROM eval_runs WHERE project_id = $1 AND agent_id = $2)",
+            )
+            .bind(project_id.as_str())
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            sqlx::query("DELETE FROM eval_runs WHERE project_id = $1 AND agent_id = $2")
+                .bind(project_id.as_str())
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
             sqlx::query("DELETE FROM agent_sessions WHERE project_id = $1 AND agent_id = $2")
                 .bind(project_id.as_str())
                 .bind(id.as_str())

@@ -163,9 +163,7 @@ impl ControlStore for SqlStore {
     }
 
     async fn project_metrics(&self, project_id: &ProjectId) -> StoreResult<ProjectMetrics> {
-        // Eval runs have no tables yet; their counters are zero until the
-        // feature that writes them lands. Sessions are never closed, so none
-        // counts as completed.
+        // Sessions are never closed, so none counts as completed.
         let sessions_sql = format!(
             "SELECT COUNT(*) AS total, \
                     CAST(COALESCE(SUM(CASE WHEN status IN ({ACTIVE_STATUSES}) THEN 1 ELSE 0 END), 0) AS BIGINT) \
@@ -189,6 +187,8 @@ impl ControlStore for SqlStore {
                 .fetch_one(pool)
                 .await
                 .map_err(db_err)?;
+            let (runs, completed_runs, cases_passed, cases_failed, average) =
+                crate::evals::eval_metrics(self, project_id).await?;
             let prompt: i64 = row.try_get("prompt").map_err(db_err)?;
             let completion: i64 = row.try_get("completion").map_err(db_err)?;
             Ok(ProjectMetrics {
@@ -200,6 +200,11 @@ impl ControlStore for SqlStore {
                 active_sessions: sessions.try_get("active").map_err(db_err)?,
                 error_sessions: sessions.try_get("errors").map_err(db_err)?,
                 total_steps: sessions.try_get("steps").map_err(db_err)?,
+                total_eval_runs: runs,
+                completed_eval_runs: completed_runs,
+                eval_cases_passed: cases_passed,
+                eval_cases_failed: cases_failed,
+                eval_average_score: average,
                 ..ProjectMetrics::default()
             })
         })

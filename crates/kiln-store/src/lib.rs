@@ -1,6 +1,6 @@
 //! The sqlx adapter for every storage port of `kiln-core` (`ControlStore`,
 //! `UsageStore`, `GatewayStore`, `RagStore`, `AgentConfigStore`,
-//! `AgentStore`), over SQLite or
+//! `AgentStore`, `EvalStore`), over SQLite or
 //! PostgreSQL.
 //!
 //! One implementation serves both databases: each method's SQL is written
@@ -22,6 +22,7 @@ mod agents;
 mod connect;
 mod control;
 mod db;
+mod evals;
 mod event_log;
 mod gateway;
 mod rag;

@@ -60,7 +60,7 @@ async fn run(backend: Backend, runtime: RuntimeConfig, test: TestFn) {
 
 /// A server whose default model is the fake (set in the environment, as
 /// an operator would).
-fn fake_options(fake: &FakeProvider) -> TestOptions {
+pub(crate) fn fake_options(fake: &FakeProvider) -> TestOptions {
     TestOptions {
         provider_env: vec![
             ("openai_api_key", "test-key".to_owned()),

@@ -43,6 +43,11 @@ pub struct TestOptions {
     pub ingest_workers: usize,
     /// The agent runtime's limits.
     pub runtime: kiln_core::runtime::RuntimeConfig,
+    /// Eval runs.
+    pub evals: kiln_core::evals::EvalSettings,
+    /// How long a provider may take to answer (short, so tests of hung
+    /// providers end quickly).
+    pub provider_timeout: Duration,
 }
 
 /// Small enough that tests can exceed it cheaply.
@@ -57,6 +62,8 @@ impl Default for TestOptions {
             upload_limit: TEST_UPLOAD_LIMIT,
             ingest_workers: 1,
             runtime: kiln_core::runtime::RuntimeConfig::default(),
+            evals: kiln_core::evals::EvalSettings::default(),
+            provider_timeout: Duration::from_millis(800),
         }
     }
 }
@@ -200,14 +207,15 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
             allow_private_network: options.allow_private_network,
             ..Default::default()
         },
+        evals: options.evals.clone(),
         mcp: kiln_providers::mcp::McpSettings {
             allow_private_network: options.allow_private_network,
             timeout: Duration::from_secs(3),
             ..Default::default()
         },
         provider_http: kiln_providers::HttpSettings {
-            first_byte_timeout: Duration::from_millis(800),
-            response_timeout: Duration::from_millis(800),
+            first_byte_timeout: options.provider_timeout,
+            response_timeout: options.provider_timeout,
             idle_timeout: Duration::from_secs(2),
             backoff_base: Duration::from_millis(10),
             ..Default::default()

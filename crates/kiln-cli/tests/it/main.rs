@@ -18,6 +18,7 @@ mod chat;
 mod code_cli;
 mod conventions;
 mod documents;
+mod evals;
 mod indexes;
 mod isolation;
 mod legacy;

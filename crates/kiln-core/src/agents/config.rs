@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::eval_cases::{EvalCaseSpec, SuiteSettings};
 use crate::ids::{AgentId, AgentVersionId, DraftId, ProjectId};
 use crate::mcp::{McpTool, McpTransport};
 use crate::sandbox::SandboxModule;
@@ -74,6 +75,12 @@ pub struct DraftSpec {
     /// draft was synced (or the version deployed).
     #[serde(default)]
     pub mcp_servers: Vec<McpServerSpec>,
+    /// `evals/*.json`, checked.
+    #[serde(default)]
+    pub eval_cases: Vec<EvalCaseSpec>,
+    /// `agent.jsonc → evalSuite` as an object (its name is `eval_suite`).
+    #[serde(default)]
+    pub eval_settings: SuiteSettings,
 }
 
 /// An MCP server an agent declares. Its secrets stay in the project's

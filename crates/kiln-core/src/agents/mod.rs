@@ -5,11 +5,13 @@
 //! project's indexes).
 
 pub mod config;
+pub mod eval_cases;
 pub mod mcp;
 pub mod modules;
 pub mod skills;
 pub mod source;
 pub mod store;
+pub mod suites;
 
 use std::sync::Arc;
 
@@ -20,6 +22,7 @@ use crate::ids::{AgentId, AgentVersionId, DraftId};
 use crate::rag::{Index, Rag};
 use crate::time::{Timestamp, now};
 use config::{AgentConfig, AgentVersion, DEFAULT_ENVIRONMENT, Draft, DraftSpec, McpServerSpec, ModuleSkill};
+use eval_cases::EvalCaseSpec;
 use mcp::{McpServers, Phase};
 use modules::ModuleChecker;
 use source::{AgentSource, IssueCode, Manifest, Severity, SourceIssue};
@@ -40,6 +43,7 @@ pub(crate) struct CheckedAgent {
     source: AgentSource,
     modules: Vec<ModuleSkill>,
     mcp_servers: Vec<McpServerSpec>,
+    eval_cases: Vec<EvalCaseSpec>,
 }
 
 /// One agent of a successful sync.
@@ -58,7 +62,7 @@ pub struct DeployRequest {
     pub environment: Option<String>,
     /// Deploy only this agent; `None`: every agent of the project.
     pub local_agent_id: Option<String>,
-    /// Accepted; advisory eval runs start once evals exist.
+    /// Three-state: `None` follows `agent.jsonc → deploy.runEvals`.
     pub run_evals: Option<bool>,
 }
 
@@ -69,6 +73,9 @@ pub struct DeployedAgent {
     pub agent_id: AgentId,
     pub version_id: AgentVersionId,
     pub semver: String,
+    /// The deploy asked for an advisory eval run (the request's `runEvals`,
+    /// else `agent.jsonc → deploy.runEvals`).
+    pub run_evals: bool,
 }
 
 /// What `source-deploy` did.
@@ -190,8 +197,9 @@ impl AgentConfigs {
                      source: agent,
                      modules,
                      mcp_servers,
+                     eval_cases,
                  }| {
-                    let spec = draft_spec(&agent, modules, mcp_servers, &indexes);
+                    let spec = draft_spec(&agent, modules, mcp_servers, eval_cases, &indexes);
                     DraftWrite {
                         agent: AgentConfig {
                             id: AgentId::generate(),
@@ -284,6 +292,26 @@ impl AgentConfigs {
             return Err(Error::SourceInvalid { issues });
         }
         let at = now();
+        // An agent pinned to another agent's suite records that suite's
+        // live version.
+        let mut foreign_suites = std::collections::HashMap::new();
+        for (agent, _) in &drafts {
+            if let Some(pinned) = &agent.eval_suite_id
+                && *pinned != eval_cases::suite_id(&agent.id)
+            {
+                let semver = match self.suite_owner(ctx, pinned).await? {
+                    Some(owner) => self
+                        .store
+                        .list_versions(&ctx.project.id, &owner.id)
+                        .await?
+                        .first()
+                        .map(|v| v.semver.clone()),
+                    None => None,
+                };
+                // Empty while that suite has no version yet.
+                foreign_suites.insert(agent.id.clone(), Some(semver.unwrap_or_default()));
+            }
+        }
         let versions: Vec<AgentVersion> = drafts
             .into_iter()
             .zip(&checked)
@@ -292,12 +320,20 @@ impl AgentConfigs {
                     &checked.source,
                     checked.modules.clone(),
                     checked.mcp_servers.clone(),
+                    checked.eval_cases.clone(),
                     &indexes,
                 );
                 let (provider, model) = match spec.model.split_once('/') {
                     Some((provider, model)) => (provider.to_owned(), model.to_owned()),
                     None => (String::new(), String::new()),
                 };
+                let eval_suite_version = foreign_suites.get(&agent.id).cloned().flatten();
+                let eval_suite_id = agent.eval_suite_id.clone().or_else(|| {
+                    agent
+                        .active_version_id
+                        .is_none()
+                        .then(|| eval_cases::suite_id(&agent.id))
+                });
                 AgentVersion {
                     id: AgentVersionId::generate(),
                     project_id: ctx.project.id.clone(),
@@ -309,8 +345,8 @@ impl AgentConfigs {
                     stores: spec.stores.clone(),
                     provider,
                     model,
-                    eval_suite_id: agent.eval_suite_id,
-                    eval_suite_version: None,
+                    eval_suite_id,
+                    eval_suite_version,
                     environment: environment.clone(),
                     source_hash: draft.source_hash,
                     files: draft.files,
@@ -333,6 +369,7 @@ impl AgentConfigs {
                 .map(|(version, checked)| DeployedAgent {
                     local_id: checked.source.local_id.clone(),
                     agent_id: version.agent_id,
+                    run_evals: request.run_evals.or(version.spec.run_evals).unwrap_or(false),
                     version_id: version.id,
                     semver: version.semver,
                 })
@@ -477,8 +514,8 @@ impl AgentConfigs {
     }
 
     /// `PATCH /agent-configs/:id/settings`: `Some("")` clears the pinned
-    /// eval suite, `None` leaves it. Eval suites do not exist yet, so any
-    /// other value names a suite that is not in the project (404).
+    /// eval suite, `None` leaves it, any other value pins that suite, which
+    /// must be one of the project's (404 otherwise).
     pub async fn update_settings(
         &self,
         ctx: &AuthContext,
@@ -489,18 +526,26 @@ impl AgentConfigs {
         let Some(eval_suite_id) = eval_suite_id else {
             return Ok(agent);
         };
-        if !eval_suite_id.is_empty() {
-            return Err(Error::not_found(EntityKind::EvalSuite, eval_suite_id));
-        }
+        let pin = if eval_suite_id.is_empty() {
+            None
+        } else {
+            self.suite_owner(ctx, eval_suite_id)
+                .await?
+                .ok_or_else(|| Error::not_found(EntityKind::EvalSuite, eval_suite_id))?;
+            Some(eval_suite_id)
+        };
         let audit = NewAudit::new(
             &ctx.project.id,
             &Actor::api_key(ctx.key_id.clone()),
             actions::AGENT_SETTINGS_UPDATE,
             id.as_str(),
         )
-        .meta("eval_suite_id", serde_json::Value::Null);
+        .meta(
+            "eval_suite_id",
+            pin.map_or(serde_json::Value::Null, |p| serde_json::Value::from(p)),
+        );
         self.store
-            .set_eval_suite(&ctx.project.id, id, None, now(), &audit)
+            .set_eval_suite(&ctx.project.id, id, pin, now(), &audit)
             .await?
             .ok_or_else(|| Error::not_found(EntityKind::Agent, id))
     }
@@ -705,10 +750,13 @@ impl AgentConfigs {
             let file = format!("{}/{}", agent.local_id, source::AGENT_FILE);
             let (mcp_servers, mcp_issues) = self.mcp.check(&ctx.project, &file, &declared, phase).await?;
             issues.extend(mcp_issues);
+            let (eval_cases, eval_issues) = eval_cases::parse_cases(&agent.local_id, &agent.files);
+            issues.extend(eval_issues);
             checked.push(CheckedAgent {
                 source: agent,
                 modules,
                 mcp_servers,
+                eval_cases,
             });
         }
         for CheckedAgent { source: agent, .. } in &checked {
@@ -780,6 +828,7 @@ fn draft_spec(
     agent: &AgentSource,
     module_skills: Vec<ModuleSkill>,
     mcp_servers: Vec<McpServerSpec>,
+    eval_cases: Vec<EvalCaseSpec>,
     indexes: &[Index],
 ) -> DraftSpec {
     let spec = agent.spec.clone().unwrap_or_default();
@@ -803,6 +852,8 @@ fn draft_spec(
         mcp: spec.mcp,
         run_evals: spec.run_evals,
         eval_suite: spec.eval_suite,
+        eval_settings: spec.eval_settings,
+        eval_cases,
         prompt_skills: agent
             .files
             .iter()

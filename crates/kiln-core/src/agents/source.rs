@@ -85,6 +85,8 @@ pub struct AgentSpec {
     pub mcp_servers: Vec<McpServerSpec>,
     pub run_evals: Option<bool>,
     pub eval_suite: Option<String>,
+    /// `evalSuite` as an object.
+    pub eval_settings: super::eval_cases::SuiteSettings,
     pub capabilities: Vec<String>,
 }
 
@@ -574,7 +576,21 @@ fn parse_agent_file(id: &str, bytes: &[u8], issues: &mut Vec<SourceIssue>) -> Op
     spec.indexes = strings("indexes", &mut bad);
     spec.tools = strings("tools", &mut bad);
     spec.capabilities = strings("capabilities", &mut bad);
-    spec.eval_suite = string("evalSuite", &mut bad);
+    match map.get("evalSuite") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(name)) => spec.eval_suite = Some(name.clone()),
+        Some(Value::Object(settings)) => match super::eval_cases::suite_settings(settings) {
+            Ok(settings) => {
+                spec.eval_suite = settings.name.clone();
+                spec.eval_settings = settings;
+            }
+            Err(expected) => bad("evalSuite", &expected),
+        },
+        Some(_) => bad(
+            "evalSuite",
+            "the suite's name, or an object like { \"threshold\": 0.8, \"judgeModel\": \"openai/gpt-4o-mini\" }",
+        ),
+    }
     match map.get("mcp") {
         None | Some(Value::Null) => {}
         Some(Value::Array(servers)) if servers.iter().all(Value::is_object) => {

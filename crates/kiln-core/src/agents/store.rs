@@ -44,7 +44,10 @@ pub trait AgentConfigStore: Send + Sync {
     /// agent's last (`seq`, `semver`), inserts it, copies it into the
     /// agent's live fields (`active_version_id`, `published_at`, name and
     /// description from its spec), and writes an `agent.deploy` audit
-    /// entry. Returns the versions as stored.
+    /// entry. On an agent's first deploy its `eval_suite_id` becomes the
+    /// version's, unless one is pinned; a version with a suite and no
+    /// `eval_suite_version` gets its own semver as that (the agent's own
+    /// suite versions with it). Returns the versions as stored.
     async fn publish_versions(
         &self,
         project_id: &ProjectId,

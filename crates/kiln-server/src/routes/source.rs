@@ -10,7 +10,7 @@ use kiln_api::{
     SourceExport, SourceRenameRequest, SourceRenameResult, SourceSyncManifest, SourceSyncResult,
     SourceValidateResult, UpdateAgentSettings,
 };
-use kiln_core::agents::{DeployRequest, source};
+use kiln_core::agents::{DeployRequest, Target, source};
 use kiln_core::ids::{AgentId, AgentVersionId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -124,7 +124,25 @@ async fn deploy_source(
         run_evals: body.run_evals,
     };
     let outcome = state.agents.deploy_source(&ctx, &request).await?;
-    Ok(Json(convert::deploy_result(outcome)))
+    // Advisory runs start after the deploy; one that cannot start (say, no
+    // judge model) does not undo it.
+    let mut runs = Vec::new();
+    for agent in outcome.agents.iter().filter(|a| a.run_evals) {
+        match state.evals.start_run(&ctx, &agent.agent_id, Target::Live).await {
+            Ok(run) => runs.push((agent.agent_id.clone(), run.id.into_string())),
+            Err(error) => {
+                tracing::warn!(agent = %agent.agent_id, %error, "the deploy's eval run did not start")
+            }
+        }
+    }
+    let mut result = convert::deploy_result(outcome);
+    for deployed in &mut result.agents {
+        deployed.eval_run_id = runs
+            .iter()
+            .find(|(agent, _)| agent.as_str() == deployed.agent_id)
+            .map(|(_, run)| run.clone());
+    }
+    Ok(Json(result))
 }
 
 /// An agent's versions, newest first (a bare array).
@@ -217,9 +235,9 @@ async fn diff_source(
     Ok(Json(convert::diff_result(paths)))
 }
 
-/// Operator settings: `eval_suite_id` (`""` clears the pin; eval suites do
-/// not exist yet, so any other value is 404); `run_eval_on_publish` is
-/// accepted and ignored.
+/// Operator settings: `eval_suite_id` (`""` clears the pin; any other
+/// value must be one of the project's suites, else 404);
+/// `run_eval_on_publish` is accepted and ignored.
 #[utoipa::path(patch, path = "/api/sdk/agent-configs/{id}/settings", tag = "agent-configs",
     params(("id" = String, Path)), request_body = UpdateAgentSettings,
     responses((status = 200, body = AgentConfig), (status = 404, body = ErrorBody)))]
