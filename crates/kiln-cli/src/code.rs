@@ -44,6 +44,10 @@ pub(crate) struct DeployArgs {
     /// Validate only: print the issues, sync and deploy nothing.
     #[arg(long)]
     dry_run: bool,
+    /// Start each deployed agent's advisory eval run and wait for it (exits 1 when one does
+    /// not pass; the deploy stays). Default: `agent.jsonc → deploy.runEvals`, without waiting.
+    #[arg(long)]
+    run_evals: bool,
     #[command(flatten)]
     dir: DirArgs,
     #[command(flatten)]
@@ -300,7 +304,7 @@ pub(crate) async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
             project,
             environment: args.dir.environment.clone(),
             local_agent_id: args.agent.clone(),
-            run_evals: None,
+            run_evals: args.run_evals.then_some(true),
         })
         .await
     {
@@ -316,6 +320,28 @@ pub(crate) async fn deploy(args: DeployArgs) -> anyhow::Result<()> {
     for agent in &deployed.agents {
         println!("{}  {}  {}", agent.local_id, agent.semver, agent.version_id);
     }
+    if !args.run_evals {
+        return Ok(());
+    }
+    let mut failed = Vec::new();
+    for agent in &deployed.agents {
+        let Some(run) = &agent.eval_run_id else {
+            eprintln!("{}: no eval run started (see the server's log)", agent.local_id);
+            failed.push(agent.local_id.clone());
+            continue;
+        };
+        eprintln!("evals of {} (run {run}):", agent.local_id);
+        let detail = crate::evals::follow(&client, run, true).await?;
+        if let Err(e) = crate::evals::report(&detail) {
+            eprintln!("{}: {e}", agent.local_id);
+            failed.push(agent.local_id.clone());
+        }
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "deployed, but the evals of {} did not pass",
+        failed.join(", ")
+    );
     Ok(())
 }
 

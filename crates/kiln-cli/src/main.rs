@@ -19,6 +19,7 @@ use tracing_subscriber::EnvFilter;
 mod agents;
 mod code;
 mod docs;
+mod evals;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,6 +71,9 @@ enum Command {
     /// MCP: the tools an agent sees, and how to connect a client to Kiln.
     #[command(subcommand)]
     Mcp(code::McpCommand),
+    /// Run an agent's eval suite (a CI gate) and show runs.
+    #[command(subcommand)]
+    Eval(evals::EvalCommand),
     /// Write the server's agents back into the project folder.
     Pull(code::PullArgs),
     /// Rename an agent's local id on the server (before renaming its folder).
@@ -252,6 +256,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mcp(command) => {
             init_logging(LogFormat::Text, "warn");
             code::mcp(command).await
+        }
+        Command::Eval(command) => {
+            init_logging(LogFormat::Text, "warn");
+            evals::eval(command).await
         }
         Command::Rename(args) => {
             init_logging(LogFormat::Text, "warn");

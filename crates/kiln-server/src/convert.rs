@@ -784,39 +784,6 @@ pub(crate) fn agent_config(a: kiln_core::agents::config::AgentConfig) -> api::Ag
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_event_kind_and_turn_code_has_a_listed_wire_name() {
-        for kind in EventKind::ALL {
-            let wire = event_type(kind);
-            assert!(
-                api::event_types::ALL.contains(&wire),
-                "{kind:?} → unlisted `{wire}`"
-            );
-            // Stored logs read the same as streams.
-            assert_eq!(kind.storage_name(), wire);
-        }
-        for code in source::IssueCode::ALL {
-            let wire = issue_code(code);
-            assert!(
-                api::source_issue_codes::ALL.contains(&wire),
-                "{code:?} → unlisted `{wire}`"
-            );
-        }
-        for code in TurnErrorCode::ALL {
-            let wire = turn_error_code(code);
-            assert!(
-                api::turn_error_codes::ALL.contains(&wire),
-                "{code:?} → unlisted `{wire}`"
-            );
-            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(wire));
-        }
-    }
-}
-
 pub(crate) fn eval_case(c: kiln_core::agents::suites::EvalCase) -> api::EvalCase {
     let project_id = c.project_id.into_string();
     api::EvalCase {
@@ -900,5 +867,38 @@ pub(crate) fn eval_result(r: kiln_core::evals::EvalResult) -> api::EvalResult {
         error: r.error,
         case_id: r.case_id,
         session_id: r.session_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_kind_and_turn_code_has_a_listed_wire_name() {
+        for kind in EventKind::ALL {
+            let wire = event_type(kind);
+            assert!(
+                api::event_types::ALL.contains(&wire),
+                "{kind:?} → unlisted `{wire}`"
+            );
+            // Stored logs read the same as streams.
+            assert_eq!(kind.storage_name(), wire);
+        }
+        for code in source::IssueCode::ALL {
+            let wire = issue_code(code);
+            assert!(
+                api::source_issue_codes::ALL.contains(&wire),
+                "{code:?} → unlisted `{wire}`"
+            );
+        }
+        for code in TurnErrorCode::ALL {
+            let wire = turn_error_code(code);
+            assert!(
+                api::turn_error_codes::ALL.contains(&wire),
+                "{code:?} → unlisted `{wire}`"
+            );
+            assert_eq!(serde_json::to_value(code).unwrap(), serde_json::json!(wire));
+        }
     }
 }

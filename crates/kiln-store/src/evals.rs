@@ -7,7 +7,7 @@ use sqlx::types::Json;
 use sqlx::{AssertSqlSafe, Row};
 
 use kiln_core::audit::NewAudit;
-use kiln_core::evals::store::EvalStore;
+use kiln_core::evals::store::{EvalStore, RunChange};
 use kiln_core::evals::{EvalResult, EvalRun, RunStatus};
 use kiln_core::ids::{AgentId, EvalResultId, EvalRunId, ProjectId};
 use kiln_core::{StoreError, StoreResult};
@@ -143,12 +143,10 @@ impl EvalStore for SqlStore {
         &self,
         project_id: &ProjectId,
         id: &EvalRunId,
-        from: &[RunStatus],
-        to: RunStatus,
-        error: &str,
-        at: DateTime<Utc>,
+        change: &RunChange<'_>,
         audit: Option<&NewAudit>,
     ) -> StoreResult<bool> {
+        let RunChange { from, to, error, at } = *change;
         let from = from
             .iter()
             .map(|s| format!("'{}'", s.as_str()))

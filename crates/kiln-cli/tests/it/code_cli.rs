@@ -232,3 +232,64 @@ async fn mcp_verbs_list_an_agents_tools_and_print_the_client_config(app: &TestAp
     assert!(!ok);
     assert!(err.contains("no agent `nobody`"), "{err}");
 }
+
+backends!(kiln_eval_run_is_a_ci_gate);
+
+async fn kiln_eval_run_is_a_ci_gate(app: &TestApp) {
+    let file = |path: &str, content: &str| kiln_sdk::source_dir::source_file(path, content.as_bytes());
+    let sync = |case: &'static str| {
+        let manifest = kiln_sdk::api::SourceSyncManifest {
+            project: "acme".into(),
+            environment: None,
+            source_hash: "sha256:abc".into(),
+            agents: vec![kiln_sdk::api::SourceAgent {
+                id: "support".into(),
+                source_hash: "sha256:def".into(),
+                files: vec![
+                    file("agent.jsonc", r#"{ "id": "support" }"#),
+                    file("persona.md", "p"),
+                    file("evals/gate.json", case),
+                ],
+            }],
+            generated_at: None,
+        };
+        async move { app.client.sync_source(&manifest).await.unwrap() }
+    };
+    // The built-in offline model answers; a regex for any text passes.
+    sync(r#"{"name": "answers", "prompt": "Hello?", "type": "regex", "config": {"pattern": "\\S"}}"#).await;
+    app.client
+        .deploy_source(&kiln_sdk::api::SourceDeployRequest {
+            project: "acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let (ok, out, err) = kiln(app, work.path(), &["eval", "run", "--agent", "support"]).await;
+    assert!(ok, "{out}\n{err}");
+    assert!(err.contains("[1/1] answers  10/10"), "{err}");
+    assert!(out.lines().next().unwrap().starts_with("CASE"), "{out}");
+    assert!(out.contains("passed: 1 of 1 passed"), "{out}");
+
+    // A draft whose case fails: exit 1, and `eval show` tells the same.
+    sync(r#"{"name": "never", "prompt": "Hello?", "type": "contains", "config": {"value": "zzz-never"}}"#)
+        .await;
+    let (ok, out, err) = kiln(
+        app,
+        work.path(),
+        &["eval", "run", "--agent", "support", "--draft"],
+    )
+    .await;
+    assert!(!ok, "{out}\n{err}");
+    assert!(out.contains("failed: 0 of 1 passed"), "{out}");
+    assert!(err.contains("the eval run failed"), "{err}");
+    let run = err
+        .split_whitespace()
+        .skip_while(|w| *w != "run")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let (ok, out, _) = kiln(app, work.path(), &["eval", "show", &run]).await;
+    assert!(!ok);
+    assert!(out.contains("never") && out.contains("does not contain"), "{out}");
+}

@@ -542,7 +542,7 @@ impl AgentConfigs {
         )
         .meta(
             "eval_suite_id",
-            pin.map_or(serde_json::Value::Null, |p| serde_json::Value::from(p)),
+            pin.map_or(serde_json::Value::Null, serde_json::Value::from),
         );
         self.store
             .set_eval_suite(&ctx.project.id, id, pin, now(), &audit)

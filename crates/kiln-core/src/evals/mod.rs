@@ -37,7 +37,7 @@ use crate::runtime::{AgentRuntime, CreateSession, EventBody, FollowItem};
 use crate::time::{Timestamp, now};
 use crate::usage::CallSource;
 use score::Judgement;
-use store::EvalStore;
+use store::{EvalStore, RunChange};
 
 /// How runs behave on this server.
 #[derive(Debug, Clone)]
@@ -268,10 +268,12 @@ impl Evals {
                     .transition_run(
                         &project,
                         &id,
-                        &[RunStatus::Pending, RunStatus::Running],
-                        RunStatus::Error,
-                        &error.to_string(),
-                        now(),
+                        &RunChange {
+                            from: &[RunStatus::Pending, RunStatus::Running],
+                            to: RunStatus::Error,
+                            error: &error.to_string(),
+                            at: now(),
+                        },
                         None,
                     )
                     .await;
@@ -296,12 +298,13 @@ impl Evals {
         mut stopped: tokio::sync::watch::Receiver<bool>,
     ) -> Result<()> {
         let project = &ctx.project.id;
-        let running = [RunStatus::Pending];
-        if !self
-            .store
-            .transition_run(project, &run.id, &running, RunStatus::Running, "", now(), None)
-            .await?
-        {
+        let start = RunChange {
+            from: &[RunStatus::Pending],
+            to: RunStatus::Running,
+            error: "",
+            at: now(),
+        };
+        if !self.store.transition_run(project, &run.id, &start, None).await? {
             return Ok(()); // cancelled before it started
         }
         let target = run.target.clone();
@@ -363,9 +366,13 @@ impl Evals {
         } else {
             RunStatus::Failed
         };
-        self.store
-            .transition_run(project, &run.id, &[RunStatus::Running], end, "", now(), None)
-            .await?;
+        let change = RunChange {
+            from: &[RunStatus::Running],
+            to: end,
+            error: "",
+            at: now(),
+        };
+        self.store.transition_run(project, &run.id, &change, None).await?;
         Ok(())
     }
 
@@ -561,10 +568,12 @@ impl Evals {
             .transition_run(
                 &ctx.project.id,
                 id,
-                &[RunStatus::Pending, RunStatus::Running],
-                RunStatus::Cancelled,
-                "",
-                now(),
+                &RunChange {
+                    from: &[RunStatus::Pending, RunStatus::Running],
+                    to: RunStatus::Cancelled,
+                    error: "",
+                    at: now(),
+                },
                 Some(&audit),
             )
             .await?;

@@ -8,6 +8,16 @@ use crate::error::StoreResult;
 use crate::ids::{AgentId, EvalRunId, ProjectId};
 use crate::time::Timestamp;
 
+/// A run's move from one of `from` to `to`, at `at`, with `error` (empty
+/// unless `to` is `error`).
+#[derive(Debug, Clone, Copy)]
+pub struct RunChange<'a> {
+    pub from: &'a [RunStatus],
+    pub to: RunStatus,
+    pub error: &'a str,
+    pub at: Timestamp,
+}
+
 #[async_trait]
 pub trait EvalStore: Send + Sync {
     /// Inserts a new run with its audit entry.
@@ -20,10 +30,7 @@ pub trait EvalStore: Send + Sync {
         &self,
         project_id: &ProjectId,
         id: &EvalRunId,
-        from: &[RunStatus],
-        to: RunStatus,
-        error: &str,
-        at: Timestamp,
+        change: &RunChange<'_>,
         audit: Option<&NewAudit>,
     ) -> StoreResult<bool>;
     /// Records a case's result and updates the run's `passed`, `failed` and
