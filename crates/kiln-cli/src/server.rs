@@ -18,6 +18,7 @@ use kiln_core::llm::{Embedder, SettingMap};
 use kiln_core::rag::{Rag, RagSetup};
 use kiln_core::runtime::{AgentRuntime, RuntimeSetup};
 use kiln_core::sandbox::Sandbox;
+use kiln_core::schedules::Schedules;
 use kiln_core::usage::UsageLog;
 use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig, Services};
@@ -74,6 +75,7 @@ pub struct RunningServer {
     pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
     pub evals: Arc<Evals>,
+    pub schedules: Arc<Schedules>,
     pub store: Arc<SqlStore>,
     usage: Arc<UsageLog>,
     /// The key minted on first start with an empty store, if this was it.
@@ -214,6 +216,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         gateway.clone(),
         options.evals.clone(),
     ));
+    let schedules = Arc::new(Schedules::new(store.clone(), runtime.clone(), control.clone()));
     let bootstrap = control
         .bootstrap()
         .await
@@ -229,6 +232,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             agents: agents.clone(),
             runtime: runtime.clone(),
             evals: evals.clone(),
+            schedules: schedules.clone(),
         }),
         &ServerConfig {
             body_limit: options.body_limit,
@@ -268,6 +272,11 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             .clone()
             .run_agent_upkeep(shutdown.clone().cancelled_owned()),
     ));
+    workers.push(tokio::spawn(
+        schedules
+            .clone()
+            .run_scheduler(shutdown.clone().cancelled_owned()),
+    ));
     // Load the search structures now rather than on the first search.
     let warm = rag.clone();
     workers.push(tokio::spawn(async move {
@@ -293,6 +302,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         agents,
         runtime,
         evals,
+        schedules,
         store,
         usage,
         bootstrap,

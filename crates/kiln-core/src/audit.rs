@@ -128,4 +128,7 @@ pub mod actions {
     pub const AGENT_SETTINGS_UPDATE: &str = "agent.settings.update";
     pub const EVAL_RUN_START: &str = "eval_run.start";
     pub const EVAL_RUN_CANCEL: &str = "eval_run.cancel";
+    pub const SCHEDULE_CREATE: &str = "scheduled_run.create";
+    pub const SCHEDULE_UPDATE: &str = "scheduled_run.update";
+    pub const SCHEDULE_DELETE: &str = "scheduled_run.delete";
 }

@@ -27,6 +27,7 @@ pub enum EntityKind {
     EvalSuite,
     EvalCase,
     EvalRun,
+    Schedule,
     Skill,
 }
 
@@ -49,6 +50,7 @@ impl fmt::Display for EntityKind {
             EntityKind::EvalSuite => "eval suite",
             EntityKind::EvalCase => "eval case",
             EntityKind::EvalRun => "eval run",
+            EntityKind::Schedule => "scheduled run",
             EntityKind::Skill => "skill",
         })
     }

@@ -79,4 +79,5 @@ define_id!(
     AgentVersionId,
     EvalRunId,
     EvalResultId,
+    ScheduleId,
 );

@@ -38,6 +38,7 @@ pub mod project;
 pub mod rag;
 pub mod runtime;
 pub mod sandbox;
+pub mod schedules;
 pub mod template;
 pub mod time;
 pub mod usage;

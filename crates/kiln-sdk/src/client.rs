@@ -94,6 +94,11 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/sdk/eval-suites"),
     ("GET", "/api/sdk/eval-suites/{id}"),
     ("GET", "/api/sdk/eval-suites/{id}/versions"),
+    ("GET", "/api/sdk/scheduled-runs"),
+    ("POST", "/api/sdk/scheduled-runs"),
+    ("GET", "/api/sdk/scheduled-runs/{id}"),
+    ("PATCH", "/api/sdk/scheduled-runs/{id}"),
+    ("DELETE", "/api/sdk/scheduled-runs/{id}"),
     ("GET", "/api/sdk/agent-configs"),
     ("GET", "/api/sdk/agent-configs/{id}"),
     ("POST", "/v1/chat/completions"),
@@ -592,6 +597,46 @@ impl Client {
     /// `GET /api/sdk/eval-suites/{id}/versions`: newest first.
     pub async fn list_eval_suite_versions(&self, id: &str) -> Result<Vec<EvalSuiteVersion>, Error> {
         self.get(&format!("/api/sdk/eval-suites/{}/versions", segment(id)))
+            .await
+    }
+
+    /// `GET /api/sdk/scheduled-runs`.
+    pub async fn list_scheduled_runs(&self) -> Result<Vec<ScheduledRun>, Error> {
+        Ok(self
+            .get::<ScheduledRunList>("/api/sdk/scheduled-runs")
+            .await?
+            .scheduled_runs)
+    }
+
+    /// `POST /api/sdk/scheduled-runs`.
+    pub async fn create_scheduled_run(&self, input: &CreateScheduledRun) -> Result<ScheduledRun, Error> {
+        self.with_body(Method::POST, "/api/sdk/scheduled-runs", input)
+            .await
+    }
+
+    /// `GET /api/sdk/scheduled-runs/{id}`.
+    pub async fn get_scheduled_run(&self, id: &str) -> Result<ScheduledRun, Error> {
+        self.get(&format!("/api/sdk/scheduled-runs/{}", segment(id)))
+            .await
+    }
+
+    /// `PATCH /api/sdk/scheduled-runs/{id}`.
+    pub async fn update_scheduled_run(
+        &self,
+        id: &str,
+        changes: &UpdateScheduledRun,
+    ) -> Result<ScheduledRun, Error> {
+        self.with_body(
+            Method::PATCH,
+            &format!("/api/sdk/scheduled-runs/{}", segment(id)),
+            changes,
+        )
+        .await
+    }
+
+    /// `DELETE /api/sdk/scheduled-runs/{id}`.
+    pub async fn delete_scheduled_run(&self, id: &str) -> Result<(), Error> {
+        self.delete(&format!("/api/sdk/scheduled-runs/{}", segment(id)))
             .await
     }
 

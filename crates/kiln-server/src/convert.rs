@@ -870,6 +870,26 @@ pub(crate) fn eval_result(r: kiln_core::evals::EvalResult) -> api::EvalResult {
     }
 }
 
+pub(crate) fn schedule(s: kiln_core::schedules::ScheduledRun) -> api::ScheduledRun {
+    let project_id = s.project_id.into_string();
+    api::ScheduledRun {
+        id: s.id.into_string(),
+        app_id: project_id.clone(),
+        project_id,
+        agent_session_id: s.session_id.into_string(),
+        name: s.name,
+        cron_expression: s.cron_expression,
+        message: s.message,
+        enabled: s.enabled,
+        last_run_at: s.last_run_at,
+        next_run_at: s.next_run_at,
+        run_count: s.run_count,
+        last_error: s.last_error,
+        created_at: s.created_at,
+        updated_at: s.updated_at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@ use kiln_core::evals::Evals;
 use kiln_core::gateway::LlmGateway;
 use kiln_core::rag::Rag;
 use kiln_core::runtime::AgentRuntime;
+use kiln_core::schedules::Schedules;
 
 /// Default request body limit for JSON bodies: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -51,6 +52,7 @@ pub struct AppState {
     pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
     pub evals: Arc<Evals>,
+    pub schedules: Arc<Schedules>,
     /// The OpenAPI document, rendered once the router is built.
     openapi_json: Arc<OnceLock<String>>,
 }
@@ -64,6 +66,7 @@ pub struct Services {
     pub agents: Arc<AgentConfigs>,
     pub runtime: Arc<AgentRuntime>,
     pub evals: Arc<Evals>,
+    pub schedules: Arc<Schedules>,
 }
 
 impl AppState {
@@ -75,6 +78,7 @@ impl AppState {
             agents: services.agents,
             runtime: services.runtime,
             evals: services.evals,
+            schedules: services.schedules,
             openapi_json: Arc::new(OnceLock::new()),
         }
     }
@@ -137,6 +141,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::agents::routes())
         .merge(routes::source::routes())
         .merge(routes::evals::routes())
+        .merge(routes::schedules::routes())
         .merge(routes::openai::routes())
         .merge(routes::legacy::routes())
 }

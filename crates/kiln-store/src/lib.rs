@@ -1,6 +1,6 @@
 //! The sqlx adapter for every storage port of `kiln-core` (`ControlStore`,
 //! `UsageStore`, `GatewayStore`, `RagStore`, `AgentConfigStore`,
-//! `AgentStore`, `EvalStore`), over SQLite or
+//! `AgentStore`, `EvalStore`, `ScheduleStore`), over SQLite or
 //! PostgreSQL.
 //!
 //! One implementation serves both databases: each method's SQL is written
@@ -27,6 +27,7 @@ mod event_log;
 mod gateway;
 mod rag;
 mod rows;
+mod schedules;
 
 pub use connect::{SqlStore, redact_url};
 pub use db::DatabaseKind;

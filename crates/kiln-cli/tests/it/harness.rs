@@ -153,11 +153,16 @@ impl TestApp {
     /// Another server on the same database, with its own (empty) search
     /// directory: a replica. Its client uses this app's key.
     pub async fn replica(&self, ingest_workers: usize) -> (RunningServer, Client, tempfile::TempDir) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = TestOptions {
+        self.replica_with(TestOptions {
             ingest_workers,
             ..TestOptions::default()
-        };
+        })
+        .await
+    }
+
+    /// A replica started with `options` (the same providers, say).
+    pub async fn replica_with(&self, options: TestOptions) -> (RunningServer, Client, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
         let server = start_server(&self.database_url, dir.path(), &options).await;
         let client = Client::new(&server.base_url(), &self.key).unwrap();
         (server, client, dir)

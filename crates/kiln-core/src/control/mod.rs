@@ -289,6 +289,28 @@ impl ControlPlane {
         Ok(ctx)
     }
 
+    /// The context a background job acts in for the key that set it up
+    /// (a schedule's creator): an error once the key is revoked or gone.
+    pub async fn context_of_key(&self, key_id: &ApiKeyId) -> Result<AuthContext> {
+        let key = self
+            .store
+            .api_key_by_id(key_id)
+            .await?
+            .filter(|k| k.revoked_at.is_none())
+            .ok_or_else(|| Error::Unauthorized(format!("API key `{key_id}` has been revoked")))?;
+        let project = self
+            .store
+            .list_projects()
+            .await?
+            .into_iter()
+            .find(|p| p.id == key.project_id)
+            .ok_or_else(|| Error::not_found(EntityKind::Project, &key.project_id))?;
+        Ok(AuthContext {
+            key_id: key.id,
+            project,
+        })
+    }
+
     // ---- project endpoints ----
 
     pub async fn metrics(&self, ctx: &AuthContext) -> Result<ProjectMetrics> {
