@@ -25,9 +25,13 @@ pub mod event_types {
     pub const INPUT_REQUEST: &str = "input_request";
     pub const ERROR: &str = "error";
     pub const DONE: &str = "done";
+    /// First on a studio replay's stream: `content` and `args.session_id`
+    /// are the new session, `args.source_session_id` and `args.from_step`
+    /// what it replays.
+    pub const REPLAY_STARTED: &str = "replay_started";
 
     /// Every type Kiln emits.
-    pub const ALL: [&str; 11] = [
+    pub const ALL: [&str; 12] = [
         USER_MESSAGE,
         SANDBOX_EVENT,
         EXECUTE_JS,
@@ -39,6 +43,7 @@ pub mod event_types {
         INPUT_REQUEST,
         ERROR,
         DONE,
+        REPLAY_STARTED,
     ];
 }
 

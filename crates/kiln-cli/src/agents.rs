@@ -9,6 +9,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Subcommand;
 use futures::StreamExt;
 use kiln_sdk::api::{AgentSession, CreateSession, EventSummary};
@@ -177,6 +178,11 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let render = Render::new(args.json);
     let outcome = turn(&client, &session_id, &message, fresh, &render).await?;
+    finish(&client, &session_id, outcome).await
+}
+
+/// Reports how a turn ended (stderr) and the exit status.
+async fn finish(client: &Client, session_id: &str, outcome: Outcome) -> anyhow::Result<()> {
     let hint = format!("session {session_id}: continue with `kiln run --session {session_id} MESSAGE`");
     match outcome {
         Outcome::Done(summary) => {
@@ -201,12 +207,12 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         Outcome::Interrupted => {
             eprintln!("interrupted: cancelling the turn");
-            cancel(&client, &session_id).await;
+            cancel(client, session_id).await;
             let _ = std::io::stdout().flush();
             std::process::exit(130);
         }
         Outcome::NoAnswer => {
-            cancel(&client, &session_id).await;
+            cancel(client, session_id).await;
             anyhow::bail!(
                 "standard input closed before the agent's question was answered; the turn was cancelled"
             )
@@ -272,12 +278,24 @@ async fn turn(
     fresh: bool,
     render: &Render,
 ) -> anyhow::Result<Outcome> {
+    let started = tokio::select! {
+        started = client.run_agent(session_id, message) => started?,
+        () = ctrl_c() => return Ok(Outcome::Interrupted),
+    };
+    play(client, session_id, started, fresh, render).await
+}
+
+/// Plays a started turn's stream: renders its events, answers its
+/// questions from stdin, resumes once if the stream is cut.
+async fn play(
+    client: &Client,
+    session_id: &str,
+    mut stream: AgentEventStream,
+    fresh: bool,
+    render: &Render,
+) -> anyhow::Result<Outcome> {
     let interrupt = ctrl_c();
     tokio::pin!(interrupt);
-    let mut stream = tokio::select! {
-        started = client.run_agent(session_id, message) => started?,
-        () = &mut interrupt => return Ok(Outcome::Interrupted),
-    };
     let mut resumed = false;
     let mut pending: Option<InputRequest> = None;
     let mut lines: Option<mpsc::Receiver<String>> = None;
@@ -498,6 +516,11 @@ impl Render {
                 }
             }
             TurnEventKind::Response { content, .. } => self.out(content),
+            TurnEventKind::ReplayStarted {
+                session_id,
+                source_session_id,
+                from_step,
+            } => eprintln!("replay of {source_session_id} from step {from_step}: session {session_id}"),
             // Shown by `ask`; terminal events by the caller.
             TurnEventKind::InputRequest(_) | TurnEventKind::Error { .. } | TurnEventKind::Done(_) => {}
             TurnEventKind::Other => {
@@ -720,4 +743,120 @@ mod tests {
         assert_eq!(default_title("hello\nworld"), "hello");
         assert_eq!(default_title(&"x".repeat(100)).chars().count(), 60);
     }
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct TraceArgs {
+    /// The session's id.
+    session: String,
+    /// Print the complete system prompt the session's turns see.
+    #[arg(long)]
+    prompt: bool,
+    /// Print the trace as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// `kiln trace SESSION`: every step of a session, in full, with its time
+/// and tokens (from the studio's trace).
+pub(crate) async fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    let trace = args.remote.client()?.get_studio_trace(&args.session).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&trace)?);
+        return Ok(());
+    }
+    let s = &trace.session;
+    let t = s.prompt_tokens + s.completion_tokens;
+    println!(
+        "session {}  {}  model {}  {} steps  {} tokens  {} ms",
+        s.id, s.status, s.model, s.step_count, t, s.duration_ms
+    );
+    println!("tools: {}", trace.tools.join(", "));
+    if args.prompt {
+        println!("--- system prompt ---\n{}\n---", trace.system_prompt.trim_end());
+    } else {
+        println!(
+            "system prompt: {} characters (--prompt prints it)",
+            trace.system_prompt.chars().count()
+        );
+    }
+    for step in &trace.steps {
+        let tokens = step.prompt_tokens + step.completion_tokens;
+        let tool = if step.tool_name.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", step.tool_name)
+        };
+        let tokens = if tokens > 0 {
+            format!("  {tokens} tokens")
+        } else {
+            String::new()
+        };
+        println!(
+            "\n#{} {}{tool}  +{} ms{tokens}",
+            step.step_index, step.step_type, step.duration_ms
+        );
+        let content = if step.content.is_empty() && !is_empty_json(&step.tool_args) {
+            compact(&step.tool_args)
+        } else {
+            step.content.clone()
+        };
+        match step.step_type.as_str() {
+            "user_message" => println!("> {}", indent(&content)),
+            "execute_js" => println!("```js\n{}\n```", content.trim_end()),
+            "execute_js_result" | "tool_result" => println!("→ {}", indent(&content)),
+            "input_request" => println!("[input] {}", indent(&content)),
+            _ => println!("{}", content.trim_end()),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct ReplayArgs {
+    /// The session to replay.
+    session: String,
+    /// The step to replay from (`kiln trace` numbers them): the turns before
+    /// its turn are copied into a new session, and its turn runs again.
+    #[arg(long = "from", value_name = "N")]
+    from_step: i64,
+    /// Another message for the replayed turn.
+    #[arg(long, value_name = "TEXT")]
+    message: Option<String>,
+    /// Another system prompt for the new session.
+    #[arg(long = "system", value_name = "TEXT")]
+    system_prompt: Option<String>,
+    /// Print each event as a JSON line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    remote: RemoteArgs,
+}
+
+/// `kiln replay SESSION --from N`: streams the replay like `kiln run`.
+pub(crate) async fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    let client = args.remote.client()?;
+    let request = kiln_sdk::api::ReplayRequest {
+        from_step: Some(args.from_step),
+        system_prompt: args.system_prompt,
+        message: args.message,
+    };
+    let mut stream = client.replay_session(&args.session, &request).await?;
+    let render = Render::new(args.json);
+    let first = stream
+        .next()
+        .await
+        .context("the replay's stream ended before it started")??;
+    render.event(&first);
+    let TurnEventKind::ReplayStarted { session_id, .. } = &first.kind else {
+        anyhow::bail!(
+            "the server did not start a replay (its first event was `{}`)",
+            first.raw.kind
+        );
+    };
+    let session_id = session_id.clone();
+    let outcome = play(&client, &session_id, stream, true, &render).await?;
+    finish(&client, &session_id, outcome).await
 }

@@ -56,6 +56,10 @@ enum Command {
     Search(docs::SearchArgs),
     /// Run one agent turn, streaming its steps as they happen (creates a session unless --session).
     Run(agents::RunArgs),
+    /// Show a session's steps in full: code, results, inputs, timings, tokens.
+    Trace(agents::TraceArgs),
+    /// Replay a session from a step into a new session, streamed like `run`.
+    Replay(agents::ReplayArgs),
     /// List, show and delete agent sessions.
     #[command(subcommand)]
     Sessions(agents::SessionsCommand),
@@ -256,6 +260,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mcp(command) => {
             init_logging(LogFormat::Text, "warn");
             code::mcp(command).await
+        }
+        Command::Trace(args) => {
+            init_logging(LogFormat::Text, "warn");
+            agents::trace(args).await
+        }
+        Command::Replay(args) => {
+            init_logging(LogFormat::Text, "warn");
+            agents::replay(args).await
         }
         Command::Eval(command) => {
             init_logging(LogFormat::Text, "warn");

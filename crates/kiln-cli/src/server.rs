@@ -19,6 +19,7 @@ use kiln_core::rag::{Rag, RagSetup};
 use kiln_core::runtime::{AgentRuntime, RuntimeSetup};
 use kiln_core::sandbox::Sandbox;
 use kiln_core::schedules::Schedules;
+use kiln_core::studio::Studio;
 use kiln_core::usage::UsageLog;
 use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig, Services};
@@ -233,6 +234,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             runtime: runtime.clone(),
             evals: evals.clone(),
             schedules: schedules.clone(),
+            studio: Arc::new(Studio::new(runtime.clone(), gateway.clone())),
         }),
         &ServerConfig {
             body_limit: options.body_limit,

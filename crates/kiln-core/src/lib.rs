@@ -39,6 +39,7 @@ pub mod rag;
 pub mod runtime;
 pub mod sandbox;
 pub mod schedules;
+pub mod studio;
 pub mod template;
 pub mod time;
 pub mod usage;

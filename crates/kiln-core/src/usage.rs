@@ -24,6 +24,8 @@ pub enum CallSource {
     Agent,
     /// The eval judge.
     Eval,
+    /// Studio analyze.
+    Studio,
 }
 
 impl CallSource {
@@ -34,6 +36,7 @@ impl CallSource {
             CallSource::OpenAi => "openai",
             CallSource::Agent => "agent",
             CallSource::Eval => "eval",
+            CallSource::Studio => "studio",
         }
     }
 }

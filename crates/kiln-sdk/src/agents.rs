@@ -34,7 +34,7 @@ use serde_json::{Map, Value};
 use kiln_api::sse::{SseDecoder, SseEvent};
 use kiln_api::{
     AgentEvent, AgentSession, CancelResult, CreateSession, EventSummary, EventTokens, InputAnswer, PageQuery,
-    RunAgent, SessionDetail, SessionList, SystemPrompt, event_types,
+    ReplayRequest, RunAgent, SessionDetail, SessionList, SystemPrompt, event_types,
 };
 
 use crate::client::{Client, segment};
@@ -134,6 +134,12 @@ pub enum TurnEventKind {
     Error { message: String, code: Option<String> },
     /// Terminal: the turn finished.
     Done(EventSummary),
+    /// First on a studio replay: the new session and what it replays.
+    ReplayStarted {
+        session_id: String,
+        source_session_id: String,
+        from_step: i64,
+    },
     /// A type this SDK does not know: opaque and never terminal (read
     /// [`TurnEvent::raw`]).
     Other,
@@ -215,6 +221,14 @@ impl TurnEvent {
                 steps: 0,
                 tokens: EventTokens::default(),
             })),
+            event_types::REPLAY_STARTED => TurnEventKind::ReplayStarted {
+                session_id: string_arg(args, "session_id").unwrap_or_else(content),
+                source_session_id: string_arg(args, "source_session_id").unwrap_or_default(),
+                from_step: args
+                    .and_then(|a| a.get("from_step"))
+                    .and_then(Value::as_i64)
+                    .unwrap_or_default(),
+            },
             _ => TurnEventKind::Other,
         };
         TurnEvent { seq, kind, raw }
@@ -484,6 +498,21 @@ impl Client {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i64>().ok());
         Ok(AgentEventStream::from_response(id, cursor, response))
+    }
+
+    /// `POST /api/sdk/studio/{id}/replay`: replays the session from a step
+    /// into a new session, streamed like [`Client::run_agent`]; the first
+    /// event is [`TurnEventKind::ReplayStarted`] with the new session's id
+    /// (resume a dropped replay with `resume_events` on that id).
+    pub async fn replay_session(&self, id: &str, request: &ReplayRequest) -> Result<AgentEventStream, Error> {
+        let response = self
+            .send(
+                self.request(Method::POST, &format!("/api/sdk/studio/{}/replay", segment(id)))
+                    .header(ACCEPT, "text/event-stream")
+                    .json(request),
+            )
+            .await?;
+        Ok(AgentEventStream::from_response(id, None, response))
     }
 
     /// `POST /api/sdk/agents/{id}/input`: answers an `input_request`

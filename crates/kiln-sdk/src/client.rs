@@ -94,6 +94,9 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/sdk/eval-suites"),
     ("GET", "/api/sdk/eval-suites/{id}"),
     ("GET", "/api/sdk/eval-suites/{id}/versions"),
+    ("GET", "/api/sdk/studio/{id}"),
+    ("POST", "/api/sdk/studio/{id}/replay"),
+    ("POST", "/api/sdk/studio/{id}/analyze"),
     ("GET", "/api/sdk/scheduled-runs"),
     ("POST", "/api/sdk/scheduled-runs"),
     ("GET", "/api/sdk/scheduled-runs/{id}"),
@@ -598,6 +601,26 @@ impl Client {
     pub async fn list_eval_suite_versions(&self, id: &str) -> Result<Vec<EvalSuiteVersion>, Error> {
         self.get(&format!("/api/sdk/eval-suites/{}/versions", segment(id)))
             .await
+    }
+
+    /// `GET /api/sdk/studio/{id}`: the session's trace.
+    pub async fn get_studio_trace(&self, session_id: &str) -> Result<StudioTrace, Error> {
+        self.get(&format!("/api/sdk/studio/{}", segment(session_id)))
+            .await
+    }
+
+    /// `POST /api/sdk/studio/{id}/analyze`.
+    pub async fn analyze_session(
+        &self,
+        session_id: &str,
+        request: &AnalyzeRequest,
+    ) -> Result<StudioFixSuggestion, Error> {
+        self.with_body(
+            Method::POST,
+            &format!("/api/sdk/studio/{}/analyze", segment(session_id)),
+            request,
+        )
+        .await
     }
 
     /// `GET /api/sdk/scheduled-runs`.

@@ -38,6 +38,7 @@ use kiln_core::gateway::LlmGateway;
 use kiln_core::rag::Rag;
 use kiln_core::runtime::AgentRuntime;
 use kiln_core::schedules::Schedules;
+use kiln_core::studio::Studio;
 
 /// Default request body limit for JSON bodies: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -53,6 +54,7 @@ pub struct AppState {
     pub runtime: Arc<AgentRuntime>,
     pub evals: Arc<Evals>,
     pub schedules: Arc<Schedules>,
+    pub studio: Arc<Studio>,
     /// The OpenAPI document, rendered once the router is built.
     openapi_json: Arc<OnceLock<String>>,
 }
@@ -67,6 +69,7 @@ pub struct Services {
     pub runtime: Arc<AgentRuntime>,
     pub evals: Arc<Evals>,
     pub schedules: Arc<Schedules>,
+    pub studio: Arc<Studio>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             runtime: services.runtime,
             evals: services.evals,
             schedules: services.schedules,
+            studio: services.studio,
             openapi_json: Arc::new(OnceLock::new()),
         }
     }
@@ -142,6 +146,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::source::routes())
         .merge(routes::evals::routes())
         .merge(routes::schedules::routes())
+        .merge(routes::studio::routes())
         .merge(routes::openai::routes())
         .merge(routes::legacy::routes())
 }

@@ -13,7 +13,7 @@ backends!(init_deploy_and_run_an_agent_from_the_terminal);
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
 /// Runs `kiln ARGS` in `dir` against the app; (success, stdout, stderr).
-async fn kiln(app: &TestApp, dir: &Path, args: &[&str]) -> (bool, String, String) {
+pub(crate) async fn kiln(app: &TestApp, dir: &Path, args: &[&str]) -> (bool, String, String) {
     let mut command = Command::new(KILN);
     command
         .args(args)

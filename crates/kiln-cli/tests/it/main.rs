@@ -29,5 +29,6 @@ mod schedules;
 mod search;
 mod skills;
 mod source;
+mod studio;
 mod templates;
 mod vaults;

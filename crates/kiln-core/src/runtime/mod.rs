@@ -24,6 +24,7 @@ mod history;
 mod host;
 pub(crate) mod hub;
 pub mod prompt;
+pub mod replay;
 pub mod sessions;
 mod turn;
 

@@ -146,7 +146,7 @@ async fn run_turn(
 ) -> Result<Response, ApiError> {
     let id = SessionId::from_string(id);
     let (cursor, events) = state.runtime.run_turn(&ctx, &id, &body.message).await?;
-    let mut response = event_stream(id, events);
+    let mut response = event_stream(id, events, None);
     response
         .headers_mut()
         .insert(kiln_api::EVENT_CURSOR_HEADER, HeaderValue::from(cursor));
@@ -224,12 +224,19 @@ async fn follow_events(
     };
     let id = SessionId::from_string(id);
     let events = state.runtime.follow_events(&ctx, &id, after).await?;
-    Ok(event_stream(id, events))
+    Ok(event_stream(id, events, None))
 }
 
-/// The SSE response of a reader.
-fn event_stream(id: SessionId, events: EventFollow) -> Response {
+/// The SSE response of a reader; `first`, when given, goes out before the
+/// session's events (without an `id:`: it is not in the session's log).
+pub(crate) fn event_stream(
+    id: SessionId,
+    events: EventFollow,
+    first: Option<kiln_api::AgentEvent>,
+) -> Response {
     let session_id = id.into_string();
+    let first = first
+        .map(|wire| Ok::<Event, Infallible>(Event::default().event(wire.kind.clone()).data(data_line(wire))));
     let events = events.map(move |item| {
         let event = match item {
             FollowItem::Event(stored) => {
@@ -244,6 +251,7 @@ fn event_stream(id: SessionId, events: EventFollow) -> Response {
         };
         Ok::<Event, Infallible>(event)
     });
+    let events = futures::stream::iter(first).chain(events);
     let mut response = Sse::new(events).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -12,6 +12,7 @@ pub(crate) mod openai;
 pub(crate) mod project;
 pub(crate) mod schedules;
 pub(crate) mod source;
+pub(crate) mod studio;
 pub(crate) mod system;
 pub(crate) mod templates;
 pub(crate) mod vaults;
