@@ -86,8 +86,7 @@ impl AgentRuntime {
         }
         let start = steps
             .iter()
-            .filter(|s| s.step_index <= from_step && s.step_type == EventKind::UserMessage)
-            .next_back()
+            .rfind(|s| s.step_index <= from_step && s.step_type == EventKind::UserMessage)
             .ok_or_else(out_of_range)?;
         let message = message
             .filter(|m| !m.trim().is_empty())
