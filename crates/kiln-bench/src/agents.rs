@@ -194,7 +194,7 @@ pub(crate) struct Bench {
     pub(crate) client: Client,
     /// The bootstrap key the client uses.
     pub(crate) key: String,
-    fake: FakeProvider,
+    pub(crate) fake: FakeProvider,
     database: Database,
 }
 
@@ -799,7 +799,7 @@ pub(crate) struct CpuMeter {
 
 /// What [`CpuMeter`] saw: cores in use on average.
 pub(crate) struct CpuUse {
-    own_cores: Option<f64>,
+    pub(crate) own_cores: Option<f64>,
     other_cores: Option<f64>,
     load: String,
 }

@@ -18,6 +18,7 @@ use clap::{Parser, Subcommand};
 use hdrhistogram::Histogram;
 
 mod agents;
+mod evals;
 mod mcp;
 mod rag;
 mod source;
@@ -50,6 +51,10 @@ enum Command {
     /// MCP: one tool call over streamable HTTP, HTTP+SSE and stdio against a
     /// local server, and `/mcp` tool calls per second against Kiln.
     Mcp(mcp::McpArgs),
+    /// Evals and schedules: an eval run of N cases (cases/s, CPU per case),
+    /// and the scheduler with 10,000 schedules (idle CPU per minute, firing
+    /// delay after the minute starts).
+    Evals(evals::EvalsArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -121,6 +126,7 @@ fn main() -> anyhow::Result<()> {
             Command::Agents(args) => agents::agents(args).await,
             Command::Source(args) => source::source(args).await,
             Command::Mcp(args) => mcp::mcp(args).await,
+            Command::Evals(args) => evals::evals(args).await,
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
                 println!(
