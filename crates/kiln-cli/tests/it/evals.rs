@@ -253,16 +253,31 @@ async fn evals_gate_an_agent(app: &TestApp, fake: &FakeProvider) {
         "{:?}",
         detail.results[0]
     );
+    // Cancelled halfway: the case that ended is kept.
+    c.sync_source(&manifest(&[(
+        "evals/two.json",
+        r#"[{"name": "quick", "prompt": "Hi", "type": "contains", "config": {"value": "hi"}},
+            {"name": "stuck", "prompt": "Hello", "type": "contains", "config": {"value": "hi"}}]"#,
+    )]))
+    .await
+    .unwrap();
+    fake.push(Reply::text("hi there"));
     fake.push(Reply::hang());
     let stopped = c.start_eval_run(&agent_id, true).await.unwrap();
+    for _ in 0..200 {
+        if !c.get_eval_run(&stopped.id).await.unwrap().results.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let cancelled = c.cancel_eval_run(&stopped.id).await.unwrap();
     assert_eq!(cancelled.status, "cancelled");
     let detail = finished(app, &stopped.id).await;
-    assert_eq!(
-        (detail.run.status.as_str(), detail.results.len()),
-        ("cancelled", 0)
-    );
+    assert_eq!(detail.run.status, "cancelled");
+    let kept: Vec<&str> = detail.results.iter().map(|r| r.case_name.as_str()).collect();
+    assert_eq!(kept, ["quick"]);
     assert!(detail.run.finished_at.is_some());
+    assert_eq!((detail.run.total_cases, detail.run.passed), (2, 1));
 
     // Another agent's suite can be pinned; an unknown one is 404; "" clears.
     api_err(
