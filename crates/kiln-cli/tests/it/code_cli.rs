@@ -90,6 +90,18 @@ async fn init_deploy_and_run_an_agent_from_the_terminal(app: &TestApp) {
         "{out}"
     );
 
+    // deploy --run-evals deploys, plays the example's case and waits: the
+    // offline model cannot greet back, so the gate fails and says so.
+    let (ok, out, err) = kiln(app, &project, &["deploy", "--run-evals"]).await;
+    assert!(!ok, "{out}\n{err}");
+    assert!(out.starts_with("support  1.0.2  "), "{out}");
+    assert!(err.contains("[1/1] greets  0/10"), "{err}");
+    assert!(out.contains("failed: 0 of 1 passed"), "{out}");
+    assert!(
+        err.contains("deployed, but the evals of support did not pass"),
+        "{err}"
+    );
+
     // Errors print like a compiler's: file:line:column, code, hint.
     let agent_file = project.join("kiln/agents/support/agent.jsonc");
     std::fs::write(
@@ -113,7 +125,7 @@ async fn init_deploy_and_run_an_agent_from_the_terminal(app: &TestApp) {
             .await
             .unwrap()
             .len(),
-        2
+        3
     );
 
     // Pull writes the live version back.

@@ -315,6 +315,25 @@ async fn evals_gate_an_agent(app: &TestApp, fake: &FakeProvider) {
         .await
         .unwrap();
     assert_eq!(pinned.eval_suite_id, Some(suite.id));
+
+    // A deploy with runEvals starts the advisory run and names it.
+    fake.push(Reply::text("hi"));
+    fake.push(Reply::text("hi again"));
+    let deployed = c
+        .deploy_source(&SourceDeployRequest {
+            project: "acme".into(),
+            run_evals: Some(true),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let run_id = deployed.agents[0].eval_run_id.clone().expect("a run started");
+    let detail = finished(app, &run_id).await;
+    assert_eq!(
+        (detail.run.status.as_str(), detail.run.suite_version.as_deref()),
+        ("passed", Some("1.0.1"))
+    );
+    assert_eq!(detail.results.len(), 2);
 }
 
 async fn run(backend: Backend) {
