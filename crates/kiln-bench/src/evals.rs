@@ -86,9 +86,11 @@ pub(crate) async fn evals(args: EvalsArgs) -> anyhow::Result<()> {
     let used = cpu.stop();
     anyhow::ensure!(
         detail.run.status == "passed" && detail.results.len() == args.cases,
-        "the run ended {} with {} results",
+        "the run ended {} with {} results: {} {:?}",
         detail.run.status,
-        detail.results.len()
+        detail.results.len(),
+        detail.run.error,
+        detail.results.first().map(|r| &r.error)
     );
     let cores = used.own_cores.unwrap_or(0.0);
     println!(

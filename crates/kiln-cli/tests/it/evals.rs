@@ -263,9 +263,13 @@ async fn evals_gate_an_agent(app: &TestApp, fake: &FakeProvider) {
     .unwrap();
     fake.push(Reply::text("hi there"));
     fake.push(Reply::hang());
+    let asked = fake.request_count();
     let stopped = c.start_eval_run(&agent_id, true).await.unwrap();
-    for _ in 0..200 {
-        if !c.get_eval_run(&stopped.id).await.unwrap().results.is_empty() {
+    // Cancel once the first case is recorded and the second one's turn
+    // has reached the (hanging) model.
+    for _ in 0..300 {
+        let recorded = !c.get_eval_run(&stopped.id).await.unwrap().results.is_empty();
+        if recorded && fake.request_count() >= asked + 2 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -334,6 +338,56 @@ async fn evals_gate_an_agent(app: &TestApp, fake: &FakeProvider) {
         ("passed", Some("1.0.1"))
     );
     assert_eq!(detail.results.len(), 2);
+}
+
+/// At the default concurrency (several cases at once, each a session with
+/// its writes) every case ends and is recorded.
+async fn cases_run_at_once(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let cases: Vec<String> = (0..12)
+        .map(|i| format!(r#"{{"name": "c{i}", "prompt": "Question {i}", "type": "contains", "config": {{"value": "ok"}}}}"#))
+        .collect();
+    let json = format!("[{}]", cases.join(","));
+    let synced = c
+        .sync_source(&manifest(&[("evals/many.json", &json)]))
+        .await
+        .unwrap();
+    c.deploy_source(&SourceDeployRequest {
+        project: "acme".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    fake.set_default(Reply::text("ok"));
+    let run = c.start_eval_run(&synced.agents[0].agent_id, false).await.unwrap();
+    let detail = finished(app, &run.id).await;
+    assert_eq!(
+        (detail.run.status.as_str(), detail.results.len()),
+        ("passed", 12),
+        "{detail:?}"
+    );
+    let mut names: Vec<&str> = detail.results.iter().map(|r| r.case_name.as_str()).collect();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), 12);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_run_at_once_sqlite() {
+    let fake = FakeProvider::start().await;
+    if let Some(app) = TestApp::start_with(Backend::Sqlite, fake_options(&fake)).await {
+        cases_run_at_once(&app, &fake).await;
+        app.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cases_run_at_once_postgres() {
+    let fake = FakeProvider::start().await;
+    if let Some(app) = TestApp::start_with(Backend::Postgres, fake_options(&fake)).await {
+        cases_run_at_once(&app, &fake).await;
+        app.stop().await;
+    }
 }
 
 async fn run(backend: Backend) {

@@ -309,7 +309,9 @@ impl Evals {
         }
         let target = run.target.clone();
         let mut cases = plan.cases.into_iter();
-        let mut in_flight = futures_util::stream::FuturesUnordered::new();
+        // Each case is a task of its own: a case must keep going (it may
+        // hold a database connection) while this loop records another.
+        let mut in_flight = tokio::task::JoinSet::new();
         let mut lease = tokio::time::interval(LEASE / 3);
         lease.tick().await;
         let mut cancelled = false;
@@ -323,13 +325,16 @@ impl Evals {
                     run.judge_model.clone(),
                     run.id.clone(),
                 );
-                in_flight.push(async move { evals.run_case(&ctx, &run_id, &target, &judge, case).await });
+                in_flight.spawn(async move { evals.run_case(&ctx, &run_id, &target, &judge, case).await });
             }
             if in_flight.is_empty() {
                 break;
             }
             tokio::select! {
-                Some(result) = in_flight.next() => {
+                Some(joined) = in_flight.join_next() => {
+                    let result = joined.map_err(|e| {
+                        Error::Store(crate::StoreError::Database(format!("an eval case's task failed: {e}")))
+                    })?;
                     self.store.add_result(project, &result).await?;
                 }
                 _ = lease.tick() => {
@@ -344,7 +349,7 @@ impl Evals {
             }
             if cancelled {
                 // Cases in flight are abandoned; what finished stays.
-                drop(std::mem::take(&mut in_flight));
+                in_flight.abort_all();
                 break;
             }
         }
