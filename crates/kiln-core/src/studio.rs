@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::evals::score::json_in;
 use crate::gateway::LlmGateway;
 use crate::ids::SessionId;
-use crate::llm::{ChatRequest, LlmError, Message, ProviderKind, Role};
+use crate::llm::{ChatRequest, LlmError, Message, Role};
 use crate::runtime::AgentRuntime;
 use crate::runtime::event::truncate_text;
 use crate::usage::CallSource;
@@ -136,24 +136,21 @@ impl Studio {
             trace.tools.join(", "),
         );
         let model = Some(trace.session.model.as_str()).filter(|m| !m.is_empty());
-        let (model_ref, _) = self.gateway.resolve_model(ctx, model).await?;
-        let mut request = ChatRequest {
+        let request = ChatRequest {
             messages: vec![Message::new(Role::System, system), Message::new(Role::User, user)],
             temperature: Some(0.2),
             ..Default::default()
         };
-        if matches!(
-            model_ref.provider,
-            ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Ollama
-        ) {
-            request.extra.insert(
-                "response_format".into(),
-                json!({ "type": "json_schema", "json_schema": { "name": "fix_suggestion", "strict": true, "schema": suggestion_schema() } }),
-            );
-        }
-        let (_, answer) = self
+        let (model_ref, answer) = self
             .gateway
-            .complete(ctx, Some(&model_ref.to_string()), request, CallSource::Studio)
+            .complete_structured(
+                ctx,
+                model,
+                request,
+                "fix_suggestion",
+                suggestion_schema(),
+                CallSource::Studio,
+            )
             .await?;
         parse_suggestion(&answer.content).map_err(|why| {
             Error::Upstream(LlmError::InvalidResponse {

@@ -115,6 +115,8 @@ async fn evals_gate_an_agent(app: &TestApp, fake: &FakeProvider) {
     assert_eq!(agent.eval_suite_id.as_deref(), Some(suite.id.as_str()));
     assert_eq!((suite.name.as_str(), suite.threshold), ("support", 0.8));
     assert_eq!(c.list_eval_suites().await.unwrap(), vec![suite.clone()]);
+    assert_eq!(c.get_eval_suite(&suite.id).await.unwrap(), suite);
+    api_err(c.get_eval_suite("nope").await, 404, "NOT_FOUND");
     let versions = c.list_eval_suite_versions(&suite.id).await.unwrap();
     assert_eq!(versions.len(), 1);
     assert_eq!(versions[0].semver, "1.0.0");

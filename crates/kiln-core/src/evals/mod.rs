@@ -32,7 +32,7 @@ use crate::auth::AuthContext;
 use crate::error::{EntityKind, Error, Refusal, Result};
 use crate::gateway::LlmGateway;
 use crate::ids::{AgentId, EvalResultId, EvalRunId, ProjectId, SessionId};
-use crate::llm::{ChatRequest, ProviderKind};
+use crate::llm::ChatRequest;
 use crate::runtime::{AgentRuntime, CreateSession, EventBody, FollowItem};
 use crate::time::{Timestamp, now};
 use crate::usage::CallSource;
@@ -523,30 +523,23 @@ impl Evals {
         case: &EvalCase,
         turn: &CaseTurn,
     ) -> std::result::Result<Judgement, String> {
-        let (model, _) = self
-            .gateway
-            .resolve_model(ctx, Some(judge))
-            .await
-            .map_err(|e| format!("the judge model is not usable: {e}"))?;
-        let mut request = ChatRequest {
+        let request = ChatRequest {
             messages: score::judge_messages(&case.spec, &turn.response, &turn.names),
             temperature: Some(0.0),
             ..Default::default()
         };
-        if matches!(
-            model.provider,
-            ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Ollama
-        ) {
-            request.extra.insert(
-                "response_format".into(),
-                json!({ "type": "json_schema", "json_schema": { "name": "judgement", "strict": true, "schema": score::judgement_schema() } }),
-            );
-        }
         let mut last = String::new();
         for _ in 0..2 {
             let (_, answer) = self
                 .gateway
-                .complete(ctx, Some(judge), request.clone(), CallSource::Eval)
+                .complete_structured(
+                    ctx,
+                    Some(judge),
+                    request.clone(),
+                    "judgement",
+                    score::judgement_schema(),
+                    CallSource::Eval,
+                )
                 .await
                 .map_err(|e| format!("the judge failed: {e}"))?;
             match score::parse_judgement(&answer.content) {

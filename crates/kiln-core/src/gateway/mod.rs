@@ -229,11 +229,7 @@ impl LlmGateway {
     /// Fields only OpenAI-compatible providers understand change the answer's
     /// form; refusing them beats silently dropping them.
     fn check_extras(model: &ModelRef, request: &ChatRequest) -> Result<()> {
-        let openai_compatible = matches!(
-            model.provider,
-            ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Ollama
-        );
-        if openai_compatible {
+        if model.provider.is_openai_compatible() {
             return Ok(());
         }
         let refused: Vec<&str> = [
@@ -276,6 +272,32 @@ impl LlmGateway {
     ) -> Result<(ModelRef, ChatResponse)> {
         let (model_ref, provider) = self.resolve_model(ctx, model).await?;
         Self::check_extras(&model_ref, &request)?;
+        request.model = model_ref.model.clone();
+        let response = provider.complete(&request).await?;
+        self.record_call(&ctx.project.id, source, &model_ref, response.usage);
+        Ok((model_ref, response))
+    }
+
+    /// A completion whose answer should be the JSON `schema` describes
+    /// (named `name`): OpenAI-compatible providers are asked for it with
+    /// `response_format`; others get the request as it is. Either way the
+    /// caller reads the JSON from the message's text.
+    pub async fn complete_structured(
+        &self,
+        ctx: &AuthContext,
+        model: Option<&str>,
+        mut request: ChatRequest,
+        name: &str,
+        schema: serde_json::Value,
+        source: CallSource,
+    ) -> Result<(ModelRef, ChatResponse)> {
+        let (model_ref, provider) = self.resolve_model(ctx, model).await?;
+        if model_ref.provider.is_openai_compatible() {
+            request.extra.insert(
+                "response_format".into(),
+                serde_json::json!({ "type": "json_schema", "json_schema": { "name": name, "strict": true, "schema": schema } }),
+            );
+        }
         request.model = model_ref.model.clone();
         let response = provider.complete(&request).await?;
         self.record_call(&ctx.project.id, source, &model_ref, response.usage);

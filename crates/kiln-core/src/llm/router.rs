@@ -36,6 +36,15 @@ impl ProviderKind {
         ProviderKind::Offline,
     ];
 
+    /// Speaks OpenAI's wire format, so takes its extra request fields
+    /// (`response_format`, `n`, ...).
+    pub fn is_openai_compatible(self) -> bool {
+        matches!(
+            self,
+            ProviderKind::OpenAi | ProviderKind::OpenRouter | ProviderKind::Ollama
+        )
+    }
+
     /// The prefix in `provider/model`.
     pub fn name(self) -> &'static str {
         match self {
