@@ -73,12 +73,7 @@ impl AgentConfigs {
         ctx: &AuthContext,
         agent: &AgentConfig,
     ) -> Result<Option<(DraftSpec, Timestamp)>> {
-        if let Some((_, _, spec)) = self
-            .store
-            .live_profile(&ctx.project.id, &agent.id)
-            .await?
-            .and_then(|(_, live)| live)
-        {
+        if let Some((_, spec)) = self.live_spec(ctx, &agent.id).await? {
             return Ok(Some((spec, agent.published_at.unwrap_or(agent.updated_at))));
         }
         Ok(self
@@ -240,19 +235,7 @@ impl AgentConfigs {
             ),
             Target::Live => None,
         };
-        let live = |a: &AgentConfig| {
-            let store = self.store.clone();
-            let (project, id) = (ctx.project.id.clone(), a.id.clone());
-            async move {
-                Ok::<_, Error>(
-                    store
-                        .live_profile(&project, &id)
-                        .await?
-                        .and_then(|(_, live)| live),
-                )
-            }
-        };
-        let agent_live = live(&agent).await?;
+        let agent_live = self.live_spec(ctx, &agent.id).await?;
         if target == Target::Live && agent_live.is_none() {
             return Err(Error::refused(
                 Refusal::NotDeployed,
@@ -264,7 +247,7 @@ impl AgentConfigs {
         }
         let agent_model = match (&draft, &agent_live) {
             (Some(d), _) => d.spec.model.clone(),
-            (None, Some((_, _, spec))) => spec.model.clone(),
+            (None, Some((_, spec))) => spec.model.clone(),
             (None, None) => String::new(),
         };
         let (suite_spec, suite_version, cases) = match (&draft, owner.id == agent.id) {
@@ -273,8 +256,8 @@ impl AgentConfigs {
                 None,
                 cases_of(&agent, d.spec.eval_cases.clone(), d.updated_at),
             ),
-            _ => match live(&owner).await? {
-                Some((version_id, _, spec)) => {
+            _ => match self.live_spec(ctx, &owner.id).await? {
+                Some((version_id, spec)) => {
                     let version = self.version_of(ctx, &version_id).await?;
                     let at = owner.published_at.unwrap_or(owner.updated_at);
                     (Some(spec.clone()), version, cases_of(&owner, spec.eval_cases, at))
@@ -290,6 +273,20 @@ impl AgentConfigs {
             cases,
             agent_model,
         })
+    }
+
+    /// The agent's live version and its spec, if it was deployed.
+    async fn live_spec(
+        &self,
+        ctx: &AuthContext,
+        agent_id: &AgentId,
+    ) -> Result<Option<(AgentVersionId, DraftSpec)>> {
+        Ok(self
+            .store
+            .live_profile(&ctx.project.id, agent_id)
+            .await?
+            .and_then(|(_, live)| live)
+            .map(|(version_id, _, spec)| (version_id, spec)))
     }
 
     async fn version_of(&self, ctx: &AuthContext, id: &AgentVersionId) -> Result<Option<String>> {
