@@ -98,6 +98,29 @@ pub enum Target {
     Draft,
 }
 
+impl Target {
+    /// `live` or `draft`, as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Live => "live",
+            Target::Draft => "draft",
+        }
+    }
+
+    /// A `target` as sent: `live` or `draft`; anything else is a 400 naming
+    /// the field.
+    pub fn parse(target: &str) -> Result<Target> {
+        match target {
+            "live" => Ok(Target::Live),
+            "draft" => Ok(Target::Draft),
+            other => Err(Error::validation(
+                format!("target must be `live` or `draft`, not `{other}`"),
+                Some("target"),
+            )),
+        }
+    }
+}
+
 /// What a session on an agent starts from: the version's (or draft's)
 /// persona, model, index scope and tools.
 #[derive(Debug, Clone, PartialEq)]

@@ -226,11 +226,7 @@ impl Evals {
             agent_id: plan.agent.id.clone(),
             suite_id: plan.suite.id.clone(),
             suite_version: plan.suite_version.clone(),
-            target: match target {
-                Target::Live => "live",
-                Target::Draft => "draft",
-            }
-            .to_owned(),
+            target: target.as_str().to_owned(),
             status: RunStatus::Pending,
             total_cases: plan.cases.len() as i64,
             passed: 0,

@@ -93,14 +93,10 @@ impl AgentRuntime {
     }
 
     pub async fn create_session(&self, ctx: &AuthContext, input: CreateSession) -> Result<Session> {
-        if let Some(target) = input.target.as_deref()
-            && !matches!(target, "live" | "draft")
-        {
-            return Err(Error::validation(
-                format!("target must be `live` or `draft`, not `{target}`"),
-                Some("target"),
-            ));
-        }
+        let target = match input.target.as_deref() {
+            Some(target) => Target::parse(target)?,
+            None => Target::Live,
+        };
         let agent_id = input
             .agent_id
             .as_deref()
@@ -111,10 +107,6 @@ impl AgentRuntime {
             .as_deref()
             .filter(|v| !v.is_empty())
             .map(AgentVersionId::from_string);
-        let target = match input.target.as_deref() {
-            Some("draft") => Target::Draft,
-            _ => Target::Live,
-        };
         if target == Target::Draft && agent_id.is_none() {
             return Err(Error::validation(
                 "target `draft` needs an agent_id",

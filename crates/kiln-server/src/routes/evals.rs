@@ -157,16 +157,9 @@ async fn start_agent_eval_run(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<EvalRunTarget>,
 ) -> Result<(StatusCode, Json<EvalRunEnvelope>), ApiError> {
-    let target = match query.target.as_deref() {
-        None | Some("") | Some("live") => Target::Live,
-        Some("draft") => Target::Draft,
-        Some(other) => {
-            return Err(kiln_core::Error::validation(
-                format!("target must be `live` or `draft`, not `{other}`"),
-                Some("target"),
-            )
-            .into());
-        }
+    let target = match query.target.as_deref().filter(|t| !t.is_empty()) {
+        Some(target) => Target::parse(target)?,
+        None => Target::Live,
     };
     let run = state
         .evals
