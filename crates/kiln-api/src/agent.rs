@@ -66,11 +66,14 @@ pub mod turn_error_codes {
     pub const INTERRUPTED: &str = "interrupted";
     /// The session was deleted while the turn ran.
     pub const SESSION_DELETED: &str = "session_deleted";
+    /// A client tool call got no result in time (`--agent-input-timeout-secs`).
+    pub const TOOL_TIMEOUT: &str = "tool_timeout";
     /// Something inside Kiln failed.
     pub const INTERNAL: &str = "internal_error";
 
     /// Every code Kiln emits.
-    pub const ALL: [&str; 9] = [
+    pub const ALL: [&str; 10] = [
+        TOOL_TIMEOUT,
         CANCELLED,
         STEP_LIMIT,
         TIME_LIMIT,
@@ -98,7 +101,7 @@ pub struct AgentSession {
     pub tools_config: Value,
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: Value,
-    /// `active`, `running`, `awaiting_input` or `error`.
+    /// `active`, `running`, `awaiting_input`, `awaiting_tool` or `error`.
     pub status: String,
     /// The search scope: `null` = every index of the project, `[]` = none.
     pub index_ids: Option<Vec<String>>,
@@ -160,6 +163,91 @@ pub struct CreateSession {
     /// Left out or `null`: every index; `[]`: no search.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index_ids: Option<Vec<String>>,
+    /// Kiln: tools the client runs. A call pauses the turn (`awaiting_tool`)
+    /// until `POST /agents/:id/tool-results` answers it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_tools: Option<Vec<ClientTool>>,
+    /// Kiln: webhooks told about the session's turns (at most 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhooks: Option<Vec<crate::webhook::WebhookConfig>>,
+}
+
+/// A tool the client runs, as the model sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ClientTool {
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// A JSON Schema of the arguments (an object schema); left out: no
+    /// arguments.
+    #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub parameters: Value,
+}
+
+/// `POST /agents/:id/tool-results`: exactly one of `result` and `error`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ToolResultBody {
+    #[serde(default)]
+    pub call_id: String,
+    /// The tool's result (any JSON, `null` included).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub result: Option<Value>,
+    /// The tool failed: the model reads `{"error": <this>}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A field that is present, even as `null`, is `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+/// `POST /agents/:id/messages` (202): the turn runs now or waits its turn.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Enqueued {
+    /// The turn's id, kept from the queue to its run.
+    pub id: String,
+    /// `running` or `queued`.
+    pub status: String,
+    /// 1-based place in the queue; 0 when running.
+    pub queue_position: i64,
+}
+
+/// One turn waiting in a session's queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueuedTurn {
+    pub id: String,
+    pub message: String,
+    /// 1-based; 1 runs next.
+    pub queue_position: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// `GET /agents/:id/queue`, and `PUT`'s answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueList {
+    pub queue: Vec<QueuedTurn>,
+}
+
+/// `PUT /agents/:id/queue`: these queued turns first, in this order; the
+/// others follow as they were.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct QueueOrder {
+    #[serde(default)]
+    pub order: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -264,6 +352,10 @@ pub struct AgentEvent {
     /// On `error`: why the turn ended (see [`turn_error_codes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
+    /// Kiln: on a client tool's `tool_call` and `tool_result`, the id to
+    /// answer with `POST /agents/:id/tool-results`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
 }
 
 impl AgentEvent {

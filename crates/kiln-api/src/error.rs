@@ -73,6 +73,16 @@ pub mod codes {
     /// Cancelling an eval run that has already ended (409).
     pub const RUN_ENDED: &str = "run_ended";
 
+    /// `POST /agents/:id/messages` on a session whose queue is full (409).
+    pub const QUEUE_FULL: &str = "queue_full";
+    /// A tool result for a call id that is not a client tool call of the
+    /// session (404).
+    pub const TOOL_CALL_NOT_FOUND: &str = "tool_call_not_found";
+    /// A second result for a client tool call (400).
+    pub const TOOL_CALL_ALREADY_RESOLVED: &str = "tool_call_already_resolved";
+    /// A result for a client tool call of a turn that has ended (400).
+    pub const TOOL_CALL_EXPIRED: &str = "tool_call_expired";
+
     /// A legacy route that source-sync replaced (410).
     pub const ENDPOINT_REMOVED: &str = "endpoint_removed";
 
@@ -82,7 +92,7 @@ pub mod codes {
     pub const SOURCE_INVALID: &str = "source_invalid";
 
     /// Every code above.
-    pub const ALL: [&str; 25] = [
+    pub const ALL: [&str; 29] = [
         FORCE_REQUIRED,
         NOT_FOUND,
         UNAUTHORIZED,
@@ -108,5 +118,9 @@ pub mod codes {
         SOURCE_INVALID,
         NO_EVAL_SUITE,
         RUN_ENDED,
+        QUEUE_FULL,
+        TOOL_CALL_NOT_FOUND,
+        TOOL_CALL_ALREADY_RESOLVED,
+        TOOL_CALL_EXPIRED,
     ];
 }

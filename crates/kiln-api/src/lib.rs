@@ -22,7 +22,9 @@ pub mod sse;
 pub mod studio;
 pub mod system;
 pub mod template;
+pub mod token;
 pub mod vault;
+pub mod webhook;
 
 pub use agent::*;
 pub use agent_config::*;

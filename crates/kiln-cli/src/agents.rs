@@ -493,7 +493,7 @@ impl Render {
                 let marker = if error.is_some() { "error: " } else { "" };
                 self.out(&format!("→ {marker}{}", indent(&text)));
             }
-            TurnEventKind::ToolCall { tool, args } => {
+            TurnEventKind::ToolCall { tool, args, .. } => {
                 self.out(&format!(
                     "[tool] {tool} {}",
                     compact(&Value::Object(args.clone()))

@@ -201,6 +201,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         gateway.clone(),
         rag.clone(),
         agents.clone(),
+        control.clone(),
         RuntimeSetup {
             sandbox,
             fetch: Arc::new(kiln_providers::web::GuardedFetch::new(options.fetch.clone())),

@@ -29,6 +29,7 @@ pub enum EntityKind {
     EvalRun,
     Schedule,
     Skill,
+    QueuedTurn,
 }
 
 impl fmt::Display for EntityKind {
@@ -52,6 +53,7 @@ impl fmt::Display for EntityKind {
             EntityKind::EvalRun => "eval run",
             EntityKind::Schedule => "scheduled run",
             EntityKind::Skill => "skill",
+            EntityKind::QueuedTurn => "queued turn",
         })
     }
 }
@@ -128,11 +130,20 @@ pub enum Refusal {
     NoEvalSuite,
     /// Cancelling an eval run that has ended.
     RunEnded,
+    /// A session's queue holds its maximum of turns.
+    QueueFull,
+    /// A tool result for a call id that is not a client tool call of the
+    /// session.
+    ToolCallNotFound,
+    /// A second result for a client tool call.
+    ToolCallAlreadyResolved,
+    /// A result for a client tool call of a turn that has ended.
+    ToolCallExpired,
 }
 
 impl Refusal {
     /// Every refusal, for the test that each has a wire code.
-    pub const ALL: [Refusal; 10] = [
+    pub const ALL: [Refusal; 14] = [
         Refusal::ForceRequired,
         Refusal::UnknownTool,
         Refusal::NoDraft,
@@ -143,6 +154,10 @@ impl Refusal {
         Refusal::InputExpired,
         Refusal::NoEvalSuite,
         Refusal::RunEnded,
+        Refusal::QueueFull,
+        Refusal::ToolCallNotFound,
+        Refusal::ToolCallAlreadyResolved,
+        Refusal::ToolCallExpired,
     ];
 }
 

@@ -80,4 +80,8 @@ define_id!(
     EvalRunId,
     EvalResultId,
     ScheduleId,
+    /// A call of a client-side tool, waiting for `POST /agents/:id/tool-results`.
+    ToolCallId,
+    /// One webhook delivery (its attempts share it).
+    WebhookDeliveryId,
 );

@@ -111,8 +111,14 @@ pub enum TurnEventKind {
         result: Option<Value>,
         error: Option<String>,
     },
-    /// A function-call tool was invoked.
-    ToolCall { tool: String, args: Map<String, Value> },
+    /// A function-call tool was invoked. `call_id` is set when it is one of
+    /// the session's client tools: answer it with
+    /// [`Client::submit_tool_result`] (or let [`Client::run_with_tools`]).
+    ToolCall {
+        tool: String,
+        args: Map<String, Value>,
+        call_id: Option<String>,
+    },
     /// That tool returned.
     ToolResult {
         tool: String,
@@ -186,6 +192,7 @@ impl TurnEvent {
             event_types::TOOL_CALL => TurnEventKind::ToolCall {
                 tool: raw.tool.clone().unwrap_or_default(),
                 args: raw.args.clone().unwrap_or_default(),
+                call_id: raw.call_id.clone(),
             },
             event_types::TOOL_RESULT => TurnEventKind::ToolResult {
                 tool: raw.tool.clone().unwrap_or_default(),
@@ -750,7 +757,8 @@ mod tests {
             kinds[1],
             TurnEventKind::ToolCall {
                 tool: "search".into(),
-                args
+                args,
+                call_id: None
             }
         );
         assert_eq!(

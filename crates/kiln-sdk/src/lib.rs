@@ -18,6 +18,7 @@ mod agents;
 mod client;
 mod documents;
 mod error;
+mod session_features;
 pub mod source_dir;
 mod stream;
 
@@ -26,4 +27,5 @@ pub use client::{AuditExportFormat, Client, ENDPOINTS};
 pub use documents::{DocumentQuery, UploadOptions};
 pub use error::{ApiError, Error, StreamCut, VersionConflict};
 pub use kiln_api as api;
+pub use session_features::ClientToolHandlers;
 pub use stream::MessageStreamEvent;

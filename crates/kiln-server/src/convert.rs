@@ -291,6 +291,7 @@ pub(crate) fn turn_error_code(code: TurnErrorCode) -> &'static str {
         TurnErrorCode::UpstreamError => c::UPSTREAM_ERROR,
         TurnErrorCode::Interrupted => c::INTERRUPTED,
         TurnErrorCode::SessionDeleted => c::SESSION_DELETED,
+        TurnErrorCode::ToolTimeout => c::TOOL_TIMEOUT,
         TurnErrorCode::Internal => c::INTERNAL,
     }
 }
@@ -338,18 +339,27 @@ pub(crate) fn agent_event(session_id: &str, body: kiln_core::runtime::EventBody)
                 args
             });
         }
-        B::ToolCall { tool, args, .. } => {
+        B::ToolCall {
+            tool,
+            args,
+            call_id,
+            client,
+        } => {
             event.tool = Some(tool);
             event.args = Some(args);
+            // Only a client tool's call is the client's to answer.
+            event.call_id = call_id.filter(|_| client);
         }
         B::ToolResult {
             tool,
             result,
             content,
+            call_id,
         } => {
             event.tool = Some(tool);
             event.result = Some(result);
             event.content = Some(content);
+            event.call_id = call_id;
         }
         B::DataUpdate { changes } => event.args = Some(changes),
         B::Response { content, tokens } => {
@@ -887,6 +897,28 @@ pub(crate) fn schedule(s: kiln_core::schedules::ScheduledRun) -> api::ScheduledR
         last_error: s.last_error,
         created_at: s.created_at,
         updated_at: s.updated_at,
+    }
+}
+
+pub(crate) fn enqueued(e: kiln_core::runtime::queue::Enqueued) -> api::Enqueued {
+    api::Enqueued {
+        id: e.id.into_string(),
+        status: if e.running { "running" } else { "queued" }.to_owned(),
+        queue_position: e.queue_position,
+    }
+}
+
+pub(crate) fn queue(queue: Vec<kiln_core::runtime::store::QueuedTurn>) -> api::QueueList {
+    api::QueueList {
+        queue: queue
+            .into_iter()
+            .map(|q| api::QueuedTurn {
+                id: q.id.into_string(),
+                message: q.message,
+                queue_position: q.position,
+                created_at: q.created_at,
+            })
+            .collect(),
     }
 }
 

@@ -150,6 +150,10 @@ fn refusal_status(refusal: Refusal) -> (StatusCode, &'static str) {
         Refusal::InputExpired => (StatusCode::BAD_REQUEST, codes::INPUT_EXPIRED),
         Refusal::NoEvalSuite => (StatusCode::CONFLICT, codes::NO_EVAL_SUITE),
         Refusal::RunEnded => (StatusCode::CONFLICT, codes::RUN_ENDED),
+        Refusal::QueueFull => (StatusCode::CONFLICT, codes::QUEUE_FULL),
+        Refusal::ToolCallNotFound => (StatusCode::NOT_FOUND, codes::TOOL_CALL_NOT_FOUND),
+        Refusal::ToolCallAlreadyResolved => (StatusCode::BAD_REQUEST, codes::TOOL_CALL_ALREADY_RESOLVED),
+        Refusal::ToolCallExpired => (StatusCode::BAD_REQUEST, codes::TOOL_CALL_EXPIRED),
     }
 }
 

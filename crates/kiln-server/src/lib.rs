@@ -143,6 +143,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::documents::routes(config.upload_limit))
         .merge(routes::chat::routes())
         .merge(routes::agents::routes())
+        .merge(routes::queue::routes())
         .merge(routes::source::routes())
         .merge(routes::evals::routes())
         .merge(routes::schedules::routes())

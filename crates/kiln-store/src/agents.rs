@@ -16,17 +16,19 @@ use kiln_core::StoreResult;
 use kiln_core::agents::config::{McpServerSpec, ModuleSkill};
 use kiln_core::audit::NewAudit;
 use kiln_core::ids::{
-    AgentId, AgentVersionId, EventId, IndexId, InputRequestId, ProjectId, SessionId, TurnId,
+    AgentId, AgentVersionId, EventId, IndexId, InputRequestId, ProjectId, SessionId, ToolCallId, TurnId,
 };
-use kiln_core::llm::Usage;
+use kiln_core::llm::{ToolSpec, Usage};
 use kiln_core::page::Page;
 use kiln_core::runtime::event::{EventKind, StoredEvent};
 use kiln_core::runtime::session::{Session, SessionStatus, Step};
 use kiln_core::runtime::store::{
-    AgentSignal, AgentStore, AnswerInput, BeginTurn, InputRequest, NewEvent, SignalStream,
+    AgentSignal, AgentStore, AnswerInput, BeginTurn, Enqueue, InputRequest, NewEvent, QueuedTurn, Reorder,
+    ResolveToolCall, SignalStream, ToolCallRequest,
 };
 use kiln_core::time::{Timestamp, now};
 
+use crate::claims::{bind_lease, claim_sql, lease_sql};
 use crate::connect::SqlStore;
 use crate::db::{DatabaseKind, Db, db_err};
 use crate::event_log::{
@@ -35,7 +37,7 @@ use crate::event_log::{
 
 const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
      data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at, agent_id, \
-     agent_version_id, skill_modules, mcp_servers";
+     agent_version_id, skill_modules, mcp_servers, client_tools";
 const EVENT_COLUMNS: &str = "id, seq, turn_id, step_index, body, duration_ms, created_at";
 const STEP_COLUMNS: &str = "id, session_id, step_index, step_type, content, tool_name, tool_args, duration_ms, \
      prompt_tokens, completion_tokens, created_at";
@@ -74,6 +76,7 @@ struct SessionRow {
     agent_version_id: Option<String>,
     skill_modules: Json<Vec<ModuleSkill>>,
     mcp_servers: Json<Vec<McpServerSpec>>,
+    client_tools: Json<Vec<ToolSpec>>,
 }
 
 impl TryFrom<SessionRow> for Session {
@@ -103,6 +106,7 @@ impl TryFrom<SessionRow> for Session {
             agent_version_id: r.agent_version_id.map(AgentVersionId::from_string),
             modules: r.skill_modules.0,
             mcp_servers: r.mcp_servers.0,
+            client_tools: r.client_tools.0,
         })
     }
 }
@@ -248,42 +252,6 @@ fn signal_stream(pool: PgPool, listener: PgListener) -> SignalStream {
     ))
 }
 
-/// A lease time as SQL. On PostgreSQL, servers sharing the database judge
-/// each other's leases, so a lease is kept on the database's clock: `at`
-/// (on this server's clock) becomes `now() + (at - this server's now)`, and
-/// a skewed server clock cannot make a live turn look expired. SQLite has
-/// one server: its clock is the clock.
-fn lease_sql(kind: DatabaseKind, placeholder: &str, at: Timestamp) -> (String, LeaseValue) {
-    match kind {
-        DatabaseKind::Postgres => (
-            format!("(now() + {placeholder} * INTERVAL '1 millisecond')"),
-            LeaseValue::Millis((at - now()).num_milliseconds()),
-        ),
-        DatabaseKind::Sqlite => (placeholder.to_owned(), LeaseValue::At(at)),
-    }
-}
-
-/// What [`lease_sql`]'s placeholder binds.
-enum LeaseValue {
-    Millis(i64),
-    At(Timestamp),
-}
-
-fn bind_lease<'q, DB>(
-    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    value: &LeaseValue,
-) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
-where
-    DB: sqlx::Database,
-    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
-{
-    match value {
-        LeaseValue::Millis(ms) => query.bind(*ms),
-        LeaseValue::At(at) => query.bind(*at),
-    }
-}
-
 #[async_trait]
 impl AgentStore for SqlStore {
     async fn create_session(&self, session: &Session, audit: &NewAudit) -> StoreResult<()> {
@@ -295,9 +263,10 @@ impl AgentStore for SqlStore {
             sqlx::query(
                 "INSERT INTO agent_sessions (id, project_id, title, system_prompt, model, tools, metadata, status, \
                  index_ids, data, turn_id, lease_until, last_seq, step_count, prompt_tokens, completion_tokens, \
-                 duration_ms, created_at, updated_at, agent_id, agent_version_id, skill_modules, mcp_servers) \
+                 duration_ms, created_at, updated_at, agent_id, agent_version_id, skill_modules, mcp_servers, \
+                 client_tools) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, 0, $12, $13, $14, $15, $16, $17, $18, $19, $20, \
-                 $21)",
+                 $21, $22)",
             )
             .bind(session.id.as_str())
             .bind(session.project_id.as_str())
@@ -320,6 +289,7 @@ impl AgentStore for SqlStore {
             .bind(session.agent_version_id.as_ref().map(AgentVersionId::as_str))
             .bind(Json(&session.modules))
             .bind(Json(&session.mcp_servers))
+            .bind(Json(&session.client_tools))
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -377,10 +347,16 @@ impl AgentStore for SqlStore {
         id: &SessionId,
         audit: &NewAudit,
     ) -> StoreResult<bool> {
-        // The events and input requests would go with the session (ON DELETE
+        // The events, input requests, queued turns and tool calls would go
+        // with the session (ON DELETE
         // CASCADE); deleting them first keeps that explicit.
         write_tx!(self, |tx| {
-            for table in ["agent_events", "agent_input_requests"] {
+            for table in [
+                "agent_events",
+                "agent_input_requests",
+                "agent_queued_turns",
+                "agent_tool_calls",
+            ] {
                 sqlx::query(AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE project_id = $1 AND session_id = $2"
                 )))
@@ -428,10 +404,8 @@ impl AgentStore for SqlStore {
     ) -> StoreResult<BeginTurn> {
         let postgres = self.kind() == DatabaseKind::Postgres;
         let (lease, lease_value) = lease_sql(self.kind(), "$3", lease_until);
-        let claim_sql = format!(
-            "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = {lease}, updated_at = $4 \
-             WHERE id = $5 AND project_id = $6 AND turn_id IS NULL"
-        );
+        // A direct run may not overtake queued turns.
+        let claim_sql = claim_sql(&lease, true);
         write_tx!(self, |tx| {
             let claimed = sqlx::query(AssertSqlSafe(claim_sql))
                 .bind(turn.as_str())
@@ -702,6 +676,77 @@ impl AgentStore for SqlStore {
         })
     }
 
+    async fn enqueue_turn(
+        &self,
+        queued: &QueuedTurn,
+        lease_until: Timestamp,
+        first: &NewEvent,
+        max: i64,
+    ) -> StoreResult<Enqueue> {
+        self.enqueue_turn_sql(queued, lease_until, first, max).await
+    }
+
+    async fn begin_queued_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        lease_until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Option<(QueuedTurn, StoredEvent)>> {
+        self.begin_queued_turn_sql(project_id, id, lease_until, at).await
+    }
+
+    async fn queued_turns(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Vec<QueuedTurn>> {
+        self.queued_turns_sql(project_id, id).await
+    }
+
+    async fn delete_queued_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        queued: &TurnId,
+    ) -> StoreResult<bool> {
+        self.delete_queued_turn_sql(project_id, id, queued).await
+    }
+
+    async fn reorder_queue(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        order: &[TurnId],
+    ) -> StoreResult<Reorder> {
+        self.reorder_queue_sql(project_id, id, order).await
+    }
+
+    async fn sessions_with_ready_queue(&self, limit: i64) -> StoreResult<Vec<(ProjectId, SessionId)>> {
+        self.sessions_with_ready_queue_sql(limit).await
+    }
+
+    async fn create_tool_call(&self, call: &ToolCallRequest) -> StoreResult<()> {
+        self.create_tool_call_sql(call).await
+    }
+
+    async fn get_tool_call(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &ToolCallId,
+    ) -> StoreResult<Option<ToolCallRequest>> {
+        self.get_tool_call_sql(project_id, session_id, id).await
+    }
+
+    async fn resolve_tool_call(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &ToolCallId,
+        outcome: &Result<Value, String>,
+        at: Timestamp,
+    ) -> StoreResult<ResolveToolCall> {
+        self.resolve_tool_call_sql(project_id, session_id, id, outcome, at)
+            .await
+    }
+
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()> {
         match &self.db {
             Db::Sqlite { .. } => Ok(()),
@@ -821,6 +866,7 @@ mod tests {
             agent_version_id: None,
             modules: Vec::new(),
             mcp_servers: Vec::new(),
+            client_tools: Vec::new(),
         }
     }
 

@@ -22,7 +22,7 @@ use crate::macros::Bind;
 use crate::rows::{ApiKeyRow, AuditRow, KeyWithProjectRow, ProjectRow, SecretRow, TemplateRow, VaultRow};
 
 /// The statuses `project_metrics` counts as active.
-const ACTIVE_STATUSES: &str = "'active', 'running', 'awaiting_input'";
+const ACTIVE_STATUSES: &str = "'active', 'running', 'awaiting_input', 'awaiting_tool'";
 
 const PROJECT_COLUMNS: &str = "id, name, slug, description, vault_id, created_at, updated_at";
 const VAULT_COLUMNS: &str = "id, project_id, name, metadata, created_at, updated_at";

@@ -19,15 +19,18 @@
 mod macros;
 mod agent_configs;
 mod agents;
+mod claims;
 mod connect;
 mod control;
 mod db;
 mod evals;
 mod event_log;
 mod gateway;
+mod queue;
 mod rag;
 mod rows;
 mod schedules;
+mod tool_calls;
 
 pub use connect::{SqlStore, redact_url};
 pub use db::DatabaseKind;

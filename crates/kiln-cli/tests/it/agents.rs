@@ -18,6 +18,10 @@ use crate::mcp::{
     kiln_serves_its_project_over_mcp, mcp_servers_that_cannot_serve_are_issues,
     web_search_uses_the_projects_engine,
 };
+use crate::queue::{
+    a_full_queue_refuses_more, concurrent_messages_run_once_each_across_servers,
+    queued_turns_run_in_order_one_at_a_time, queued_turns_survive_a_restart_and_run_once,
+};
 use crate::skills::{
     broken_skill_modules_are_refused_at_their_line, module_skills_run_in_the_sandbox_of_the_agents_sessions,
 };
@@ -122,6 +126,10 @@ agent_tests!(
     mcp_servers_that_cannot_serve_are_issues => defaults(),
     kiln_serves_its_project_over_mcp => defaults(),
     web_search_uses_the_projects_engine => defaults(),
+    queued_turns_run_in_order_one_at_a_time => defaults(),
+    a_full_queue_refuses_more => defaults(),
+    queued_turns_survive_a_restart_and_run_once => defaults(),
+    concurrent_messages_run_once_each_across_servers => defaults(),
 );
 
 async fn session(app: &TestApp, input: CreateSession) -> String {

@@ -25,6 +25,7 @@ mod legacy;
 mod mcp;
 mod openapi;
 mod project;
+mod queue;
 mod schedules;
 mod search;
 mod skills;

@@ -85,12 +85,14 @@ pub enum TurnErrorCode {
     /// The server running the turn stopped (shutdown, crash, lost claim).
     Interrupted,
     SessionDeleted,
+    /// A client tool call got no result in time.
+    ToolTimeout,
     #[serde(rename = "internal_error")]
     Internal,
 }
 
 impl TurnErrorCode {
-    pub const ALL: [TurnErrorCode; 9] = [
+    pub const ALL: [TurnErrorCode; 10] = [
         TurnErrorCode::Cancelled,
         TurnErrorCode::StepLimit,
         TurnErrorCode::TimeLimit,
@@ -99,6 +101,7 @@ impl TurnErrorCode {
         TurnErrorCode::UpstreamError,
         TurnErrorCode::Interrupted,
         TurnErrorCode::SessionDeleted,
+        TurnErrorCode::ToolTimeout,
         TurnErrorCode::Internal,
     ];
 }
@@ -147,12 +150,19 @@ pub enum EventBody {
         args: Map<String, Value>,
         #[serde(default)]
         call_id: Option<String>,
+        /// One of the session's client tools: the client answers it
+        /// (`POST /agents/:id/tool-results` with this `call_id`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        client: bool,
     },
     /// That tool returned.
     ToolResult {
         tool: String,
         result: Value,
         content: String,
+        /// A client tool's call id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
     },
     /// `data.set` changed these keys.
     DataUpdate { changes: Map<String, Value> },

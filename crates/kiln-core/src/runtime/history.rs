@@ -84,7 +84,9 @@ pub(crate) fn messages<'a>(
                     )),
                 }
             }
-            EventBody::ToolCall { tool, args, call_id } => {
+            EventBody::ToolCall {
+                tool, args, call_id, ..
+            } => {
                 let id = call_id.clone().unwrap_or_else(|| format!("call_{tool}"));
                 let call = ToolCall {
                     id: id.clone(),

@@ -20,10 +20,12 @@ pub mod web_search;
 pub use event::{EventBody, EventKind, StoredEvent, TurnErrorCode};
 pub use session::{Session, SessionStatus, Step};
 
+pub mod client_tools;
 mod history;
 mod host;
 pub(crate) mod hub;
 pub mod prompt;
+pub mod queue;
 pub mod replay;
 pub mod sessions;
 mod turn;
@@ -34,6 +36,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::agents::AgentConfigs;
+use crate::control::ControlPlane;
 use crate::gateway::LlmGateway;
 use crate::rag::Rag;
 use crate::sandbox::{Sandbox, SandboxLimits};
@@ -89,8 +92,9 @@ pub struct RuntimeSetup {
 }
 
 /// The agent runtime of one server. It uses the LLM gateway (model
-/// resolution, usage), RAG (`search`, the indexes in the prompt) and the
-/// agent configs (sessions on agents), and nothing else; turns hold it,
+/// resolution, usage), RAG (`search`, the indexes in the prompt), the
+/// agent configs (sessions on agents) and the control plane (a queued
+/// turn acts as the key that queued it), and nothing else; turns hold it,
 /// never a whole application.
 pub struct AgentRuntime {
     pub(crate) store: Arc<dyn AgentStore>,
@@ -98,6 +102,7 @@ pub struct AgentRuntime {
     pub(crate) rag: Arc<Rag>,
     /// Sessions on agents start from their versions.
     pub(crate) agents: Arc<AgentConfigs>,
+    pub(crate) control: Arc<ControlPlane>,
     pub(crate) sandbox: Arc<dyn Sandbox>,
     pub(crate) fetch: Arc<dyn fetch::WebFetch>,
     pub(crate) web_search: Arc<dyn web_search::WebSearch>,
@@ -106,6 +111,8 @@ pub struct AgentRuntime {
     /// Slots for running blocks; a block waiting for `input()` gives its
     /// slot back while it waits.
     pub(crate) blocks: Arc<tokio::sync::Semaphore>,
+    /// Set at shutdown: no queued turn starts here any more.
+    pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
 
 impl AgentRuntime {
@@ -114,6 +121,7 @@ impl AgentRuntime {
         gateway: Arc<LlmGateway>,
         rag: Arc<Rag>,
         agents: Arc<AgentConfigs>,
+        control: Arc<ControlPlane>,
         setup: RuntimeSetup,
     ) -> AgentRuntime {
         AgentRuntime {
@@ -121,6 +129,7 @@ impl AgentRuntime {
             gateway,
             rag,
             agents,
+            control,
             blocks: Arc::new(tokio::sync::Semaphore::new(
                 setup.config.max_concurrent_blocks.max(1),
             )),
@@ -129,6 +138,7 @@ impl AgentRuntime {
             web_search: setup.web_search,
             config: setup.config,
             hub: hub::Hub::default(),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }

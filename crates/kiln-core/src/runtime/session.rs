@@ -16,6 +16,8 @@ pub enum SessionStatus {
     Running,
     /// A turn is paused on `input()`.
     AwaitingInput,
+    /// A turn is paused on a client tool call.
+    AwaitingTool,
     /// The last turn failed; the session still takes turns.
     Error,
 }
@@ -26,6 +28,7 @@ impl SessionStatus {
             SessionStatus::Active => "active",
             SessionStatus::Running => "running",
             SessionStatus::AwaitingInput => "awaiting_input",
+            SessionStatus::AwaitingTool => "awaiting_tool",
             SessionStatus::Error => "error",
         }
     }
@@ -35,6 +38,7 @@ impl SessionStatus {
             "active" => SessionStatus::Active,
             "running" => SessionStatus::Running,
             "awaiting_input" => SessionStatus::AwaitingInput,
+            "awaiting_tool" => SessionStatus::AwaitingTool,
             "error" => SessionStatus::Error,
             _ => return None,
         })
@@ -56,6 +60,8 @@ pub struct Session {
     pub model: String,
     /// Extra function-call tools, from [`TOOL_NAMES`].
     pub tools: Vec<String>,
+    /// Tools the client runs (`client_tools` on create).
+    pub client_tools: Vec<crate::llm::ToolSpec>,
     pub metadata: Value,
     pub status: SessionStatus,
     /// `None`: every index of the project; `Some([])`: no search.
@@ -81,9 +87,14 @@ pub struct Session {
 }
 
 impl Session {
-    /// The wire's `tools_config`: `{"tools": [...]}`.
+    /// The wire's `tools_config`: `{"tools": [...]}`, plus the declared
+    /// `client_tools` when there are any.
     pub fn tools_config(&self) -> Value {
-        serde_json::json!({ "tools": self.tools })
+        if self.client_tools.is_empty() {
+            serde_json::json!({ "tools": self.tools })
+        } else {
+            serde_json::json!({ "tools": self.tools, "client_tools": self.client_tools })
+        }
     }
 }
 

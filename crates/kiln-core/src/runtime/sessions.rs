@@ -37,6 +37,8 @@ const HISTORY_EVENTS: i64 = 1000;
 const READ_ATTEMPTS: u32 = 3;
 /// How long `cancel` waits for the turn's own end before ending it itself.
 const CANCEL_WAIT: Duration = Duration::from_secs(2);
+/// How often every server looks for free sessions with queued turns.
+const QUEUE_SWEEP: Duration = Duration::from_secs(1);
 
 /// `POST /agents` input, already decoded.
 #[derive(Debug, Clone, Default)]
@@ -50,6 +52,8 @@ pub struct CreateSession {
     pub tools: Option<Vec<String>>,
     pub metadata: Option<Value>,
     pub index_ids: Option<Vec<String>>,
+    /// Tools the client runs (checked by `client_tools::check_client_tools`).
+    pub client_tools: Option<Vec<crate::llm::ToolSpec>>,
 }
 
 /// What an event reader yields.
@@ -144,6 +148,8 @@ impl AgentRuntime {
                 tools.push(tool);
             }
         }
+        let client_tools =
+            crate::runtime::client_tools::check_client_tools(input.client_tools.unwrap_or_default())?;
         let index_ids = match (input.index_ids, &profile) {
             // The agent's indexes, those that still exist.
             (None, Some(profile)) => {
@@ -195,6 +201,7 @@ impl AgentRuntime {
             system_prompt,
             model: model.to_string(),
             tools,
+            client_tools,
             metadata: input
                 .metadata
                 .unwrap_or_else(|| Value::Object(Default::default())),
@@ -321,34 +328,16 @@ impl AgentRuntime {
         id: &SessionId,
         message: &str,
     ) -> Result<(i64, EventFollow)> {
-        if message.trim().is_empty() {
-            return Err(Error::validation("message must not be empty", Some("message")));
-        }
-        if message.len() > MAX_TURN_MESSAGE_BYTES {
-            return Err(Error::validation(
-                format!("message is longer than {MAX_TURN_MESSAGE_BYTES} bytes"),
-                Some("message"),
-            ));
-        }
+        check_message(message)?;
         let session = self.get_session(ctx, id).await?;
         let model = self.gateway.resolve_model(ctx, Some(&session.model)).await?;
         let turn_id = TurnId::generate();
-        let lease =
-            chrono::Duration::from_std(self.config.turn_lease).unwrap_or(chrono::Duration::seconds(60));
         // Subscribe before the first append, so the reader misses nothing.
         let wakes = self.hub.subscribe(id);
-        let first = NewEvent {
-            body: EventBody::UserMessage {
-                content: message.to_owned(),
-            },
-            duration_ms: 0,
-            at: now(),
-            status: None,
-            totals: None,
-        };
+        let first = NewEvent::user_message(message, now());
         let cursor = match self
             .store
-            .begin_turn(&ctx.project.id, id, &turn_id, now() + lease, Some(&first))
+            .begin_turn(&ctx.project.id, id, &turn_id, self.lease_until(), Some(&first))
             .await?
         {
             BeginTurn::Started(Some(first)) => first.seq,
@@ -356,45 +345,65 @@ impl AgentRuntime {
             BeginTurn::Busy => {
                 return Err(Error::refused(
                     Refusal::RunInProgress,
-                    "a turn is already running in this session; wait for it to end or cancel it",
+                    "a turn is already running (or queued) in this session; wait for it to end, \
+                     cancel it, or queue the message with POST /agents/:id/messages",
                 ));
             }
             BeginTurn::NotFound => return Err(Error::not_found(EntityKind::Session, id)),
         };
-        // From here on the turn runs in its own task: it always ends with a
-        // terminal event, whatever happens to this request.
-        let control = self.hub.register(id, &turn_id);
-        let runtime = self.clone();
-        let task_ctx = ctx.clone();
-        let session_id = id.clone();
-        tokio::spawn(async move {
-            let project_id = task_ctx.project.id.clone();
-            let turn = match runtime.history(&project_id, &session_id, cursor).await {
-                Ok(history) => Arc::new(Turn::new(
-                    runtime.clone(),
-                    task_ctx,
-                    session,
-                    turn_id.clone(),
-                    control,
-                    model,
-                    history,
-                )),
-                Err(e) => {
-                    tracing::error!(error = %e, session = %session_id, "reading a session's history failed");
-                    runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
-                    return;
-                }
-            };
-            // A panic inside the turn still ends it.
-            if tokio::spawn(turn.run()).await.is_err() {
-                tracing::error!(session = %session_id, "a turn panicked");
-                runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
-            }
-        });
+        self.start_turn(ctx.clone(), session, turn_id, cursor, model);
         Ok((
             cursor,
             self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, false),
         ))
+    }
+
+    /// Until when a turn claimed now holds its session.
+    pub(crate) fn lease_until(&self) -> crate::time::Timestamp {
+        now() + chrono::Duration::from_std(self.config.turn_lease).unwrap_or(chrono::Duration::seconds(60))
+    }
+
+    /// Runs a turn whose claim is written (its user message at `cursor`)
+    /// in a task of its own: it always ends with a terminal event, whatever
+    /// happens to the request that started it, and then the session's
+    /// queue moves on.
+    pub(crate) fn start_turn(
+        self: &Arc<Self>,
+        ctx: AuthContext,
+        session: Session,
+        turn_id: TurnId,
+        cursor: i64,
+        model: (crate::llm::ModelRef, Arc<dyn crate::llm::LlmProvider>),
+    ) {
+        let control = self.hub.register(&session.id, &turn_id);
+        let runtime = self.clone();
+        let session_id = session.id.clone();
+        tokio::spawn(async move {
+            let project_id = ctx.project.id.clone();
+            match runtime.history(&project_id, &session_id, cursor).await {
+                Ok(history) => {
+                    let turn = Arc::new(Turn::new(
+                        runtime.clone(),
+                        ctx,
+                        session,
+                        turn_id.clone(),
+                        control,
+                        model,
+                        history,
+                    ));
+                    // A panic inside the turn still ends it.
+                    if tokio::spawn(turn.run()).await.is_err() {
+                        tracing::error!(session = %session_id, "a turn panicked");
+                        runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, session = %session_id, "reading a session's history failed");
+                    runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
+                }
+            }
+            runtime.drain_queue_later(project_id, session_id);
+        });
     }
 
     /// Ends a turn that could not run (an internal failure).
@@ -556,7 +565,13 @@ impl AgentRuntime {
 
     /// Writes a turn's terminal event from outside the turn (it may be
     /// running elsewhere, or nowhere). A no-op when it already ended.
-    async fn end_turn(&self, project_id: &ProjectId, id: &SessionId, turn_id: &TurnId, stop: Stop) {
+    pub(crate) async fn end_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        turn_id: &TurnId,
+        stop: Stop,
+    ) {
         let event = NewEvent {
             body: EventBody::Error {
                 message: stop.message,
@@ -605,7 +620,8 @@ impl AgentRuntime {
     }
 
     /// The runtime's upkeep on this server until `shutdown`: relays other
-    /// servers' signals to the hub and reaps turns whose server died.
+    /// servers' signals to the hub, reaps turns whose server died, and
+    /// drains queues whose session is free.
     pub async fn run_agent_upkeep(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
         let listener = match self.store.listen().await {
             Ok(listener) => listener,
@@ -635,16 +651,24 @@ impl AgentRuntime {
                 }
             }
         };
+        let queues = async {
+            loop {
+                self.sweep_queues().await;
+                tokio::time::sleep(QUEUE_SWEEP).await;
+            }
+        };
         tokio::select! {
             () = shutdown => {}
             () = relay => {}
             () = reaper => {}
+            () = queues => {}
         }
     }
 
     /// Ends every turn running on this server (at shutdown) and waits until
     /// their end is recorded, up to `grace`.
     pub async fn interrupt_turns(&self, grace: Duration) {
+        self.stopping.store(true, std::sync::atomic::Ordering::SeqCst);
         let stop = Stop::new(
             TurnErrorCode::Interrupted,
             "the server shut down during this turn",
@@ -658,6 +682,20 @@ impl AgentRuntime {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
+}
+
+/// A turn's message: not blank, not too long.
+pub(crate) fn check_message(message: &str) -> Result<()> {
+    if message.trim().is_empty() {
+        return Err(Error::validation("message must not be empty", Some("message")));
+    }
+    if message.len() > MAX_TURN_MESSAGE_BYTES {
+        return Err(Error::validation(
+            format!("message is longer than {MAX_TURN_MESSAGE_BYTES} bytes"),
+            Some("message"),
+        ));
+    }
+    Ok(())
 }
 
 fn internal_stop() -> Stop {

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::audit::NewAudit;
 use crate::error::StoreResult;
-use crate::ids::{InputRequestId, ProjectId, SessionId, TurnId};
+use crate::ids::{ApiKeyId, InputRequestId, ProjectId, SessionId, ToolCallId, TurnId};
 use crate::llm::Usage;
 use crate::page::Page;
 use crate::runtime::event::{EventBody, StoredEvent};
@@ -49,6 +49,21 @@ pub struct NewEvent {
     pub totals: Option<TurnTotals>,
 }
 
+impl NewEvent {
+    /// The message that starts a turn (a step, never streamed).
+    pub fn user_message(content: &str, at: Timestamp) -> NewEvent {
+        NewEvent {
+            body: EventBody::UserMessage {
+                content: content.to_owned(),
+            },
+            duration_ms: 0,
+            at,
+            status: None,
+            totals: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TurnTotals {
     pub usage: Usage,
@@ -78,6 +93,69 @@ pub enum AnswerInput {
     Answered,
     /// It had an answer already; nothing was written.
     AlreadyAnswered,
+    NotFound,
+}
+
+/// A message waiting in its session's queue (`POST /agents/:id/messages`
+/// on a busy session). It runs as the turn `id` once the session is free.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedTurn {
+    pub id: TurnId,
+    pub project_id: ProjectId,
+    pub session_id: SessionId,
+    /// The key that queued it: the turn acts as this key.
+    pub key_id: ApiKeyId,
+    pub message: String,
+    /// 1-based place in the queue, as read (ignored on insert).
+    pub position: i64,
+    pub created_at: Timestamp,
+}
+
+/// What `enqueue_turn` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Enqueue {
+    /// The session was free and its queue empty: the turn holds the session
+    /// now, its user message logged.
+    Started(Box<StoredEvent>),
+    /// Queued at this 1-based position.
+    Queued {
+        position: i64,
+    },
+    /// The queue holds its maximum already; nothing written.
+    Full,
+    NotFound,
+}
+
+/// What `reorder_queue` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reorder {
+    /// The queue in its new order.
+    Done(Vec<QueuedTurn>),
+    /// This id is not a queued turn of the session; nothing written.
+    Unknown(TurnId),
+}
+
+/// A model's call of a client-side tool, answered through
+/// `POST /agents/:id/tool-results`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallRequest {
+    pub id: ToolCallId,
+    pub project_id: ProjectId,
+    pub session_id: SessionId,
+    pub turn_id: TurnId,
+    pub tool: String,
+    pub args: Map<String, Value>,
+    /// The client's answer, once given: `Ok(result)` or `Err(error)`.
+    pub outcome: Option<Result<Value, String>>,
+    pub created_at: Timestamp,
+}
+
+/// What `resolve_tool_call` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResolveToolCall {
+    Resolved,
+    /// It had an answer already; nothing was written.
+    AlreadyResolved,
     NotFound,
 }
 
@@ -194,6 +272,65 @@ pub trait AgentStore: Send + Sync {
         value: &Value,
         at: Timestamp,
     ) -> StoreResult<AnswerInput>;
+
+    /// Starts `queued` as the session's turn at once when the session is
+    /// free and its queue empty (the claim of [`AgentStore::begin_turn`],
+    /// with `first` logged), else puts it at the end of the queue unless
+    /// the queue holds `max` turns already. One transaction.
+    async fn enqueue_turn(
+        &self,
+        queued: &QueuedTurn,
+        lease_until: Timestamp,
+        first: &NewEvent,
+        max: i64,
+    ) -> StoreResult<Enqueue>;
+    /// Claims the free session for the first turn of its queue, takes that
+    /// turn off the queue and logs its user message, in one transaction, so
+    /// each queued turn runs once whichever server drains it. `Ok(None)`:
+    /// the session is busy or gone, or its queue is empty.
+    async fn begin_queued_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        lease_until: Timestamp,
+        at: Timestamp,
+    ) -> StoreResult<Option<(QueuedTurn, StoredEvent)>>;
+    /// The session's queue, first to run first.
+    async fn queued_turns(&self, project_id: &ProjectId, id: &SessionId) -> StoreResult<Vec<QueuedTurn>>;
+    /// Takes a turn off the queue. `Ok(false)`: it is not queued (any more).
+    async fn delete_queued_turn(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        queued: &TurnId,
+    ) -> StoreResult<bool>;
+    /// Puts `order` at the front of the queue in that order, the rest after
+    /// them as they were.
+    async fn reorder_queue(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        order: &[TurnId],
+    ) -> StoreResult<Reorder>;
+    /// Free sessions with queued turns, across projects (the drain sweep).
+    async fn sessions_with_ready_queue(&self, limit: i64) -> StoreResult<Vec<(ProjectId, SessionId)>>;
+
+    async fn create_tool_call(&self, call: &ToolCallRequest) -> StoreResult<()>;
+    async fn get_tool_call(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &ToolCallId,
+    ) -> StoreResult<Option<ToolCallRequest>>;
+    /// Records the client's answer unless one was recorded already.
+    async fn resolve_tool_call(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        id: &ToolCallId,
+        outcome: &Result<Value, String>,
+        at: Timestamp,
+    ) -> StoreResult<ResolveToolCall>;
 
     /// Tells the other servers (PostgreSQL `NOTIFY`; nothing on SQLite).
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()>;

@@ -357,6 +357,7 @@ impl Turn {
         let config = &self.runtime.config;
         let mut tools = vec![prompt::execute_js_tool()];
         tools.extend(self.session.tools.iter().filter_map(|t| prompt::native_tool(t)));
+        tools.extend(self.session.client_tools.iter().cloned());
         let system = Message::new(
             Role::System,
             self.runtime.agent_prompt(&self.ctx, &self.session).await,
@@ -448,12 +449,16 @@ impl Turn {
                 self.emit(block_result(outcome), Some(SessionStatus::Running))
                     .await?;
             }
+            Call::Native { tool, args, .. } if self.is_client_tool(&tool) => {
+                self.call_client_tool(tool, args).await?;
+            }
             Call::Native { tool, args, call_id } => {
                 self.emit(
                     EventBody::ToolCall {
                         tool: tool.clone(),
                         args: args.clone(),
                         call_id: Some(call_id),
+                        client: false,
                     },
                     None,
                 )
@@ -468,6 +473,7 @@ impl Turn {
                         tool,
                         result: bounded_result(result),
                         content,
+                        call_id: None,
                     },
                     None,
                 )

@@ -86,6 +86,7 @@ impl Engines {
             gateway,
             rag.clone(),
             agents.clone(),
+            control.clone(),
             RuntimeSetup {
                 sandbox,
                 fetch: Arc::new(kiln_providers::web::GuardedFetch::new(Default::default())),

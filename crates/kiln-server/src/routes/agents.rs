@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use kiln_api::{
     Acknowledged, AgentSession, CancelResult, CreateSession, ErrorBody, EventsQuery, InputAnswer, PageQuery,
-    RunAgent, SessionDetail, SessionList, SystemPrompt,
+    RunAgent, SessionDetail, SessionList, SystemPrompt, ToolResultBody,
 };
 use kiln_core::ids::SessionId;
 use kiln_core::runtime::{EventFollow, FollowItem};
@@ -35,6 +35,7 @@ pub(crate) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(get_session, delete_session))
         .routes(routes!(run_turn))
         .routes(routes!(answer_input))
+        .routes(routes!(answer_tool_call))
         .routes(routes!(cancel_turn))
         .routes(routes!(follow_events))
 }
@@ -75,6 +76,16 @@ async fn create_session(
                 tools: body.tools,
                 metadata: body.metadata,
                 index_ids: body.index_ids,
+                client_tools: body.client_tools.map(|tools| {
+                    tools
+                        .into_iter()
+                        .map(|t| kiln_core::llm::ToolSpec {
+                            name: t.name,
+                            description: t.description,
+                            parameters: t.parameters,
+                        })
+                        .collect()
+                }),
             },
         )
         .await?;
@@ -171,6 +182,41 @@ async fn answer_input(
     state
         .runtime
         .answer_input(&ctx, &SessionId::from_string(id), &body.request_id, body.value)
+        .await?;
+    Ok(Json(Acknowledged { ok: true }))
+}
+
+/// Kiln: the result (or error) of a client tool call, by the `call_id` of
+/// its `tool_call` event; the paused turn goes on. 404
+/// `tool_call_not_found`, 400 `tool_call_already_resolved` when answered
+/// before, 400 `tool_call_expired` when its turn ended; a result takes at
+/// most 256 KiB.
+#[utoipa::path(post, path = "/api/sdk/agents/{id}/tool-results", tag = "agents", params(("id" = String, Path)),
+    request_body = ToolResultBody,
+    responses((status = 200, body = Acknowledged), (status = 400, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+async fn answer_tool_call(
+    State(state): State<AppState>,
+    Authed(ctx): Authed,
+    ApiPath(id): ApiPath<String>,
+    JsonBody(body): JsonBody<ToolResultBody>,
+) -> Result<Json<Acknowledged>, ApiError> {
+    if body.call_id.is_empty() {
+        return Err(ApiError::validation("call_id is required", Some("call_id")));
+    }
+    let outcome = match (body.result, body.error) {
+        (Some(result), None) => Ok(result),
+        (None, Some(error)) => Err(error),
+        _ => {
+            return Err(ApiError::validation(
+                "give exactly one of `result` and `error`",
+                Some("result"),
+            ));
+        }
+    };
+    state
+        .runtime
+        .answer_tool_call(&ctx, &SessionId::from_string(id), &body.call_id, outcome)
         .await?;
     Ok(Json(Acknowledged { ok: true }))
 }

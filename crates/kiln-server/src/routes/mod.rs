@@ -10,6 +10,7 @@ pub(crate) mod indexes;
 pub(crate) mod legacy;
 pub(crate) mod openai;
 pub(crate) mod project;
+pub(crate) mod queue;
 pub(crate) mod schedules;
 pub(crate) mod source;
 pub(crate) mod studio;

@@ -72,14 +72,10 @@ async fn replay(
     let started = kiln_api::AgentEvent {
         kind: kiln_api::event_types::REPLAY_STARTED.to_owned(),
         content: Some(new_id.clone()),
-        tool: None,
         args: json!({ "session_id": new_id, "source_session_id": source.as_str(), "from_step": from_step })
             .as_object()
             .cloned(),
-        result: None,
-        summary: None,
-        tokens: None,
-        code: None,
+        ..Default::default()
     };
     let mut response = event_stream(replay.session.id, replay.events, Some(started));
     response
