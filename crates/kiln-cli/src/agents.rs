@@ -55,6 +55,11 @@ pub(crate) struct RunArgs {
     /// With --agent: run the agent's draft (the last sync) instead.
     #[arg(long, requires = "agent")]
     draft: bool,
+    /// With --session: queue the message if a turn is running (POST
+    /// /agents/:id/messages) and follow it once it starts, instead of
+    /// failing with `run_in_progress`.
+    #[arg(long, requires = "session")]
+    queue: bool,
     /// Print each event's JSON on one line instead of rendering it.
     #[arg(long)]
     json: bool,
@@ -177,8 +182,98 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     };
     let render = Render::new(args.json);
-    let outcome = turn(&client, &session_id, &message, fresh, &render).await?;
+    let outcome = if args.queue {
+        queued_turn(&client, &session_id, &message, &render).await?
+    } else {
+        turn(&client, &session_id, &message, fresh, &render).await?
+    };
     finish(&client, &session_id, outcome).await
+}
+
+/// How often `kiln run --queue` looks at the queue while its turn waits.
+const QUEUE_POLL: Duration = Duration::from_millis(300);
+
+/// `kiln run --queue`: enqueues the message, reports its place while it
+/// waits (Ctrl-C takes it off the queue), then plays its turn. The turn's
+/// events are found in the session's log by counting: every turn ends with
+/// exactly one `done` or `error`, so the turn of the n-th user message
+/// starts after the (n-1)-th terminal event. (Each earlier turn costs one
+/// short replay; a session hundreds of turns long takes a moment.)
+async fn queued_turn(
+    client: &Client,
+    session_id: &str,
+    message: &str,
+    render: &Render,
+) -> anyhow::Result<Outcome> {
+    let earlier = user_messages(client, session_id).await?.len();
+    let enqueued = client.enqueue_message(session_id, message).await?;
+    let mut position = enqueued.queue_position;
+    if enqueued.status == "queued" {
+        eprintln!("queued at position {position} (Ctrl-C takes it off the queue)");
+    }
+    while position > 0 {
+        tokio::select! {
+            () = tokio::time::sleep(QUEUE_POLL) => {}
+            () = ctrl_c() => {
+                match client.cancel_queued(session_id, &enqueued.id).await {
+                    Ok(()) => eprintln!("took the message off the queue"),
+                    // It started meanwhile: `finish` cancels the turn.
+                    Err(e) if e.api().is_some_and(|a| a.status == 404) => return Ok(Outcome::Interrupted),
+                    Err(e) => eprintln!("could not take the message off the queue: {e}"),
+                }
+                let _ = std::io::stdout().flush();
+                std::process::exit(130);
+            }
+        }
+        let queue = client.list_queue(session_id).await?;
+        match queue.iter().find(|q| q.id == enqueued.id) {
+            Some(q) if q.queue_position != position => {
+                position = q.queue_position;
+                eprintln!("queue position {position}");
+            }
+            Some(_) => {}
+            None => position = 0,
+        }
+    }
+    let turns = user_messages(client, session_id).await?;
+    let Some(index) = turns
+        .iter()
+        .skip(earlier)
+        .position(|m| m == message)
+        .map(|i| i + earlier)
+    else {
+        anyhow::bail!("the queued message was taken off the queue before it ran");
+    };
+    // A resumed stream ends with its turn: skip the earlier turns one
+    // stream each.
+    let mut cursor = 0;
+    for _ in 0..index {
+        let mut earlier = resume(client, session_id, cursor).await?;
+        loop {
+            match earlier.next().await {
+                Some(Ok(event)) if event.is_terminal() => {
+                    cursor = event.seq.unwrap_or(cursor);
+                    break;
+                }
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(e.into()),
+                None => anyhow::bail!("the session's log ended before the queued turn"),
+            }
+        }
+    }
+    let stream = resume(client, session_id, cursor).await?;
+    play(client, session_id, stream, false, render).await
+}
+
+/// The session's user messages, oldest first (one per turn that started).
+async fn user_messages(client: &Client, session_id: &str) -> anyhow::Result<Vec<String>> {
+    let detail = client.get_session(session_id).await?;
+    Ok(detail
+        .steps
+        .into_iter()
+        .filter(|s| s.step_type == kiln_sdk::api::event_types::USER_MESSAGE)
+        .map(|s| s.content)
+        .collect())
 }
 
 /// Reports how a turn ended (stderr) and the exit status.

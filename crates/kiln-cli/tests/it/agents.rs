@@ -12,6 +12,10 @@ use kiln_sdk::api::CreateSession;
 use kiln_sdk::{TurnEvent, TurnEventKind, UploadOptions};
 use serde_json::{Value, json};
 
+use crate::client_tools::{
+    an_unanswered_client_tool_times_out, client_tools_pause_the_turn_until_the_client_answers,
+    run_with_tools_answers_every_call,
+};
 use crate::harness::{Backend, TestApp, TestOptions, api_err};
 use crate::mcp::{
     agents_reach_mcp_tools_with_their_vault_token, agents_reach_sse_mcp_servers,
@@ -130,6 +134,12 @@ agent_tests!(
     a_full_queue_refuses_more => defaults(),
     queued_turns_survive_a_restart_and_run_once => defaults(),
     concurrent_messages_run_once_each_across_servers => defaults(),
+    client_tools_pause_the_turn_until_the_client_answers => defaults(),
+    run_with_tools_answers_every_call => defaults(),
+    an_unanswered_client_tool_times_out => RuntimeConfig {
+        input_timeout: Duration::from_millis(400),
+        ..defaults()
+    },
 );
 
 async fn session(app: &TestApp, input: CreateSession) -> String {
@@ -583,7 +593,7 @@ async fn limits_and_model_failures_end_the_turn_with_an_error(app: &TestApp, fak
 }
 
 /// Reads events until `pred` holds, returning them.
-async fn read_until(
+pub(crate) async fn read_until(
     stream: &mut kiln_sdk::AgentEventStream,
     pred: impl Fn(&TurnEvent) -> bool,
 ) -> Vec<TurnEvent> {

@@ -509,3 +509,84 @@ async fn kiln_run_asks_input_questions_on_the_terminal() {
     assert_eq!(tool["content"], "blue");
     server.terminate();
 }
+
+/// `kiln run --session S --queue` waits behind the running turn, says
+/// where it stands, then plays only its own turn.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kiln_run_queue_waits_behind_the_running_turn() {
+    use kiln_providers::fake::{FakeProvider, Reply};
+    let root = tempfile::tempdir().unwrap();
+    let server = serve(&root.path().join("data"), "queue.log").await;
+    let key = find_key(&server.stderr()).expect("the banner prints a key");
+    let client = Client::new(&server.base_url, &key).unwrap();
+    let fake = FakeProvider::start().await;
+    let vault = client
+        .create_secret_vault(&CreateSecretVault {
+            name: "llm".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap();
+    client.put_secret(&vault.id, "openai_api_key", "k").await.unwrap();
+    client
+        .put_secret(&vault.id, "openai_base_url", &fake.openai_base_url())
+        .await
+        .unwrap();
+    client.set_project_vault(Some(&vault.id)).await.unwrap();
+    let session = client
+        .create_session(&kiln_sdk::api::CreateSession {
+            model: Some("openai/gpt-test".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    fake.push(Reply::tool_call(
+        "execute_js",
+        serde_json::json!({ "code": "await input({ type: 'confirm', message: 'Hold?' })" }),
+    ));
+    fake.push(Reply::text("first done"));
+    fake.push(Reply::text("second done"));
+    client.enqueue_message(&session.id, "first").await.unwrap();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    let request_id = loop {
+        let detail = client.get_session(&session.id).await.unwrap();
+        if let Some(step) = detail.steps.iter().find(|s| s.step_type == "input_request") {
+            break step.tool_args["request_id"].as_str().unwrap().to_owned();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no input request");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+
+    let child = Command::new(KILN)
+        .args(["run", "--session", &session.id, "--queue", "--json", "second"])
+        .args(["--url", &server.base_url, "--api-key", &key])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    loop {
+        if client.list_queue(&session.id).await.unwrap().len() == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the CLI did not queue");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client
+        .respond_to_input(&session.id, &request_id, serde_json::json!(true))
+        .await
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let out = String::from_utf8(output.stdout).unwrap();
+    let err = String::from_utf8(output.stderr).unwrap();
+    assert!(output.status.success(), "{out}\n{err}");
+    assert!(err.contains("queued at position 1"), "{err}");
+    assert!(out.contains("second done"), "{out}");
+    assert!(!out.contains("first done"), "only its own turn is shown: {out}");
+    let last: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(last["type"], "done", "{out}");
+    server.terminate();
+}

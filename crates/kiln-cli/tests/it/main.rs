@@ -15,6 +15,7 @@ mod audit;
 mod auth;
 mod binary;
 mod chat;
+mod client_tools;
 mod code_cli;
 mod conventions;
 mod documents;
