@@ -228,6 +228,7 @@ impl Bench {
             fetch: Default::default(),
             mcp: Default::default(),
             evals: Default::default(),
+            webhooks: Default::default(),
         })
         .await?;
         let key = server

@@ -72,6 +72,7 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         fetch: Default::default(),
         mcp: Default::default(),
         evals: Default::default(),
+        webhooks: Default::default(),
     })
     .await?;
     let key = server

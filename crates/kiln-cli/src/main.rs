@@ -663,6 +663,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         fetch: args.agents.fetch_policy(args.allow_private_network),
         mcp: args.mcp_settings()?,
         evals: args.eval_settings(),
+        webhooks: Default::default(),
     })
     .await?;
     if args.allow_private_network {

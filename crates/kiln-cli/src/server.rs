@@ -21,6 +21,7 @@ use kiln_core::sandbox::Sandbox;
 use kiln_core::schedules::Schedules;
 use kiln_core::studio::Studio;
 use kiln_core::usage::UsageLog;
+use kiln_core::webhooks::{WebhookConfig, Webhooks};
 use kiln_providers::{HttpProviderFactory, HttpSettings};
 use kiln_server::{AppState, ServerConfig, Services};
 use kiln_store::{DatabaseKind, SqlStore};
@@ -65,6 +66,9 @@ pub struct StartOptions {
     pub mcp: kiln_providers::mcp::McpSettings,
     /// Eval runs: cases at once, a case's time limit, the judge model.
     pub evals: EvalSettings,
+    /// Webhook retries and the sender's pace (`allow_private_network`
+    /// also lets webhooks reach http:// and private addresses).
+    pub webhooks: WebhookConfig,
 }
 
 /// A server accepting connections.
@@ -219,6 +223,15 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         options.evals.clone(),
     ));
     let schedules = Arc::new(Schedules::new(store.clone(), runtime.clone(), control.clone()));
+    let webhooks = Arc::new(Webhooks::new(
+        store.clone(),
+        runtime.clone(),
+        options.kek.clone(),
+        Arc::new(kiln_providers::webhook::HttpWebhookTransport::new(
+            options.allow_private_network,
+        )),
+        options.webhooks.clone(),
+    ));
     let bootstrap = control
         .bootstrap()
         .await
@@ -236,6 +249,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
             evals: evals.clone(),
             schedules: schedules.clone(),
             studio: Arc::new(Studio::new(runtime.clone(), gateway.clone())),
+            webhooks: webhooks.clone(),
         }),
         &ServerConfig {
             body_limit: options.body_limit,
@@ -279,6 +293,9 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         schedules
             .clone()
             .run_scheduler(shutdown.clone().cancelled_owned()),
+    ));
+    workers.push(tokio::spawn(
+        webhooks.clone().run_sender(shutdown.clone().cancelled_owned()),
     ));
     // Load the search structures now rather than on the first search.
     let warm = rag.clone();

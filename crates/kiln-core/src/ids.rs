@@ -82,6 +82,8 @@ define_id!(
     ScheduleId,
     /// A call of a client-side tool, waiting for `POST /agents/:id/tool-results`.
     ToolCallId,
+    /// A session's webhook.
+    WebhookId,
     /// One webhook delivery (its attempts share it).
     WebhookDeliveryId,
 );

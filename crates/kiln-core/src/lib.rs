@@ -44,5 +44,6 @@ pub mod template;
 pub mod time;
 pub mod usage;
 pub mod vault;
+pub mod webhooks;
 
 pub use error::{Error, Result, StoreError, StoreResult};

@@ -34,6 +34,7 @@ pub mod offline;
 pub mod openai;
 pub mod web;
 pub mod web_search;
+pub mod webhook;
 
 #[cfg(feature = "fake")]
 pub mod fake;

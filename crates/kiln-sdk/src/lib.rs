@@ -27,5 +27,5 @@ pub use client::{AuditExportFormat, Client, ENDPOINTS};
 pub use documents::{DocumentQuery, UploadOptions};
 pub use error::{ApiError, Error, StreamCut, VersionConflict};
 pub use kiln_api as api;
-pub use session_features::ClientToolHandlers;
+pub use session_features::{ClientToolHandlers, verify_webhook_signature};
 pub use stream::MessageStreamEvent;

@@ -33,6 +33,9 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
+use kiln_api::webhook::{
+    Webhook, WebhookConfig, WebhookDelivery, WebhookDeliveryList, WebhookList, WebhooksUpdate,
+};
 use kiln_api::{Enqueued, QueueList, QueueOrder, QueuedTurn, RunAgent, ToolResultBody};
 
 use crate::agents::{AgentEventStream, TurnEvent, TurnEventKind};
@@ -169,6 +172,38 @@ impl Client {
         Ok(())
     }
 
+    /// `PUT /api/sdk/agents/{id}/webhooks` (Kiln): replaces the session's
+    /// webhooks whole (`&[]` removes them); returns them as stored.
+    pub async fn set_webhooks(&self, id: &str, webhooks: &[WebhookConfig]) -> Result<Vec<Webhook>, Error> {
+        let body = WebhooksUpdate {
+            webhooks: webhooks.to_vec(),
+        };
+        let list: WebhookList = self
+            .with_body(
+                Method::PUT,
+                &format!("/api/sdk/agents/{}/webhooks", segment(id)),
+                &body,
+            )
+            .await?;
+        Ok(list.webhooks)
+    }
+
+    /// `GET /api/sdk/agents/{id}/webhooks` (Kiln): never their secrets.
+    pub async fn list_webhooks(&self, id: &str) -> Result<Vec<Webhook>, Error> {
+        let list: WebhookList = self
+            .get(&format!("/api/sdk/agents/{}/webhooks", segment(id)))
+            .await?;
+        Ok(list.webhooks)
+    }
+
+    /// `GET /api/sdk/agents/{id}/webhook-deliveries` (Kiln): newest first.
+    pub async fn list_webhook_deliveries(&self, id: &str) -> Result<Vec<WebhookDelivery>, Error> {
+        let list: WebhookDeliveryList = self
+            .get(&format!("/api/sdk/agents/{}/webhook-deliveries", segment(id)))
+            .await?;
+        Ok(list.deliveries)
+    }
+
     /// Runs a turn and answers its client tool calls with `handlers` until
     /// it ends; returns its events, the terminal one last.
     pub async fn run_with_tools(
@@ -220,4 +255,37 @@ impl Client {
             }
         }
     }
+}
+
+/// Checks a webhook delivery in a receiver: `signature_header` is the
+/// `X-Kiln-Signature` value, `body` the raw request body (before any JSON
+/// parsing), `tolerance` how far its timestamp may be from this machine's
+/// clock (5 minutes is usual; older ones are replays).
+///
+/// ```
+/// let body = br#"{"event_type":"session.completed"}"#;
+/// let now = std::time::SystemTime::now()
+///     .duration_since(std::time::UNIX_EPOCH)
+///     .unwrap()
+///     .as_secs() as i64;
+/// let header = kiln_sdk::api::webhook::signature_header("whsec", now, body);
+/// kiln_sdk::verify_webhook_signature("whsec", &header, body, std::time::Duration::from_secs(300)).unwrap();
+/// assert!(kiln_sdk::verify_webhook_signature("other", &header, body, std::time::Duration::from_secs(300)).is_err());
+/// ```
+pub fn verify_webhook_signature(
+    secret: &str,
+    signature_header: &str,
+    body: &[u8],
+    tolerance: std::time::Duration,
+) -> Result<(), kiln_api::webhook::SignatureError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    kiln_api::webhook::verify_signature(
+        secret,
+        signature_header,
+        body,
+        now,
+        i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX),
+    )
 }

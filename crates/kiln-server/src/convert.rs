@@ -922,9 +922,61 @@ pub(crate) fn queue(queue: Vec<kiln_core::runtime::store::QueuedTurn>) -> api::Q
     }
 }
 
+pub(crate) fn webhook_input(w: api::webhook::WebhookConfig) -> kiln_core::webhooks::WebhookInput {
+    kiln_core::webhooks::WebhookInput {
+        url: w.url,
+        events: w.events,
+        secret: w.secret,
+    }
+}
+
+pub(crate) fn webhooks(list: Vec<kiln_core::webhooks::SessionWebhook>) -> api::webhook::WebhookList {
+    use kiln_core::webhooks::WebhookEvent;
+    api::webhook::WebhookList {
+        webhooks: list
+            .into_iter()
+            .map(|w| {
+                let events = if w.events.is_empty() {
+                    WebhookEvent::ALL.to_vec()
+                } else {
+                    w.events
+                };
+                api::webhook::Webhook {
+                    url: w.url,
+                    events: events.into_iter().map(|e| e.as_str().to_owned()).collect(),
+                    has_secret: w.secret.is_some(),
+                }
+            })
+            .collect(),
+    }
+}
+
+pub(crate) fn webhook_delivery(d: kiln_core::webhooks::Delivery) -> api::webhook::WebhookDelivery {
+    api::webhook::WebhookDelivery {
+        id: d.id.into_string(),
+        event_type: d.event.as_str().to_owned(),
+        url: d.url,
+        attempt: d.attempt,
+        status_code: d.status_code,
+        error: d.error,
+        created_at: d.created_at,
+        delivered_at: d.delivered_at,
+        next_attempt_at: d.next_attempt_at,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn webhook_event_names_are_the_listed_ones() {
+        let names: Vec<&str> = kiln_core::webhooks::WebhookEvent::ALL
+            .iter()
+            .map(|e| e.as_str())
+            .collect();
+        assert_eq!(names, api::webhook::webhook_events::ALL);
+    }
 
     #[test]
     fn every_event_kind_and_turn_code_has_a_listed_wire_name() {

@@ -39,6 +39,7 @@ use kiln_core::rag::Rag;
 use kiln_core::runtime::AgentRuntime;
 use kiln_core::schedules::Schedules;
 use kiln_core::studio::Studio;
+use kiln_core::webhooks::Webhooks;
 
 /// Default request body limit for JSON bodies: 2 MiB.
 pub const DEFAULT_BODY_LIMIT: usize = 2 * 1024 * 1024;
@@ -55,6 +56,7 @@ pub struct AppState {
     pub evals: Arc<Evals>,
     pub schedules: Arc<Schedules>,
     pub studio: Arc<Studio>,
+    pub webhooks: Arc<Webhooks>,
     /// The OpenAPI document, rendered once the router is built.
     openapi_json: Arc<OnceLock<String>>,
 }
@@ -70,6 +72,7 @@ pub struct Services {
     pub evals: Arc<Evals>,
     pub schedules: Arc<Schedules>,
     pub studio: Arc<Studio>,
+    pub webhooks: Arc<Webhooks>,
 }
 
 impl AppState {
@@ -83,6 +86,7 @@ impl AppState {
             evals: services.evals,
             schedules: services.schedules,
             studio: services.studio,
+            webhooks: services.webhooks,
             openapi_json: Arc::new(OnceLock::new()),
         }
     }
@@ -147,6 +151,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::source::routes())
         .merge(routes::evals::routes())
         .merge(routes::schedules::routes())
+        .merge(routes::webhooks::routes())
         .merge(routes::studio::routes())
         .merge(routes::openai::routes())
         .merge(routes::legacy::routes())

@@ -347,8 +347,8 @@ impl AgentStore for SqlStore {
         id: &SessionId,
         audit: &NewAudit,
     ) -> StoreResult<bool> {
-        // The events, input requests, queued turns and tool calls would go
-        // with the session (ON DELETE
+        // The events, input requests, queued turns, tool calls, webhooks and
+        // their pending deliveries would go with the session (ON DELETE
         // CASCADE); deleting them first keeps that explicit.
         write_tx!(self, |tx| {
             for table in [
@@ -356,6 +356,8 @@ impl AgentStore for SqlStore {
                 "agent_input_requests",
                 "agent_queued_turns",
                 "agent_tool_calls",
+                "webhook_deliveries",
+                "session_webhooks",
             ] {
                 sqlx::query(AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE project_id = $1 AND session_id = $2"

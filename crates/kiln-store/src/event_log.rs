@@ -120,8 +120,21 @@ pub(crate) const INSERT_EVENT_SQL: &str = "INSERT INTO agent_events (id, project
      step_type, body, content, tool_name, tool_args, duration_ms, prompt_tokens, completion_tokens, created_at) \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)";
 
+/// The webhook outbox: one delivery per webhook of the session that wants
+/// the event, written with the event (`$1` the event id: a delivery's id is
+/// it and the webhook's position, the same on every attempt). The session's
+/// status and tokens are read after the append's update.
+pub(crate) const OUTBOX_SQL: &str = "INSERT INTO webhook_deliveries (id, project_id, session_id, webhook_id, url, \
+     event_type, run_id, session_status, session_error, prompt_tokens, completion_tokens, state, attempt, \
+     created_at, next_attempt_at) \
+     SELECT $1 || '-' || CAST(w.position AS TEXT), w.project_id, w.session_id, w.id, w.url, $2, $3, s.status, $4, \
+     s.prompt_tokens, s.completion_tokens, 'pending', 0, $5, $5 \
+     FROM session_webhooks w JOIN agent_sessions s ON s.id = w.session_id \
+     WHERE w.session_id = $6 AND w.project_id = $7 AND (w.events = '' OR w.events LIKE $8)";
+
 /// Appends one event inside the caller's transaction under `turn`'s claim:
-/// numbers it on the session row and inserts it. Evaluates to `None` when
+/// numbers it on the session row, inserts it, and writes its webhook
+/// deliveries ([`OUTBOX_SQL`]). Evaluates to `None` when
 /// the turn no longer holds the session (the caller then writes nothing);
 /// errors return from the caller. (A macro because the transaction's type
 /// differs per backend; everything that does not touch it is in
@@ -180,6 +193,20 @@ macro_rules! append_row {
                     .execute(&mut *$tx)
                     .await
                     .map_err($crate::db::db_err)?;
+                if let Some((hook, error)) = kiln_core::webhooks::outbox_event(&event.body) {
+                    sqlx::query($crate::event_log::OUTBOX_SQL)
+                        .bind(stored.id.as_str())
+                        .bind(hook.as_str())
+                        .bind(turn.as_str())
+                        .bind(error)
+                        .bind(event.at)
+                        .bind(id.as_str())
+                        .bind(project_id.as_str())
+                        .bind(format!("%,{},%", hook.as_str()))
+                        .execute(&mut *$tx)
+                        .await
+                        .map_err($crate::db::db_err)?;
+                }
                 Some(stored)
             }
         }

@@ -1,6 +1,6 @@
 //! The sqlx adapter for every storage port of `kiln-core` (`ControlStore`,
 //! `UsageStore`, `GatewayStore`, `RagStore`, `AgentConfigStore`,
-//! `AgentStore`, `EvalStore`, `ScheduleStore`), over SQLite or
+//! `AgentStore`, `EvalStore`, `ScheduleStore`, `WebhookStore`), over SQLite or
 //! PostgreSQL.
 //!
 //! One implementation serves both databases: each method's SQL is written
@@ -31,6 +31,7 @@ mod rag;
 mod rows;
 mod schedules;
 mod tool_calls;
+mod webhooks;
 
 pub use connect::{SqlStore, redact_url};
 pub use db::DatabaseKind;

@@ -29,6 +29,7 @@ use crate::queue::{
 use crate::skills::{
     broken_skill_modules_are_refused_at_their_line, module_skills_run_in_the_sandbox_of_the_agents_sessions,
 };
+use crate::webhooks::{a_receiver_that_keeps_failing_is_given_up, webhooks_are_signed_retried_and_listed};
 
 /// Generates a SQLite and a PostgreSQL test for each
 /// `async fn(&TestApp, &FakeProvider)`, the fake being the project's
@@ -136,6 +137,8 @@ agent_tests!(
     concurrent_messages_run_once_each_across_servers => defaults(),
     client_tools_pause_the_turn_until_the_client_answers => defaults(),
     run_with_tools_answers_every_call => defaults(),
+    webhooks_are_signed_retried_and_listed => defaults(),
+    a_receiver_that_keeps_failing_is_given_up => defaults(),
     an_unanswered_client_tool_times_out => RuntimeConfig {
         input_timeout: Duration::from_millis(400),
         ..defaults()

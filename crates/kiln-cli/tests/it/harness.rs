@@ -45,6 +45,8 @@ pub struct TestOptions {
     pub runtime: kiln_core::runtime::RuntimeConfig,
     /// Eval runs.
     pub evals: kiln_core::evals::EvalSettings,
+    /// Webhook retries (fast, so retry tests end quickly).
+    pub webhooks: kiln_core::webhooks::WebhookConfig,
     /// How long a provider may take to answer (short, so tests of hung
     /// providers end quickly).
     pub provider_timeout: Duration,
@@ -63,6 +65,11 @@ impl Default for TestOptions {
             ingest_workers: 1,
             runtime: kiln_core::runtime::RuntimeConfig::default(),
             evals: kiln_core::evals::EvalSettings::default(),
+            webhooks: kiln_core::webhooks::WebhookConfig {
+                max_attempts: 4,
+                first_backoff: Duration::from_millis(100),
+                poll: Duration::from_millis(50),
+            },
             provider_timeout: Duration::from_millis(800),
         }
     }
@@ -213,6 +220,7 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
             ..Default::default()
         },
         evals: options.evals.clone(),
+        webhooks: options.webhooks.clone(),
         mcp: kiln_providers::mcp::McpSettings {
             allow_private_network: options.allow_private_network,
             timeout: Duration::from_secs(3),

@@ -34,3 +34,4 @@ mod source;
 mod studio;
 mod templates;
 mod vaults;
+mod webhooks;

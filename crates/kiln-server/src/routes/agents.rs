@@ -62,6 +62,16 @@ async fn create_session(
     Authed(ctx): Authed,
     JsonBody(body): JsonBody<CreateSession>,
 ) -> Result<(StatusCode, Json<AgentSession>), ApiError> {
+    // Webhooks are checked before the session is written, and a session
+    // whose webhooks cannot be stored is taken back.
+    let webhooks = body
+        .webhooks
+        .map(|w| {
+            state
+                .webhooks
+                .check(w.into_iter().map(convert::webhook_input).collect())
+        })
+        .transpose()?;
     let session = state
         .runtime
         .create_session(
@@ -89,6 +99,14 @@ async fn create_session(
             },
         )
         .await?;
+    if let Some(webhooks) = webhooks.filter(|w| !w.is_empty())
+        && let Err(e) = state.webhooks.attach(&ctx, &session.id, webhooks).await
+    {
+        if let Err(undo) = state.runtime.delete_session(&ctx, &session.id).await {
+            tracing::error!(error = %undo, session = %session.id, "taking back a session whose webhooks failed");
+        }
+        return Err(e.into());
+    }
     Ok((StatusCode::CREATED, Json(convert::session(session))))
 }
 

@@ -17,3 +17,4 @@ pub(crate) mod studio;
 pub(crate) mod system;
 pub(crate) mod templates;
 pub(crate) mod vaults;
+pub(crate) mod webhooks;
