@@ -21,7 +21,7 @@ pub struct CreateToken {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TokenCreated {
-    /// Usable as `X-API-Key`, `Authorization: Bearer` or the WebSocket's `?token=`.
+    /// Usable as `X-API-Key` or `Authorization: Bearer`, like a key.
     pub token: String,
     pub expires_at: DateTime<Utc>,
 }

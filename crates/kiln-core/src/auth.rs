@@ -38,6 +38,11 @@ pub fn generate_api_key() -> String {
 pub struct AuthContext {
     pub key_id: ApiKeyId,
     pub project: Project,
+    /// Set when the caller holds a short-lived token scoped to one session:
+    /// the HTTP edge lets it reach only that session.
+    pub session: Option<crate::ids::SessionId>,
+    /// Authenticated by a short-lived token rather than the key itself.
+    pub via_token: bool,
 }
 
 #[derive(Debug)]

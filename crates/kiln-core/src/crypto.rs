@@ -70,6 +70,17 @@ impl Kek {
     pub fn id(&self) -> &str {
         &self.id
     }
+
+    /// A key for another purpose (signing access tokens), derived from
+    /// this one so every server with the KEK derives the same.
+    pub fn derive(&self, purpose: &str) -> [u8; 32] {
+        let mut hasher = Sha256::new();
+        hasher.update(b"kiln:derive:");
+        hasher.update(purpose.as_bytes());
+        hasher.update(b":");
+        hasher.update(self.key);
+        hasher.finalize().into()
+    }
 }
 
 /// A sealed secret as stored: value ciphertext and wrapped data key, each

@@ -74,6 +74,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("GET", "/api/sdk/agents/{id}/webhooks"),
     ("PUT", "/api/sdk/agents/{id}/webhooks"),
     ("GET", "/api/sdk/agents/{id}/webhook-deliveries"),
+    ("POST", "/api/sdk/tokens"),
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),

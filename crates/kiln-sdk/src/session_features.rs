@@ -33,6 +33,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
+use kiln_api::token::{CreateToken, TokenCreated};
 use kiln_api::webhook::{
     Webhook, WebhookConfig, WebhookDelivery, WebhookDeliveryList, WebhookList, WebhooksUpdate,
 };
@@ -202,6 +203,22 @@ impl Client {
             .get(&format!("/api/sdk/agents/{}/webhook-deliveries", segment(id)))
             .await?;
         Ok(list.deliveries)
+    }
+
+    /// `POST /api/sdk/tokens` (Kiln): a short-lived token acting as this
+    /// client's key, for `ttl_seconds` (default 900, at most 86400), for one
+    /// session only when `session_id` is given. Hand it to a browser; use it
+    /// with [`Client::new`] like a key.
+    pub async fn create_token(
+        &self,
+        ttl_seconds: Option<i64>,
+        session_id: Option<&str>,
+    ) -> Result<TokenCreated, Error> {
+        let body = CreateToken {
+            ttl_seconds,
+            session_id: session_id.map(str::to_owned),
+        };
+        self.with_body(Method::POST, "/api/sdk/tokens", &body).await
     }
 
     /// Runs a turn and answers its client tool calls with `handlers` until

@@ -36,8 +36,28 @@ impl FromRequestParts<AppState> for Authed {
             .to_str()
             .map_err(|_| ApiError::from(kiln_core::Error::Unauthorized("invalid API key".into())))?;
         let key = key.strip_prefix("Bearer ").unwrap_or(key);
-        Ok(Authed(state.control.authenticate(key.trim()).await?))
+        let ctx = state.control.authenticate(key.trim()).await?;
+        if let Some(session) = &ctx.session {
+            check_session_scope(session, parts.uri.path())?;
+        }
+        Ok(Authed(ctx))
     }
+}
+
+/// A token scoped to one session reaches only that session's routes
+/// (`/api/sdk/agents/<id>` and below) and the realtime channel (when it
+/// comes); anything else answers 404, as another project's would.
+fn check_session_scope(session: &kiln_core::ids::SessionId, path: &str) -> Result<(), ApiError> {
+    let own = format!("/api/sdk/agents/{session}");
+    let allowed = path == own || path.starts_with(&format!("{own}/")) || path == "/api/sdk/ws";
+    if allowed {
+        return Ok(());
+    }
+    let shown = path
+        .strip_prefix("/api/sdk/agents/")
+        .map(|rest| rest.split('/').next().unwrap_or_default().to_owned())
+        .unwrap_or_else(|| path.to_owned());
+    Err(kiln_core::Error::not_found(kiln_core::error::EntityKind::Session, shown).into())
 }
 
 /// A JSON body read tolerantly (CONTRACT §1.3, §1.13): any or no

@@ -73,6 +73,11 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
             .into_response();
     }
     match state.control.authenticate(key).await {
+        // A session's token reaches that session's routes only.
+        Ok(ctx) if ctx.session.is_some() => ApiError::from(kiln_core::Error::Unauthorized(
+            "a session-scoped token cannot use the MCP endpoint".into(),
+        ))
+        .into_response(),
         Ok(ctx) => {
             request.extensions_mut().insert(ctx);
             next.run(request).await

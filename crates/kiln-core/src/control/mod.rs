@@ -4,6 +4,7 @@
 //! services of their own; this one knows none of them.
 
 pub mod store;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -264,6 +265,9 @@ impl ControlPlane {
 
     /// Resolves an `X-API-Key` value to its key and project.
     pub async fn authenticate(&self, raw_key: &str) -> Result<AuthContext> {
+        if raw_key.starts_with(tokens::TOKEN_PREFIX) {
+            return self.authenticate_token(raw_key).await;
+        }
         let key_hash = hash_api_key(raw_key);
         if let Some(ctx) = self.auth_cache.get(&key_hash) {
             return Ok(ctx);
@@ -284,6 +288,8 @@ impl ControlPlane {
         let ctx = AuthContext {
             key_id: key.id,
             project,
+            session: None,
+            via_token: false,
         };
         self.auth_cache.insert(key_hash, ctx.clone());
         Ok(ctx)
@@ -308,6 +314,8 @@ impl ControlPlane {
         Ok(AuthContext {
             key_id: key.id,
             project,
+            session: None,
+            via_token: false,
         })
     }
 

@@ -16,5 +16,6 @@ pub(crate) mod source;
 pub(crate) mod studio;
 pub(crate) mod system;
 pub(crate) mod templates;
+pub(crate) mod tokens;
 pub(crate) mod vaults;
 pub(crate) mod webhooks;
