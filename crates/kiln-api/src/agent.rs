@@ -364,3 +364,31 @@ impl AgentEvent {
         self.kind == event_types::DONE || self.kind == event_types::ERROR
     }
 }
+
+/// `GET /agents/:id/files` (Kiln): a session's captured files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileTree {
+    pub tree: Vec<FileEntry>,
+}
+
+/// One captured file in the tree.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileEntry {
+    pub path: String,
+    /// Bytes.
+    pub size: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `GET /agents/:id/files/<path>` (Kiln): one file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct FileContent {
+    pub path: String,
+    pub size: i64,
+    /// `raw` (UTF-8 text as is) or `base64`.
+    pub encoding: String,
+    pub content: String,
+}

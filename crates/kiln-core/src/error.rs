@@ -30,6 +30,7 @@ pub enum EntityKind {
     Schedule,
     Skill,
     QueuedTurn,
+    File,
 }
 
 impl fmt::Display for EntityKind {
@@ -53,6 +54,7 @@ impl fmt::Display for EntityKind {
             EntityKind::EvalRun => "eval run",
             EntityKind::Schedule => "scheduled run",
             EntityKind::Skill => "skill",
+            EntityKind::File => "file",
             EntityKind::QueuedTurn => "queued turn",
         })
     }

@@ -75,6 +75,8 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("PUT", "/api/sdk/agents/{id}/webhooks"),
     ("GET", "/api/sdk/agents/{id}/webhook-deliveries"),
     ("POST", "/api/sdk/tokens"),
+    ("GET", "/api/sdk/agents/{id}/files"),
+    ("GET", "/api/sdk/agents/{id}/files/{*path}"),
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),

@@ -33,6 +33,7 @@ use futures_util::StreamExt;
 use reqwest::Method;
 use serde_json::{Map, Value};
 
+use kiln_api::agent::{FileContent, FileEntry, FileTree};
 use kiln_api::token::{CreateToken, TokenCreated};
 use kiln_api::webhook::{
     Webhook, WebhookConfig, WebhookDelivery, WebhookDeliveryList, WebhookList, WebhooksUpdate,
@@ -203,6 +204,29 @@ impl Client {
             .get(&format!("/api/sdk/agents/{}/webhook-deliveries", segment(id)))
             .await?;
         Ok(list.deliveries)
+    }
+
+    /// `GET /api/sdk/agents/{id}/files` (Kiln): the files the session's
+    /// code saved (`files.write`), by path.
+    pub async fn list_files(&self, id: &str) -> Result<Vec<FileEntry>, Error> {
+        let tree: FileTree = self
+            .get(&format!("/api/sdk/agents/{}/files", segment(id)))
+            .await?;
+        Ok(tree.tree)
+    }
+
+    /// `GET /api/sdk/agents/{id}/files/{path}` (Kiln): one file, `raw` text
+    /// or `base64`.
+    pub async fn read_file(&self, id: &str, path: &str) -> Result<FileContent, Error> {
+        // The whole path as one encoded segment (`/` as %2F): the server
+        // decodes it, and `..` parts reach it (and are refused) instead of
+        // the URL being normalised around them.
+        self.get(&format!(
+            "/api/sdk/agents/{}/files/{}",
+            segment(id),
+            segment(path)
+        ))
+        .await
     }
 
     /// `POST /api/sdk/tokens` (Kiln): a short-lived token acting as this

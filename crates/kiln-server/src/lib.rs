@@ -153,6 +153,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::schedules::routes())
         .merge(routes::webhooks::routes())
         .merge(routes::tokens::routes())
+        .merge(routes::files::routes())
         .merge(routes::studio::routes())
         .merge(routes::openai::routes())
         .merge(routes::legacy::routes())

@@ -358,6 +358,7 @@ impl AgentStore for SqlStore {
                 "agent_tool_calls",
                 "webhook_deliveries",
                 "session_webhooks",
+                "session_files",
             ] {
                 sqlx::query(AssertSqlSafe(format!(
                     "DELETE FROM {table} WHERE project_id = $1 AND session_id = $2"
@@ -722,6 +723,35 @@ impl AgentStore for SqlStore {
 
     async fn sessions_with_ready_queue(&self, limit: i64) -> StoreResult<Vec<(ProjectId, SessionId)>> {
         self.sessions_with_ready_queue_sql(limit).await
+    }
+
+    async fn write_session_file(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        path: &str,
+        content: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<kiln_core::runtime::files::WriteFile> {
+        self.write_session_file_sql(project_id, session_id, path, content, at)
+            .await
+    }
+
+    async fn read_session_file(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        path: &str,
+    ) -> StoreResult<Option<kiln_core::runtime::files::SessionFile>> {
+        self.read_session_file_sql(project_id, session_id, path).await
+    }
+
+    async fn list_session_files(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+    ) -> StoreResult<Vec<kiln_core::runtime::files::FileEntry>> {
+        self.list_session_files_sql(project_id, session_id).await
     }
 
     async fn create_tool_call(&self, call: &ToolCallRequest) -> StoreResult<()> {

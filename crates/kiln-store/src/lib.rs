@@ -25,6 +25,7 @@ mod control;
 mod db;
 mod evals;
 mod event_log;
+mod files;
 mod gateway;
 mod queue;
 mod rag;

@@ -16,6 +16,7 @@ use crate::client_tools::{
     an_unanswered_client_tool_times_out, client_tools_pause_the_turn_until_the_client_answers,
     run_with_tools_answers_every_call,
 };
+use crate::files::code_saves_files_that_clients_read;
 use crate::harness::{Backend, TestApp, TestOptions, api_err};
 use crate::mcp::{
     agents_reach_mcp_tools_with_their_vault_token, agents_reach_sse_mcp_servers,
@@ -138,6 +139,7 @@ agent_tests!(
     client_tools_pause_the_turn_until_the_client_answers => defaults(),
     run_with_tools_answers_every_call => defaults(),
     webhooks_are_signed_retried_and_listed => defaults(),
+    code_saves_files_that_clients_read => defaults(),
     a_receiver_that_keeps_failing_is_given_up => defaults(),
     an_unanswered_client_tool_times_out => RuntimeConfig {
         input_timeout: Duration::from_millis(400),

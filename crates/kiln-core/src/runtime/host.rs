@@ -133,6 +133,9 @@ impl HostFunctions for TurnHost {
             "input" => return self.input(arg(0)).await,
             "data.get" => (turn.data_get(arg(0)).await?, primitive),
             "data.set" => (turn.data_set(arg(0), args.get(1).cloned()).await?, primitive),
+            "files.write" => (turn.files_write(arg(0), arg(1), arg(2)).await?, primitive),
+            "files.read" => (turn.files_read(arg(0), arg(1)).await?, primitive),
+            "files.list" => (turn.files_list().await?, primitive),
             other => match other.split_once('.') {
                 Some((server, tool)) => (turn.mcp_call(server, tool, arg(0)).await?, MCP_CALL),
                 None => return Err(format!("`{other}` is not a sandbox function")),

@@ -13,6 +13,7 @@
 
 pub mod event;
 pub mod fetch;
+pub mod files;
 pub mod session;
 pub mod store;
 pub mod web_search;

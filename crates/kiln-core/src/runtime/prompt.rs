@@ -21,7 +21,7 @@ pub struct Primitive {
     pub doc: &'static str,
 }
 
-pub const PRIMITIVES: [Primitive; 6] = [
+pub const PRIMITIVES: [Primitive; 7] = [
     Primitive {
         names: &["search"],
         doc: r#"`await search(query, { top_k = 5, index })` → `[{ content, score, source, document_id, index_id, chunk_index }]`: hybrid search over this session's knowledge indexes (best first, score in [0, 1]). `index` narrows to one index id of the session's scope."#,
@@ -45,6 +45,10 @@ pub const PRIMITIVES: [Primitive; 6] = [
     Primitive {
         names: &["data.get", "data.set"],
         doc: r#"`await data.get(key)` → the value stored under `key` in this session (`data.get()` returns everything); `await data.set(key, value)` stores it (`data.set({ key: value, ... })` stores several; a `null` value removes the key). Data lasts for the whole session."#,
+    },
+    Primitive {
+        names: &["files.write", "files.read", "files.list"],
+        doc: r#"`await files.write(path, content)` saves a file the user can download from this session (text; binary as base64 with `{ encoding: "base64" }`; an object is saved as JSON); `await files.read(path)` → its text; `await files.list()` → `[{ path, size, updated_at }]`. Paths are relative like `reports/summary.md`; 1 MiB a file, 10 MiB in all."#,
     },
 ];
 
@@ -340,6 +344,7 @@ mod tests {
             "input(",
             "data.get(",
             "data.set(",
+            "files.write(",
             "console.log",
             "execute_js",
         ] {

@@ -333,6 +333,28 @@ pub trait AgentStore: Send + Sync {
     ) -> StoreResult<ResolveToolCall>;
 
     /// Tells the other servers (PostgreSQL `NOTIFY`; nothing on SQLite).
+    /// Writes (or replaces) a captured file, refusing past the session's
+    /// quotas (`runtime::files`) in the same transaction.
+    async fn write_session_file(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        path: &str,
+        content: &[u8],
+        at: Timestamp,
+    ) -> StoreResult<crate::runtime::files::WriteFile>;
+    async fn read_session_file(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+        path: &str,
+    ) -> StoreResult<Option<crate::runtime::files::SessionFile>>;
+    /// By path.
+    async fn list_session_files(
+        &self,
+        project_id: &ProjectId,
+        session_id: &SessionId,
+    ) -> StoreResult<Vec<crate::runtime::files::FileEntry>>;
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()>;
     /// Signals from other servers, or `None` when there can be none (SQLite
     /// serves one server per file).

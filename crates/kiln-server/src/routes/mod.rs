@@ -6,6 +6,7 @@ pub(crate) mod audit;
 pub(crate) mod chat;
 pub(crate) mod documents;
 pub(crate) mod evals;
+pub(crate) mod files;
 pub(crate) mod indexes;
 pub(crate) mod legacy;
 pub(crate) mod openai;
