@@ -210,7 +210,10 @@ async fn schedules_fire_headless_turns(app: &TestApp, fake: &FakeProvider) {
     assert_eq!(fired.last_error, "");
     let steps = c.get_session(&session.id).await.unwrap().steps;
     assert_eq!(steps[0].content, "Happy new year: summarise last year.");
-    assert!(steps.iter().any(|s| s.content == "Last year went well."), "{steps:#?}");
+    assert!(
+        steps.iter().any(|s| s.content == "Last year went well."),
+        "{steps:#?}"
+    );
     // The same slot does not fire twice.
     assert_eq!(schedules.fire_due(at).await.unwrap(), 0);
 
