@@ -16,6 +16,7 @@ pub mod eval;
 pub mod index;
 pub mod openai;
 pub mod project;
+pub mod realtime;
 pub mod schedule;
 pub mod source;
 pub mod sse;

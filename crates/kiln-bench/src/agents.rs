@@ -629,7 +629,7 @@ async fn paused_turn(client: &Client, session: &str) -> anyhow::Result<AgentEven
 }
 
 /// Lets in-flight work and deferred frees finish before RSS is read.
-async fn settle() {
+pub(crate) async fn settle() {
     tokio::time::sleep(Duration::from_millis(500)).await;
 }
 
@@ -638,7 +638,7 @@ fn seconds(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0
 }
 
-fn per_item(after: u64, before: u64, items: usize) -> f64 {
+pub(crate) fn per_item(after: u64, before: u64, items: usize) -> f64 {
     (after as f64 - before as f64) / items.max(1) as f64
 }
 
@@ -780,7 +780,7 @@ impl Database {
 }
 
 /// Resident set size of this process in bytes.
-fn rss_bytes() -> anyhow::Result<u64> {
+pub(crate) fn rss_bytes() -> anyhow::Result<u64> {
     Ok(crate::rss_kib(std::process::id())? * 1024)
 }
 

@@ -21,6 +21,7 @@ mod agents;
 mod evals;
 mod mcp;
 mod rag;
+mod session_features;
 mod source;
 
 #[derive(Debug, Parser)]
@@ -55,6 +56,10 @@ enum Command {
     /// and the scheduler with 10,000 schedules (idle CPU per minute, firing
     /// delay after the minute starts).
     Evals(evals::EvalsArgs),
+    /// Session features: SSE streams and WebSocket subscribers held at once
+    /// (memory per connection, fan-out), webhook deliveries per second, and
+    /// the queue's drain gap between turns.
+    SessionFeatures(session_features::SessionFeaturesArgs),
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -127,8 +132,11 @@ fn main() -> anyhow::Result<()> {
             Command::Source(args) => source::source(args).await,
             Command::Mcp(args) => mcp::mcp(args).await,
             Command::Evals(args) => evals::evals(args).await,
+            Command::SessionFeatures(args) => session_features::session_features(args).await,
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
+                // A long-running fake must not keep every request it served.
+                fake.stop_recording();
                 println!(
                     "fake provider on {} (OpenAI base {})",
                     fake.base_url(),

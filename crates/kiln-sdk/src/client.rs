@@ -75,6 +75,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("PUT", "/api/sdk/agents/{id}/webhooks"),
     ("GET", "/api/sdk/agents/{id}/webhook-deliveries"),
     ("POST", "/api/sdk/tokens"),
+    ("GET", "/api/sdk/ws"),
     ("GET", "/api/sdk/agents/{id}/files"),
     ("GET", "/api/sdk/agents/{id}/files/{*path}"),
     ("POST", "/api/sdk/source-validate"),
@@ -176,6 +177,10 @@ impl Client {
 
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    pub(crate) fn api_key(&self) -> &str {
+        &self.api_key
     }
 
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {

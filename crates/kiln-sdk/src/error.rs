@@ -97,6 +97,9 @@ pub enum Error {
     /// with [`StreamCut::last_seq`] picks it up where the stream stopped.
     #[error(transparent)]
     StreamCut(#[from] StreamCut),
+    /// The realtime channel's WebSocket failed (connect, read or write).
+    #[error("realtime connection: {0}")]
+    Realtime(String),
 }
 
 /// The details of [`Error::StreamCut`].

@@ -24,29 +24,80 @@ impl FromRequestParts<AppState> for Authed {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        // `X-API-Key`, or `Authorization: Bearer <key>` as OpenAI clients send it.
-        let bearer = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .filter(|v| v.as_bytes().starts_with(b"Bearer "));
-        let Some(value) = parts.headers.get(API_KEY_HEADER).or(bearer) else {
+        let Some(key) = header_credential(parts)? else {
             return Err(kiln_core::Error::Unauthorized("missing X-API-Key header".into()).into());
         };
-        let key = value
-            .to_str()
-            .map_err(|_| ApiError::from(kiln_core::Error::Unauthorized("invalid API key".into())))?;
-        let key = key.strip_prefix("Bearer ").unwrap_or(key);
-        let ctx = state.control.authenticate(key.trim()).await?;
-        if let Some(session) = &ctx.session {
-            check_session_scope(session, parts.uri.path())?;
+        authenticate(state, parts, key).await.map(Authed)
+    }
+}
+
+/// The key or token of `X-API-Key`, or `Authorization: Bearer <key>` as
+/// OpenAI clients send it.
+fn header_credential(parts: &Parts) -> Result<Option<&str>, ApiError> {
+    let bearer = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .filter(|v| v.as_bytes().starts_with(b"Bearer "));
+    let Some(value) = parts.headers.get(API_KEY_HEADER).or(bearer) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .map_err(|_| ApiError::from(kiln_core::Error::Unauthorized("invalid API key".into())))?;
+    Ok(Some(key.strip_prefix("Bearer ").unwrap_or(key).trim()))
+}
+
+async fn authenticate(state: &AppState, parts: &Parts, key: &str) -> Result<AuthContext, ApiError> {
+    let ctx = state.control.authenticate(key).await?;
+    if let Some(session) = &ctx.session {
+        check_session_scope(session, parts.uri.path())?;
+    }
+    Ok(ctx)
+}
+
+/// The caller of the realtime channel: a key or token in the headers, as
+/// for every route, or a short-lived token in `?token=` (a browser's
+/// WebSocket cannot set headers). API keys are refused in the query: URLs
+/// end up in logs.
+#[derive(Debug, Clone)]
+pub struct RealtimeAuthed(pub AuthContext);
+
+impl FromRequestParts<AppState> for RealtimeAuthed {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        if let Some(key) = header_credential(parts)? {
+            return authenticate(state, parts, key).await.map(RealtimeAuthed);
         }
-        Ok(Authed(ctx))
+        #[derive(serde::Deserialize)]
+        struct TokenQuery {
+            token: Option<String>,
+        }
+        let token = axum::extract::Query::<TokenQuery>::try_from_uri(&parts.uri)
+            .ok()
+            .and_then(|q| q.0.token);
+        let Some(token) = token else {
+            return Err(kiln_core::Error::Unauthorized(
+                "missing X-API-Key header (or ?token= with a token from POST /api/sdk/tokens)".into(),
+            )
+            .into());
+        };
+        let ctx = authenticate(state, parts, token.trim()).await?;
+        if !ctx.via_token {
+            return Err(kiln_core::Error::Unauthorized(
+                "?token= takes a short-lived token from POST /api/sdk/tokens; send API keys in X-API-Key"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(RealtimeAuthed(ctx))
     }
 }
 
 /// A token scoped to one session reaches only that session's routes
-/// (`/api/sdk/agents/<id>` and below) and the realtime channel (when it
-/// comes); anything else answers 404, as another project's would.
+/// (`/api/sdk/agents/<id>` and below) and the realtime channel (where it
+/// follows only that session); anything else answers 404, as another
+/// project's would.
 fn check_session_scope(session: &kiln_core::ids::SessionId, path: &str) -> Result<(), ApiError> {
     let own = format!("/api/sdk/agents/{session}");
     let allowed = path == own || path.starts_with(&format!("{own}/")) || path == "/api/sdk/ws";

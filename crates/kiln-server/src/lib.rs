@@ -153,6 +153,7 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
         .merge(routes::schedules::routes())
         .merge(routes::webhooks::routes())
         .merge(routes::tokens::routes())
+        .merge(routes::realtime::routes())
         .merge(routes::files::routes())
         .merge(routes::studio::routes())
         .merge(routes::openai::routes())
@@ -192,7 +193,10 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         .layer(DefaultBodyLimit::max(config.body_limit))
         .layer(cors)
-        .layer(TraceLayer::new_for_http())
+        // Spans name the path, never the query: `?token=` holds a credential.
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &axum::http::Request<_>| {
+            tracing::debug_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
         .layer(SetSensitiveRequestHeadersLayer::new([
             HeaderName::from_static("x-api-key"),
             header::AUTHORIZATION,

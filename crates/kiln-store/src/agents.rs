@@ -36,7 +36,7 @@ use crate::event_log::{
 };
 
 const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
-     data, turn_id, step_count, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at, agent_id, \
+     data, turn_id, step_count, last_seq, prompt_tokens, completion_tokens, duration_ms, created_at, updated_at, agent_id, \
      agent_version_id, skill_modules, mcp_servers, client_tools";
 const EVENT_COLUMNS: &str = "id, seq, turn_id, step_index, body, duration_ms, created_at";
 const STEP_COLUMNS: &str = "id, session_id, step_index, step_type, content, tool_name, tool_args, duration_ms, \
@@ -67,6 +67,7 @@ struct SessionRow {
     data: Json<Map<String, Value>>,
     turn_id: Option<String>,
     step_count: i64,
+    last_seq: i64,
     prompt_tokens: i64,
     completion_tokens: i64,
     duration_ms: i64,
@@ -99,6 +100,7 @@ impl TryFrom<SessionRow> for Session {
             turn_id: r.turn_id.map(TurnId::from_string),
             usage: usage(r.prompt_tokens, r.completion_tokens),
             step_count: r.step_count,
+            last_seq: r.last_seq,
             duration_ms: r.duration_ms,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -891,6 +893,7 @@ mod tests {
             turn_id: None,
             usage: Usage::default(),
             step_count: 0,
+            last_seq: 0,
             duration_ms: 0,
             created_at,
             updated_at: created_at,
@@ -1312,9 +1315,15 @@ mod tests {
             AgentSignal::Input {
                 session_id: session_id.clone(),
             },
+            AgentSignal::Session {
+                origin: "0192abcd".into(),
+                change: kiln_core::runtime::news::SessionChange::Removed,
+                project_id: ProjectId::generate(),
+                session_id: session_id.clone(),
+            },
         ] {
             let payload = encode_signal(&signal);
-            assert!(payload.len() < 100, "{payload}");
+            assert!(payload.len() < 160, "{payload}");
             assert_eq!(parse_signal(&payload), Some(signal));
         }
         assert_eq!(

@@ -9,6 +9,7 @@ use sqlx::types::Json;
 use kiln_core::ids::{EventId, ProjectId, SessionId, TurnId};
 use kiln_core::llm::Usage;
 use kiln_core::runtime::event::StoredEvent;
+use kiln_core::runtime::news::SessionChange;
 use kiln_core::runtime::store::{AgentSignal, NewEvent};
 use kiln_core::{StoreError, StoreResult};
 
@@ -19,12 +20,18 @@ pub(crate) const CHANNEL: &str = "kiln_agents";
 
 /// A signal as a `NOTIFY` payload: `<kind>:<seq>:<session id>`, with kind
 /// `e` (event, with its seq), `c` (cancel) or `i` (input), the seq empty for
-/// the last two.
+/// the last two; session news is `n:<c|p|r>:<origin>/<project id>/<session id>`.
 pub(crate) fn encode_signal(signal: &AgentSignal) -> String {
     match signal {
         AgentSignal::Event { session_id, seq } => format!("e:{seq}:{session_id}"),
         AgentSignal::Cancel { session_id, turn_id } => format!("c:{turn_id}:{session_id}"),
         AgentSignal::Input { session_id } => format!("i::{session_id}"),
+        AgentSignal::Session {
+            origin,
+            change,
+            project_id,
+            session_id,
+        } => format!("n:{}:{origin}/{project_id}/{session_id}", change.letter()),
     }
 }
 
@@ -46,6 +53,19 @@ pub(crate) fn parse_signal(payload: &str) -> Option<AgentSignal> {
             turn_id: TurnId::from_string(turn),
         }),
         ("i", "") => Some(AgentSignal::Input { session_id }),
+        ("n", letter) => {
+            let mut ids = session.splitn(3, '/');
+            let (origin, project, session) = (ids.next()?, ids.next()?, ids.next()?);
+            if origin.is_empty() || project.is_empty() || session.is_empty() {
+                return None;
+            }
+            Some(AgentSignal::Session {
+                origin: origin.to_owned(),
+                change: SessionChange::from_letter(letter)?,
+                project_id: ProjectId::from_string(project),
+                session_id: SessionId::from_string(session),
+            })
+        }
         _ => None,
     }
 }

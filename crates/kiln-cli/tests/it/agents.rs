@@ -27,6 +27,10 @@ use crate::queue::{
     a_full_queue_refuses_more, concurrent_messages_run_once_each_across_servers,
     queued_turns_run_in_order_one_at_a_time, queued_turns_survive_a_restart_and_run_once,
 };
+use crate::realtime::{
+    realtime_authenticates_by_header_or_token, realtime_sends_session_news_and_events_in_order,
+    session_handles_follow_turns_and_the_queue_and_reconnect,
+};
 use crate::skills::{
     broken_skill_modules_are_refused_at_their_line, module_skills_run_in_the_sandbox_of_the_agents_sessions,
 };
@@ -141,6 +145,9 @@ agent_tests!(
     webhooks_are_signed_retried_and_listed => defaults(),
     code_saves_files_that_clients_read => defaults(),
     a_receiver_that_keeps_failing_is_given_up => defaults(),
+    realtime_sends_session_news_and_events_in_order => defaults(),
+    realtime_authenticates_by_header_or_token => defaults(),
+    session_handles_follow_turns_and_the_queue_and_reconnect => defaults(),
     an_unanswered_client_tool_times_out => RuntimeConfig {
         input_timeout: Duration::from_millis(400),
         ..defaults()

@@ -28,6 +28,7 @@ mod mcp;
 mod openapi;
 mod project;
 mod queue;
+mod realtime;
 mod schedules;
 mod search;
 mod skills;

@@ -159,6 +159,8 @@ impl Hub {
                 self.stop_local(&session_id, Some(&turn_id), cancel());
             }
             AgentSignal::Input { session_id } => self.input_arrived(&session_id),
+            // The runtime hands these to its newsroom before the hub.
+            AgentSignal::Session { .. } => {}
         }
     }
 }

@@ -25,6 +25,7 @@ pub mod client_tools;
 mod history;
 mod host;
 pub(crate) mod hub;
+pub mod news;
 pub mod prompt;
 pub mod queue;
 pub mod replay;
@@ -109,6 +110,8 @@ pub struct AgentRuntime {
     pub(crate) web_search: Arc<dyn web_search::WebSearch>,
     pub(crate) config: RuntimeConfig,
     pub(crate) hub: hub::Hub,
+    /// Session news for realtime watchers.
+    pub(crate) news: news::Newsroom,
     /// Slots for running blocks; a block waiting for `input()` gives its
     /// slot back while it waits.
     pub(crate) blocks: Arc<tokio::sync::Semaphore>,
@@ -139,6 +142,7 @@ impl AgentRuntime {
             web_search: setup.web_search,
             config: setup.config,
             hub: hub::Hub::default(),
+            news: news::Newsroom::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }

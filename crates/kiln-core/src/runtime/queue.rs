@@ -82,6 +82,7 @@ impl AgentRuntime {
                 // The running turn may have ended between the claim and the
                 // insert: look once more (the sweep would, a second later).
                 self.drain_queue_later(ctx.project.id.clone(), id.clone());
+                self.note_queue_changed(&ctx.project.id, id);
                 Ok(Enqueued {
                     id: queued.id,
                     running: false,
@@ -114,6 +115,7 @@ impl AgentRuntime {
         {
             return Err(Error::not_found(EntityKind::QueuedTurn, &queued));
         }
+        self.note_queue_changed(&ctx.project.id, id);
         Ok(())
     }
 
@@ -138,12 +140,22 @@ impl AgentRuntime {
             ids.push(queued);
         }
         match self.store.reorder_queue(&ctx.project.id, id, &ids).await? {
-            Reorder::Done(queue) => Ok(queue),
+            Reorder::Done(queue) => {
+                self.note_queue_changed(&ctx.project.id, id);
+                Ok(queue)
+            }
             Reorder::Unknown(queued) => Err(Error::validation(
                 format!("`{queued}` is not a queued turn of this session"),
                 Some("order"),
             )),
         }
+    }
+
+    /// Realtime watchers learn of a queue change as a `patched` session
+    /// (and read the queue again).
+    fn note_queue_changed(&self, project_id: &ProjectId, id: &SessionId) {
+        self.news
+            .note(crate::runtime::news::SessionChange::Patched, project_id, id, None);
     }
 
     /// Drains the session's queue in a task of its own.

@@ -143,6 +143,7 @@ impl AgentRuntime {
             turn_id: None,
             usage: Usage::default(),
             step_count: 0,
+            last_seq: 0,
             duration_ms: 0,
             created_at: at,
             updated_at: at,
@@ -157,6 +158,12 @@ impl AgentRuntime {
         .meta("replay_of", id.as_str())
         .meta("from_step", from_step);
         self.store.create_session(&session, &audit).await?;
+        self.news.note(
+            crate::runtime::news::SessionChange::Created,
+            &ctx.project.id,
+            &session.id,
+            Some(Arc::new(session.clone())),
+        );
         self.copy_turns(ctx, &session.id, earlier).await?;
         let (cursor, events) = self.run_turn(ctx, &session.id, &message).await?;
         let session = self.get_session(ctx, &session.id).await?;

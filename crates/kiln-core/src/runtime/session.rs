@@ -72,6 +72,9 @@ pub struct Session {
     pub turn_id: Option<TurnId>,
     pub usage: Usage,
     pub step_count: i64,
+    /// The sequence number of the session's last logged event (0: none):
+    /// where a reader that wants only what comes next starts.
+    pub last_seq: i64,
     pub duration_ms: i64,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,

@@ -20,6 +20,7 @@ use crate::page::Page;
 use crate::runtime::event::TurnErrorCode;
 use crate::runtime::event::{EventBody, StoredEvent};
 use crate::runtime::hub::{Stop, Wake};
+use crate::runtime::news::SessionChange;
 use crate::runtime::store::{AgentSignal, AnswerInput, BeginTurn, NewEvent, TurnTotals};
 use crate::runtime::turn::Turn;
 use crate::runtime::{AgentRuntime, Session, SessionStatus, Step, host, prompt};
@@ -211,6 +212,7 @@ impl AgentRuntime {
             turn_id: None,
             usage: Usage::default(),
             step_count: 0,
+            last_seq: 0,
             duration_ms: 0,
             created_at: at,
             updated_at: at,
@@ -235,6 +237,12 @@ impl AgentRuntime {
             audit = audit.meta("agent_version_id", version_id.as_str());
         }
         self.store.create_session(&session, &audit).await?;
+        self.news.note(
+            SessionChange::Created,
+            &ctx.project.id,
+            &session.id,
+            Some(Arc::new(session.clone())),
+        );
         Ok(session)
     }
 
@@ -293,6 +301,12 @@ impl AgentRuntime {
         if !self.store.delete_session(&ctx.project.id, id, &audit).await? {
             return Err(Error::not_found(EntityKind::Session, id));
         }
+        self.news.note(
+            SessionChange::Removed,
+            &ctx.project.id,
+            id,
+            Some(Arc::new(session)),
+        );
         Ok(())
     }
 
@@ -354,7 +368,7 @@ impl AgentRuntime {
         self.start_turn(ctx.clone(), session, turn_id, cursor, model);
         Ok((
             cursor,
-            self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, false),
+            self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, Follow::Turn),
         ))
     }
 
@@ -376,6 +390,8 @@ impl AgentRuntime {
         model: (crate::llm::ModelRef, Arc<dyn crate::llm::LlmProvider>),
     ) {
         let control = self.hub.register(&session.id, &turn_id);
+        self.news
+            .note(SessionChange::Patched, &ctx.project.id, &session.id, None);
         let runtime = self.clone();
         let session_id = session.id.clone();
         tokio::spawn(async move {
@@ -435,7 +451,40 @@ impl AgentRuntime {
     pub async fn follow_events(&self, ctx: &AuthContext, id: &SessionId, after: i64) -> Result<EventFollow> {
         self.get_session(ctx, id).await?;
         let wakes = self.hub.subscribe(id);
-        Ok(self.follow(ctx.project.id.clone(), id.clone(), after.max(0), wakes, true))
+        Ok(self.follow(
+            ctx.project.id.clone(),
+            id.clone(),
+            after.max(0),
+            wakes,
+            Follow::UntilIdle,
+        ))
+    }
+
+    /// The realtime channel's view of one session: the session, the cursor
+    /// its events follow from (`after`, or the log's end when `None`), and
+    /// its events from there through every turn, until it is deleted.
+    pub async fn watch_session(
+        &self,
+        ctx: &AuthContext,
+        id: &SessionId,
+        after: Option<i64>,
+    ) -> Result<(Session, i64, EventFollow)> {
+        // Subscribed before the session is read: nothing after its
+        // `last_seq` can be missed.
+        let wakes = self.hub.subscribe(id);
+        let session = self.get_session(ctx, id).await?;
+        let cursor = after.unwrap_or(session.last_seq).clamp(0, session.last_seq);
+        let events = self.follow(ctx.project.id.clone(), id.clone(), cursor, wakes, Follow::Always);
+        Ok((session, cursor, events))
+    }
+
+    /// The realtime channel's view of a project: news of its sessions
+    /// (created, patched, removed) from now on.
+    pub fn watch_sessions(
+        &self,
+        ctx: &AuthContext,
+    ) -> broadcast::Receiver<Arc<crate::runtime::news::SessionNews>> {
+        self.news.watch(&ctx.project.id)
     }
 
     fn follow(
@@ -444,7 +493,7 @@ impl AgentRuntime {
         id: SessionId,
         cursor: i64,
         wakes: broadcast::Receiver<Wake>,
-        end_when_idle: bool,
+        mode: Follow,
     ) -> EventFollow {
         let reader = Reader {
             store: self.store.clone(),
@@ -454,7 +503,8 @@ impl AgentRuntime {
             cursor,
             wakes,
             ready: VecDeque::new(),
-            end_when_idle,
+            end_when_idle: mode == Follow::UntilIdle,
+            through_turns: mode == Follow::Always,
             ended: false,
             read_log: true,
             check_session: false,
@@ -586,7 +636,10 @@ impl AgentRuntime {
             }),
         };
         match self.store.append_event(project_id, id, turn_id, &event).await {
-            Ok(Some(stored)) => self.hub.publish(id, Wake::Event(Arc::new(stored))),
+            Ok(Some(stored)) => {
+                self.hub.publish(id, Wake::Event(Arc::new(stored)));
+                self.news.note(SessionChange::Patched, project_id, id, None);
+            }
             Ok(None) => {}
             Err(e) => tracing::error!(error = %e, session = %id, "ending a turn failed"),
         }
@@ -638,7 +691,15 @@ impl AgentRuntime {
                 };
                 use futures_util::StreamExt;
                 while let Some(signal) = signals.next().await {
-                    runtime.hub.on_signal(signal, Stop::cancelled);
+                    match signal {
+                        AgentSignal::Session {
+                            origin,
+                            change,
+                            project_id,
+                            session_id,
+                        } => runtime.news.on_signal(&origin, change, project_id, session_id),
+                        signal => runtime.hub.on_signal(signal, Stop::cancelled),
+                    }
                 }
             }
         };
@@ -657,8 +718,10 @@ impl AgentRuntime {
                 tokio::time::sleep(QUEUE_SWEEP).await;
             }
         };
+        let newsroom = self.news.run(self.store.as_ref());
         tokio::select! {
             () = shutdown => {}
+            () = newsroom => {}
             () = relay => {}
             () = reaper => {}
             () = queues => {}
@@ -706,6 +769,18 @@ fn internal_stop() -> Stop {
     )
 }
 
+/// How long a reader follows a session's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follow {
+    /// To the end of the turn it started with (the `run` stream).
+    Turn,
+    /// To the end of the running turn, or at once when caught up on an
+    /// idle session (`GET /agents/:id/events`).
+    UntilIdle,
+    /// Through every turn, until the session is deleted (realtime).
+    Always,
+}
+
 /// One reader of a session's log.
 struct Reader {
     store: Arc<dyn crate::runtime::store::AgentStore>,
@@ -719,6 +794,9 @@ struct Reader {
     /// End when caught up and no turn runs (a reader that did not start
     /// the turn it reads).
     end_when_idle: bool,
+    /// Go on after a terminal event, and yield user messages (realtime
+    /// subscribers).
+    through_turns: bool,
     ended: bool,
     /// The log may hold events past the cursor.
     read_log: bool,
@@ -793,10 +871,11 @@ impl Reader {
                     continue;
                 }
                 self.cursor = event.seq;
-                if !event.body.is_streamed() {
+                // Realtime subscribers see each turn's user message too.
+                if !event.body.is_streamed() && !self.through_turns {
                     continue;
                 }
-                self.ended = event.body.is_terminal();
+                self.ended = !self.through_turns && event.body.is_terminal();
                 return Some(FollowItem::Event(event));
             }
             if self.read_log {

@@ -169,6 +169,14 @@ pub enum AgentSignal {
     Cancel { session_id: SessionId, turn_id: TurnId },
     /// An input request of the session was answered.
     Input { session_id: SessionId },
+    /// A session was created, changed or removed (for realtime watchers);
+    /// `origin` names the server that noted it.
+    Session {
+        origin: String,
+        change: crate::runtime::news::SessionChange,
+        project_id: ProjectId,
+        session_id: SessionId,
+    },
 }
 
 pub type SignalStream = Pin<Box<dyn Stream<Item = AgentSignal> + Send>>;

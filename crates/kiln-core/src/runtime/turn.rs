@@ -56,6 +56,8 @@ struct TurnState {
     /// Since when at least one `input()` waits, and how many do.
     paused_since: Option<Instant>,
     pauses: usize,
+    /// The session's status as the turn last recorded it.
+    status: SessionStatus,
 }
 
 /// Holds the turn's clock while a person is asked; dropping it (also when
@@ -141,6 +143,7 @@ impl Turn {
                 paused_total: Duration::ZERO,
                 paused_since: None,
                 pauses: 0,
+                status: SessionStatus::Running,
             }),
         }
     }
@@ -187,7 +190,24 @@ impl Turn {
             state.steps += 1;
         }
         state.bodies.push(body);
+        if let Some(status) = status
+            && status != state.status
+        {
+            state.status = status;
+            drop(state);
+            self.note_patched();
+        }
         Ok(seq)
+    }
+
+    /// Tells realtime watchers the session changed (status, totals).
+    fn note_patched(&self) {
+        self.runtime.news.note(
+            crate::runtime::news::SessionChange::Patched,
+            &self.ctx.project.id,
+            &self.session.id,
+            None,
+        );
     }
 
     async fn append(&self, event: NewEvent) -> Result<i64, Stop> {
@@ -309,6 +329,7 @@ impl Turn {
                         .hub
                         .publish(&self.session.id, Wake::Event(Arc::new(event)));
                 }
+                self.note_patched();
             }
             // The end was already recorded elsewhere.
             Ok(None) => {}

@@ -12,6 +12,7 @@ pub(crate) mod legacy;
 pub(crate) mod openai;
 pub(crate) mod project;
 pub(crate) mod queue;
+pub(crate) mod realtime;
 pub(crate) mod schedules;
 pub(crate) mod source;
 pub(crate) mod studio;
