@@ -7,7 +7,7 @@ use kiln_core::llm::{
     ProviderSettings,
 };
 
-use crate::guard::{self, PublicOnlyResolver};
+use crate::guard;
 
 use crate::anthropic::{ANTHROPIC_BASE_URL, Anthropic};
 use crate::gemini::{GEMINI_BASE_URL, Gemini};
@@ -30,9 +30,8 @@ impl HttpProviderFactory {
     /// private and local addresses too (development only).
     pub fn new(settings: HttpSettings, allow_private_network: bool) -> Self {
         let guarded = (!allow_private_network).then(|| {
-            reqwest::Client::builder()
+            guard::public_only(reqwest::Client::builder())
                 .connect_timeout(settings.connect_timeout)
-                .dns_resolver(Arc::new(PublicOnlyResolver))
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("the guarded HTTP client builds")
@@ -136,5 +135,64 @@ impl ProviderFactory for HttpProviderFactory {
             )),
             ProviderKind::Offline => Arc::new(OfflineModel),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Child mode of [`guarded_clients_ignore_environment_proxies`]: with
+    /// `HTTP_PROXY` set, a plain client goes through the proxy (the
+    /// control), the guarded ones must not.
+    async fn probe_through_proxy() {
+        let url = "http://guard-probe.invalid/v1/models";
+        let _ = reqwest::Client::new().get(url).send().await;
+        let factory = HttpProviderFactory::new(HttpSettings::default(), false);
+        let guarded = factory.guarded.expect("a guarded client");
+        assert!(guarded.get(url).send().await.is_err());
+        let plain = guard::public_only(reqwest::Client::builder()).build().unwrap();
+        assert!(plain.get(url).send().await.is_err());
+    }
+
+    /// A proxy from the environment would resolve a tenant's host itself,
+    /// past the address check: guarded clients ignore it. The environment
+    /// is the child process's own (tests may not change their own).
+    #[tokio::test]
+    async fn guarded_clients_ignore_environment_proxies() {
+        if std::env::var_os("KILN_PROXY_PROBE").is_some() {
+            return probe_through_proxy().await;
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = format!("http://{}", listener.local_addr().unwrap());
+        let connections = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = connections.clone();
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(socket);
+            }
+        });
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "factory::tests::guarded_clients_ignore_environment_proxies",
+            ])
+            .env("KILN_PROXY_PROBE", "1")
+            .env("HTTP_PROXY", &proxy)
+            .env("http_proxy", &proxy)
+            .env_remove("NO_PROXY")
+            .env_remove("no_proxy")
+            .output()
+            .await
+            .unwrap();
+        assert!(
+            child.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&child.stdout),
+            String::from_utf8_lossy(&child.stderr)
+        );
+        // The control's one connection, and none from the guarded clients.
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 }

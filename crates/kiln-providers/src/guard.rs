@@ -13,22 +13,51 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Whether `ip` is on a network a tenant must not reach.
+/// Whether `ip` is on a network a tenant must not reach. IPv6 forms that
+/// carry an IPv4 address (mapped, compatible, NAT64, 6to4) are judged by
+/// that address, so `64:ff9b::a00:1` is as private as `10.0.0.1`.
 pub fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => is_private_v4(v4),
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
+            if let Some(v4) = embedded_v4(v6) {
                 return is_private_v4(v4);
             }
-            let first = v6.segments()[0];
+            let [first, second, ..] = v6.segments();
             v6.is_loopback()
                 || v6.is_unspecified()
                 || v6.is_multicast()
                 || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
                 || (first & 0xffc0) == 0xfe80 // link-local fe80::/10
-                || v6 == Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0) // NAT64 prefix itself
+                || (first & 0xffc0) == 0xfec0 // site-local fec0::/10 (deprecated, still routed by some)
+                || (first == 0x64 && second == 0xff9b) // local-use NAT64 64:ff9b:1::/48 (and the rest of 64:ff9b::/32)
+                || (first == 0x2001 && second == 0x0db8) // documentation 2001:db8::/32
         }
+    }
+}
+
+/// The IPv4 address an IPv6 address stands for, if it is one of the forms
+/// that carry one: IPv4-mapped `::ffff:a.b.c.d`, IPv4-compatible
+/// `::a.b.c.d`, the NAT64 well-known prefix `64:ff9b::/96`, and 6to4
+/// `2002:AABB:CCDD::/48`.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return Some(v4);
+    }
+    let s = ip.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    match s {
+        // `::` and `::1` are not IPv4 (unspecified, loopback): left to the caller.
+        [0, 0, 0, 0, 0, 0, 0, 0 | 1] => None,
+        [0, 0, 0, 0, 0, 0, _, _] => Some(low),
+        [0x64, 0xff9b, 0, 0, 0, 0, _, _] => Some(low),
+        [0x2002, hi, lo, ..] => Some(Ipv4Addr::new(
+            (hi >> 8) as u8,
+            hi as u8,
+            (lo >> 8) as u8,
+            lo as u8,
+        )),
+        _ => None,
     }
 }
 
@@ -90,6 +119,16 @@ impl std::fmt::Display for PrivateHostRefused {
 
 impl std::error::Error for PrivateHostRefused {}
 
+/// `builder` made safe for tenant-chosen URLs: names resolve through
+/// [`PublicOnlyResolver`], and no proxy from the environment is used (a
+/// proxy resolves the name itself, past the check). Every guarded client
+/// is built through here.
+pub fn public_only(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder
+        .dns_resolver(std::sync::Arc::new(PublicOnlyResolver))
+        .no_proxy()
+}
+
 /// A resolver that drops private addresses and fails (with
 /// [`PrivateHostRefused`]) if none remain.
 #[derive(Debug, Clone, Default)]
@@ -127,10 +166,31 @@ mod tests {
             "fc00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            // IPv4 inside IPv6: compatible, NAT64, 6to4.
+            "::127.0.0.1",
+            "::10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:a00:1::1",
+            "2002:7f00:1::",
+            // Local-use NAT64, site-local, documentation.
+            "64:ff9b:1::808:808",
+            "fec0::1",
+            "2001:db8::1",
         ] {
             assert!(is_private(private.parse().unwrap()), "{private}");
         }
-        for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "100.128.0.1"] {
+        for public in [
+            "8.8.8.8",
+            "1.1.1.1",
+            "2606:4700:4700::1111",
+            "100.128.0.1",
+            // A public IPv4 address inside IPv6 stays public.
+            "64:ff9b::808:808",
+            "2002:808:808::1",
+            "::ffff:8.8.8.8",
+        ] {
             assert!(!is_private(public.parse().unwrap()), "{public}");
         }
     }

@@ -28,7 +28,7 @@ use rmcp::transport::{ConfigureCommandExt, StreamableHttpClientTransport, TokioC
 use serde_json::Value;
 use tokio::sync::Mutex;
 
-use crate::guard::{self, PublicOnlyResolver};
+use crate::guard;
 
 /// A stdio server the operator declared: the process to start.
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
@@ -96,7 +96,7 @@ impl RmcpClient {
             .connect_timeout(settings.timeout)
             .redirect(reqwest::redirect::Policy::none());
         if !settings.allow_private_network {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver)).no_proxy();
+            builder = guard::public_only(builder);
         }
         RmcpClient {
             http: builder.build().unwrap_or_default(),

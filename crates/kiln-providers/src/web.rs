@@ -6,7 +6,7 @@
 //! allowlist (`*.example.com` matches subdomains); and, unless the
 //! operator allows private networks, no private, loopback or link-local
 //! address, neither as an IP literal (checked before sending) nor after
-//! DNS resolution ([`PublicOnlyResolver`] on the client). Redirects are
+//! DNS resolution ([`crate::guard::public_only`] on the client). Redirects are
 //! followed by a custom policy that re-applies the host lists and the
 //! literal check on every hop, up to `max_redirects`. The body is read as
 //! a stream and cut at `max_response_bytes`; the whole request is bounded
@@ -26,7 +26,7 @@ use kiln_core::runtime::fetch::{FetchRequest, FetchResponse, WebFetch};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
 
-use crate::guard::{PrivateHostRefused, PublicOnlyResolver, check_url};
+use crate::guard::{PrivateHostRefused, check_url};
 
 /// What the sandbox's `fetch()` may reach and how much it may read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -187,7 +187,7 @@ fn build_client(policy: Arc<FetchPolicy>) -> reqwest::Client {
         .connect_timeout(policy.timeout.min(Duration::from_secs(10)))
         .pool_idle_timeout(Duration::from_secs(90));
     if guarded {
-        builder = builder.dns_resolver(PublicOnlyResolver).no_proxy();
+        builder = crate::guard::public_only(builder);
     }
     builder.build().expect("the HTTP client builds")
 }

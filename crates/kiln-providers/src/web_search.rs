@@ -3,14 +3,13 @@
 //! project's vault is the project's choice: requests to it go through the
 //! private-network guard, unless the operator allows private networks.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use kiln_core::runtime::web_search::{WebSearch, WebSearchEngine, WebSearchHit};
 use serde_json::Value;
 
-use crate::guard::{self, PublicOnlyResolver};
+use crate::guard;
 
 /// The Brave Search API.
 pub const BRAVE_BASE_URL: &str = "https://api.search.brave.com";
@@ -36,11 +35,7 @@ impl HttpWebSearch {
         };
         HttpWebSearch {
             open: builder().build().unwrap_or_default(),
-            guarded: builder()
-                .dns_resolver(Arc::new(PublicOnlyResolver))
-                .no_proxy()
-                .build()
-                .unwrap_or_default(),
+            guarded: guard::public_only(builder()).build().unwrap_or_default(),
             allow_private_network,
         }
     }

@@ -9,7 +9,6 @@
 //! could point inside). `--allow-private-network` lifts the guard and allows
 //! `http://`, for development against a local receiver.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -17,7 +16,7 @@ use async_trait::async_trait;
 use kiln_api::webhook::{SIGNATURE_HEADER, signature_header};
 use kiln_core::webhooks::WebhookTransport;
 
-use crate::guard::{self, PrivateHostRefused, PublicOnlyResolver};
+use crate::guard::{self, PrivateHostRefused};
 
 /// A receiver has this long to answer.
 pub const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -35,7 +34,7 @@ impl HttpWebhookTransport {
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("kiln-webhooks/", env!("CARGO_PKG_VERSION")));
         if !allow_private_network {
-            builder = builder.dns_resolver(Arc::new(PublicOnlyResolver)).no_proxy();
+            builder = guard::public_only(builder);
         }
         HttpWebhookTransport {
             http: builder.build().unwrap_or_default(),
