@@ -211,7 +211,10 @@ impl Bench {
         let server = start(StartOptions {
             addr: "127.0.0.1:0".parse()?,
             database_url: database.url.clone(),
-            kek: None,
+            // Secrets on, as a deployment runs (webhook secrets need it).
+            kek: Some(kiln_core::crypto::Kek::from_base64(
+                &kiln_core::crypto::Kek::generate_base64(),
+            )?),
             body_limit: kiln_server::DEFAULT_BODY_LIMIT,
             auth_cache_ttl: Duration::from_secs(2),
             shutdown_grace: Duration::from_secs(5),

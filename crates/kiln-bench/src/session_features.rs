@@ -47,8 +47,8 @@ pub(crate) struct SessionFeaturesArgs {
     /// Turns each of them runs.
     #[arg(long, default_value_t = 25)]
     webhook_turns: usize,
-    /// Messages queued at once.
-    #[arg(long, default_value_t = 200)]
+    /// Messages sent at once (the first runs, the rest queue: at most 100).
+    #[arg(long, default_value_t = 100)]
     queued: usize,
     /// The server's database: a fresh SQLite file by default; a `postgres://`
     /// URL gets a fresh schema.
@@ -113,14 +113,14 @@ async fn connections(bench: &Bench, args: &SessionFeaturesArgs) -> anyhow::Resul
     settle().await;
 
     let before = rss_bytes()?;
-    let subscribers: Vec<Realtime> = futures::stream::iter(0..args.connections)
+    let subscribers: Vec<(usize, Realtime)> = futures::stream::iter(0..args.connections)
         .map(|i| {
             let id = sessions[i % sessions.len()].clone();
             async move {
                 let mut rt = c.realtime().await?;
                 rt.subscribe_project().await?;
                 rt.subscribe_session(&id, None).await?;
-                Ok::<_, kiln_sdk::Error>(rt)
+                Ok::<_, kiln_sdk::Error>((i, rt))
             }
         })
         .buffer_unordered(SETUP_CONCURRENCY)
@@ -141,9 +141,9 @@ async fn connections(bench: &Bench, args: &SessionFeaturesArgs) -> anyhow::Resul
     // Fan-out: answer one session's input; every subscriber of it must see
     // its `done`.
     let target = &sessions[0];
+    // (Opened in any order: each knows the session it follows by its index.)
     let followers: Vec<Realtime> = subscribers
         .into_iter()
-        .enumerate()
         .filter(|(i, _)| i % sessions.len() == 0)
         .map(|(_, rt)| rt)
         .collect();

@@ -262,8 +262,9 @@ impl AgentArgs {
     }
 }
 
-/// Which embedder the RAG pipeline uses (one per deployment).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// Which embedder the RAG pipeline uses (one per deployment). `Debug`
+/// never prints the API key.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub enum EmbeddingsConfig {
     /// `kiln/hash-384`, built in.
     #[default]
@@ -274,6 +275,24 @@ pub enum EmbeddingsConfig {
         model: String,
         api_key: Option<String>,
     },
+}
+
+impl std::fmt::Debug for EmbeddingsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EmbeddingsConfig::Builtin => f.write_str("Builtin"),
+            EmbeddingsConfig::OpenAi {
+                base_url,
+                model,
+                api_key,
+            } => f
+                .debug_struct("OpenAi")
+                .field("base_url", base_url)
+                .field("model", model)
+                .field("api_key", &api_key.as_ref().map(|_| "<redacted>"))
+                .finish(),
+        }
+    }
 }
 
 impl ServeArgs {
@@ -373,7 +392,7 @@ pub fn resolve_kek(
         let kek = Kek::from_base64(&text).with_context(|| format!("{} is invalid", path.display()))?;
         return Ok((kek, KekSource::DataDir(path)));
     }
-    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    create_private_dir(data_dir)?;
     // Write a private temp file, then hard-link it into place: the link
     // fails if another process got there first, and then its KEK is used.
     let temp = data_dir.join(format!("{GENERATED_KEK_FILE}.{}.tmp", std::process::id()));
@@ -412,6 +431,54 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Creates `dir` (and its parents) readable only by this user when it does
+/// not exist yet: it holds the database and, by default, the KEK.
+pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))
+}
+
+/// A warning when the KEK file at `path` (or, for the generated one, its
+/// data dir) can be read by other users.
+pub fn kek_exposure(source: &KekSource) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let (path, dir) = match source {
+            KekSource::Env => return None,
+            KekSource::File(path) => (path, None),
+            KekSource::Generated(path) | KekSource::DataDir(path) => (path, path.parent()),
+        };
+        let mode = |p: &Path| std::fs::metadata(p).ok().map(|m| m.permissions().mode() & 0o777);
+        if let Some(mode) = mode(path).filter(|m| m & 0o077 != 0) {
+            return Some(format!(
+                "{} holds the key-encryption key and is readable by other users (mode {mode:o}): chmod 600 it",
+                path.display()
+            ));
+        }
+        if let Some(dir) = dir
+            && let Some(mode) = mode(dir).filter(|m| m & 0o077 != 0)
+        {
+            return Some(format!(
+                "the data dir {} holds the key-encryption key beside the database and is open to other users \
+                 (mode {mode:o}): chmod 700 it, or pass the KEK in {ENV_SECRET_KEK}",
+                dir.display()
+            ));
+        }
+        None
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = source;
+        None
+    }
+}
+
 #[cfg(not(unix))]
 fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("creating {}", path.display()))
@@ -420,6 +487,44 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embeddings_settings_never_print_their_key() {
+        let config = EmbeddingsConfig::OpenAi {
+            base_url: "https://api.openai.com/v1".into(),
+            model: "text-embedding-3-small".into(),
+            api_key: Some("sk-live-secret".into()),
+        };
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("sk-live-secret"), "{printed}");
+        assert!(printed.contains("text-embedding-3-small") && printed.contains("<redacted>"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_data_dir_is_private_and_an_exposed_kek_is_named() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = tempfile::tempdir().unwrap();
+        let data = root.path().join("kiln-data").join("nested");
+        let (_, source) = resolve_kek(None, None, &data).unwrap();
+        for dir in [&data, &root.path().join("kiln-data")] {
+            let mode = std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
+        assert_eq!(kek_exposure(&source), None);
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let warning = kek_exposure(&source).expect("an open data dir is named");
+        assert!(
+            warning.contains("chmod 700") && warning.contains("755"),
+            "{warning}"
+        );
+        let file = root.path().join("kek.txt");
+        std::fs::write(&file, Kek::generate_base64()).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let warning = kek_exposure(&KekSource::File(file)).expect("a readable KEK file is named");
+        assert!(warning.contains("chmod 600"), "{warning}");
+        assert_eq!(kek_exposure(&KekSource::Env), None);
+    }
 
     #[test]
     fn generated_kek_is_private_and_reused() {

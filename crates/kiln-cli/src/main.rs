@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use kiln_cli::config::{ENV_SECRET_KEK, KekSource, LogFormat, ServeArgs, StoreArgs, resolve_kek};
+use kiln_cli::config::{
+    ENV_SECRET_KEK, KekSource, LogFormat, ServeArgs, StoreArgs, create_private_dir, kek_exposure, resolve_kek,
+};
 use kiln_cli::server::{StartOptions, start};
 use kiln_core::control::{ControlConfig, ControlPlane};
 use kiln_core::ids::ApiKeyId;
@@ -326,8 +328,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// touch secrets).
 async fn open_local(store: &StoreArgs) -> anyhow::Result<(ControlPlane, Arc<SqlStore>)> {
     if store.database_url.is_none() {
-        std::fs::create_dir_all(&store.data_dir)
-            .with_context(|| format!("creating {}", store.data_dir.display()))?;
+        create_private_dir(&store.data_dir)?;
     }
     let url = store.database_url();
     let sql = Arc::new(
@@ -611,8 +612,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_logging(args.log_format, "info,sqlx=warn,tower_http=warn");
     let started = std::time::Instant::now();
     if args.store.database_url.is_none() {
-        std::fs::create_dir_all(&args.store.data_dir)
-            .with_context(|| format!("creating {}", args.store.data_dir.display()))?;
+        create_private_dir(&args.store.data_dir)?;
     }
     let (kek, source) = resolve_kek(
         std::env::var(ENV_SECRET_KEK).ok(),
@@ -643,6 +643,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "secrets: using a key-encryption key {} the data dir; production must pass its own in {ENV_SECRET_KEK}",
             if matches!(source, KekSource::Generated(_)) { "just generated into" } else { "generated earlier in" }
         ),
+    }
+    if let Some(warning) = kek_exposure(&source) {
+        tracing::warn!("secrets: {warning}");
     }
     let server = start(StartOptions {
         addr: args.addr,

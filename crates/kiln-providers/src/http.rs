@@ -205,16 +205,17 @@ pub async fn send(
     }
 }
 
-/// A connection error's message with its cause chain. Keys never travel in
-/// URLs (every client sends them as headers); a URL with credentials in it
-/// is replaced.
+/// A connection error's message with its cause chain, without the URL: the
+/// message reaches the tenant, and the URL may be the operator's (an
+/// internal model server's address). The operator's log gets the host.
 fn connection_message(e: &reqwest::Error) -> String {
-    let mut message = match e.url() {
-        Some(url) if !url.username().is_empty() || url.password().is_some() => {
-            e.to_string().replace(url.as_str(), "<provider url>")
-        }
-        _ => e.to_string(),
-    };
+    let mut message = e.to_string();
+    if let Some(url) = e.url() {
+        tracing::warn!(host = url.host_str().unwrap_or_default(), error = %message, "a provider call failed");
+        message = message
+            .replace(&format!(" for url ({})", url.as_str()), "")
+            .replace(url.as_str(), "<provider url>");
+    }
     let mut source = std::error::Error::source(e);
     while let Some(inner) = source {
         message = format!("{message}: {inner}");
@@ -252,7 +253,7 @@ pub async fn read_body(
             Ok(Some(Err(e))) => {
                 return Err(LlmError::Connection {
                     provider: provider.to_owned(),
-                    message: e.to_string(),
+                    message: connection_message(&e),
                 });
             }
         }
@@ -313,7 +314,7 @@ pub fn sse_events(
                         Ok(Some(Err(e))) => {
                             let error = LlmError::Connection {
                                 provider,
-                                message: format!("stream broke off: {e}"),
+                                message: format!("stream broke off: {}", connection_message(&e)),
                             };
                             return Some((Err(error), (body, decoder, ready, true)));
                         }
@@ -327,6 +328,32 @@ pub fn sse_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn connection_errors_do_not_show_the_providers_url() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = closed.local_addr().unwrap().port();
+        drop(closed);
+        let url = format!("http://127.0.0.1:{port}/internal-llm/v1/chat/completions");
+        let client = reqwest::Client::new();
+        let settings = HttpSettings {
+            max_retries: 0,
+            ..HttpSettings::default()
+        };
+        let error = send(&settings, "openai", Duration::from_secs(5), None, || {
+            client.post(&url)
+        })
+        .await
+        .expect_err("nothing listens there");
+        let LlmError::Connection { message, .. } = &error else {
+            panic!("{error:?}");
+        };
+        assert!(
+            !message.contains("internal-llm") && !message.contains(&port.to_string()),
+            "{message}"
+        );
+        assert!(message.contains("error sending request"), "{message}");
+    }
 
     #[test]
     fn error_messages_are_scrubbed_and_unknown_bodies_not_echoed() {

@@ -148,6 +148,10 @@ agent_tests!(
     realtime_sends_session_news_and_events_in_order => defaults(),
     realtime_authenticates_by_header_or_token => defaults(),
     session_handles_follow_turns_and_the_queue_and_reconnect => defaults(),
+    a_revoked_keys_turn_stops => RuntimeConfig {
+        turn_lease: Duration::from_millis(600),
+        ..defaults()
+    },
     an_unanswered_client_tool_times_out => RuntimeConfig {
         input_timeout: Duration::from_millis(400),
         ..defaults()
@@ -1466,4 +1470,42 @@ async fn shutdown_ends_running_turns() {
     assert_eq!(session.status, kiln_core::runtime::SessionStatus::Error);
     assert_eq!(session.turn_id, None, "nothing stays running");
     store.close().await;
+}
+
+/// A turn acts as the key that started it: revoking the key stops the turn
+/// at its next lease renewal, on whichever server runs it.
+async fn a_revoked_keys_turn_stops(app: &TestApp, fake: &FakeProvider) {
+    let created = app
+        .server
+        .control
+        .create_key("default", "short-lived")
+        .await
+        .unwrap();
+    let client = kiln_sdk::Client::new(&app.server.base_url(), &created.plaintext).unwrap();
+    let id = client.create_session(&CreateSession::default()).await.unwrap().id;
+    fake.push(code("await input('wait for me')"));
+    let mut stream = client.run_agent(&id, "hold on").await.unwrap();
+    while let Some(event) = stream.next().await {
+        if event.unwrap().raw.kind == "input_request" {
+            break;
+        }
+    }
+    app.server.control.revoke_key(&created.key.id).await.unwrap();
+    let rest = stream.collect_turn().await.unwrap();
+    let last = rest.last().expect("a terminal event");
+    assert_eq!(
+        (last.raw.kind.as_str(), last.raw.code.as_deref()),
+        ("error", Some("cancelled")),
+        "{rest:?}"
+    );
+    assert!(
+        last.raw
+            .content
+            .as_deref()
+            .unwrap_or_default()
+            .contains("revoked"),
+        "{last:?}"
+    );
+    let detail = app.client.get_session(&id).await.unwrap();
+    assert_eq!(detail.session.status, "active");
 }

@@ -264,6 +264,16 @@ impl ControlPlane {
     // ---- authentication ----
 
     /// Resolves an `X-API-Key` value to its key and project.
+    /// Whether the key still stands (not revoked, not gone). Running turns
+    /// ask at each lease renewal, so a revoked key's turn stops.
+    pub async fn key_is_active(&self, id: &ApiKeyId) -> Result<bool> {
+        Ok(self
+            .store
+            .api_key_by_id(id)
+            .await?
+            .is_some_and(|key| key.revoked_at.is_none()))
+    }
+
     pub async fn authenticate(&self, raw_key: &str) -> Result<AuthContext> {
         if raw_key.starts_with(tokens::TOKEN_PREFIX) {
             return self.authenticate_token(raw_key).await;

@@ -370,6 +370,14 @@ impl Turn {
                 Ok(false) => return Stop::lost(),
                 Err(e) => tracing::warn!(error = %e, "renewing a turn's claim failed; retrying"),
             }
+            // The key the turn acts as may have been revoked meanwhile.
+            if let Ok(false) = self.runtime.control.key_is_active(&self.ctx.key_id).await {
+                return Stop::new(
+                    Cancelled,
+                    "the turn was stopped: the API key it acts as was revoked",
+                    SessionStatus::Active,
+                );
+            }
         }
     }
 

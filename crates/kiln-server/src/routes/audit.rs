@@ -97,62 +97,21 @@ async fn export_audit_log(
         ("application/json", "attachment; filename=\"audit-log.json\"")
     };
     // Rows are read in keyset pages and written as they come, so an export
-    // of any size holds one page in memory. A failure mid-way ends the body
-    // early (an unterminated JSON array or a short CSV) and is logged.
-    let state = ExportState {
-        control: state.control.clone(),
-        ctx,
-        filter,
-        csv,
-        cursor: None,
-        started: false,
-        finished: false,
+    // of any size holds one page in memory. The first page is read before
+    // answering, so a failure there is an error response; a failure after
+    // it aborts the body (the client sees a broken transfer, never a
+    // shorter file that looks complete) and is logged.
+    type Cursor = (chrono::DateTime<Utc>, kiln_core::ids::AuditId);
+    let fetch = move |cursor: Option<Cursor>| {
+        let (control, ctx, filter) = (state.control.clone(), ctx.clone(), filter.clone());
+        async move {
+            control
+                .export_audit_page(&ctx, &filter, cursor.as_ref(), EXPORT_PAGE)
+                .await
+        }
     };
-    let body = futures::stream::unfold(state, |mut state| async move {
-        if state.finished {
-            return None;
-        }
-        let mut out = String::new();
-        if !state.started {
-            state.started = true;
-            out.push_str(if state.csv { CSV_HEADER } else { "[" });
-        }
-        let page = match state
-            .control
-            .export_audit_page(&state.ctx, &state.filter, state.cursor.as_ref(), EXPORT_PAGE)
-            .await
-        {
-            Ok(page) => page,
-            Err(e) => {
-                tracing::error!(error = %e, "audit export failed mid-way");
-                state.finished = true;
-                return Some((Ok::<String, std::io::Error>(out), state));
-            }
-        };
-        let first_page = state.cursor.is_none();
-        if let Some(last) = page.last() {
-            state.cursor = Some((last.created_at, last.id.clone()));
-        }
-        let last_page = (page.len() as i64) < EXPORT_PAGE;
-        for (i, entry) in page.into_iter().enumerate() {
-            let entry = convert::audit_entry(entry);
-            if state.csv {
-                out.push_str(&csv_row(&entry));
-            } else {
-                if !(first_page && i == 0) {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(&entry).unwrap_or_else(|_| "null".into()));
-            }
-        }
-        if last_page {
-            state.finished = true;
-            if !state.csv {
-                out.push(']');
-            }
-        }
-        Some((Ok(out), state))
-    });
+    let first = fetch(None).await?;
+    let body = export_body(csv, first, fetch);
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
@@ -166,14 +125,58 @@ async fn export_audit_log(
 /// Rows per page of a streamed export.
 const EXPORT_PAGE: i64 = 500;
 
-struct ExportState {
-    control: std::sync::Arc<kiln_core::control::ControlPlane>,
-    ctx: kiln_core::auth::AuthContext,
-    filter: AuditFilter,
+/// The export's body: `first`, then the pages `fetch` reads after each
+/// page's last entry, as JSON array text or CSV; an `Err` item (which
+/// aborts the response) if a later page cannot be read.
+fn export_body<F, Fut>(
     csv: bool,
-    cursor: Option<(chrono::DateTime<Utc>, kiln_core::ids::AuditId)>,
-    started: bool,
-    finished: bool,
+    first: Vec<kiln_core::audit::AuditEntry>,
+    fetch: F,
+) -> impl futures::Stream<Item = Result<String, std::io::Error>>
+where
+    F: Fn(Option<(chrono::DateTime<Utc>, kiln_core::ids::AuditId)>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<kiln_core::audit::AuditEntry>, kiln_core::Error>>,
+{
+    use futures::future::{Either, ready};
+    let start = (Some(first), None, false, true);
+    futures::stream::unfold(start, move |(pending, cursor, finished, first_page)| {
+        let page = match (pending, finished) {
+            (_, true) => None,
+            (Some(page), false) => Some(Either::Left(ready(Ok(page)))),
+            (None, false) => Some(Either::Right(fetch(cursor))),
+        };
+        async move {
+            let page = match page?.await {
+                Ok(page) => page,
+                Err(e) => {
+                    tracing::error!(error = %e, "audit export failed mid-way");
+                    let error = std::io::Error::other(format!("the audit export failed mid-way: {e}"));
+                    return Some((Err(error), (None, None, true, false)));
+                }
+            };
+            let mut out = String::new();
+            if first_page {
+                out.push_str(if csv { CSV_HEADER } else { "[" });
+            }
+            let cursor = page.last().map(|last| (last.created_at, last.id.clone()));
+            let last_page = (page.len() as i64) < EXPORT_PAGE;
+            for (i, entry) in page.into_iter().enumerate() {
+                let entry = convert::audit_entry(entry);
+                if csv {
+                    out.push_str(&csv_row(&entry));
+                } else {
+                    if !(first_page && i == 0) {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::to_string(&entry).unwrap_or_else(|_| "null".into()));
+                }
+            }
+            if last_page && !csv {
+                out.push(']');
+            }
+            Some((Ok(out), (None, cursor, last_page, false)))
+        }
+    })
 }
 
 /// RFC 4180 quoting: quote a cell holding a comma, quote or line break, and
@@ -211,7 +214,69 @@ fn csv_row(e: &AuditEntry) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::csv_cell;
+    use super::{EXPORT_PAGE, csv_cell, export_body};
+    use futures::StreamExt;
+    use kiln_core::audit::AuditEntry;
+    use kiln_core::ids::{AuditId, ProjectId};
+
+    fn entries(n: usize) -> Vec<AuditEntry> {
+        (0..n)
+            .map(|i| AuditEntry {
+                id: AuditId::generate(),
+                project_id: ProjectId::from_string("p"),
+                actor_user_id: None,
+                actor_api_key_id: None,
+                action: format!("index.create.{i}"),
+                subject_type: "index".into(),
+                subject_id: format!("i{i}"),
+                agent_version_id: None,
+                session_id: None,
+                metadata: Default::default(),
+                created_at: chrono::Utc::now(),
+            })
+            .collect()
+    }
+
+    /// An export whose second page fails ends in an error (which aborts the
+    /// response), never in a shorter body that looks complete.
+    #[tokio::test]
+    async fn an_export_failing_mid_way_ends_in_an_error() {
+        let full = EXPORT_PAGE as usize;
+        let failing = |_| async {
+            Err(kiln_core::Error::Store(kiln_core::StoreError::Database(
+                "the database went away".into(),
+            )))
+        };
+        let items: Vec<_> = export_body(false, entries(full), failing).collect().await;
+        assert_eq!(items.len(), 2);
+        let first = items[0].as_ref().unwrap();
+        assert!(first.starts_with('[') && !first.ends_with(']'));
+        assert!(
+            items[1]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("failed mid-way")
+        );
+
+        // A complete export is one valid array (pages joined), or CSV.
+        let pages = std::sync::Mutex::new(vec![entries(3)]);
+        let rest = |_| {
+            let page = pages.lock().unwrap().pop().unwrap_or_default();
+            async move { Ok(page) }
+        };
+        let body: Vec<String> = export_body(false, entries(full), rest)
+            .map(|item| item.unwrap())
+            .collect()
+            .await;
+        let parsed: Vec<serde_json::Value> = serde_json::from_str(&body.concat()).unwrap();
+        assert_eq!(parsed.len(), full + 3);
+        let csv: Vec<String> = export_body(true, entries(2), |_| async { Ok(Vec::new()) })
+            .map(|item| item.unwrap())
+            .collect()
+            .await;
+        assert_eq!(csv.concat().lines().count(), 3);
+    }
 
     #[test]
     fn csv_cells_quote_per_rfc_4180() {
