@@ -121,6 +121,8 @@ pub mod actions {
     pub const AGENT_SESSION_CREATE: &str = "agent_session.create";
     pub const AGENT_SESSION_DELETE: &str = "agent_session.delete";
     pub const AGENT_SESSION_CANCEL: &str = "agent_session.cancel";
+    pub const AGENT_SESSION_RUN: &str = "agent_session.run";
+    pub const AGENT_SESSION_INPUT: &str = "agent_session.input";
     pub const AGENT_SYNC: &str = "agent.sync";
     pub const AGENT_DEPLOY: &str = "agent.deploy";
     pub const AGENT_RENAME: &str = "agent.rename";

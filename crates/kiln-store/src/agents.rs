@@ -781,6 +781,10 @@ impl AgentStore for SqlStore {
             .await
     }
 
+    async fn record_audit(&self, audit: &NewAudit) -> StoreResult<()> {
+        write_tx!(self, |tx| commit_audited!(tx, audit))
+    }
+
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()> {
         match &self.db {
             Db::Sqlite { .. } => Ok(()),

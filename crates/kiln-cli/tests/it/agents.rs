@@ -148,6 +148,7 @@ agent_tests!(
     realtime_sends_session_news_and_events_in_order => defaults(),
     realtime_authenticates_by_header_or_token => defaults(),
     session_handles_follow_turns_and_the_queue_and_reconnect => defaults(),
+    run_input_and_cancel_are_audited => defaults(),
     a_revoked_keys_turn_stops => RuntimeConfig {
         turn_lease: Duration::from_millis(600),
         ..defaults()
@@ -1508,4 +1509,69 @@ async fn a_revoked_keys_turn_stops(app: &TestApp, fake: &FakeProvider) {
     );
     let detail = app.client.get_session(&id).await.unwrap();
     assert_eq!(detail.session.status, "active");
+}
+
+/// `run`, queued messages, input answers and cancels each write an audit
+/// entry acting as the caller's key.
+async fn run_input_and_cancel_are_audited(app: &TestApp, fake: &FakeProvider) {
+    let c = &app.client;
+    let id = session(app, CreateSession::default()).await;
+    fake.push(code("await input('name?')"));
+    fake.push(Reply::text("thanks"));
+    let mut stream = c.run_agent(&id, "ask me").await.unwrap();
+    let mut request_id = None;
+    while let Some(event) = stream.next().await {
+        let event = event.unwrap();
+        if event.raw.kind == "input_request" {
+            request_id = event
+                .raw
+                .args
+                .as_ref()
+                .and_then(|a| a["request_id"].as_str().map(str::to_owned));
+            break;
+        }
+    }
+    c.respond_to_input(&id, &request_id.unwrap(), json!("Ada"))
+        .await
+        .unwrap();
+    stream.collect_turn().await.unwrap();
+    fake.push(code("await input('again?')"));
+    let mut stream = c.run_agent(&id, "ask again").await.unwrap();
+    while let Some(event) = stream.next().await {
+        if event.unwrap().raw.kind == "input_request" {
+            break;
+        }
+    }
+    c.cancel_session(&id).await.unwrap();
+    fake.push(Reply::text("queued"));
+    c.enqueue_message(&id, "one more").await.unwrap();
+
+    let audit = c
+        .list_audit_log(&kiln_sdk::api::AuditLogQuery {
+            subject_type: Some("agent_session".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut actions: Vec<&str> = audit
+        .entries
+        .iter()
+        .filter(|e| e.subject_id == id)
+        .map(|e| e.action.as_str())
+        .collect();
+    actions.sort_unstable();
+    assert_eq!(
+        actions,
+        [
+            "agent_session.cancel",
+            "agent_session.create",
+            "agent_session.input",
+            "agent_session.run",
+            "agent_session.run",
+            "agent_session.run"
+        ],
+        "{:?}",
+        audit.entries
+    );
+    assert!(audit.entries.iter().all(|e| e.actor_api_key_id.is_some()));
 }

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::actions;
 use crate::auth::AuthContext;
 use crate::error::{EntityKind, Error, Refusal, Result};
 use crate::ids::{ProjectId, SessionId, TurnId};
@@ -69,6 +70,10 @@ impl AgentRuntime {
             .await?
         {
             Enqueue::Started(first) => {
+                self.audit(ctx, actions::AGENT_SESSION_RUN, id, |a| {
+                    a.meta("turn_id", queued.id.as_str()).meta("queued", false)
+                })
+                .await;
                 let cursor = first.seq;
                 self.hub.publish(id, Wake::Event(Arc::new(*first)));
                 self.start_turn(ctx.clone(), session, queued.id.clone(), cursor, model);
@@ -79,6 +84,10 @@ impl AgentRuntime {
                 })
             }
             Enqueue::Queued { position } => {
+                self.audit(ctx, actions::AGENT_SESSION_RUN, id, |a| {
+                    a.meta("turn_id", queued.id.as_str()).meta("queued", true)
+                })
+                .await;
                 // The running turn may have ended between the claim and the
                 // insert: look once more (the sweep would, a second later).
                 self.drain_queue_later(ctx.project.id.clone(), id.clone());

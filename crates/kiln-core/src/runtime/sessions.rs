@@ -365,6 +365,10 @@ impl AgentRuntime {
             }
             BeginTurn::NotFound => return Err(Error::not_found(EntityKind::Session, id)),
         };
+        self.audit(ctx, actions::AGENT_SESSION_RUN, id, |a| {
+            a.meta("turn_id", turn_id.as_str())
+        })
+        .await;
         self.start_turn(ctx.clone(), session, turn_id, cursor, model);
         Ok((
             cursor,
@@ -557,6 +561,11 @@ impl AgentRuntime {
             AnswerInput::AlreadyAnswered => return Err(already()),
             AnswerInput::NotFound => return Err(Error::not_found(EntityKind::InputRequest, &request_id)),
         }
+        self.audit(ctx, actions::AGENT_SESSION_INPUT, id, |a| {
+            a.meta("request_id", request_id.as_str())
+                .meta("turn_id", request.turn_id.as_str())
+        })
+        .await;
         self.hub.input_arrived(id);
         if let Err(e) = self
             .store
@@ -580,6 +589,10 @@ impl AgentRuntime {
                 "no turn is running in this session",
             ));
         };
+        self.audit(ctx, actions::AGENT_SESSION_CANCEL, id, |a| {
+            a.meta("turn_id", turn_id.as_str())
+        })
+        .await;
         let mut wakes = self.hub.subscribe(id);
         if !self.hub.stop_local(id, Some(&turn_id), Stop::cancelled())
             && let Err(e) = self
@@ -725,6 +738,27 @@ impl AgentRuntime {
             () = relay => {}
             () = reaper => {}
             () = queues => {}
+        }
+    }
+
+    /// Writes the audit entry of a request on a session (run, input,
+    /// cancel) acting as the caller's key. The request itself is done by
+    /// then: a failure to audit is logged, not the caller's.
+    pub(crate) async fn audit(
+        &self,
+        ctx: &AuthContext,
+        action: &'static str,
+        id: &SessionId,
+        meta: impl FnOnce(NewAudit) -> NewAudit,
+    ) {
+        let audit = meta(NewAudit::new(
+            &ctx.project.id,
+            &Actor::api_key(ctx.key_id.clone()),
+            action,
+            id.as_str(),
+        ));
+        if let Err(e) = self.store.record_audit(&audit).await {
+            tracing::error!(error = %e, action, session = %id, "writing an audit entry failed");
         }
     }
 

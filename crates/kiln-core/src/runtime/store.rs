@@ -363,6 +363,9 @@ pub trait AgentStore: Send + Sync {
         project_id: &ProjectId,
         session_id: &SessionId,
     ) -> StoreResult<Vec<crate::runtime::files::FileEntry>>;
+    /// Writes one audit entry (a turn started, an input answered, a cancel
+    /// asked for: requests whose data changes the turn writes itself).
+    async fn record_audit(&self, audit: &NewAudit) -> StoreResult<()>;
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()>;
     /// Signals from other servers, or `None` when there can be none (SQLite
     /// serves one server per file).
