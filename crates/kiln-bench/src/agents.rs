@@ -232,6 +232,8 @@ impl Bench {
             mcp: Default::default(),
             evals: Default::default(),
             webhooks: Default::default(),
+            // Benchmarks hammer one key on purpose.
+            rate_limits: kiln_core::control::rate::RateLimits::OFF,
         })
         .await?;
         let key = server

@@ -73,6 +73,8 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         mcp: Default::default(),
         evals: Default::default(),
         webhooks: Default::default(),
+        // Benchmarks hammer one key on purpose.
+        rate_limits: kiln_core::control::rate::RateLimits::OFF,
     })
     .await?;
     let key = server

@@ -167,6 +167,17 @@ pub struct ServeArgs {
     /// other servers on the same database.
     #[arg(long, env = ENV_INGEST_WORKERS, default_value_t = 2)]
     pub ingest_workers: usize,
+    /// Agent runs (`run` and queued messages) per API key per minute on this server, a quarter of
+    /// them at once; 0: no limit. Over it: 429 rate_limited with retry_after_seconds.
+    #[arg(long, env = "KILN_RATE_LIMIT_RUNS", default_value_t = 1200)]
+    pub rate_limit_runs: u32,
+    /// Chat completions per API key per minute (`/chat/completions`, `/v1/chat/completions`,
+    /// conversation messages), a quarter at once; 0: no limit.
+    #[arg(long, env = "KILN_RATE_LIMIT_CHAT", default_value_t = 3000)]
+    pub rate_limit_chat: u32,
+    /// Document uploads per API key per minute, a quarter at once; 0: no limit.
+    #[arg(long, env = "KILN_RATE_LIMIT_UPLOADS", default_value_t = 1200)]
+    pub rate_limit_uploads: u32,
     /// Embedding model for RAG: `builtin` (kiln/hash-384: no model file, no network) or a model
     /// name served by an OpenAI-compatible `/embeddings` endpoint (e.g. `text-embedding-3-small`).
     #[arg(long, env = ENV_EMBEDDINGS_MODEL, default_value = "builtin")]
@@ -342,6 +353,15 @@ impl ServeArgs {
             base_url: self.embeddings_base_url.clone(),
             model: self.embeddings_model.clone(),
             api_key,
+        }
+    }
+
+    pub fn rate_limits(&self) -> kiln_core::control::rate::RateLimits {
+        use kiln_core::control::rate::{RateLimit, RateLimits};
+        RateLimits {
+            run: RateLimit::per_minute(self.rate_limit_runs),
+            chat: RateLimit::per_minute(self.rate_limit_chat),
+            upload: RateLimit::per_minute(self.rate_limit_uploads),
         }
     }
 

@@ -667,6 +667,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         mcp: args.mcp_settings()?,
         evals: args.eval_settings(),
         webhooks: Default::default(),
+        rate_limits: args.rate_limits(),
     })
     .await?;
     if args.allow_private_network {

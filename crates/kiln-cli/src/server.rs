@@ -69,6 +69,8 @@ pub struct StartOptions {
     /// Webhook retries and the sender's pace (`allow_private_network`
     /// also lets webhooks reach http:// and private addresses).
     pub webhooks: WebhookConfig,
+    /// Per-key limits on runs, chat completions and uploads.
+    pub rate_limits: kiln_core::control::rate::RateLimits,
 }
 
 /// A server accepting connections.
@@ -170,6 +172,7 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         ControlConfig {
             kek: options.kek.clone(),
             auth_cache_ttl: options.auth_cache_ttl,
+            rate_limits: options.rate_limits,
         },
     ));
     let rag = Arc::new(Rag::new(store.clone(), rag_setup(&options)?));

@@ -84,6 +84,12 @@ pub enum Error {
     /// A source manifest has fatal issues; nothing was written.
     #[error("{}", crate::issues::refusal_message(.issues))]
     SourceInvalid { issues: Vec<crate::issues::SourceIssue> },
+    /// The caller's key used up its rate limit for this kind of call.
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_seconds: u64,
+    },
     /// An upload is larger than the configured limit.
     #[error("the file is larger than the upload limit of {limit_bytes} bytes")]
     PayloadTooLarge { limit_bytes: u64 },

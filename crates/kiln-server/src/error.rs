@@ -89,6 +89,14 @@ impl From<Error> for ApiError {
                     .with_detail("serverIssues", serde_json::to_value(wire).unwrap_or_default());
                 e
             }
+            Error::RateLimited {
+                message,
+                retry_after_seconds,
+            } => {
+                let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, codes::RATE_LIMITED, message);
+                e.body = e.body.with_detail("retry_after_seconds", retry_after_seconds);
+                e
+            }
             Error::PayloadTooLarge { limit_bytes } => {
                 let mut e = ApiError::payload_too_large(err.to_string());
                 e.body = e.body.with_detail("limit_bytes", limit_bytes);
@@ -159,8 +167,22 @@ fn refusal_status(refusal: Refusal) -> (StatusCode, &'static str) {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body)).into_response()
+        let retry_after = retry_after(&self);
+        let mut response = (self.status, Json(self.body)).into_response();
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
     }
+}
+
+/// `Retry-After` (seconds) for an error that says when to come back.
+pub(crate) fn retry_after(e: &ApiError) -> Option<HeaderValue> {
+    e.body
+        .details
+        .get("retry_after_seconds")
+        .and_then(serde_json::Value::as_u64)
+        .and_then(|s| HeaderValue::from_str(&s.to_string()).ok())
 }
 
 /// The code a bare framework error status stands for.
@@ -225,6 +247,10 @@ mod tests {
                 current_version: 2,
             },
             Error::PayloadTooLarge { limit_bytes: 1 },
+            Error::RateLimited {
+                message: "slow down".into(),
+                retry_after_seconds: 3,
+            },
             Error::SourceInvalid { issues: Vec::new() },
             Error::SecretsDisabled,
             Error::Crypto,
@@ -247,6 +273,7 @@ mod tests {
                 | Error::VersionConflict { .. }
                 | Error::Refused { .. }
                 | Error::PayloadTooLarge { .. }
+                | Error::RateLimited { .. }
                 | Error::SourceInvalid { .. }
                 | Error::SecretsDisabled
                 | Error::Crypto

@@ -808,3 +808,120 @@ async fn vault_urls_to_private_networks_are_refused() {
     assert_eq!(fake.request_count(), 0);
     app.stop().await;
 }
+
+/// Per-key token buckets on runs, chat completions and uploads: the burst
+/// passes, the next call is 429 `rate_limited` with `retry_after_seconds`
+/// and `Retry-After` (OpenAI's error shape on `/v1`), other keys are not
+/// touched, and nothing runs for the refused call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_hold_each_key_to_its_budget() {
+    use kiln_core::control::rate::{RateLimit, RateLimits};
+    let one_a_minute = RateLimit {
+        per_minute: 1,
+        burst: 2,
+    };
+    let options = TestOptions {
+        rate_limits: RateLimits {
+            run: one_a_minute,
+            chat: one_a_minute,
+            upload: one_a_minute,
+        },
+        ..Default::default()
+    };
+    let app = TestApp::start_with(Backend::Sqlite, options).await.unwrap();
+    let c = &app.client;
+
+    // Runs: two pass (offline model), the third is refused and starts nothing.
+    let session = c
+        .create_session(&kiln_sdk::api::CreateSession::default())
+        .await
+        .unwrap()
+        .id;
+    for _ in 0..2 {
+        c.run_agent(&session, "hi")
+            .await
+            .unwrap()
+            .collect_turn()
+            .await
+            .unwrap();
+    }
+    let refused = api_err(c.run_agent(&session, "hi").await, 429, "rate_limited");
+    let wait = refused.details["retry_after_seconds"].as_u64().unwrap();
+    assert!((1..=60).contains(&wait), "{refused:?}");
+    // Queued messages draw on the same budget.
+    api_err(c.enqueue_message(&session, "later").await, 429, "rate_limited");
+    let detail = c.get_session(&session).await.unwrap();
+    let turns = detail
+        .steps
+        .iter()
+        .filter(|s| s.step_type == "user_message")
+        .count();
+    assert_eq!(turns, 2);
+    let response = app
+        .http()
+        .post(app.url(&format!("/api/sdk/agents/{session}/run")))
+        .header("X-API-Key", &app.key)
+        .json(&json!({"message": "hi"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    let header: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=60).contains(&header));
+
+    // Chat, on /v1 in OpenAI's shape.
+    for _ in 0..2 {
+        c.chat_completion(&input(None, vec![user("hi")])).await.unwrap();
+    }
+    let response = app
+        .http()
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.key)
+        .json(&json!({"messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+
+    // Another key has its own buckets.
+    let (_, other) = app.key_for("default").await;
+    other
+        .chat_completion(&input(None, vec![user("hi")]))
+        .await
+        .unwrap();
+
+    // Uploads.
+    let index = c
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "limited".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    for i in 0..2 {
+        c.upload_document_bytes(
+            &index,
+            &format!("doc{i}.md"),
+            b"# Hi".to_vec(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    api_err(
+        c.upload_document_bytes(&index, "doc3.md", b"# Hi".to_vec(), &Default::default())
+            .await,
+        429,
+        "rate_limited",
+    );
+    app.stop().await;
+}

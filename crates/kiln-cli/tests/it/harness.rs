@@ -50,6 +50,8 @@ pub struct TestOptions {
     /// How long a provider may take to answer (short, so tests of hung
     /// providers end quickly).
     pub provider_timeout: Duration,
+    /// Per-key rate limits (off unless a test sets them).
+    pub rate_limits: kiln_core::control::rate::RateLimits,
 }
 
 /// Small enough that tests can exceed it cheaply.
@@ -71,6 +73,7 @@ impl Default for TestOptions {
                 poll: Duration::from_millis(50),
             },
             provider_timeout: Duration::from_millis(800),
+            rate_limits: kiln_core::control::rate::RateLimits::OFF,
         }
     }
 }
@@ -221,6 +224,7 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
         },
         evals: options.evals.clone(),
         webhooks: options.webhooks.clone(),
+        rate_limits: options.rate_limits,
         mcp: kiln_providers::mcp::McpSettings {
             allow_private_network: options.allow_private_network,
             timeout: Duration::from_secs(3),

@@ -3,6 +3,7 @@
 //! engines ([`crate::gateway`], [`crate::rag`], [`crate::runtime`]) are
 //! services of their own; this one knows none of them.
 
+pub mod rate;
 pub mod store;
 pub mod tokens;
 
@@ -36,6 +37,8 @@ pub struct ControlConfig {
     pub kek: Option<Kek>,
     /// How long an authenticated key is trusted before it is looked up again.
     pub auth_cache_ttl: Duration,
+    /// Per-key limits on runs, chat completions and uploads.
+    pub rate_limits: rate::RateLimits,
 }
 
 impl Default for ControlConfig {
@@ -43,6 +46,7 @@ impl Default for ControlConfig {
         ControlConfig {
             kek: None,
             auth_cache_ttl: Duration::from_secs(2),
+            rate_limits: rate::RateLimits::default(),
         }
     }
 }
@@ -60,6 +64,7 @@ pub struct ControlPlane {
     store: Arc<dyn ControlStore>,
     kek: Option<Kek>,
     auth_cache: AuthCache,
+    rates: rate::RateLimiter,
     /// Flushed before metrics are counted.
     usage: Arc<UsageLog>,
     /// Moves on every change to a vault or to the project's designation, so
@@ -133,6 +138,7 @@ impl ControlPlane {
             store,
             kek: config.kek,
             auth_cache: AuthCache::new(config.auth_cache_ttl),
+            rates: rate::RateLimiter::new(config.rate_limits),
             usage,
             vault_epoch: AtomicU64::new(0),
         }
@@ -264,6 +270,12 @@ impl ControlPlane {
     // ---- authentication ----
 
     /// Resolves an `X-API-Key` value to its key and project.
+    /// Takes one call of `kind` from the caller's key's rate limit, or
+    /// refuses with `Error::RateLimited`.
+    pub fn rate_limit(&self, ctx: &AuthContext, kind: rate::RateKind) -> Result<()> {
+        self.rates.take(&ctx.key_id, kind)
+    }
+
     /// Whether the key still stands (not revoked, not gone). Running turns
     /// ask at each lease renewal, so a revoked key's turn stops.
     pub async fn key_is_active(&self, id: &ApiKeyId) -> Result<bool> {

@@ -174,6 +174,9 @@ async fn run_turn(
     JsonBody(body): JsonBody<RunAgent>,
 ) -> Result<Response, ApiError> {
     let id = SessionId::from_string(id);
+    state
+        .control
+        .rate_limit(&ctx, kiln_core::control::rate::RateKind::Run)?;
     let (cursor, events) = state.runtime.run_turn(&ctx, &id, &body.message).await?;
     let mut response = event_stream(id, events, None);
     response

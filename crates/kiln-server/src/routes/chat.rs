@@ -42,6 +42,9 @@ async fn chat_completions(
     Authed(ctx): Authed,
     JsonBody(body): JsonBody<ChatCompletionInput>,
 ) -> Result<Json<ChatCompletionResult>, ApiError> {
+    state
+        .control
+        .rate_limit(&ctx, kiln_core::control::rate::RateKind::Chat)?;
     let messages = body.messages.into_iter().map(|m| (m.role, m.content)).collect();
     let (model, response) = state
         .gateway
@@ -156,6 +159,9 @@ async fn send_message(
     ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<SendMessage>,
 ) -> Result<Response, ApiError> {
+    state
+        .control
+        .rate_limit(&ctx, kiln_core::control::rate::RateKind::Chat)?;
     if body.stream.unwrap_or(false) {
         let events = state
             .gateway

@@ -163,6 +163,9 @@ async fn upload_document(
     let index_id = IndexId::from_string(id);
     // An unknown index is 404 before the body is read.
     state.rag.get_index(&ctx, &index_id).await?;
+    state
+        .control
+        .rate_limit(&ctx, kiln_core::control::rate::RateKind::Upload)?;
     let upload = read_upload(index_id, form, state.rag.max_upload_bytes()).await?;
     let doc = state.rag.upload_document(&ctx, upload).await?;
     Ok((StatusCode::CREATED, Json(convert::document(doc))))

@@ -87,7 +87,14 @@ fn openai_body(e: &ApiError) -> wire::OpenAiErrorBody {
 
 impl IntoResponse for OpenAiError {
     fn into_response(self) -> Response {
-        (self.0.status, Json(openai_body(&self.0))).into_response()
+        let retry_after = crate::error::retry_after(&self.0);
+        let mut response = (self.0.status, Json(openai_body(&self.0))).into_response();
+        if let Some(value) = retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, value);
+        }
+        response
     }
 }
 
@@ -177,6 +184,9 @@ async fn chat_completions(
     body: Result<JsonBody<wire::ChatCompletionRequest>, ApiError>,
 ) -> Result<Response, OpenAiError> {
     let Authed(ctx) = authed?;
+    state
+        .control
+        .rate_limit(&ctx, kiln_core::control::rate::RateKind::Chat)?;
     let JsonBody(body) = body?;
     let request = to_request(&body)?;
     let id = format!("chatcmpl-{}", super::chat::uuid_like());

@@ -37,6 +37,9 @@ async fn enqueue_message(
     ApiPath(id): ApiPath<String>,
     JsonBody(body): JsonBody<RunAgent>,
 ) -> Result<(StatusCode, Json<kiln_api::Enqueued>), ApiError> {
+    state
+        .control
+        .rate_limit(&ctx, kiln_core::control::rate::RateKind::Run)?;
     let enqueued = state
         .runtime
         .enqueue_message(&ctx, &SessionId::from_string(id), &body.message)
