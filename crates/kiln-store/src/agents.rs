@@ -23,8 +23,8 @@ use kiln_core::page::Page;
 use kiln_core::runtime::event::{EventKind, StoredEvent};
 use kiln_core::runtime::session::{Session, SessionStatus, Step};
 use kiln_core::runtime::store::{
-    AgentSignal, AgentStore, AnswerInput, BeginTurn, Enqueue, InputRequest, NewEvent, QueuedTurn, Reorder,
-    ResolveToolCall, SignalStream, ToolCallRequest,
+    AgentSignal, AgentStore, AnswerInput, BeginTurn, DataUpdate, Enqueue, InputRequest, NewEvent, QueuedTurn,
+    Reorder, ResolveToolCall, SignalStream, ToolCallRequest,
 };
 use kiln_core::time::{Timestamp, now};
 
@@ -554,7 +554,8 @@ impl AgentStore for SqlStore {
         id: &SessionId,
         turn: Option<&TurnId>,
         changes: &Map<String, Value>,
-    ) -> StoreResult<Option<Map<String, Value>>> {
+        max_bytes: usize,
+    ) -> StoreResult<DataUpdate> {
         // SQLite's BEGIN IMMEDIATE already serialises writers; PostgreSQL
         // needs the row lock for the read-modify-write.
         let lock = match self.kind() {
@@ -574,7 +575,7 @@ impl AgentStore for SqlStore {
             let row = query.fetch_optional(&mut *tx).await.map_err(db_err)?;
             let Some(row) = row else {
                 // The session is gone, or the turn no longer holds it.
-                return Ok(None);
+                return Ok(DataUpdate::Gone);
             };
             let Json(mut data): Json<Map<String, Value>> = row.try_get("data").map_err(db_err)?;
             for (key, value) in changes {
@@ -584,6 +585,10 @@ impl AgentStore for SqlStore {
                     data.insert(key.clone(), value.clone());
                 }
             }
+            let bytes = Value::Object(data.clone()).to_string().len();
+            if bytes > max_bytes {
+                return Ok(DataUpdate::TooLarge { bytes });
+            }
             sqlx::query("UPDATE agent_sessions SET data = $1 WHERE id = $2 AND project_id = $3")
                 .bind(Json(&data))
                 .bind(id.as_str())
@@ -592,7 +597,7 @@ impl AgentStore for SqlStore {
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(Some(data))
+            Ok(DataUpdate::Updated(data))
         })
     }
 
@@ -1172,20 +1177,24 @@ mod tests {
         let mut changes = Map::new();
         changes.insert("a".into(), json!(1));
         changes.insert("b".into(), json!({"x": [1, 2]}));
-        let data = store
-            .update_session_data(&p, &s.id, None, &changes)
+        let DataUpdate::Updated(data) = store
+            .update_session_data(&p, &s.id, None, &changes, 1024)
             .await
             .unwrap()
-            .unwrap();
+        else {
+            panic!("updated")
+        };
         assert_eq!(Value::Object(data), json!({"a": 1, "b": {"x": [1, 2]}}));
         let mut changes = Map::new();
         changes.insert("a".into(), Value::Null);
         changes.insert("c".into(), json!("three"));
-        let data = store
-            .update_session_data(&p, &s.id, None, &changes)
+        let DataUpdate::Updated(data) = store
+            .update_session_data(&p, &s.id, None, &changes, 1024)
             .await
             .unwrap()
-            .unwrap();
+        else {
+            panic!("updated")
+        };
         assert_eq!(
             Value::Object(data.clone()),
             json!({"b": {"x": [1, 2]}, "c": "three"})
@@ -1193,18 +1202,30 @@ mod tests {
         assert_eq!(store.get_session(&p, &s.id).await.unwrap().unwrap().data, data);
         assert_eq!(
             store
-                .update_session_data(&other, &s.id, None, &changes)
+                .update_session_data(&other, &s.id, None, &changes, 1024)
                 .await
                 .unwrap(),
-            None
+            DataUpdate::Gone
         );
+        // Over the cap: refused whole, the data as it was.
+        let mut big = Map::new();
+        big.insert("d".into(), json!("x".repeat(2000)));
+        let refused = store
+            .update_session_data(&p, &s.id, None, &big, 1024)
+            .await
+            .unwrap();
+        assert!(
+            matches!(refused, DataUpdate::TooLarge { bytes } if bytes > 2000),
+            "{refused:?}"
+        );
+        assert_eq!(store.get_session(&p, &s.id).await.unwrap().unwrap().data, data);
         let stale = TurnId::generate();
         assert_eq!(
             store
-                .update_session_data(&p, &s.id, Some(&stale), &changes)
+                .update_session_data(&p, &s.id, Some(&stale), &changes, 1024)
                 .await
                 .unwrap(),
-            None
+            DataUpdate::Gone
         );
 
         // Input requests.

@@ -149,6 +149,7 @@ agent_tests!(
     realtime_authenticates_by_header_or_token => defaults(),
     session_handles_follow_turns_and_the_queue_and_reconnect => defaults(),
     run_input_and_cancel_are_audited => defaults(),
+    session_data_is_capped => defaults(),
     a_revoked_keys_turn_stops => RuntimeConfig {
         turn_lease: Duration::from_millis(600),
         ..defaults()
@@ -1574,4 +1575,33 @@ async fn run_input_and_cancel_are_audited(app: &TestApp, fake: &FakeProvider) {
         audit.entries
     );
     assert!(audit.entries.iter().all(|e| e.actor_api_key_id.is_some()));
+}
+
+/// A session's `data` holds at most 1 MiB of JSON: a `data.set` past it
+/// fails in the code and changes nothing.
+async fn session_data_is_capped(app: &TestApp, fake: &FakeProvider) {
+    fake.push(code(
+        "const chunk = 'x'.repeat(200000);\n\
+         for (let i = 0; i < 5; i++) { await data.set('k' + i, chunk); }\n\
+         let refused = '';\n\
+         try { await data.set('k5', chunk); } catch (e) { refused = String(e); }\n\
+         ({ refused, k4: (await data.get('k4')).length, k5: await data.get('k5') })",
+    ));
+    fake.push(Reply::text("Done."));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Fill it").await;
+    let (_, result, error) = results(&events).into_iter().next().expect("a block ran");
+    assert_eq!(error, None);
+    let result = result.expect("the block's value");
+    assert!(
+        result["refused"]
+            .as_str()
+            .unwrap()
+            .contains("over its limit of 1048576"),
+        "{result}"
+    );
+    assert_eq!(
+        (result["k4"].as_u64(), &result["k5"]),
+        (Some(200000), &Value::Null)
+    );
 }

@@ -18,7 +18,7 @@ use crate::runtime::event::{
 };
 use crate::runtime::fetch::FetchRequest;
 use crate::runtime::hub::Stop;
-use crate::runtime::store::InputRequest;
+use crate::runtime::store::{DataUpdate, InputRequest};
 use crate::runtime::turn::Turn;
 use crate::runtime::web_search::WebSearchEngine;
 use crate::sandbox::{HostFunctions, SandboxModule};
@@ -32,6 +32,8 @@ const WEB_SEARCH_DEFAULT_COUNT: u64 = 5;
 const WEB_SEARCH_MAX_COUNT: u64 = 20;
 /// The largest `data.set` change, as JSON.
 const MAX_DATA_CHANGE_BYTES: usize = 256 * 1024;
+/// The most a session's `data` may hold, as JSON.
+const MAX_SESSION_DATA_BYTES: usize = 1024 * 1024;
 /// How often a turn waiting for input looks at the database when no
 /// wake-up came (a missed notification costs at most this).
 const INPUT_POLL: Duration = Duration::from_secs(5);
@@ -633,17 +635,28 @@ impl Turn {
                 "data.set takes at most {MAX_DATA_CHANGE_BYTES} bytes at once"
             ));
         }
-        self.runtime
+        match self
+            .runtime
             .store
             .update_session_data(
                 &self.ctx.project.id,
                 &self.session.id,
                 Some(&self.turn_id),
                 &changes,
+                MAX_SESSION_DATA_BYTES,
             )
             .await
             .map_err(|e| e.to_string())?
-            .ok_or("the turn has ended")?;
+        {
+            DataUpdate::Updated(_) => {}
+            DataUpdate::Gone => return Err("the turn has ended".to_owned()),
+            DataUpdate::TooLarge { bytes } => {
+                return Err(format!(
+                    "data.set refused: the session's data would be {bytes} bytes, over its limit of \
+                     {MAX_SESSION_DATA_BYTES}; remove keys (set them to null) first"
+                ));
+            }
+        }
         let keys: Vec<&str> = changes.keys().map(String::as_str).collect();
         let summary = format!("set {}", first_chars(&keys.join(", "), 80));
         self.emit(EventBody::DataUpdate { changes }, None)

@@ -159,6 +159,17 @@ pub enum ResolveToolCall {
     NotFound,
 }
 
+/// What `update_session_data` did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DataUpdate {
+    /// The data after the change.
+    Updated(Map<String, Value>),
+    /// No such session, or the turn no longer holds it.
+    Gone,
+    /// The data would have been this many bytes of JSON, over the cap.
+    TooLarge { bytes: usize },
+}
+
 /// Cross-server news about a session. Appends carry their own (the store
 /// sends `Event` as part of the append); the runtime sends the others.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,16 +264,17 @@ pub trait AgentStore: Send + Sync {
     async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>>;
 
     /// Merges `changes` into the session's data (a `null` value removes the
-    /// key) and returns the data after the change. With `turn`, only while
-    /// that turn holds the session. `Ok(None)`: no such session, or the
-    /// turn no longer holds it; nothing written.
+    /// key) and returns the data after the change, unless its JSON would be
+    /// longer than `max_bytes` (nothing written). With `turn`, only while
+    /// that turn holds the session.
     async fn update_session_data(
         &self,
         project_id: &ProjectId,
         id: &SessionId,
         turn: Option<&TurnId>,
         changes: &Map<String, Value>,
-    ) -> StoreResult<Option<Map<String, Value>>>;
+        max_bytes: usize,
+    ) -> StoreResult<DataUpdate>;
 
     async fn create_input_request(&self, request: &InputRequest) -> StoreResult<()>;
     async fn get_input_request(
