@@ -620,7 +620,7 @@ async fn memory(bench: &Bench, args: &AgentsArgs, say: &impl Fn(String)) -> anyh
 
 /// Starts a turn that pauses on `input()` and returns its stream once the
 /// `input_request` arrived.
-async fn paused_turn(client: &Client, session: &str) -> anyhow::Result<AgentEventStream> {
+pub(crate) async fn paused_turn(client: &Client, session: &str) -> anyhow::Result<AgentEventStream> {
     let mut stream = client.run_agent(session, "wait").await?;
     while let Some(event) = stream.next().await {
         match event?.kind {

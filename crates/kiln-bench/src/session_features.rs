@@ -29,7 +29,7 @@ use kiln_sdk::api::realtime::ServerMessage;
 use kiln_sdk::api::webhook::WebhookConfig;
 use kiln_sdk::{AgentEventStream, Realtime};
 
-use crate::agents::{Bench, CpuMeter, histogram, per_item, percentiles, rss_bytes, settle};
+use crate::agents::{Bench, CpuMeter, histogram, paused_turn, per_item, percentiles, rss_bytes, settle};
 
 const SETUP_CONCURRENCY: usize = 32;
 
@@ -75,14 +75,7 @@ async fn connections(bench: &Bench, args: &SessionFeaturesArgs) -> anyhow::Resul
     let mut runs: Vec<AgentEventStream> = Vec::new();
     for _ in 0..args.sessions.max(1) {
         let id = c.create_session(&CreateSession::default()).await?.id;
-        let mut run = c.run_agent(&id, "wait").await?;
-        // Paused once the input request arrives.
-        while let Some(event) = run.next().await {
-            if event?.raw.kind == "input_request" {
-                break;
-            }
-        }
-        runs.push(run);
+        runs.push(paused_turn(c, &id).await?);
         sessions.push(id);
     }
     settle().await;
