@@ -37,6 +37,8 @@ pub const ENV_AGENT_INPUT_TIMEOUT_SECS: &str = "KILN_AGENT_INPUT_TIMEOUT_SECS";
 pub const ENV_AGENT_BLOCK_TIMEOUT_SECS: &str = "KILN_AGENT_BLOCK_TIMEOUT_SECS";
 pub const ENV_AGENT_BLOCK_MEMORY_MB: &str = "KILN_AGENT_BLOCK_MEMORY_MB";
 pub const ENV_AGENT_MAX_CONCURRENT_BLOCKS: &str = "KILN_AGENT_MAX_CONCURRENT_BLOCKS";
+pub const ENV_AGENT_HOST_CALLS_IN_FLIGHT: &str = "KILN_AGENT_HOST_CALLS_IN_FLIGHT";
+pub const ENV_AGENT_MAX_HOST_CALLS_PER_TURN: &str = "KILN_AGENT_MAX_HOST_CALLS_PER_TURN";
 pub const ENV_FETCH_ALLOW_HOSTS: &str = "KILN_FETCH_ALLOW_HOSTS";
 pub const ENV_FETCH_DENY_HOSTS: &str = "KILN_FETCH_DENY_HOSTS";
 pub const ENV_FETCH_MAX_BYTES: &str = "KILN_FETCH_MAX_BYTES";
@@ -217,6 +219,12 @@ pub struct AgentArgs {
     /// Sandbox: code blocks running at once on this server; more wait for a slot.
     #[arg(long, env = ENV_AGENT_MAX_CONCURRENT_BLOCKS, default_value_t = 16)]
     pub agent_max_concurrent_blocks: usize,
+    /// Sandbox: host calls (`ai`, `fetch`, `search`, …) one block runs at once; more wait in the block.
+    #[arg(long, env = ENV_AGENT_HOST_CALLS_IN_FLIGHT, default_value_t = 16)]
+    pub agent_host_calls_in_flight: u32,
+    /// Agent turns: host calls one turn may make, all its blocks together; later calls reject.
+    #[arg(long, env = ENV_AGENT_MAX_HOST_CALLS_PER_TURN, default_value_t = 256)]
+    pub agent_max_host_calls_per_turn: u32,
     /// Sandbox `fetch()`: the only hosts code may reach, comma-separated (`*.example.com` matches
     /// subdomains). Empty: any public host.
     #[arg(long, env = ENV_FETCH_ALLOW_HOSTS, value_delimiter = ',')]
@@ -243,9 +251,11 @@ impl AgentArgs {
             sandbox: kiln_core::sandbox::SandboxLimits {
                 memory_bytes: self.agent_block_memory_mb.max(1) * 1024 * 1024,
                 time: Duration::from_secs(self.agent_block_timeout_secs.max(1)),
+                host_calls_in_flight: self.agent_host_calls_in_flight.max(1),
                 ..defaults.sandbox
             },
             max_concurrent_blocks: self.agent_max_concurrent_blocks.max(1),
+            max_host_calls_per_turn: self.agent_max_host_calls_per_turn,
             ..defaults
         }
     }

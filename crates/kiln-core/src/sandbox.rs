@@ -25,6 +25,11 @@ pub struct SandboxLimits {
     pub time: Duration,
     /// Captured `console` output kept; the rest is cut and flagged.
     pub output_bytes: usize,
+    /// Host calls of the block running at once (at least 1); later calls
+    /// wait in the block, their arguments inside its memory, until one
+    /// ends, so `Promise.all` over thousands of calls runs this many at a
+    /// time.
+    pub host_calls_in_flight: u32,
 }
 
 impl Default for SandboxLimits {
@@ -34,6 +39,7 @@ impl Default for SandboxLimits {
             stack_bytes: 1024 * 1024,
             time: Duration::from_secs(30),
             output_bytes: 64 * 1024,
+            host_calls_in_flight: 16,
         }
     }
 }

@@ -190,6 +190,9 @@ struct FakeState {
     abandoned: AtomicUsize,
     /// Requests are not recorded (long benchmarks).
     forgetful: std::sync::atomic::AtomicBool,
+    /// Requests waiting out their reply's delay now, and the most at once.
+    waiting: AtomicUsize,
+    most_waiting: AtomicUsize,
 }
 
 /// The running fake. Dropping it stops the server.
@@ -291,6 +294,13 @@ impl FakeProvider {
     /// How many response bodies the client abandoned before their end.
     pub fn abandoned(&self) -> usize {
         self.state.abandoned.load(Ordering::SeqCst)
+    }
+
+    /// The most requests that were waiting out their replies' delays at
+    /// once: how many calls a client had in flight together (give the
+    /// replies a delay to see it).
+    pub fn most_concurrent(&self) -> usize {
+        self.state.most_waiting.load(Ordering::SeqCst)
     }
 
     /// Replies still queued.
@@ -423,6 +433,16 @@ fn usage_of(reply: &Reply, text: &str) -> (u32, u32) {
         .unwrap_or((12, text.split_whitespace().count().max(1) as u32))
 }
 
+/// Counts a request as waiting until dropped (its delay ended, or the client
+/// went away).
+struct Waiting<'a>(&'a FakeState);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// Shared front: record, authorize, wait, hang, error statuses.
 async fn front(
     state: &Arc<FakeState>,
@@ -437,6 +457,9 @@ async fn front(
     }
     let reply = state.next_reply().for_request(body);
     if !reply.delay.is_zero() {
+        let now = state.waiting.fetch_add(1, Ordering::SeqCst) + 1;
+        state.most_waiting.fetch_max(now, Ordering::SeqCst);
+        let _waited = Waiting(state);
         tokio::time::sleep(reply.delay).await;
     }
     match &reply.script {
@@ -507,6 +530,14 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
             .expect("a valid response"),
         Script::Text(text) | Script::CutOff { text, .. } => {
             let (prompt, completion) = usage_of(&reply, &text);
+            // As a vendor does, the answer stops at the request's limit.
+            let limit = request
+                .get("max_completion_tokens")
+                .or_else(|| request.get("max_tokens"))
+                .and_then(Value::as_u64)
+                .map_or(u32::MAX, |n| u32::try_from(n).unwrap_or(u32::MAX));
+            let finish = if completion > limit { "length" } else { "stop" };
+            let completion = completion.min(limit);
             let cut = match &reply.script {
                 Script::CutOff { chunks, .. } => Some(*chunks),
                 _ => None,
@@ -524,7 +555,7 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
                 if let Some(n) = cut {
                     chunks.truncate(n + 1);
                 } else {
-                    chunks.push(sse(&chunk(json!({}), json!("stop"))));
+                    chunks.push(sse(&chunk(json!({}), json!(finish))));
                     if include_usage {
                         chunks.push(sse(&json!({"id": id, "object": "chat.completion.chunk", "created": 1_700_000_000,
                             "model": model, "choices": [],
@@ -535,7 +566,7 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
                 stream_response(chunked_body(state, chunks, reply.chunk_delay))
             } else {
                 let value = json!({"id": id, "object": "chat.completion", "created": 1_700_000_000, "model": model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}],
                     "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}});
                 json_response(state, &value, cut.is_some())
             }

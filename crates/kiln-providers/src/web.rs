@@ -119,6 +119,9 @@ impl GuardedFetch {
         check_target(&self.policy, &url)?;
         let method = parse_method(&request.method)?;
         let headers = request_headers(&request.headers)?;
+        let max_bytes = request.max_bytes.map_or(self.policy.max_response_bytes, |m| {
+            m.min(self.policy.max_response_bytes)
+        });
         let mut builder = self.client.request(method, url).headers(headers);
         if let Some(body) = request.body {
             builder = builder.body(body);
@@ -139,7 +142,7 @@ impl GuardedFetch {
                 )
             })
             .collect();
-        let (body, truncated) = read_limited(response, self.policy.max_response_bytes)
+        let (body, truncated) = read_limited(response, max_bytes)
             .await
             .map_err(|e| describe_error(&self.policy, &e))?;
         Ok(FetchResponse {
@@ -510,6 +513,7 @@ mod tests {
             method: String::new(),
             headers: Vec::new(),
             body: None,
+            max_bytes: None,
         }
     }
 
@@ -595,6 +599,7 @@ mod tests {
                 ("Connection".into(), "close".into()),
             ],
             body: Some("payload".into()),
+            max_bytes: None,
         };
         let response = fetch.fetch(request).await.unwrap();
         assert_eq!(response.status, 200);

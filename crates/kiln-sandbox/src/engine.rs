@@ -366,6 +366,7 @@ impl<'js> Block<'_, 'js> {
                 job.limits.output_bytes as f64,
                 load_module,
                 module_called,
+                f64::from(job.limits.host_calls_in_flight.max(1)),
             ))
             .map_err(|error| self.failure(error))?;
         let result_json: Function = helpers.get("resultJson").map_err(|error| self.failure(error))?;

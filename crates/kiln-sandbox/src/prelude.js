@@ -4,7 +4,15 @@
 // read results and errors. It runs once per block, before the model's code,
 // and keeps its own copies of `JSON` and friends so the code cannot break the
 // engine by replacing them.
-export default function setup(hostCall, consoleWrite, hostNames, outputBytes, loadModule, moduleCalled) {
+export default function setup(
+  hostCall,
+  consoleWrite,
+  hostNames,
+  outputBytes,
+  loadModule,
+  moduleCalled,
+  maxInFlight,
+) {
   const global = globalThis;
   const stringify = JSON.stringify;
   const parse = JSON.parse;
@@ -22,6 +30,7 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes, lo
   const MapType = Map;
   const WeakMapType = WeakMap;
   const TypeErrorType = TypeError;
+  const PromiseType = Promise;
 
   // Strings cross into Rust as UTF-8, which has no lone surrogates.
   const isWellFormed = String.prototype.isWellFormed;
@@ -121,16 +130,52 @@ export default function setup(hostCall, consoleWrite, hostNames, outputBytes, lo
   }
   global.console = console;
 
+  // At most `maxInFlight` host calls run at once. A later call waits in a
+  // queue here, its arguments (already JSON) still in the block's metered
+  // memory, and takes the slot of the call that ends first: the slot passes
+  // from hand to hand, so no call can slip in between. The queue's nodes
+  // have no prototype, so nothing the code does to `Object.prototype` or
+  // `Array.prototype` reaches it.
+  let running = 0;
+  let queueHead = null;
+  let queueTail = null;
+  const acquire = () => {
+    if (running < maxInFlight) {
+      running++;
+      return undefined;
+    }
+    return new PromiseType((resolve) => {
+      const node = { __proto__: null, resolve, next: null };
+      if (queueTail === null) queueHead = node;
+      else queueTail.next = node;
+      queueTail = node;
+    });
+  };
+  const release = () => {
+    const node = queueHead;
+    if (node === null) {
+      running--;
+      return;
+    }
+    queueHead = node.next;
+    if (queueHead === null) queueTail = null;
+    node.resolve();
+  };
+
   // Host functions: `name(...args)` sends the arguments as one JSON array and
   // resolves with the host's JSON reply, or rejects with `Error(message)`.
   const hostFunction = (name, last) => {
     const call = async function (...args) {
       const argsJson = stringify(args, forRust);
+      const wait = acquire();
+      if (wait !== undefined) await wait;
       let reply;
       try {
         reply = await hostCall(name, argsJson);
       } catch (message) {
         throw new ErrorType(String(message));
+      } finally {
+        release();
       }
       return parse(reply);
     };

@@ -150,6 +150,21 @@ agent_tests!(
     session_handles_follow_turns_and_the_queue_and_reconnect => defaults(),
     run_input_and_cancel_are_audited => defaults(),
     session_data_is_capped => defaults(),
+    host_calls_are_bounded_per_block_and_per_turn => RuntimeConfig {
+        max_host_calls_per_turn: 40,
+        ..defaults()
+    },
+    ai_calls_hold_their_tokens_before_they_start => RuntimeConfig {
+        max_turn_tokens: 10_000,
+        ..defaults()
+    },
+    a_blocks_fetches_are_bounded_by_its_memory => RuntimeConfig {
+        sandbox: kiln_core::sandbox::SandboxLimits {
+            memory_bytes: 8 * 1024 * 1024,
+            ..Default::default()
+        },
+        ..defaults()
+    },
     a_revoked_keys_turn_stops => RuntimeConfig {
         turn_lease: Duration::from_millis(600),
         ..defaults()
@@ -922,9 +937,10 @@ async fn primitives_reach_data_ai_fetch_and_search(app: &TestApp, fake: &FakePro
          const hits = await search('reset password', {{ top_k: 2 }});\n\
          const page = await fetch({models_url:?});\n\
          ({{ plan, summary, source: hits[0].source, status: page.status, models: page.json.data.length > 0 }})"
-    )));
+    ))
+    .usage(11, 13));
     fake.push(Reply::text("A summary.").usage(7, 3));
-    fake.push(Reply::text("Done."));
+    fake.push(Reply::text("Done.").usage(17, 19));
     let id = session(app, CreateSession::default()).await;
     let events = turn(app, &id, "Use everything").await;
     let kinds: Vec<String> = events
@@ -961,7 +977,11 @@ async fn primitives_reach_data_ai_fetch_and_search(app: &TestApp, fake: &FakePro
         )
     );
     match terminal(&events) {
-        TurnEventKind::Done(summary) => assert!(summary.tokens.prompt >= 7, "ai() counts"),
+        // The two steps' tokens and ai()'s.
+        TurnEventKind::Done(summary) => assert_eq!(
+            (summary.tokens.prompt, summary.tokens.completion),
+            (11 + 7 + 17, 13 + 3 + 19)
+        ),
         other => panic!("{other:?}"),
     }
 
@@ -1603,5 +1623,103 @@ async fn session_data_is_capped(app: &TestApp, fake: &FakeProvider) {
     assert_eq!(
         (result["k4"].as_u64(), &result["k5"]),
         (Some(200000), &Value::Null)
+    );
+}
+
+/// The requests the fake got from `ai()`: one user message, no system
+/// prompt or tools.
+fn ai_requests(fake: &FakeProvider) -> Vec<Value> {
+    fake.requests()
+        .into_iter()
+        .map(|r| r.body)
+        .filter(|body| body["messages"].as_array().is_some_and(|m| m.len() == 1))
+        .collect()
+}
+
+/// `Promise.all` over 3,000 `ai()` calls: the provider sees them at most
+/// 16 at a time, and no more of them than the turn's host-call limit; the
+/// rest reject in the code, which goes on.
+async fn host_calls_are_bounded_per_block_and_per_turn(app: &TestApp, fake: &FakeProvider) {
+    fake.push(code(
+        "const replies = await Promise.all(Array.from({ length: 3000 }, (_, i) =>\n\
+           ai('question ' + i).then(() => 'answered', (e) => e.message)));\n\
+         ({ answered: replies.filter((r) => r === 'answered').length,\n\
+            refused: replies.filter((r) => r.includes('made 40 host calls')).length })",
+    ));
+    fake.set_default(Reply::text("fine").delay(Duration::from_millis(20)));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Ask everything").await;
+    assert_eq!(
+        results(&events)[0].1,
+        Some(json!({ "answered": 40, "refused": 2960 }))
+    );
+    assert_eq!(ai_requests(fake).len(), 40);
+    let most = fake.most_concurrent();
+    assert!((2..=16).contains(&most), "{most} calls at once");
+    assert!(matches!(terminal(&events), TurnEventKind::Done(_)));
+}
+
+/// `ai()` calls in flight together cannot spend past the turn's budget:
+/// each holds its prompt and `max_tokens` before it starts, one that does
+/// not fit waits, and the last gets what is left.
+async fn ai_calls_hold_their_tokens_before_they_start(app: &TestApp, fake: &FakeProvider) {
+    fake.push(
+        code(
+            "await Promise.all(Array.from({ length: 10 }, (_, i) =>\n\
+               ai('q' + i).then(() => 'answered', (e) => e.message)))",
+        )
+        .usage(10, 10),
+    );
+    fake.set_default(
+        Reply::text("a long answer")
+            .usage(10, 3000)
+            .delay(Duration::from_millis(30)),
+    );
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Ask ten times").await;
+    assert_eq!(error_code(&events), "token_limit");
+    let sent = ai_requests(fake);
+    // Three answers of 3,010 fit in 10,000; a fourth gets what is left.
+    assert_eq!(sent.len(), 4, "{sent:#?}");
+    let caps: Vec<u64> = sent
+        .iter()
+        .map(|body| body["max_tokens"].as_u64().expect("ai() sends max_tokens"))
+        .collect();
+    let spent: u64 = 20 + caps.iter().map(|cap| 10 + cap.min(&3000)).sum::<u64>();
+    assert!(spent <= 10_000, "{caps:?} spend {spent}");
+    let detail = app.client.get_session(&id).await.unwrap().session;
+    assert_eq!(
+        u64::try_from(detail.prompt_tokens + detail.completion_tokens).unwrap(),
+        spent,
+        "the session counts what the provider reported"
+    );
+}
+
+/// What one block's `fetch()` calls bring in is bounded by its memory:
+/// bodies are cut at what is left, then `fetch()` rejects.
+async fn a_blocks_fetches_are_bounded_by_its_memory(app: &TestApp, fake: &FakeProvider) {
+    let url = app.url("/openapi.json");
+    fake.push(code(&format!(
+        "let total = 0, calls = 0, refused = '', cut = false;\n\
+         while (calls < 200) {{\n\
+           try {{ const page = await fetch({url:?}); total += page.body.length; cut ||= page.truncated; calls++; }}\n\
+           catch (e) {{ refused = e.message; break; }}\n\
+         }}\n\
+         ({{ total, calls, refused, cut }})"
+    )));
+    fake.push(Reply::text("Done."));
+    let id = session(app, CreateSession::default()).await;
+    let events = turn(app, &id, "Fetch a lot").await;
+    let result = results(&events)[0].1.clone().expect("the block's value");
+    let limit = 8 * 1024 * 1024;
+    // UTF-16 units in the code, bytes in the budget: never more.
+    let total = result["total"].as_u64().unwrap();
+    assert!(total <= limit && total > limit / 2, "{result}");
+    assert!(result["calls"].as_u64().unwrap() >= 2, "{result}");
+    assert_eq!(result["cut"], json!(true), "{result}");
+    let refused = result["refused"].as_str().unwrap();
+    assert!(
+        refused.contains("has fetched") && refused.contains("the block's memory, 8388608 bytes"),
+        "{result}"
     );
 }

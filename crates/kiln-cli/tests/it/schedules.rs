@@ -15,6 +15,10 @@ use crate::agents::fake_options;
 use crate::harness::{Backend, TestApp, api_err};
 
 /// Waits until the session's turns have ended, `turns` user messages in.
+///
+/// `GET /agents/:id` reads the session before its steps, so one answer can
+/// show a new turn's message beside the status from before it: the status
+/// is read again once the message is seen.
 async fn turns_done(app: &TestApp, session: &str, turns: usize) {
     for _ in 0..200 {
         let detail = app.client.get_session(session).await.unwrap();
@@ -23,7 +27,7 @@ async fn turns_done(app: &TestApp, session: &str, turns: usize) {
             .iter()
             .filter(|s| s.step_type == "user_message")
             .count();
-        if asked >= turns && detail.session.status != "running" {
+        if asked >= turns && app.client.get_session(session).await.unwrap().session.status != "running" {
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;

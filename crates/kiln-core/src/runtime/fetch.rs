@@ -11,6 +11,10 @@ pub struct FetchRequest {
     pub method: String,
     pub headers: Vec<(String, String)>,
     pub body: Option<String>,
+    /// Body bytes the caller can still take (a block's fetch budget); the
+    /// smaller of this and the fetcher's own limit applies. `None`: the
+    /// fetcher's limit.
+    pub max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

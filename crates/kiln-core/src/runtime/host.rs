@@ -52,16 +52,57 @@ pub(crate) struct TurnHost {
     slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
     /// Skill calls not yet emitted as events: `(module, function)`.
     skill_calls: std::sync::Mutex<Vec<(String, String)>>,
+    /// What the block's `fetch()` calls may still bring in.
+    fetched: FetchBudget,
+}
+
+/// The response bytes one block's `fetch()` calls may bring in, all
+/// together: as much as the block's memory, since a body held outside the
+/// sandbox weighs the same as one inside. Each call may take what is left
+/// (bodies are cut there, `truncated: true`); once none is left, `fetch()`
+/// rejects. With host calls in flight bounded, at most that many bodies
+/// overlap.
+pub(crate) struct FetchBudget {
+    limit: usize,
+    spent: std::sync::atomic::AtomicUsize,
+}
+
+impl FetchBudget {
+    fn new(limit: usize) -> FetchBudget {
+        FetchBudget {
+            limit,
+            spent: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// The bytes left, or the message for the code when none are.
+    fn left(&self) -> Result<usize, String> {
+        let spent = self.spent.load(std::sync::atomic::Ordering::SeqCst);
+        match self.limit.checked_sub(spent) {
+            Some(left) if left > 0 => Ok(left),
+            _ => Err(format!(
+                "this block has fetched {spent} bytes, its limit (the block's memory, {} bytes); \
+                 fetch less, or go on in the next block",
+                self.limit
+            )),
+        }
+    }
+
+    fn spend(&self, bytes: usize) {
+        self.spent.fetch_add(bytes, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl TurnHost {
     pub(crate) fn new(turn: Arc<Turn>, slot: Option<OwnedSemaphorePermit>) -> TurnHost {
         let paused_at_start = turn.paused();
+        let fetched = FetchBudget::new(turn.runtime.config.sandbox.memory_bytes);
         TurnHost {
             turn,
             paused_at_start,
             slot: std::sync::Mutex::new(slot),
             skill_calls: std::sync::Mutex::new(Vec::new()),
+            fetched,
         }
     }
 
@@ -111,6 +152,7 @@ impl HostFunctions for TurnHost {
     }
 
     async fn call(&self, name: &str, args: Value) -> Result<Value, String> {
+        self.turn.count_host_call()?;
         self.emit_skill_calls().await?;
         let args = match args {
             Value::Array(args) => args,
@@ -126,7 +168,11 @@ impl HostFunctions for TurnHost {
                 turn.search(&options_with(arg(1), "query", arg(0))).await?,
                 primitive,
             ),
-            "fetch" => (turn.fetch(&options_with(arg(1), "url", arg(0))).await?, primitive),
+            "fetch" => (
+                turn.fetch(&options_with(arg(1), "url", arg(0)), Some(&self.fetched))
+                    .await?,
+                primitive,
+            ),
             "web_search" => (
                 turn.web_search(&options_with(arg(1), "query", arg(0))).await?,
                 primitive,
@@ -285,7 +331,7 @@ impl Turn {
         }
         match tool {
             "search" => Ok(self.search(&args).await?.0),
-            "fetch" => Ok(self.fetch(&args).await?.0),
+            "fetch" => Ok(self.fetch(&args, None).await?.0),
             "list_stores" => self.list_stores().await,
             other => Err(format!("unknown tool: {other}")),
         }
@@ -369,7 +415,13 @@ impl Turn {
         Ok((Value::Array(results), summary))
     }
 
-    pub(crate) async fn fetch(&self, args: &Map<String, Value>) -> Result<(Value, String), String> {
+    /// `fetch(url, { method, headers, body })`; in a block, its bytes count
+    /// against the block's `budget`.
+    pub(crate) async fn fetch(
+        &self,
+        args: &Map<String, Value>,
+        budget: Option<&FetchBudget>,
+    ) -> Result<(Value, String), String> {
         let url = args
             .get("url")
             .and_then(Value::as_str)
@@ -398,6 +450,7 @@ impl Turn {
                 Some(other.to_string())
             }
         };
+        let max_bytes = budget.map(FetchBudget::left).transpose()?;
         let response = self
             .runtime
             .fetch
@@ -406,8 +459,12 @@ impl Turn {
                 method: method.clone(),
                 headers,
                 body,
+                max_bytes,
             })
             .await?;
+        if let Some(budget) = budget {
+            budget.spend(response.body.len());
+        }
         let mut header_map = Map::new();
         for (name, value) in &response.headers {
             let name = name.to_ascii_lowercase();
@@ -474,9 +531,14 @@ impl Turn {
             Value::Null => return Err("ai needs a prompt: ai(\"Summarise: ...\")".to_owned()),
             other => render_value(&other),
         };
+        let reservation = self
+            .reserve_tokens(&prompt)
+            .await
+            .map_err(|stop| self.fail(stop))?;
         let response = self
             .complete(ChatRequest {
                 messages: vec![Message::new(Role::User, prompt.clone())],
+                max_tokens: Some(reservation.max_output),
                 ..Default::default()
             })
             .await
@@ -488,6 +550,8 @@ impl Turn {
                     self.fail(stop)
                 }
             })?;
+        // Its usage is counted now.
+        drop(reservation);
         self.emit(
             EventBody::SandboxEvent {
                 kind: "ai".into(),

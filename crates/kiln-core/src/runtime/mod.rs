@@ -60,6 +60,9 @@ pub struct RuntimeConfig {
     pub sandbox: SandboxLimits,
     /// Code blocks running at once on this server; more wait their turn.
     pub max_concurrent_blocks: usize,
+    /// Host calls (`ai`, `fetch`, `search`, `data.set`, …) one turn may
+    /// make, all its blocks together; later calls reject.
+    pub max_host_calls_per_turn: u32,
     /// History sent to the model, in characters; older turns drop first.
     pub max_history_chars: usize,
     /// Heartbeat comments on idle event streams.
@@ -78,6 +81,7 @@ impl Default for RuntimeConfig {
             input_timeout: Duration::from_secs(600),
             sandbox: SandboxLimits::default(),
             max_concurrent_blocks: 16,
+            max_host_calls_per_turn: 256,
             max_history_chars: 200_000,
             heartbeat: Duration::from_secs(15),
             turn_lease: Duration::from_secs(60),

@@ -58,6 +58,38 @@ struct TurnState {
     pauses: usize,
     /// The session's status as the turn last recorded it.
     status: SessionStatus,
+    /// Host calls the turn's blocks have made.
+    host_calls: u32,
+    /// Tokens held for `ai()` calls in flight, and how many hold some.
+    reserved_tokens: u64,
+    reservations: usize,
+}
+
+/// The most an `ai()` call may answer (its `max_tokens`) while the turn's
+/// token budget has room for it.
+const AI_MAX_OUTPUT_TOKENS: u64 = 4096;
+/// The fewest answer tokens an `ai()` call is started with; with less room
+/// left the turn has spent its budget.
+const AI_MIN_OUTPUT_TOKENS: u64 = 16;
+
+/// Tokens held for one `ai()` call from before it starts until its usage
+/// is counted; dropping it gives them back.
+pub(crate) struct TokenReservation<'a> {
+    turn: &'a Turn,
+    tokens: u64,
+    /// The call's `max_tokens`.
+    pub(crate) max_output: u32,
+}
+
+impl Drop for TokenReservation<'_> {
+    fn drop(&mut self) {
+        {
+            let mut state = self.turn.state();
+            state.reserved_tokens = state.reserved_tokens.saturating_sub(self.tokens);
+            state.reservations = state.reservations.saturating_sub(1);
+        }
+        self.turn.tokens_freed.notify_waiters();
+    }
 }
 
 /// Holds the turn's clock while a person is asked; dropping it (also when
@@ -101,6 +133,8 @@ pub(crate) struct Turn {
     pub(crate) modules: Vec<SandboxModule>,
     started: Instant,
     state: Mutex<TurnState>,
+    /// Woken when an `ai()` call gives its reserved tokens back.
+    tokens_freed: tokio::sync::Notify,
 }
 
 impl Turn {
@@ -144,7 +178,11 @@ impl Turn {
                 paused_since: None,
                 pauses: 0,
                 status: SessionStatus::Running,
+                host_calls: 0,
+                reserved_tokens: 0,
+                reservations: 0,
             }),
+            tokens_freed: tokio::sync::Notify::new(),
         }
     }
 
@@ -246,6 +284,70 @@ impl Turn {
             ));
         }
         Ok(())
+    }
+
+    /// Counts one host call against the turn's limit; past it the call is
+    /// refused with a message for the code.
+    pub(crate) fn count_host_call(&self) -> Result<(), String> {
+        let limit = self.runtime.config.max_host_calls_per_turn;
+        let mut state = self.state();
+        if state.host_calls >= limit {
+            return Err(format!(
+                "this turn has made {limit} host calls (ai, fetch, search, data, files, input, tools), \
+                 its limit; do the rest in the answer or in fewer, larger calls"
+            ));
+        }
+        state.host_calls += 1;
+        Ok(())
+    }
+
+    /// Holds tokens for an `ai()` call of `prompt` before it starts, so
+    /// calls in flight together cannot spend past the turn's budget: the
+    /// prompt (estimated high, a token per 3 bytes) and the answer's
+    /// `max_tokens`, [`AI_MAX_OUTPUT_TOKENS`] or what is left. While other
+    /// calls hold what is missing, it waits for them; when nothing is held
+    /// and too little is left, the turn has spent its budget.
+    pub(crate) async fn reserve_tokens(&self, prompt: &str) -> Result<TokenReservation<'_>, Stop> {
+        let limit = self.runtime.config.max_turn_tokens;
+        let prompt_tokens = prompt.len() as u64 / 3 + 16;
+        loop {
+            let freed = self.tokens_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            {
+                let mut state = self.state();
+                let room = limit
+                    .saturating_sub(u64::from(state.usage.total()))
+                    .saturating_sub(state.reserved_tokens);
+                let output = if room >= prompt_tokens + AI_MAX_OUTPUT_TOKENS {
+                    Some(AI_MAX_OUTPUT_TOKENS)
+                } else if state.reservations > 0 {
+                    None
+                } else if room >= prompt_tokens + AI_MIN_OUTPUT_TOKENS {
+                    Some(room - prompt_tokens)
+                } else {
+                    let used = state.usage.total();
+                    return Err(Stop::failed(
+                        TokenLimit,
+                        format!(
+                            "the turn used {used} of its {limit} tokens; too few are left for an ai() call \
+                             (a prompt of about {prompt_tokens} tokens)"
+                        ),
+                    ));
+                };
+                if let Some(output) = output {
+                    let tokens = prompt_tokens + output;
+                    state.reserved_tokens += tokens;
+                    state.reservations += 1;
+                    return Ok(TokenReservation {
+                        turn: self,
+                        tokens,
+                        max_output: u32::try_from(output).unwrap_or(u32::MAX),
+                    });
+                }
+            }
+            freed.await;
+        }
     }
 
     /// One model call with the session's model.

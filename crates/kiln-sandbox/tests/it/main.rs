@@ -28,6 +28,7 @@ fn limits() -> SandboxLimits {
         stack_bytes: 256 * 1024,
         time: Duration::from_secs(5),
         output_bytes: 4 * 1024,
+        host_calls_in_flight: 16,
     }
 }
 
