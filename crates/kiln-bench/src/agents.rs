@@ -234,6 +234,7 @@ impl Bench {
             webhooks: Default::default(),
             // Benchmarks hammer one key on purpose.
             rate_limits: kiln_core::control::rate::RateLimits::OFF,
+            extraction: kiln_cli::server::Extraction::InProcess,
         })
         .await?;
         let key = server

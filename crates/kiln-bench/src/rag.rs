@@ -75,6 +75,7 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         webhooks: Default::default(),
         // Benchmarks hammer one key on purpose.
         rate_limits: kiln_core::control::rate::RateLimits::OFF,
+        extraction: kiln_cli::server::Extraction::InProcess,
     })
     .await?;
     let key = server

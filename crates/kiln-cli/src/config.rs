@@ -180,6 +180,12 @@ pub struct ServeArgs {
     /// Document uploads per API key per minute, a quarter at once; 0: no limit.
     #[arg(long, env = "KILN_RATE_LIMIT_UPLOADS", default_value_t = 1200)]
     pub rate_limit_uploads: u32,
+    /// Document extraction (PDF, DOCX, HTML) runs in a child process: its heap, in MiB.
+    #[arg(long, env = "KILN_EXTRACT_MEMORY_MB", default_value_t = 1024)]
+    pub extract_memory_mb: u64,
+    /// … and its CPU seconds per document.
+    #[arg(long, env = "KILN_EXTRACT_CPU_SECS", default_value_t = 100)]
+    pub extract_cpu_secs: u64,
     /// Embedding model for RAG: `builtin` (kiln/hash-384: no model file, no network) or a model
     /// name served by an OpenAI-compatible `/embeddings` endpoint (e.g. `text-embedding-3-small`).
     #[arg(long, env = ENV_EMBEDDINGS_MODEL, default_value = "builtin")]
@@ -372,6 +378,13 @@ impl ServeArgs {
             run: RateLimit::per_minute(self.rate_limit_runs),
             chat: RateLimit::per_minute(self.rate_limit_chat),
             upload: RateLimit::per_minute(self.rate_limit_uploads),
+        }
+    }
+
+    pub fn extract_limits(&self) -> kiln_extract::WorkerLimits {
+        kiln_extract::WorkerLimits {
+            memory_bytes: self.extract_memory_mb.max(64) * 1024 * 1024,
+            cpu_seconds: self.extract_cpu_secs.max(1),
         }
     }
 

@@ -37,7 +37,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the HTTP API.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Create, list and revoke API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
@@ -86,6 +86,13 @@ enum Command {
     Rename(code::RenameArgs),
     /// Delete an agent with its versions, drafts and sessions.
     Delete(code::DeleteArgs),
+    /// Internal: extract one document's text from stdin (the server runs
+    /// this in a child process with memory and CPU limits).
+    #[command(hide = true)]
+    ExtractWorker {
+        /// `pdf`, `docx`, `html`, `markdown`, `text` or `csv`.
+        kind: String,
+    },
 }
 
 /// Where a remote verb sends its requests.
@@ -207,13 +214,18 @@ fn init_logging(format: LogFormat, default_level: &str) {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // The extraction worker needs no runtime: it reads, extracts, exits.
+    if let Command::ExtractWorker { kind } = &cli.command {
+        std::process::exit(kiln_extract::isolated::run_worker(kind));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(run(cli))
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args).await,
+        Command::ExtractWorker { kind } => std::process::exit(kiln_extract::isolated::run_worker(&kind)),
+        Command::Serve(args) => serve(*args).await,
         Command::Keys(command) => {
             init_logging(LogFormat::Text, "warn");
             keys(command).await
@@ -668,6 +680,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         evals: args.eval_settings(),
         webhooks: Default::default(),
         rate_limits: args.rate_limits(),
+        extraction: kiln_cli::server::Extraction::Worker {
+            program: std::env::current_exe().context("finding the kiln binary for its extraction worker")?,
+            limits: args.extract_limits(),
+        },
     })
     .await?;
     if args.allow_private_network {

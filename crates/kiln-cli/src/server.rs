@@ -71,6 +71,21 @@ pub struct StartOptions {
     pub webhooks: WebhookConfig,
     /// Per-key limits on runs, chat completions and uploads.
     pub rate_limits: kiln_core::control::rate::RateLimits,
+    /// Where documents' text is extracted.
+    pub extraction: Extraction,
+}
+
+/// Where documents' text is extracted.
+#[derive(Debug, Clone)]
+pub enum Extraction {
+    /// In the server's process (benchmarks of the pipeline alone).
+    InProcess,
+    /// PDF, DOCX and HTML in a child process per document, `program
+    /// extract-worker <kind>` (the `kiln` binary), within `limits`.
+    Worker {
+        program: PathBuf,
+        limits: kiln_extract::WorkerLimits,
+    },
 }
 
 /// A server accepting connections.
@@ -356,7 +371,14 @@ fn rag_setup(options: &StartOptions) -> anyhow::Result<RagSetup> {
     let lexical = kiln_search::TantivyIndex::open(&options.search_dir)
         .with_context(|| format!("opening the search index in {}", options.search_dir.display()))?;
     Ok(RagSetup {
-        extractor: Arc::new(kiln_extract::Extractor),
+        extractor: match &options.extraction {
+            Extraction::InProcess => Arc::new(kiln_extract::Extractor),
+            Extraction::Worker { program, limits } => Arc::new(kiln_extract::IsolatedExtractor::new(
+                program.clone(),
+                &["extract-worker"],
+                *limits,
+            )),
+        },
         embedder,
         lexical: Arc::new(lexical),
         vectors: Arc::new(kiln_search::MemoryVectors::new()),

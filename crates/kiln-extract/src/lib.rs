@@ -21,14 +21,25 @@
 //! Error messages are shown to the user as the document's `error_message`,
 //! so they describe the file, not the code. The PDF and DOCX readers can
 //! panic on malformed files; a panic is caught here and becomes an error.
+//!
+//! Hostile files: a PDF's or DOCX's compressed parts are inflated into
+//! nothing first, and the file is refused past
+//! [`inflate::MAX_INFLATED_BYTES`] (`inflate.rs`); and the server runs every
+//! extraction in a child process with its own memory and CPU limits
+//! ([`IsolatedExtractor`], `isolated.rs`), so what the check misses can end
+//! only that process.
 
 mod csv_rows;
 mod docx;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
 mod html;
+pub mod inflate;
+pub mod isolated;
 mod pdf;
 mod text;
+
+pub use isolated::{IsolatedExtractor, WorkerLimits};
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -48,8 +59,14 @@ impl TextExtractor for Extractor {
             DocumentKind::Markdown | DocumentKind::Text => Ok(unpaged(text::decode(bytes)?)),
             DocumentKind::Csv => Ok(unpaged(csv_rows::to_markdown(&text::decode(bytes)?)?)),
             DocumentKind::Html => Ok(unpaged(html::to_markdown(&text::decode(bytes)?)?)),
-            DocumentKind::Pdf => pdf::to_markdown(bytes),
-            DocumentKind::Docx => Ok(unpaged(docx::to_markdown(bytes)?)),
+            DocumentKind::Pdf => {
+                inflate::check_pdf(bytes, inflate::MAX_INFLATED_BYTES)?;
+                pdf::to_markdown(bytes)
+            }
+            DocumentKind::Docx => {
+                inflate::check_zip(bytes, inflate::MAX_INFLATED_BYTES)?;
+                Ok(unpaged(docx::to_markdown(bytes)?))
+            }
             DocumentKind::Opaque => Err("not an indexable type".to_owned()),
         })?;
         if extracted.markdown.len() > MAX_MARKDOWN_BYTES {

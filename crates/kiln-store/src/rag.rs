@@ -760,42 +760,70 @@ impl RagStore for SqlStore {
         })
     }
 
-    async fn claim_document(&self, now_ms: i64, lease_ms: i64, token: &str) -> StoreResult<Option<Document>> {
+    async fn claim_document(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        token: &str,
+        max_attempts: i64,
+    ) -> StoreResult<Option<Document>> {
         let lock = match self.kind() {
             DatabaseKind::Postgres => " FOR UPDATE SKIP LOCKED",
             DatabaseKind::Sqlite => "",
         };
         let pick = format!(
-            "SELECT id FROM documents WHERE deleted_at IS NULL AND (status = 'pending' \
+            "SELECT id, claim_attempts FROM documents WHERE deleted_at IS NULL AND (status = 'pending' \
              OR (status = 'processing' AND claimed_until_ms < $1)) ORDER BY created_at, id LIMIT 1{lock}"
         );
         let select = format!("SELECT {} FROM documents WHERE id = $1", document_columns(""));
         write_tx!(self, |tx| {
-            let Some(row) = sqlx::query(AssertSqlSafe(pick))
-                .bind(now_ms)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db_err)?
-            else {
-                return Ok(None);
-            };
-            let id: String = row.try_get("id").map_err(db_err)?;
-            sqlx::query(
-                "UPDATE documents SET status = 'processing', claim_token = $1, claimed_until_ms = $2 WHERE id = $3",
-            )
-            .bind(token)
-            .bind(now_ms + lease_ms)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            let doc: DocumentRow = sqlx::query_as(AssertSqlSafe(select))
+            loop {
+                let Some(row) = sqlx::query(AssertSqlSafe(pick.clone()))
+                    .bind(now_ms)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?
+                else {
+                    tx.commit().await.map_err(db_err)?;
+                    return Ok(None);
+                };
+                let id: String = row.try_get("id").map_err(db_err)?;
+                let attempts: i64 = row.try_get("claim_attempts").map_err(db_err)?;
+                if attempts >= max_attempts {
+                    // Every earlier claim died with its worker or server.
+                    sqlx::query(
+                        "UPDATE documents SET status = 'error', error_message = $1, chunk_count = 0, \
+                         claim_token = NULL, claimed_until_ms = NULL, updated_at = $2 WHERE id = $3",
+                    )
+                    .bind(format!(
+                        "reading this file was started {attempts} times and never finished (the server \
+                         stopped each time); it is likely malformed or crafted to exhaust the server"
+                    ))
+                    .bind(now())
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                    continue;
+                }
+                sqlx::query(
+                    "UPDATE documents SET status = 'processing', claim_token = $1, claimed_until_ms = $2, \
+                     claim_attempts = claim_attempts + 1 WHERE id = $3",
+                )
+                .bind(token)
+                .bind(now_ms + lease_ms)
                 .bind(&id)
-                .fetch_one(&mut *tx)
+                .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
-            tx.commit().await.map_err(db_err)?;
-            Document::try_from(doc).map(Some)
+                let doc: DocumentRow = sqlx::query_as(AssertSqlSafe(select.clone()))
+                    .bind(&id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+                tx.commit().await.map_err(db_err)?;
+                return Document::try_from(doc).map(Some);
+            }
         })
     }
 

@@ -225,6 +225,11 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
         evals: options.evals.clone(),
         webhooks: options.webhooks.clone(),
         rate_limits: options.rate_limits,
+        // As `kiln serve` does: the built binary's worker, default limits.
+        extraction: kiln_cli::server::Extraction::Worker {
+            program: env!("CARGO_BIN_EXE_kiln").into(),
+            limits: Default::default(),
+        },
         mcp: kiln_providers::mcp::McpSettings {
             allow_private_network: options.allow_private_network,
             timeout: Duration::from_secs(3),

@@ -447,7 +447,7 @@ async fn uploads_survive_a_crash(app: &TestApp) {
     let store = app.second_store().await;
     let long_ago = chrono::Utc::now().timestamp_millis() - 3_600_000;
     let claimed = store
-        .claim_document(long_ago, 1_000, "dead-worker")
+        .claim_document(long_ago, 1_000, "dead-worker", 3)
         .await
         .unwrap()
         .unwrap();
@@ -467,6 +467,197 @@ async fn uploads_survive_a_crash(app: &TestApp) {
     }
     let hits = c.search(&query("badgers setts")).await.unwrap();
     assert_eq!(hits[0].document_id, b.id);
+    replica.shutdown().await.unwrap();
+}
+
+mod decompression_bombs_end_in_error_and_the_server_goes_on {
+    use crate::harness::{Backend, TestApp, TestOptions};
+
+    /// The bombs are 300 KB; the tests' upload limit is smaller.
+    fn options() -> TestOptions {
+        TestOptions {
+            upload_limit: 1 << 20,
+            ..TestOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::start_with(Backend::Sqlite, options()).await.unwrap();
+        super::decompression_bombs_end_in_error_and_the_server_goes_on(&app).await;
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(app) = TestApp::start_with(Backend::Postgres, options()).await else {
+            return;
+        };
+        super::decompression_bombs_end_in_error_and_the_server_goes_on(&app).await;
+        app.stop().await;
+    }
+}
+
+/// A DOCX (ZIP) and a PDF (Flate) of a few hundred KB that unpack to
+/// 300 MiB, and a DOCX that declares a 4 GiB part: each ends `error` with
+/// a message naming the cause, and the server goes on ingesting.
+async fn decompression_bombs_end_in_error_and_the_server_goes_on(app: &TestApp) {
+    let c = &app.client;
+    let idx = index(app, "hostile").await;
+    let none = UploadOptions::default();
+    let bombs = [
+        (
+            "bomb.docx",
+            kiln_extract::fixtures::zip_bomb(300 << 20),
+            "unpack to more than 256 MiB",
+        ),
+        (
+            "bomb.pdf",
+            kiln_extract::fixtures::pdf_bomb(300 << 20),
+            "unpack to more than 256 MiB",
+        ),
+        (
+            "declares.docx",
+            kiln_extract::fixtures::zip_declaring(u32::MAX),
+            "unpack to more than 256 MiB",
+        ),
+    ];
+    let mut uploaded = Vec::new();
+    for (name, bytes, _) in &bombs {
+        assert!(bytes.len() < 1 << 20, "{name}: {} bytes", bytes.len());
+        uploaded.push(
+            c.upload_document_bytes(&idx, name, bytes.clone(), &none)
+                .await
+                .unwrap(),
+        );
+    }
+    for (doc, (name, _, expected)) in uploaded.iter().zip(&bombs) {
+        let done = c.wait_for_document(&doc.id, WAIT).await.unwrap();
+        assert_eq!(done.status, "error", "{name}");
+        let message = done.error_message.unwrap_or_default();
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    let fine = put(
+        app,
+        &idx,
+        "fine.md",
+        b"# Fine
+
+Still ingesting.",
+        None,
+    )
+    .await;
+    assert_eq!(fine.status, "ready");
+}
+
+/// The child process that extracts PDF and DOCX text has its own memory
+/// limit: a file that passes the unpacking check but needs more than the
+/// limit ends that process, with an error naming the limit, and never the
+/// caller.
+#[test]
+fn extraction_runs_in_a_process_with_its_own_memory_limit() {
+    use kiln_core::rag::{DocumentKind, TextExtractor};
+    let worker = kiln_extract::IsolatedExtractor::new(
+        env!("CARGO_BIN_EXE_kiln"),
+        &["extract-worker"],
+        kiln_extract::WorkerLimits {
+            memory_bytes: 64 << 20,
+            cpu_seconds: 60,
+        },
+    );
+    let bomb = kiln_extract::fixtures::zip_bomb(200 << 20);
+    let error = worker.extract(DocumentKind::Docx, &bomb).unwrap_err();
+    assert!(error.contains("ran out of memory (64 MiB)"), "{error}");
+    let pdf = kiln_extract::fixtures::pdf(&[&["Blade wear within limits."]]);
+    let extracted = worker.extract(DocumentKind::Pdf, &pdf).unwrap();
+    assert_eq!(
+        (extracted.markdown.trim(), extracted.page_count),
+        ("Blade wear within limits.", Some(1))
+    );
+    let error = worker
+        .extract(DocumentKind::Pdf, b"%PDF-1.5 garbage")
+        .unwrap_err();
+    assert!(error.starts_with("could not read the PDF"), "{error}");
+}
+
+mod a_file_that_keeps_killing_its_reader {
+    use crate::harness::{Backend, TestApp, TestOptions};
+
+    fn options() -> TestOptions {
+        TestOptions {
+            ingest_workers: 0,
+            ..TestOptions::default()
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let app = TestApp::start_with(Backend::Sqlite, options()).await.unwrap();
+        super::a_file_that_keeps_killing_its_reader(&app).await;
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(app) = TestApp::start_with(Backend::Postgres, options()).await else {
+            return;
+        };
+        super::a_file_that_keeps_killing_its_reader(&app).await;
+        app.stop().await;
+    }
+}
+
+/// A document whose every claim died with its worker (three times) is
+/// marked `error` at the next claim instead of being read again, so a file
+/// that crashes the server cannot crash-loop it.
+async fn a_file_that_keeps_killing_its_reader(app: &TestApp) {
+    use kiln_core::rag::store::RagStore;
+    let c = &app.client;
+    let idx = index(app, "docs").await;
+    let doc = c
+        .upload_document_bytes(
+            &idx,
+            "killer.md",
+            b"# Killer
+
+Pretend this crashes the reader."
+                .to_vec(),
+            &UploadOptions::default(),
+        )
+        .await
+        .unwrap();
+    let store = app.second_store().await;
+    let start = chrono::Utc::now().timestamp_millis() - 3_600_000;
+    for attempt in 0..3 {
+        // Each claim's lease ran out before the next: its worker died.
+        let claimed = store
+            .claim_document(start + attempt * 10_000, 1_000, "dying-worker", 3)
+            .await
+            .unwrap()
+            .expect("claimed again");
+        assert_eq!(claimed.id.as_str(), doc.id);
+    }
+    store.close().await;
+    let (replica, _rc, _dir) = app.replica(1).await;
+    let done = c.wait_for_document(&doc.id, WAIT).await.unwrap();
+    assert_eq!(done.status, "error");
+    let message = done.error_message.unwrap_or_default();
+    assert!(
+        message.contains("started 3 times and never finished"),
+        "{message}"
+    );
+    // The next upload is read as usual.
+    let next = put(
+        app,
+        &idx,
+        "next.md",
+        b"# Next
+
+Fine.",
+        None,
+    )
+    .await;
+    assert_eq!(next.status, "ready");
     replica.shutdown().await.unwrap();
 }
 

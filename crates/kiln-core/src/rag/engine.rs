@@ -38,6 +38,10 @@ pub const INGEST_LEASE: Duration = Duration::from_secs(120);
 pub const INGEST_POLL: Duration = Duration::from_secs(5);
 /// Longest a document's extraction and chunking may take.
 pub const EXTRACT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Claims of one document before it is marked `error`: each earlier one
+/// ended with its worker or server dying (a file that crashes the reader
+/// must not crash-loop the server).
+pub const MAX_INGEST_ATTEMPTS: i64 = 3;
 /// Search-log entries replayed per batch.
 const REPLAY_BATCH: i64 = 500;
 /// Documents loaded per page when a structure is rebuilt.
@@ -75,7 +79,12 @@ impl Rag {
             let token = uuid::Uuid::new_v4().to_string();
             let claimed = self
                 .store
-                .claim_document(now_ms(), INGEST_LEASE.as_millis() as i64, &token)
+                .claim_document(
+                    now_ms(),
+                    INGEST_LEASE.as_millis() as i64,
+                    &token,
+                    MAX_INGEST_ATTEMPTS,
+                )
                 .await;
             match claimed {
                 Ok(Some(doc)) => {

@@ -129,8 +129,17 @@ pub trait RagStore: Send + Sync {
 
     // The pipeline.
     /// Claims the oldest pending document, or one whose worker's lease ran
-    /// out, for `lease_ms`; the claim is identified by `token`.
-    async fn claim_document(&self, now_ms: i64, lease_ms: i64, token: &str) -> StoreResult<Option<Document>>;
+    /// out, for `lease_ms`; the claim is identified by `token`. A document
+    /// already claimed `max_attempts` times (each ended by a worker or
+    /// server that died) is marked `error` instead, in the same
+    /// transaction, and the next is tried.
+    async fn claim_document(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        token: &str,
+        max_attempts: i64,
+    ) -> StoreResult<Option<Document>>;
     /// Returns every claimed document to `pending` (at start, when this
     /// server is the only one on the database).
     async fn release_claims(&self) -> StoreResult<u64>;
