@@ -37,6 +37,7 @@ pub const ENV_AGENT_INPUT_TIMEOUT_SECS: &str = "KILN_AGENT_INPUT_TIMEOUT_SECS";
 pub const ENV_AGENT_BLOCK_TIMEOUT_SECS: &str = "KILN_AGENT_BLOCK_TIMEOUT_SECS";
 pub const ENV_AGENT_BLOCK_MEMORY_MB: &str = "KILN_AGENT_BLOCK_MEMORY_MB";
 pub const ENV_AGENT_MAX_CONCURRENT_BLOCKS: &str = "KILN_AGENT_MAX_CONCURRENT_BLOCKS";
+pub const ENV_AGENT_MAX_PAUSED_BLOCKS: &str = "KILN_AGENT_MAX_PAUSED_BLOCKS";
 pub const ENV_AGENT_HOST_CALLS_IN_FLIGHT: &str = "KILN_AGENT_HOST_CALLS_IN_FLIGHT";
 pub const ENV_AGENT_MAX_HOST_CALLS_PER_TURN: &str = "KILN_AGENT_MAX_HOST_CALLS_PER_TURN";
 pub const ENV_FETCH_ALLOW_HOSTS: &str = "KILN_FETCH_ALLOW_HOSTS";
@@ -225,6 +226,10 @@ pub struct AgentArgs {
     /// Sandbox: code blocks running at once on this server; more wait for a slot.
     #[arg(long, env = ENV_AGENT_MAX_CONCURRENT_BLOCKS, default_value_t = 16)]
     pub agent_max_concurrent_blocks: usize,
+    /// Sandbox: code blocks waiting for `input()` answers on this server (half per project); more
+    /// `input()` calls reject.
+    #[arg(long, env = ENV_AGENT_MAX_PAUSED_BLOCKS, default_value_t = 512)]
+    pub agent_max_paused_blocks: usize,
     /// Sandbox: host calls (`ai`, `fetch`, `search`, …) one block runs at once; more wait in the block.
     #[arg(long, env = ENV_AGENT_HOST_CALLS_IN_FLIGHT, default_value_t = 16)]
     pub agent_host_calls_in_flight: u32,
@@ -262,6 +267,7 @@ impl AgentArgs {
             },
             max_concurrent_blocks: self.agent_max_concurrent_blocks.max(1),
             max_host_calls_per_turn: self.agent_max_host_calls_per_turn,
+            max_paused_blocks: self.agent_max_paused_blocks.max(1),
             ..defaults
         }
     }

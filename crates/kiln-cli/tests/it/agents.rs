@@ -158,6 +158,14 @@ agent_tests!(
         max_turn_tokens: 10_000,
         ..defaults()
     },
+    sandbox_slots_are_shared_between_projects => RuntimeConfig {
+        max_concurrent_blocks: 4,
+        ..defaults()
+    },
+    paused_blocks_are_capped_per_server_and_project => RuntimeConfig {
+        max_paused_blocks: 2,
+        ..defaults()
+    },
     a_blocks_fetches_are_bounded_by_its_memory => RuntimeConfig {
         sandbox: kiln_core::sandbox::SandboxLimits {
             memory_bytes: 8 * 1024 * 1024,
@@ -1722,4 +1730,99 @@ async fn a_blocks_fetches_are_bounded_by_its_memory(app: &TestApp, fake: &FakePr
         refused.contains("has fetched") && refused.contains("the block's memory, 8388608 bytes"),
         "{result}"
     );
+}
+
+/// Four slots: one project's blocks take three (its share) and its fourth
+/// waits, so another project's block runs at once instead of waiting for
+/// them.
+async fn sandbox_slots_are_shared_between_projects(app: &TestApp, fake: &FakeProvider) {
+    // Every turn of the busy project spins until cancelled.
+    fake.set_default(Reply::code_step("while (true) {}", "never"));
+    let mut busy = Vec::new();
+    for _ in 0..4 {
+        let id = session(app, CreateSession::default()).await;
+        let stream = app.client.run_agent(&id, "Spin").await.unwrap();
+        busy.push((id, stream));
+    }
+    for _ in 0..200 {
+        if fake.request_count() >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(fake.request_count(), 4, "every busy turn asked the model");
+    fake.push(code("6 * 7"));
+    fake.push(Reply::text("42"));
+    let (_, other) = app.key_for("elsewhere").await;
+    let id = other.create_session(&CreateSession::default()).await.unwrap().id;
+    let events = tokio::time::timeout(Duration::from_secs(20), async {
+        other
+            .run_agent(&id, "Compute")
+            .await
+            .unwrap()
+            .collect_turn()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the other project's block got the free slot");
+    assert_eq!(results(&events)[0].1, Some(json!(42)));
+    let ids: Vec<String> = busy.iter().map(|(id, _)| id.clone()).collect();
+    for id in &ids {
+        assert_eq!(status(app, id).await, "running", "the busy turns still spin");
+    }
+    for (id, stream) in busy {
+        app.client.cancel_session(&id).await.unwrap();
+        let events = stream.collect_turn().await.unwrap();
+        assert_eq!(error_code(&events), "cancelled");
+    }
+}
+
+/// Two places for paused blocks, one per project: a project's second
+/// `input()` is refused at once, another project's is taken, and a third
+/// project finds the server full.
+async fn paused_blocks_are_capped_per_server_and_project(app: &TestApp, fake: &FakeProvider) {
+    let ask = "try { await input('Anyone?') } catch (e) { 'refused: ' + e.message }";
+    fake.set_default(Reply::code_step(ask, "asked"));
+    let (_, second) = app.key_for("second").await;
+    let (_, third) = app.key_for("third").await;
+    let mut waiting = Vec::new();
+    for client in [&app.client, &second] {
+        let id = client.create_session(&CreateSession::default()).await.unwrap().id;
+        let mut stream = client.run_agent(&id, "Ask").await.unwrap();
+        let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+        waiting.push((client, id, input_request(seen.last().unwrap()), stream));
+    }
+    for (client, expected) in [
+        (&app.client, "this project already has 1 code blocks waiting"),
+        (&third, "this server already has 2 code blocks waiting"),
+    ] {
+        let id = client.create_session(&CreateSession::default()).await.unwrap().id;
+        let events = client
+            .run_agent(&id, "Ask")
+            .await
+            .unwrap()
+            .collect_turn()
+            .await
+            .unwrap();
+        let result = results(&events)[0].1.clone().unwrap();
+        let text = result.as_str().unwrap();
+        assert!(
+            text.starts_with("refused: input() is refused") && text.contains(expected),
+            "{text}"
+        );
+    }
+    for (client, id, request, stream) in waiting {
+        client
+            .respond_to_input(&id, &request.request_id, json!("here"))
+            .await
+            .unwrap();
+        let events = stream.collect_turn().await.unwrap();
+        assert_eq!(results(&events)[0].1, Some(json!("here")));
+    }
+    // Answered, their places are free again.
+    let id = third.create_session(&CreateSession::default()).await.unwrap().id;
+    let mut stream = third.run_agent(&id, "Ask").await.unwrap();
+    read_until(&mut stream, |e| e.raw.kind == "input_request").await;
+    third.cancel_session(&id).await.unwrap();
 }

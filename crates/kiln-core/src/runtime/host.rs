@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use serde_json::{Map, Value, json};
-use tokio::sync::OwnedSemaphorePermit;
 
 use crate::ids::{IndexId, InputRequestId};
 use crate::llm::{ChatRequest, Message, Role};
@@ -49,7 +48,7 @@ pub(crate) struct TurnHost {
     paused_at_start: Duration,
     /// The block's slot among the server's running blocks, given back while
     /// `input()` waits for a person.
-    slot: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    slot: std::sync::Mutex<Option<super::slots::BlockSlot>>,
     /// Skill calls not yet emitted as events: `(module, function)`.
     skill_calls: std::sync::Mutex<Vec<(String, String)>>,
     /// What the block's `fetch()` calls may still bring in.
@@ -94,7 +93,7 @@ impl FetchBudget {
 }
 
 impl TurnHost {
-    pub(crate) fn new(turn: Arc<Turn>, slot: Option<OwnedSemaphorePermit>) -> TurnHost {
+    pub(crate) fn new(turn: Arc<Turn>, slot: Option<super::slots::BlockSlot>) -> TurnHost {
         let paused_at_start = turn.paused();
         let fetched = FetchBudget::new(turn.runtime.config.sandbox.memory_bytes);
         TurnHost {
@@ -127,15 +126,19 @@ impl TurnHost {
         Ok(())
     }
 
-    /// `input()`, without holding a slot while the person thinks.
+    /// `input()`, without holding a running block's slot while the person
+    /// thinks, in one of the server's places for paused blocks.
     async fn input(&self, spec: Value) -> Result<Value, String> {
+        let project = &self.turn.ctx.project.id;
+        let paused = self.turn.runtime.paused_blocks.try_pause(project)?;
         let held = self.slot.lock().unwrap_or_else(|e| e.into_inner()).take();
         let had_slot = held.is_some();
         drop(held);
         let answer = self.turn.input(spec).await;
+        drop(paused);
         if had_slot {
-            let slot = self.turn.runtime.blocks.clone().acquire_owned().await.ok();
-            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = slot;
+            let slot = self.turn.runtime.blocks.acquire(project).await;
+            *self.slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(slot);
         }
         answer
     }

@@ -30,6 +30,7 @@ pub mod prompt;
 pub mod queue;
 pub mod replay;
 pub mod sessions;
+mod slots;
 mod turn;
 
 pub use sessions::{CreateSession, EventFollow, FollowItem};
@@ -58,8 +59,14 @@ pub struct RuntimeConfig {
     pub input_timeout: Duration,
     /// Each code block's bounds.
     pub sandbox: SandboxLimits,
-    /// Code blocks running at once on this server; more wait their turn.
+    /// Code blocks running at once on this server; more wait their turn,
+    /// a freed slot going to the project that holds fewest, and no project
+    /// holds more than three quarters.
     pub max_concurrent_blocks: usize,
+    /// Code blocks waiting for `input()` answers on this server (each
+    /// keeps its thread and heap), half of them at most per project; past
+    /// it `input()` rejects.
+    pub max_paused_blocks: usize,
     /// Host calls (`ai`, `fetch`, `search`, `data.set`, …) one turn may
     /// make, all its blocks together; later calls reject.
     pub max_host_calls_per_turn: u32,
@@ -81,6 +88,7 @@ impl Default for RuntimeConfig {
             input_timeout: Duration::from_secs(600),
             sandbox: SandboxLimits::default(),
             max_concurrent_blocks: 16,
+            max_paused_blocks: 512,
             max_host_calls_per_turn: 256,
             max_history_chars: 200_000,
             heartbeat: Duration::from_secs(15),
@@ -116,9 +124,11 @@ pub struct AgentRuntime {
     pub(crate) hub: hub::Hub,
     /// Session news for realtime watchers.
     pub(crate) news: news::Newsroom,
-    /// Slots for running blocks; a block waiting for `input()` gives its
-    /// slot back while it waits.
-    pub(crate) blocks: Arc<tokio::sync::Semaphore>,
+    /// Slots for running blocks, shared fairly between projects; a block
+    /// waiting for `input()` gives its slot back while it waits.
+    pub(crate) blocks: Arc<slots::BlockSlots>,
+    /// Places for blocks waiting for `input()`.
+    pub(crate) paused_blocks: Arc<slots::PausedBlocks>,
     /// Set at shutdown: no queued turn starts here any more.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
@@ -138,9 +148,8 @@ impl AgentRuntime {
             rag,
             agents,
             control,
-            blocks: Arc::new(tokio::sync::Semaphore::new(
-                setup.config.max_concurrent_blocks.max(1),
-            )),
+            blocks: Arc::new(slots::BlockSlots::new(setup.config.max_concurrent_blocks)),
+            paused_blocks: Arc::new(slots::PausedBlocks::new(setup.config.max_paused_blocks)),
             sandbox: setup.sandbox,
             fetch: setup.fetch,
             web_search: setup.web_search,

@@ -617,8 +617,8 @@ impl Turn {
     /// Runs one block in the sandbox, waiting for a slot.
     async fn run_block(self: Arc<Self>, code: &str) -> SandboxOutcome {
         let runtime = &self.runtime;
-        let slot = runtime.blocks.clone().acquire_owned().await.ok();
-        let host = Arc::new(super::host::TurnHost::new(self.clone(), slot));
+        let slot = runtime.blocks.acquire(&self.ctx.project.id).await;
+        let host = Arc::new(super::host::TurnHost::new(self.clone(), Some(slot)));
         let outcome = runtime
             .sandbox
             .run(code, host.clone(), runtime.config.sandbox, CancelFlag::new())
