@@ -202,6 +202,13 @@ impl KilnMcp {
                 let Some(message) = text_arg(&args, "message") else {
                     return failed("`message` is required");
                 };
+                // The same budget as `POST /agents/:id/run`.
+                if let Err(error) = state
+                    .control
+                    .rate_limit(ctx, kiln_core::control::rate::RateKind::Run)
+                {
+                    return failed(error.to_string());
+                }
                 let session_id = match (text_arg(&args, "session_id"), text_arg(&args, "agent_id")) {
                     (Some(id), _) => SessionId::from_string(id),
                     (None, Some(agent_id)) => {

@@ -848,8 +848,19 @@ async fn rate_limits_hold_each_key_to_its_budget() {
     let refused = api_err(c.run_agent(&session, "hi").await, 429, "rate_limited");
     let wait = refused.details["retry_after_seconds"].as_u64().unwrap();
     assert!((1..=60).contains(&wait), "{refused:?}");
-    // Queued messages draw on the same budget.
+    // Queued messages and MCP's run_agent draw on the same budget.
     api_err(c.enqueue_message(&session, "later").await, 429, "rate_limited");
+    let mcp = crate::mcp::mcp_client(&app, &app.key).await;
+    let refused = crate::mcp::mcp_call(
+        &mcp,
+        "run_agent",
+        json!({ "session_id": session, "message": "hi" }),
+    )
+    .await;
+    assert_eq!(refused.is_error, Some(true));
+    let text = serde_json::to_string(&refused.content).unwrap();
+    assert!(text.contains("too many agent runs for this API key"), "{text}");
+    mcp.cancel().await.unwrap();
     let detail = c.get_session(&session).await.unwrap();
     let turns = detail
         .steps

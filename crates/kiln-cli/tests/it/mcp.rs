@@ -246,7 +246,10 @@ pub(crate) async fn mcp_servers_that_cannot_serve_are_issues(app: &TestApp, _fak
 }
 
 /// An MCP client of Kiln's `/mcp`, as a desktop app would connect.
-async fn mcp_client(app: &TestApp, key: &str) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
+pub(crate) async fn mcp_client(
+    app: &TestApp,
+    key: &str,
+) -> rmcp::service::RunningService<rmcp::RoleClient, ()> {
     use rmcp::ServiceExt;
     use rmcp::transport::StreamableHttpClientTransport;
     use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
@@ -259,7 +262,7 @@ async fn mcp_client(app: &TestApp, key: &str) -> rmcp::service::RunningService<r
     .expect("an MCP session with Kiln")
 }
 
-async fn mcp_call(
+pub(crate) async fn mcp_call(
     client: &rmcp::service::RunningService<rmcp::RoleClient, ()>,
     tool: &str,
     args: Value,
