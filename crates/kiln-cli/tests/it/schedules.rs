@@ -255,9 +255,6 @@ async fn schedules_fire_headless_turns(app: &TestApp, fake: &FakeProvider) {
 /// Two servers on one PostgreSQL database run the same pass at once: the
 /// slot fires once.
 async fn each_firing_happens_once_across_servers(app: &TestApp, fake: &FakeProvider) {
-    if app.database_url.starts_with("sqlite") {
-        return; // one server per SQLite file
-    }
     let c = &app.client;
     let (replica, _client, _dir) = app
         .replica_with(crate::harness::TestOptions {
@@ -304,10 +301,19 @@ macro_rules! schedule_tests {
     )*};
 }
 
-schedule_tests!(
-    schedules_fire_headless_turns,
-    each_firing_happens_once_across_servers
-);
+schedule_tests!(schedules_fire_headless_turns);
+
+/// Several servers on one database: PostgreSQL only (no SQLite test that
+/// would pass without running).
+mod each_firing_happens_once_across_servers {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::run(crate::harness::Backend::Postgres, |app, fake| {
+            Box::pin(super::each_firing_happens_once_across_servers(app, fake))
+        })
+        .await;
+    }
+}
 
 type TestFn = for<'a> fn(&'a TestApp, &'a FakeProvider) -> futures::future::BoxFuture<'a, ()>;
 

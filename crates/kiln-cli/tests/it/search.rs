@@ -245,23 +245,32 @@ async fn hybrid_search_finds_the_passage(app: &TestApp) {
         .await
         .unwrap();
     assert_eq!(one.len(), 1);
-    let strict = c
+    // min_score keeps exactly the hits at or above it: between the best
+    // and the worst score of the unfiltered list, some stay, some go.
+    let all = c.search(&query("invoices emailed password")).await.unwrap();
+    let (best, worst) = (all[0].score, all[all.len() - 1].score);
+    assert!(best > worst, "scores differ: {all:#?}");
+    let threshold = (best + worst) / 2.0;
+    let kept = c
         .search(&SearchRequest {
-            min_score: Some(0.99),
-            ..query("invoices emailed")
+            min_score: Some(threshold),
+            ..query("invoices emailed password")
         })
         .await
         .unwrap();
-    assert!(strict.iter().all(|h| h.score >= 0.99));
-    let loose = c
-        .search(&SearchRequest {
-            min_score: Some(0.01),
-            ..query("invoices emailed")
-        })
-        .await
-        .unwrap();
-    assert!(loose.len() >= strict.len());
-    assert!(loose[0].content.contains("Invoices"));
+    let expected: Vec<&str> = all
+        .iter()
+        .filter(|h| h.score >= threshold)
+        .map(|h| h.chunk_id.as_str())
+        .collect();
+    let got: Vec<&str> = kept.iter().map(|h| h.chunk_id.as_str()).collect();
+    assert_eq!(got, expected);
+    assert!(
+        !got.is_empty() && got.len() < all.len(),
+        "{got:?} of {}",
+        all.len()
+    );
+    assert!(kept[0].content.contains("Invoices"));
 
     // Document mode: one row per document with its best chunk.
     let docs = c.search_documents(&query("password invoices")).await.unwrap();
