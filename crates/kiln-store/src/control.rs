@@ -22,7 +22,7 @@ use crate::macros::Bind;
 use crate::rows::{ApiKeyRow, AuditRow, KeyWithProjectRow, ProjectRow, SecretRow, TemplateRow, VaultRow};
 
 /// The statuses `project_metrics` counts as active.
-const ACTIVE_STATUSES: &str = "'active', 'running', 'awaiting_input', 'awaiting_tool'";
+const BUSY_STATUSES: &str = "'running', 'awaiting_input', 'awaiting_tool'";
 
 const PROJECT_COLUMNS: &str = "id, name, slug, description, vault_id, created_at, updated_at";
 const VAULT_COLUMNS: &str = "id, project_id, name, metadata, created_at, updated_at";
@@ -163,11 +163,16 @@ impl ControlStore for SqlStore {
     }
 
     async fn project_metrics(&self, project_id: &ProjectId) -> StoreResult<ProjectMetrics> {
-        // Sessions are never closed, so none counts as completed.
+        // A session is active while a turn runs or waits, or before its
+        // first turn; completed once its last turn ended (done or
+        // cancelled); in error when its last turn failed. The three add up
+        // to the total.
         let sessions_sql = format!(
             "SELECT COUNT(*) AS total, \
-                    CAST(COALESCE(SUM(CASE WHEN status IN ({ACTIVE_STATUSES}) THEN 1 ELSE 0 END), 0) AS BIGINT) \
-                      AS active, \
+                    CAST(COALESCE(SUM(CASE WHEN status IN ({BUSY_STATUSES}) \
+                      OR (status = 'active' AND last_seq = 0) THEN 1 ELSE 0 END), 0) AS BIGINT) AS active, \
+                    CAST(COALESCE(SUM(CASE WHEN status = 'active' AND last_seq > 0 THEN 1 ELSE 0 END), 0) \
+                      AS BIGINT) AS completed, \
                     CAST(COALESCE(SUM(CASE WHEN status = 'error' THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
                     CAST(COALESCE(SUM(step_count), 0) AS BIGINT) AS steps \
              FROM agent_sessions WHERE project_id = $1"
@@ -198,6 +203,7 @@ impl ControlStore for SqlStore {
                 request_count: row.try_get("calls").map_err(db_err)?,
                 total_sessions: sessions.try_get("total").map_err(db_err)?,
                 active_sessions: sessions.try_get("active").map_err(db_err)?,
+                completed_sessions: sessions.try_get("completed").map_err(db_err)?,
                 error_sessions: sessions.try_get("errors").map_err(db_err)?,
                 total_steps: sessions.try_get("steps").map_err(db_err)?,
                 total_eval_runs: runs,

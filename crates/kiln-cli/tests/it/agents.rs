@@ -251,7 +251,7 @@ async fn status(app: &TestApp, id: &str) -> String {
     app.client.get_session(id).await.unwrap().session.status
 }
 
-async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProvider) {
+async fn sessions_are_created_listed_and_deleted(app: &TestApp, fake: &FakeProvider) {
     let c = &app.client;
     let plain = c.create_session(&CreateSession::default()).await.unwrap();
     assert_eq!(plain.status, "active");
@@ -383,14 +383,32 @@ async fn sessions_are_created_listed_and_deleted(app: &TestApp, _fake: &FakeProv
         assert!(prompt.contains(needle), "the system prompt documents {needle}");
     }
 
+    // Before any turn every session is active; then one turn ends done
+    // (completed) and one fails (error): the three add up to the total.
     let metrics = c.get_metrics().await.unwrap();
     assert_eq!(
         (
             metrics.agents.total_sessions,
             metrics.agents.active_sessions,
+            metrics.agents.completed_sessions,
             metrics.agents.error_sessions
         ),
-        (3, 3, 0)
+        (3, 3, 0, 0)
+    );
+    fake.push(Reply::text("Done."));
+    turn(app, &plain.id, "Finish").await;
+    fake.push(Reply::status(400, "refused"));
+    let failed = turn(app, &none.id, "Fail").await;
+    assert_eq!(error_code(&failed), "upstream_error");
+    let metrics = c.get_metrics().await.unwrap();
+    assert_eq!(
+        (
+            metrics.agents.total_sessions,
+            metrics.agents.active_sessions,
+            metrics.agents.completed_sessions,
+            metrics.agents.error_sessions
+        ),
+        (3, 1, 1, 1)
     );
 
     c.delete_session(&full.id).await.unwrap();
