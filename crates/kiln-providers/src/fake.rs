@@ -45,6 +45,10 @@ pub enum Script {
     CutOff { text: String, chunks: usize },
     /// A body that is not the vendor's format.
     Malformed,
+    /// A streamed answer that starts with `text` and then fails with an
+    /// error event in the vendor's format (`message`); a request that does
+    /// not stream gets a 500 with it.
+    StreamError { text: String, message: String },
     /// One agent step: a tool call `execute_js({"code": code})`, or, when
     /// the request's last message is a tool result, the text `answer`. As a
     /// default reply it answers any number of concurrent agent turns.
@@ -61,6 +65,9 @@ pub struct Reply {
     pub chunk_delay: Duration,
     /// `(prompt, completion)` tokens to report; default: 12 and one per word.
     pub usage: Option<(u32, u32)>,
+    /// Headers added to an error response (`retry-after-ms`, a date in
+    /// `Retry-After`).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Reply {
@@ -70,6 +77,7 @@ impl Reply {
             delay: Duration::ZERO,
             chunk_delay: Duration::ZERO,
             usage: None,
+            headers: Vec::new(),
         }
     }
 
@@ -111,6 +119,19 @@ impl Reply {
 
     pub fn malformed() -> Self {
         Self::new(Script::Malformed)
+    }
+
+    pub fn stream_error(text: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(Script::StreamError {
+            text: text.into(),
+            message: message.into(),
+        })
+    }
+
+    /// Adds a header to the error response.
+    pub fn header(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.headers.push((name.to_owned(), value.into()));
+        self
     }
 
     pub fn code_step(code: impl Into<String>, answer: impl Into<String>) -> Self {
@@ -172,6 +193,8 @@ pub struct Recorded {
     pub path: String,
     pub headers: HashMap<String, String>,
     pub body: Value,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -329,6 +352,7 @@ impl FakeState {
             path: path.to_owned(),
             headers,
             body: body.clone(),
+            at: std::time::Instant::now(),
         });
     }
 
@@ -455,6 +479,20 @@ async fn front(
     if !state.authorized(headers) {
         return Err(error_response(vendor, 401, "invalid api key", None));
     }
+    let shape = match vendor {
+        Vendor::OpenAi if path.ends_with("/embeddings") => crate::fake_shapes::check_embeddings(body),
+        Vendor::OpenAi => crate::fake_shapes::check_openai(body),
+        Vendor::Anthropic => crate::fake_shapes::check_anthropic(body),
+        Vendor::Gemini => crate::fake_shapes::check_gemini(body),
+    };
+    if let Err(rule) = shape {
+        return Err(error_response(
+            vendor,
+            400,
+            &format!("fake: invalid request: {rule}"),
+            None,
+        ));
+    }
     let reply = state.next_reply().for_request(body);
     if !reply.delay.is_zero() {
         let now = state.waiting.fetch_add(1, Ordering::SeqCst) + 1;
@@ -471,7 +509,70 @@ async fn front(
             status,
             message,
             retry_after,
-        } => Err(error_response(vendor, *status, message, *retry_after)),
+        } => {
+            let mut response = error_response(vendor, *status, message, *retry_after);
+            for (name, value) in &reply.headers {
+                if let (Ok(name), Ok(value)) = (
+                    header::HeaderName::from_bytes(name.as_bytes()),
+                    header::HeaderValue::from_str(value),
+                ) {
+                    response.headers_mut().insert(name, value);
+                }
+            }
+            Err(response)
+        }
+        Script::StreamError { text, message } => {
+            let streams = body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+                || path.ends_with(":streamGenerateContent");
+            if !streams {
+                return Err(error_response(vendor, 500, message, None));
+            }
+            let chunks = match vendor {
+                Vendor::OpenAi => vec![
+                    sse(
+                        &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                        "model": "fake", "choices": [{"index": 0, "delta": {"role": "assistant", "content": text},
+                        "finish_reason": null}]}),
+                    ),
+                    sse(&json!({"error": {"message": message, "type": "server_error", "code": null}})),
+                ],
+                Vendor::Anthropic => vec![
+                    sse_named(
+                        "message_start",
+                        &json!({"type": "message_start", "message": {"id": "msg_fake",
+                        "type": "message", "role": "assistant", "model": "fake", "content": [],
+                        "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+                    ),
+                    sse_named(
+                        "content_block_start",
+                        &json!({"type": "content_block_start", "index": 0,
+                        "content_block": {"type": "text", "text": ""}}),
+                    ),
+                    sse_named(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": text}}),
+                    ),
+                    sse_named(
+                        "error",
+                        &json!({"type": "error",
+                        "error": {"type": "overloaded_error", "message": message}}),
+                    ),
+                ],
+                Vendor::Gemini => vec![
+                    sse(
+                        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]},
+                        "index": 0}]}),
+                    ),
+                    sse(&json!({"error": {"code": 500, "message": message, "status": "INTERNAL"}})),
+                ],
+            };
+            Err(stream_response(chunked_body(
+                state.clone(),
+                chunks,
+                reply.chunk_delay,
+            )))
+        }
         _ => Ok(reply),
     }
 }
@@ -616,7 +717,9 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
                 json_response(state, &value, false)
             }
         }
-        Script::Hang | Script::Status { .. } | Script::CodeStep { .. } => unreachable!("handled in front"),
+        Script::Hang | Script::Status { .. } | Script::StreamError { .. } | Script::CodeStep { .. } => {
+            unreachable!("handled in front")
+        }
     }
 }
 
@@ -648,7 +751,9 @@ async fn anthropic_messages(
             ));
         }
         Script::Malformed => return (StatusCode::OK, "not json").into_response(),
-        Script::Hang | Script::Status { .. } | Script::CodeStep { .. } => unreachable!("handled in front"),
+        Script::Hang | Script::Status { .. } | Script::StreamError { .. } | Script::CodeStep { .. } => {
+            unreachable!("handled in front")
+        }
     };
     let (prompt, completion) = usage_of(&reply, &text);
     let stop_reason = if calls.is_empty() { "end_turn" } else { "tool_use" };
@@ -751,7 +856,9 @@ async fn gemini_generate(
             ));
         }
         Script::Malformed => return (StatusCode::OK, "not json").into_response(),
-        Script::Hang | Script::Status { .. } | Script::CodeStep { .. } => unreachable!("handled in front"),
+        Script::Hang | Script::Status { .. } | Script::StreamError { .. } | Script::CodeStep { .. } => {
+            unreachable!("handled in front")
+        }
     };
     let (prompt, completion) = usage_of(&reply, &text);
     let usage = json!({"promptTokenCount": prompt, "candidatesTokenCount": completion, "totalTokenCount": prompt + completion});

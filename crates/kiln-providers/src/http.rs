@@ -63,17 +63,34 @@ impl HttpSettings {
 }
 
 fn retry_after(response: &reqwest::Response) -> Option<Duration> {
-    let value = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)?
-        .to_str()
-        .ok()?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s >= 0.0)
-        .map(Duration::from_secs_f64)
+    retry_after_of(response.headers(), chrono::Utc::now())
+}
+
+/// How long the provider asks to wait: `retry-after-ms` (OpenAI's, in
+/// milliseconds) first, then `Retry-After` as seconds or as an HTTP date
+/// (a date already past is no wait).
+fn retry_after_of(
+    headers: &reqwest::header::HeaderMap,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<Duration> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    let non_negative = |n: f64| (n.is_finite() && n >= 0.0).then_some(n);
+    if let Some(ms) = text("retry-after-ms")
+        .and_then(|v| v.parse::<f64>().ok())
+        .and_then(non_negative)
+    {
+        return Some(Duration::from_secs_f64(ms / 1000.0));
+    }
+    let value = text(reqwest::header::RETRY_AFTER.as_str())?;
+    if let Some(seconds) = value.parse::<f64>().ok().and_then(non_negative) {
+        return Some(Duration::from_secs_f64(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some(
+        (at.with_timezone(&chrono::Utc) - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO),
+    )
 }
 
 fn is_retryable(status: reqwest::StatusCode) -> bool {
@@ -327,6 +344,39 @@ pub fn sse_events(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_reads_milliseconds_seconds_and_dates() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-04T10:00:00Z")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let headers = |pairs: &[(&'static str, &'static str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_static(value));
+            }
+            map
+        };
+        let of = |pairs: &[(&'static str, &'static str)]| super::retry_after_of(&headers(pairs), now);
+        assert_eq!(of(&[("retry-after", "3")]), Some(Duration::from_secs(3)));
+        assert_eq!(of(&[("retry-after", "1.5")]), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            of(&[("retry-after", "Fri, 04 Dec 2026 10:00:30 GMT")]),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(
+            of(&[("retry-after", "Fri, 04 Dec 2026 09:59:00 GMT")]),
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            of(&[("retry-after-ms", "250"), ("retry-after", "9")]),
+            Some(Duration::from_millis(250))
+        );
+        assert_eq!(of(&[("retry-after", "soon")]), None);
+        assert_eq!(of(&[("retry-after", "-1")]), None);
+        assert_eq!(of(&[]), None);
+    }
+
     use super::*;
 
     #[tokio::test]

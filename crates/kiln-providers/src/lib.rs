@@ -40,6 +40,8 @@ pub mod webhook;
 pub mod fake;
 #[cfg(feature = "fake")]
 pub mod fake_mcp;
+#[cfg(feature = "fake")]
+mod fake_shapes;
 
 pub use factory::HttpProviderFactory;
 pub use http::HttpSettings;

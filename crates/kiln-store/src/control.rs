@@ -211,7 +211,6 @@ impl ControlStore for SqlStore {
                 eval_cases_passed: cases_passed,
                 eval_cases_failed: cases_failed,
                 eval_average_score: average,
-                ..ProjectMetrics::default()
             })
         })
     }

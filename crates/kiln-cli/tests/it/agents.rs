@@ -213,6 +213,19 @@ async fn turn(app: &TestApp, id: &str, message: &str) -> Vec<TurnEvent> {
         .unwrap()
 }
 
+/// Waits until the fake has received `count` requests in all: the model
+/// is "thinking" on the last one (a condition, where a fixed sleep would
+/// race the harness's provider timeout).
+pub(crate) async fn asked(fake: &FakeProvider, count: usize) {
+    for _ in 0..400 {
+        if fake.request_count() >= count {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the model was asked {} times, not {count}", fake.request_count());
+}
+
 fn types(events: &[TurnEvent]) -> Vec<&str> {
     events.iter().map(|e| e.raw.kind.as_str()).collect()
 }
@@ -794,8 +807,9 @@ async fn cancel_stops_a_running_turn(app: &TestApp, fake: &FakeProvider) {
 
     // While the model is thinking (the upstream request is aborted).
     fake.push(Reply::hang());
+    let before = fake.request_count();
     let mut stream = c.run_agent(&id, "Think hard").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    asked(fake, before + 1).await;
     let cancelled = c.cancel_session(&id).await.unwrap();
     assert!(cancelled.ok);
     assert_eq!(cancelled.session.status, "active");
@@ -842,8 +856,9 @@ async fn cancel_stops_a_running_turn(app: &TestApp, fake: &FakeProvider) {
 
     // Deleting a session ends its running turn for every reader.
     fake.push(Reply::hang());
+    let before = fake.request_count();
     let stream = c.run_agent(&id, "Think").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    asked(fake, before + 1).await;
     c.delete_session(&id).await.unwrap();
     let events = tokio::time::timeout(Duration::from_secs(5), stream.collect_turn())
         .await
@@ -1152,8 +1167,9 @@ async fn a_reader_on_another_server_follows_and_controls_the_turn(app: &TestApp,
 
     // A cancel sent to the replica stops a turn running here.
     fake.push(Reply::hang());
+    let before = fake.request_count();
     let stream = app.client.run_agent(&id, "Think").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    asked(fake, before + 1).await;
     let cancelled = other.cancel_session(&id).await.unwrap();
     assert_eq!(cancelled.session.status, "active");
     let events = stream.collect_turn().await.unwrap();
@@ -1510,7 +1526,7 @@ async fn shutdown_ends_running_turns() {
     fake.push(Reply::hang());
     let id = session(&app, CreateSession::default()).await;
     let stream = app.client.run_agent(&id, "Think").await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    asked(&fake, 1).await;
     let database_url = app.database_url.clone();
     // The rest of `app` (its temp dir) lives to the end of the test.
     let TestApp { server, .. } = app;

@@ -101,17 +101,14 @@ async fn the_time_limit_ends_a_turn_whose_model_is_slow() {
         ..RuntimeConfig::default()
     })
     .await;
-    engines
-        .fake
-        .push(Reply::text("late").delay(Duration::from_secs(5)));
+    // The model never answers (and the provider's own timeout is a
+    // minute): only the turn's limit can end it.
+    engines.fake.push(Reply::hang());
     let session = engines.session().await;
-    let started = std::time::Instant::now();
-    let events = engines.turn(&session, "hurry").await;
+    let events = tokio::time::timeout(Duration::from_secs(20), engines.turn(&session, "hurry"))
+        .await
+        .expect("the turn ended at its limit, without waiting for the model");
     assert_eq!(end_code(&events), Some(TurnErrorCode::TimeLimit), "{events:#?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "the turn did not wait for the model"
-    );
 }
 
 #[tokio::test]

@@ -186,14 +186,13 @@ async fn malformed_answers_are_errors_not_hangs() {
         r#"{"jsonrpc":"2.0","id":0,"result":42}"#,
     ] {
         let url = answering(body).await;
-        let started = std::time::Instant::now();
-        let listed = client.list_tools(&project, &http(&url, None)).await;
+        let listed = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.list_tools(&project, &http(&url, None)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{body}: an error, not a hang"));
         assert!(listed.is_err(), "{body}: {listed:?}");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{body}: took {:?}",
-            started.elapsed()
-        );
     }
 }
 
@@ -299,16 +298,15 @@ async fn sse_servers_that_misbehave_are_errors_not_hangs() {
         "event: message\ndata: {\"not\": \"json-rpc\"}\n\n",
     ] {
         let url = sse_answering("/messages?sessionId=1", then).await;
-        let started = std::time::Instant::now();
-        let listed = client.list_tools(&project, &sse(&url, None)).await;
+        let listed = tokio::time::timeout(
+            Duration::from_secs(20),
+            client.list_tools(&project, &sse(&url, None)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{then}: an error, not a hang"));
         assert!(
             matches!(listed, Err(McpError::Unreachable(_))),
             "{then}: {listed:?}"
-        );
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{then}: took {:?}",
-            started.elapsed()
         );
     }
 }
