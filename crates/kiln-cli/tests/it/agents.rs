@@ -1782,8 +1782,12 @@ async fn a_blocks_fetches_are_bounded_by_its_memory(app: &TestApp, fake: &FakePr
 /// waits, so another project's block runs at once instead of waiting for
 /// them.
 async fn sandbox_slots_are_shared_between_projects(app: &TestApp, fake: &FakeProvider) {
-    // Every turn of the busy project spins until cancelled.
-    fake.set_default(Reply::code_step("while (true) {}", "never"));
+    // Every block of the busy project notes that it started, then spins
+    // until cancelled.
+    fake.set_default(Reply::code_step(
+        "await data.set('started', true); while (true) {}",
+        "never",
+    ));
     let mut busy = Vec::new();
     for _ in 0..4 {
         let id = session(app, CreateSession::default()).await;
@@ -1813,10 +1817,23 @@ async fn sandbox_slots_are_shared_between_projects(app: &TestApp, fake: &FakePro
     .await
     .expect("the other project's block got the free slot");
     assert_eq!(results(&events)[0].1, Some(json!(42)));
+    // Three of the busy project's blocks run; its fourth still waits for a
+    // slot (the cap holds) though the other project's turn came and went.
     let ids: Vec<String> = busy.iter().map(|(id, _)| id.clone()).collect();
-    for id in &ids {
-        assert_eq!(status(app, id).await, "running", "the busy turns still spin");
+    let mut started = 0;
+    for _ in 0..200 {
+        started = 0;
+        for id in &ids {
+            let detail = app.client.get_session(id).await.unwrap();
+            assert_eq!(detail.session.status, "running", "the busy turns still spin");
+            started += usize::from(detail.steps.iter().any(|s| s.step_type == "data_update"));
+        }
+        if started >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    assert_eq!(started, 3, "blocks running for the busy project");
     for (id, stream) in busy {
         app.client.cancel_session(&id).await.unwrap();
         let events = stream.collect_turn().await.unwrap();
