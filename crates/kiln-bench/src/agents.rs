@@ -235,6 +235,7 @@ impl Bench {
             // Benchmarks hammer one key on purpose.
             rate_limits: kiln_core::control::rate::RateLimits::OFF,
             extraction: kiln_cli::server::Extraction::InProcess,
+            server_id: None,
         })
         .await?;
         let key = server

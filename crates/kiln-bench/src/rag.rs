@@ -76,6 +76,7 @@ async fn fresh_server(workers: usize) -> anyhow::Result<(RunningServer, Client, 
         // Benchmarks hammer one key on purpose.
         rate_limits: kiln_core::control::rate::RateLimits::OFF,
         extraction: kiln_cli::server::Extraction::InProcess,
+        server_id: None,
     })
     .await?;
     let key = server

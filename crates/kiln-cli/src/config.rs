@@ -533,6 +533,24 @@ fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     std::fs::write(path, contents).with_context(|| format!("creating {}", path.display()))
 }
 
+/// This server's id, kept in `DATA_DIR/server-id` (created at the first
+/// start): the same across restarts, so a restarted server releases the
+/// claims it held when it stopped (see `StartOptions::server_id`).
+pub fn server_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use anyhow::Context;
+    let path = data_dir.join("server-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_owned()),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+    std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+    Ok(id)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -684,6 +684,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             program: std::env::current_exe().context("finding the kiln binary for its extraction worker")?,
             limits: args.extract_limits(),
         },
+        server_id: Some(kiln_cli::config::server_id(&args.store.data_dir)?),
     })
     .await?;
     if args.allow_private_network {

@@ -73,6 +73,10 @@ pub struct StartOptions {
     pub rate_limits: kiln_core::control::rate::RateLimits,
     /// Where documents' text is extracted.
     pub extraction: Extraction,
+    /// This server's id on the claims it takes, the same across restarts
+    /// (`kiln serve` keeps it in `DATA_DIR/server-id`) so that a restarted
+    /// server releases its own claims at once; `None`: a new one.
+    pub server_id: Option<String>,
 }
 
 /// Where documents' text is extracted.
@@ -174,9 +178,15 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("binding {}", options.addr))?;
     let addr = listener.local_addr()?;
     let store = Arc::new(
-        SqlStore::connect(&options.database_url)
-            .await
-            .with_context(|| format!("opening {}", kiln_store::redact_url(&options.database_url)))?,
+        SqlStore::connect_as(
+            &options.database_url,
+            &options
+                .server_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        )
+        .await
+        .with_context(|| format!("opening {}", kiln_store::redact_url(&options.database_url)))?,
     );
     // The services, each over its own port of the one store, each holding
     // exactly the siblings it uses.
@@ -276,17 +286,21 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
     );
     let shutdown = CancellationToken::new();
     // One server per SQLite file: whatever a previous run claimed was
-    // interrupted. On PostgreSQL, turns whose server stopped renewing their
-    // claim are ended here and by every server's upkeep later.
+    // interrupted. On PostgreSQL, what this server (by its id) claimed
+    // before it stopped is released now; other servers' turns whose claim
+    // is no longer renewed are ended here and by every server's upkeep
+    // later.
     let sqlite = store.kind() == DatabaseKind::Sqlite;
-    if sqlite {
-        let released = rag.release_ingest_claims().await?;
-        if released > 0 {
-            tracing::info!(documents = released, "resuming interrupted ingestion");
-        }
+    let released = rag.release_ingest_claims(!sqlite).await?;
+    if released > 0 {
+        tracing::info!(documents = released, "resuming interrupted ingestion");
     }
     let reaped = runtime
-        .reap_turns(sqlite)
+        .reap_turns(if sqlite {
+            kiln_core::runtime::Reap::All
+        } else {
+            kiln_core::runtime::Reap::Mine
+        })
         .await
         .context("ending interrupted agent turns")?;
     if reaped > 0 {

@@ -419,6 +419,7 @@ impl AgentStore for SqlStore {
                 .bind(first.map_or_else(now, |f| f.at))
                 .bind(id.as_str())
                 .bind(project_id.as_str())
+                .bind(self.server_id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -525,14 +526,21 @@ impl AgentStore for SqlStore {
         })
     }
 
-    async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>> {
+    async fn expired_turns(
+        &self,
+        now: Timestamp,
+        mine: bool,
+    ) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>> {
         let (cutoff, value) = lease_sql(self.kind(), "$1", now);
         let sql = format!(
             "SELECT project_id, id, turn_id FROM agent_sessions \
-             WHERE turn_id IS NOT NULL AND lease_until < {cutoff} ORDER BY lease_until, id"
+             WHERE turn_id IS NOT NULL AND (lease_until < {cutoff} OR ($2 AND turn_server = $3)) \
+             ORDER BY lease_until, id"
         );
         read!(self, |pool| {
             let rows = bind_lease(sqlx::query(AssertSqlSafe(sql)), &value)
+                .bind(mine)
+                .bind(self.server_id.as_str())
                 .fetch_all(pool)
                 .await
                 .map_err(db_err)?;
@@ -1160,18 +1168,24 @@ mod tests {
             BeginTurn::Started(None)
         );
         assert!(!store.renew_turn(&s.id, &turn2, lease).await.unwrap());
-        let expired = store.expired_turns(now()).await.unwrap();
+        let expired = store.expired_turns(now(), false).await.unwrap();
         assert!(expired.contains(&(p.clone(), s.id.clone(), turn3.clone())));
         assert!(store.renew_turn(&s.id, &turn3, lease).await.unwrap());
-        let expired = store.expired_turns(now()).await.unwrap();
+        let expired = store.expired_turns(now(), false).await.unwrap();
         assert!(!expired.iter().any(|(_, id, _)| id == &s.id));
         assert!(
             store
-                .expired_turns(lease + TimeDelta::seconds(1))
+                .expired_turns(lease + TimeDelta::seconds(1), false)
                 .await
                 .unwrap()
                 .contains(&(p.clone(), s.id.clone(), turn3.clone()))
         );
+        // This server's own claims, whatever their lease (at its restart).
+        assert!(store.expired_turns(now(), true).await.unwrap().contains(&(
+            p.clone(),
+            s.id.clone(),
+            turn3.clone()
+        )));
 
         // Session data: merge, null removes.
         let mut changes = Map::new();

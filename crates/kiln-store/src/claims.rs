@@ -43,7 +43,8 @@ where
 }
 
 /// The claim of a free session for turn `$1`: `$3` is the lease (see
-/// `lease_sql`), and with `queue_empty` the session's queue must be empty.
+/// `lease_sql`), `$7` this server's id, and with `queue_empty` the
+/// session's queue must be empty.
 pub(crate) fn claim_sql(lease: &str, queue_empty: bool) -> String {
     let queue = if queue_empty {
         " AND NOT EXISTS (SELECT 1 FROM agent_queued_turns q WHERE q.session_id = agent_sessions.id)"
@@ -51,7 +52,7 @@ pub(crate) fn claim_sql(lease: &str, queue_empty: bool) -> String {
         ""
     };
     format!(
-        "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = {lease}, updated_at = $4 \
-         WHERE id = $5 AND project_id = $6 AND turn_id IS NULL{queue}"
+        "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = {lease}, updated_at = $4, \
+         turn_server = $7 WHERE id = $5 AND project_id = $6 AND turn_id IS NULL{queue}"
     )
 }

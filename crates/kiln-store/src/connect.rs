@@ -17,6 +17,9 @@ pub struct SqlStore {
     /// SQLite: the task that commits agent-event appends in groups, started
     /// on first use.
     pub(crate) appends: std::sync::OnceLock<AppendQueue>,
+    /// This server's identity, written on the claims it takes (documents
+    /// being ingested, sessions running a turn).
+    pub(crate) server_id: String,
 }
 
 impl std::fmt::Debug for SqlStore {
@@ -29,7 +32,15 @@ impl SqlStore {
     /// Connects to `sqlite://PATH` (created if missing) or `postgres://...`
     /// and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let store = if url.starts_with("sqlite:") {
+        Self::connect_as(url, &uuid::Uuid::new_v4().to_string()).await
+    }
+
+    /// [`SqlStore::connect`] as the server `server_id`: the same id across
+    /// restarts lets a server release its own claims at start
+    /// ([`kiln_core::rag::store::RagStore::release_claims`],
+    /// `expired_turns`).
+    pub async fn connect_as(url: &str, server_id: &str) -> Result<Self, StoreError> {
+        let mut store = if url.starts_with("sqlite:") {
             Self::connect_sqlite(url).await?
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Self::connect_postgres(url).await?
@@ -39,8 +50,14 @@ impl SqlStore {
                 redact_url(url)
             )));
         };
+        store.server_id = server_id.to_owned();
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// The id this server writes on its claims.
+    pub fn server_id(&self) -> &str {
+        &self.server_id
     }
 
     async fn connect_sqlite(url: &str) -> Result<Self, StoreError> {
@@ -68,6 +85,7 @@ impl SqlStore {
         Ok(SqlStore {
             db: Db::Sqlite { read, write },
             appends: Default::default(),
+            server_id: String::new(),
         })
     }
 
@@ -82,6 +100,7 @@ impl SqlStore {
         Ok(SqlStore {
             db: Db::Postgres(pool),
             appends: Default::default(),
+            server_id: String::new(),
         })
     }
 

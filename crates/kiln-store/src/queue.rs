@@ -95,6 +95,7 @@ impl SqlStore {
                 .bind(first.at)
                 .bind(id.as_str())
                 .bind(project_id.as_str())
+                .bind(self.server_id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -171,6 +172,7 @@ impl SqlStore {
                 .bind(at)
                 .bind(id.as_str())
                 .bind(project_id.as_str())
+                .bind(self.server_id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;

@@ -808,11 +808,12 @@ impl RagStore for SqlStore {
                 }
                 sqlx::query(
                     "UPDATE documents SET status = 'processing', claim_token = $1, claimed_until_ms = $2, \
-                     claim_attempts = claim_attempts + 1 WHERE id = $3",
+                     claim_attempts = claim_attempts + 1, claimed_by = $4 WHERE id = $3",
                 )
                 .bind(token)
                 .bind(now_ms + lease_ms)
                 .bind(&id)
+                .bind(self.server_id.as_str())
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -827,12 +828,14 @@ impl RagStore for SqlStore {
         })
     }
 
-    async fn release_claims(&self) -> StoreResult<u64> {
+    async fn release_claims(&self, mine_only: bool) -> StoreResult<u64> {
         write_tx!(self, |tx| {
             let done = sqlx::query(
                 "UPDATE documents SET status = 'pending', claim_token = NULL, claimed_until_ms = NULL \
-                 WHERE status = 'processing'",
+                 WHERE status = 'processing' AND (NOT $1 OR claimed_by = $2)",
             )
+            .bind(mine_only)
+            .bind(self.server_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;

@@ -91,24 +91,8 @@ impl TestApp {
         let (database_url, pg_schema) = match backend {
             Backend::Sqlite => (format!("sqlite://{}", dir.path().join("kiln.db").display()), None),
             Backend::Postgres => {
-                let Some(base) = std::env::var(TEST_DATABASE_ENV).ok().filter(|v| !v.is_empty()) else {
-                    eprintln!("skipping the PostgreSQL run: {TEST_DATABASE_ENV} is not set");
-                    return None;
-                };
-                let schema = format!("kiln_t_{}", uuid::Uuid::new_v4().simple());
-                let pool = sqlx::PgPool::connect(&base).await.unwrap_or_else(|e| {
-                    panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {e}")
-                });
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
-                    .execute(&pool)
-                    .await
-                    .expect("create test schema");
-                pool.close().await;
-                let sep = if base.contains('?') { '&' } else { '?' };
-                (
-                    format!("{base}{sep}options[search_path]={schema}"),
-                    Some((base, schema)),
-                )
+                let (url, base, schema) = postgres_schema().await?;
+                (url, Some((base, schema)))
             }
         };
         let server = start_server(&database_url, dir.path(), &options).await;
@@ -181,14 +165,40 @@ impl TestApp {
     /// Stops the server and drops the Postgres schema.
     pub async fn stop(self) {
         self.server.shutdown().await.expect("clean shutdown");
-        if let Some((base, schema)) = self.pg_schema
-            && let Ok(pool) = sqlx::PgPool::connect(&base).await
-        {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
-                .execute(&pool)
-                .await;
-            pool.close().await;
+        if let Some((base, schema)) = self.pg_schema {
+            drop_postgres_schema(&base, &schema).await;
         }
+    }
+}
+
+/// A fresh schema in the database of `KILN_TEST_DATABASE_URL`: `(the URL
+/// to it, the base URL, the schema)`. `None` (with a message) when the
+/// variable is unset; panics when it is set but the server cannot be
+/// reached: CI must fail, not skip.
+pub async fn postgres_schema() -> Option<(String, String, String)> {
+    let Some(base) = std::env::var(TEST_DATABASE_ENV).ok().filter(|v| !v.is_empty()) else {
+        eprintln!("skipping the PostgreSQL run: {TEST_DATABASE_ENV} is not set");
+        return None;
+    };
+    let schema = format!("kiln_t_{}", uuid::Uuid::new_v4().simple());
+    let pool = sqlx::PgPool::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{TEST_DATABASE_ENV} is set but PostgreSQL is unreachable: {e}"));
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE SCHEMA {schema}")))
+        .execute(&pool)
+        .await
+        .expect("create test schema");
+    pool.close().await;
+    let sep = if base.contains('?') { '&' } else { '?' };
+    Some((format!("{base}{sep}options[search_path]={schema}"), base, schema))
+}
+
+pub async fn drop_postgres_schema(base: &str, schema: &str) {
+    if let Ok(pool) = sqlx::PgPool::connect(base).await {
+        let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&pool)
+            .await;
+        pool.close().await;
     }
 }
 
@@ -230,6 +240,7 @@ async fn start_server(database_url: &str, dir: &std::path::Path, options: &TestO
             program: env!("CARGO_BIN_EXE_kiln").into(),
             limits: Default::default(),
         },
+        server_id: None,
         mcp: kiln_providers::mcp::McpSettings {
             allow_private_network: options.allow_private_network,
             timeout: Duration::from_secs(3),

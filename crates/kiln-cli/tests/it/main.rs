@@ -20,6 +20,7 @@ mod code_cli;
 mod conventions;
 mod documents;
 mod evals;
+mod faults;
 mod files;
 mod indexes;
 mod isolation;

@@ -59,10 +59,11 @@ fn now_ms() -> i64 {
 }
 
 impl Rag {
-    /// Returns documents claimed by a previous run to `pending`; call at
-    /// start when this server is the only one on its database (SQLite).
-    pub async fn release_ingest_claims(&self) -> Result<u64> {
-        Ok(self.store.release_claims().await?)
+    /// Returns documents claimed by a previous run to `pending`, at start:
+    /// every one when this server is the only one on its database (SQLite),
+    /// else (`mine_only`) the ones this server held when it stopped.
+    pub async fn release_ingest_claims(&self, mine_only: bool) -> Result<u64> {
+        Ok(self.store.release_claims(mine_only).await?)
     }
 
     /// Brings the search structures up to date now (at start, so the first

@@ -140,9 +140,10 @@ pub trait RagStore: Send + Sync {
         token: &str,
         max_attempts: i64,
     ) -> StoreResult<Option<Document>>;
-    /// Returns every claimed document to `pending` (at start, when this
-    /// server is the only one on the database).
-    async fn release_claims(&self) -> StoreResult<u64>;
+    /// Returns claimed documents to `pending` at start: every one when this
+    /// server is the only one on the database, else (`mine_only`) those
+    /// this server claimed before it restarted.
+    async fn release_claims(&self, mine_only: bool) -> StoreResult<u64>;
     async fn document_bytes(&self, project_id: &ProjectId, id: &DocumentId) -> StoreResult<Option<Vec<u8>>>;
     /// The embedder recorded for the index, if it has vectors yet.
     async fn index_embedder(

@@ -33,7 +33,7 @@ pub mod sessions;
 mod slots;
 mod turn;
 
-pub use sessions::{CreateSession, EventFollow, FollowItem};
+pub use sessions::{CreateSession, EventFollow, FollowItem, Reap};
 
 use std::sync::Arc;
 use std::time::Duration;

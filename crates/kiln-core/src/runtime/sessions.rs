@@ -658,16 +658,18 @@ impl AgentRuntime {
         }
     }
 
-    /// Ends the turns whose server stopped renewing their claim; with
-    /// `all`, every running turn (a SQLite file has one server, so at start
-    /// nothing can be running). Returns how many it ended.
-    pub async fn reap_turns(&self, all: bool) -> Result<usize> {
-        let cutoff = if all {
+    /// Ends the turns whose server stopped renewing their claim, and with
+    /// [`Reap::Mine`] this server's own (at start: a crash interrupted
+    /// them), with [`Reap::All`] every running turn (a SQLite file has one
+    /// server, so at start nothing can be running). Returns how many it
+    /// ended.
+    pub async fn reap_turns(&self, reap: Reap) -> Result<usize> {
+        let cutoff = if reap == Reap::All {
             now() + chrono::Duration::days(36_500)
         } else {
             now()
         };
-        let expired = self.store.expired_turns(cutoff).await?;
+        let expired = self.store.expired_turns(cutoff, reap == Reap::Mine).await?;
         for (project_id, id, turn_id) in &expired {
             tracing::warn!(session = %id, "ending a turn whose server stopped");
             self.end_turn(
@@ -720,7 +722,7 @@ impl AgentRuntime {
             let period = self.config.turn_lease / 2;
             loop {
                 tokio::time::sleep(period).await;
-                if let Err(e) = self.reap_turns(false).await {
+                if let Err(e) = self.reap_turns(Reap::Expired).await {
                     tracing::warn!(error = %e, "reaping stopped turns failed");
                 }
             }
@@ -957,4 +959,15 @@ impl Reader {
             }
         }
     }
+}
+
+/// Which running turns [`AgentRuntime::reap_turns`] ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reap {
+    /// Those whose lease ran out (their server stopped renewing it).
+    Expired,
+    /// Those, and the ones this server claimed before it restarted.
+    Mine,
+    /// Every one (the only server of the database, starting).
+    All,
 }

@@ -260,8 +260,14 @@ pub trait AgentStore: Send + Sync {
     ) -> StoreResult<Vec<StoredEvent>>;
     /// Extends the turn's lease. `Ok(false)` when it no longer holds the session.
     async fn renew_turn(&self, id: &SessionId, turn: &TurnId, lease_until: Timestamp) -> StoreResult<bool>;
-    /// Turns whose lease ended before `now`, across projects (for the reaper).
-    async fn expired_turns(&self, now: Timestamp) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>>;
+    /// Turns whose lease ended before `now`, across projects (for the
+    /// reaper); with `mine`, also every turn this server claimed (at start,
+    /// after a crash: they cannot be running).
+    async fn expired_turns(
+        &self,
+        now: Timestamp,
+        mine: bool,
+    ) -> StoreResult<Vec<(ProjectId, SessionId, TurnId)>>;
 
     /// Merges `changes` into the session's data (a `null` value removes the
     /// key) and returns the data after the change, unless its JSON would be
