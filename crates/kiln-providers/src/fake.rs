@@ -49,6 +49,10 @@ pub enum Script {
     /// error event in the vendor's format (`message`); a request that does
     /// not stream gets a 500 with it.
     StreamError { text: String, message: String },
+    /// A response that never ends: a stream that keeps sending text (every
+    /// `chunk_delay`, 20 ms when unset), or a JSON body that keeps sending
+    /// whitespace.
+    Endless,
     /// One agent step: a tool call `execute_js({"code": code})`, or, when
     /// the request's last message is a tool result, the text `answer`. As a
     /// default reply it answers any number of concurrent agent turns.
@@ -119,6 +123,16 @@ impl Reply {
 
     pub fn malformed() -> Self {
         Self::new(Script::Malformed)
+    }
+
+    pub fn endless() -> Self {
+        Self::new(Script::Endless)
+    }
+
+    /// Tool calls whose arguments are `arguments` as they are (malformed
+    /// JSON, say).
+    pub fn raw_tool_call(name: &str, arguments: &str) -> Self {
+        Self::new(Script::ToolCalls(vec![(name.to_owned(), arguments.to_owned())]))
     }
 
     pub fn stream_error(text: impl Into<String>, message: impl Into<String>) -> Self {
@@ -521,6 +535,70 @@ async fn front(
             }
             Err(response)
         }
+        Script::Endless => {
+            let streams = body.get("stream").and_then(Value::as_bool).unwrap_or(false)
+                || path.ends_with(":streamGenerateContent");
+            let delay = if reply.chunk_delay.is_zero() {
+                Duration::from_millis(20)
+            } else {
+                reply.chunk_delay
+            };
+            let (head, repeat) = match (streams, vendor) {
+                (false, _) => (vec!["{\"id\": \"endless\"".to_owned()], " ".to_owned()),
+                (true, Vendor::OpenAi) => (
+                    Vec::new(),
+                    sse(
+                        &json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                        "model": "fake", "choices": [{"index": 0, "delta": {"content": "more "}, "finish_reason": null}]}),
+                    ),
+                ),
+                (true, Vendor::Anthropic) => (
+                    vec![
+                        sse_named(
+                            "message_start",
+                            &json!({"type": "message_start", "message": {"id": "msg_fake",
+                            "type": "message", "role": "assistant", "model": "fake", "content": [],
+                            "usage": {"input_tokens": 1, "output_tokens": 1}}}),
+                        ),
+                        sse_named(
+                            "content_block_start",
+                            &json!({"type": "content_block_start", "index": 0,
+                            "content_block": {"type": "text", "text": ""}}),
+                        ),
+                    ],
+                    sse_named(
+                        "content_block_delta",
+                        &json!({"type": "content_block_delta", "index": 0,
+                        "delta": {"type": "text_delta", "text": "more "}}),
+                    ),
+                ),
+                (true, Vendor::Gemini) => (
+                    Vec::new(),
+                    sse(
+                        &json!({"candidates": [{"content": {"role": "model", "parts": [{"text": "more "}]},
+                        "index": 0}]}),
+                    ),
+                ),
+            };
+            use futures::StreamExt as _;
+            let chunks = futures::stream::iter(head).chain(futures::stream::unfold((), move |()| {
+                let repeat = repeat.clone();
+                async move {
+                    tokio::time::sleep(delay).await;
+                    Some((repeat, ()))
+                }
+            }));
+            let body = Body::from_stream(chunks.map(|c| Ok::<Bytes, Infallible>(Bytes::from(c))));
+            let content_type = if streams {
+                "text/event-stream"
+            } else {
+                "application/json"
+            };
+            Err(Response::builder()
+                .header(header::CONTENT_TYPE, content_type)
+                .body(body)
+                .expect("a valid response"))
+        }
         Script::StreamError { text, message } => {
             let streams = body.get("stream").and_then(Value::as_bool).unwrap_or(false)
                 || path.ends_with(":streamGenerateContent");
@@ -717,7 +795,11 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
                 json_response(state, &value, false)
             }
         }
-        Script::Hang | Script::Status { .. } | Script::StreamError { .. } | Script::CodeStep { .. } => {
+        Script::Hang
+        | Script::Status { .. }
+        | Script::StreamError { .. }
+        | Script::Endless
+        | Script::CodeStep { .. } => {
             unreachable!("handled in front")
         }
     }
@@ -751,7 +833,11 @@ async fn anthropic_messages(
             ));
         }
         Script::Malformed => return (StatusCode::OK, "not json").into_response(),
-        Script::Hang | Script::Status { .. } | Script::StreamError { .. } | Script::CodeStep { .. } => {
+        Script::Hang
+        | Script::Status { .. }
+        | Script::StreamError { .. }
+        | Script::Endless
+        | Script::CodeStep { .. } => {
             unreachable!("handled in front")
         }
     };
@@ -856,7 +942,11 @@ async fn gemini_generate(
             ));
         }
         Script::Malformed => return (StatusCode::OK, "not json").into_response(),
-        Script::Hang | Script::Status { .. } | Script::StreamError { .. } | Script::CodeStep { .. } => {
+        Script::Hang
+        | Script::Status { .. }
+        | Script::StreamError { .. }
+        | Script::Endless
+        | Script::CodeStep { .. } => {
             unreachable!("handled in front")
         }
     };

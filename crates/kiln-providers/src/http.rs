@@ -241,7 +241,8 @@ fn connection_message(e: &reqwest::Error) -> String {
     message
 }
 
-/// Reads a whole body, bounded by the idle timeout between chunks.
+/// Reads a whole body, bounded by the idle timeout between chunks and by
+/// the response timeout in all.
 pub async fn read_body(
     settings: &HttpSettings,
     provider: &str,
@@ -249,8 +250,14 @@ pub async fn read_body(
 ) -> Result<Vec<u8>, LlmError> {
     let mut body = Vec::new();
     let mut stream = response.bytes_stream();
+    // A body that trickles in (a byte before each idle timeout) is still
+    // bounded as a whole.
+    let deadline = tokio::time::Instant::now() + settings.response_timeout;
     loop {
-        match tokio::time::timeout(settings.idle_timeout, stream.next()).await {
+        let wait = settings
+            .idle_timeout
+            .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        match tokio::time::timeout(wait, stream.next()).await {
             Err(_) => {
                 return Err(LlmError::Timeout {
                     provider: provider.to_owned(),

@@ -339,3 +339,112 @@ async fn settled(client: &Client, vault: &str, acked: &Mutex<Acknowledged>, rest
         );
     }
 }
+
+mod provider_faults {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::provider_faults(crate::harness::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::provider_faults(crate::harness::Backend::Postgres).await;
+    }
+}
+
+/// Every fault the fake can play, in agent turns and on `/v1`: a hang, 5xx
+/// past the retries, a cut stream, a malformed body, a malformed tool call,
+/// an error inside the stream, a stream that never ends. Each turn ends
+/// with one terminal event (an `error` with a code, or `done` when the
+/// model recovers), each chat request with an error body; nothing hangs,
+/// and the server answers the next request.
+async fn provider_faults(backend: crate::harness::Backend) {
+    use crate::harness::{TestApp, TestOptions};
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        runtime: kiln_core::runtime::RuntimeConfig {
+            max_turn_time: Duration::from_secs(3),
+            ..Default::default()
+        },
+        ..crate::agents::fake_options(&fake)
+    };
+    let Some(app) = TestApp::start_with(backend, options).await else {
+        return;
+    };
+    let c = &app.client;
+    let faults: Vec<(&str, Vec<Reply>)> = vec![
+        ("hang", vec![Reply::hang()]),
+        ("5xx", (0..3).map(|_| Reply::status(503, "overloaded")).collect()),
+        ("cut stream", vec![Reply::cut_off("Half an answer that stops", 2)]),
+        ("malformed", vec![Reply::malformed()]),
+        (
+            "malformed tool call",
+            vec![
+                Reply::raw_tool_call("execute_js", "{\"code\": \"6 *"),
+                Reply::text("Recovered."),
+            ],
+        ),
+        (
+            "error in the stream",
+            vec![Reply::stream_error("Partial", "overloaded mid-stream")],
+        ),
+        ("endless stream", vec![Reply::endless()]),
+    ];
+    for (name, replies) in faults {
+        for reply in replies {
+            fake.push(reply);
+        }
+        let session = c.create_session(&CreateSession::default()).await.unwrap().id;
+        let events = tokio::time::timeout(Duration::from_secs(30), async {
+            c.run_agent(&session, "Go")
+                .await
+                .unwrap()
+                .collect_turn()
+                .await
+                .unwrap()
+        })
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the turn hung"));
+        let terminals: Vec<_> = events.iter().filter(|e| e.is_terminal()).collect();
+        assert_eq!(terminals.len(), 1, "{name}: {events:#?}");
+        let status = c.get_session(&session).await.unwrap().session.status;
+        assert!(status == "error" || status == "active", "{name}: {status}");
+        eprintln!(
+            "provider fault {name}: the turn ended with `{}`",
+            terminals[0].raw.kind
+        );
+    }
+    // The same faults on the OpenAI-compatible endpoint: an error body, never a hang.
+    for reply in [
+        Reply::hang(),
+        Reply::malformed(),
+        Reply::endless(),
+    ] {
+        fake.push(reply);
+        let response = tokio::time::timeout(
+            Duration::from_secs(30),
+            app.http()
+                .post(app.url("/v1/chat/completions"))
+                .bearer_auth(&app.key)
+                .json(&serde_json::json!({"model": "openai/gpt-test", "messages": [{"role": "user", "content": "hi"}]}))
+                .send(),
+        )
+        .await
+        .expect("the chat request hung")
+        .unwrap();
+        assert!(response.status().as_u16() >= 500, "{}", response.status());
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(body["error"]["message"].is_string(), "{body}");
+    }
+    fake.push(Reply::text("Still here."));
+    let fine = c.create_session(&CreateSession::default()).await.unwrap().id;
+    let events = c
+        .run_agent(&fine, "Hello")
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    assert_eq!(events.last().unwrap().raw.kind, "done");
+    app.stop().await;
+}
