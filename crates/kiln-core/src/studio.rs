@@ -153,6 +153,14 @@ impl Studio {
             )
             .await?;
         parse_suggestion(&answer.content).map_err(|why| {
+            if model_ref.provider == crate::llm::ProviderKind::Offline {
+                // Not an upstream fault: the built-in model cannot do this.
+                return Error::validation(
+                    "the built-in offline model cannot analyze a run (it does not answer in JSON); \
+                     run the session on a provider's model, or configure one as the default",
+                    Some("model"),
+                );
+            }
             Error::Upstream(LlmError::InvalidResponse {
                 provider: model_ref.provider.name().to_owned(),
                 message: format!("the analysis is not the JSON asked for: {why}"),

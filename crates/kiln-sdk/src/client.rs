@@ -77,7 +77,7 @@ pub const ENDPOINTS: &[(&str, &str)] = &[
     ("POST", "/api/sdk/tokens"),
     ("GET", "/api/sdk/ws"),
     ("GET", "/api/sdk/agents/{id}/files"),
-    ("GET", "/api/sdk/agents/{id}/files/{*path}"),
+    ("GET", "/api/sdk/agents/{id}/files/{path}"),
     ("POST", "/api/sdk/source-validate"),
     ("PUT", "/api/sdk/source-sync"),
     ("POST", "/api/sdk/source-deploy"),

@@ -202,6 +202,8 @@ fn code_for_status(status: StatusCode) -> (&'static str, &'static str) {
 /// a layer's 413) gets the contract's error body, so clients never see a
 /// bare status.
 pub async fn ensure_error_body(request: Request, next: Next) -> Response {
+    // The OpenAI-compatible routes answer in OpenAI's error shape.
+    let openai = request.uri().path().starts_with("/v1/");
     let response = next.run(request).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -217,7 +219,12 @@ pub async fn ensure_error_body(request: Request, next: Next) -> Response {
     }
     let (code, message) = code_for_status(status);
     let allow = response.headers().get(header::ALLOW).cloned();
-    let mut replaced = ApiError::new(status, code, message).into_response();
+    let error = ApiError::new(status, code, message);
+    let mut replaced = if openai {
+        crate::routes::openai::OpenAiError::from(error).into_response()
+    } else {
+        error.into_response()
+    };
     if let Some(allow) = allow {
         replaced.headers_mut().insert(header::ALLOW, allow);
     }

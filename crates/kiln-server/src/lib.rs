@@ -162,13 +162,27 @@ fn api_routes(config: &ServerConfig) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of every route [`router`] serves.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes(&ServerConfig::default()).into_openapi()
+    openapi_paths(api_routes(&ServerConfig::default()).into_openapi())
+}
+
+/// Axum's catch-all segments (`{*path}`) written as OpenAPI path
+/// templates (`{path}`, the parameter's documented name), which client
+/// generators and fuzzers can read.
+fn openapi_paths(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths
+        .into_iter()
+        .map(|(path, item)| (path.replace("{*", "{"), item))
+        .collect();
+    doc
 }
 
 /// The whole HTTP surface, ready to serve.
 pub fn router(state: AppState, config: &ServerConfig) -> Router {
     let (router, doc) = api_routes(config).split_for_parts();
-    let json = doc.to_json().expect("the OpenAPI document serialises");
+    let json = openapi_paths(doc)
+        .to_json()
+        .expect("the OpenAPI document serialises");
     let _ = state.openapi_json.set(json);
     let cors = CorsLayer::new()
         .allow_origin(Any)

@@ -415,11 +415,7 @@ async fn provider_faults(backend: crate::harness::Backend) {
         );
     }
     // The same faults on the OpenAI-compatible endpoint: an error body, never a hang.
-    for reply in [
-        Reply::hang(),
-        Reply::malformed(),
-        Reply::endless(),
-    ] {
+    for reply in [Reply::hang(), Reply::malformed(), Reply::endless()] {
         fake.push(reply);
         let response = tokio::time::timeout(
             Duration::from_secs(30),

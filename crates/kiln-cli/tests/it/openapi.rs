@@ -47,7 +47,8 @@ async fn openapi_document_matches_the_router(app: &TestApp) {
         let concrete = path
             .replace("{id}", "some-id")
             .replace("{name}", "some_name")
-            .replace("{doc_id}", "some-doc");
+            .replace("{doc_id}", "some-doc")
+            .replace("{path}", "notes/todo.md");
         for method in METHODS {
             let documented = item.get(method.to_lowercase()).is_some();
             let public = item[method.to_lowercase()]["security"]
