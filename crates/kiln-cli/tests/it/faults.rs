@@ -504,3 +504,198 @@ async fn provider_faults(backend: crate::harness::Backend) {
     assert_eq!(events.last().unwrap().raw.kind, "done");
     app.stop().await;
 }
+
+/// Every address form that reaches this machine's loopback (or another
+/// private network), for a listener on `port`.
+fn ssrf_targets(port: u16) -> Vec<String> {
+    let hosts = [
+        "127.0.0.1",
+        "localhost",
+        "localhost.",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[::127.0.0.1]",
+        "[64:ff9b::7f00:1]",
+        "[64:ff9b:1::7f00:1]",
+        "[2002:7f00:1::]",
+        "[fec0::1]",
+        "0.0.0.0",
+        "2130706433",
+        "0x7f.1",
+        "017700000001",
+    ];
+    let mut targets: Vec<String> = hosts.iter().map(|h| format!("http://{h}:{port}/probe")).collect();
+    for other in [
+        "10.0.0.1",
+        "192.168.1.1",
+        "172.16.0.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "[fd00::1]",
+        "[fe80::1]",
+    ] {
+        targets.push(format!("http://{other}/latest/meta-data/"));
+    }
+    targets
+}
+
+/// A TCP listener on loopback that counts connections: a probe that gets
+/// through shows here.
+async fn tripwire() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+    (port, hits)
+}
+
+mod ssrf_probes {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::ssrf_probes(crate::harness::Backend::Sqlite).await;
+    }
+}
+
+/// SSRF probes with private networks off (the default): the sandbox's
+/// `fetch()`, a vault's provider base URL and a session's webhook, each
+/// given every address form above, are refused without a connection.
+async fn ssrf_probes(backend: crate::harness::Backend) {
+    use crate::harness::{TestApp, TestOptions};
+    use serde_json::json;
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        allow_private_network: false,
+        ..crate::agents::fake_options(&fake)
+    };
+    let Some(app) = TestApp::start_with(backend, options).await else {
+        return;
+    };
+    let (port, hits) = tripwire().await;
+    let targets = ssrf_targets(port);
+    let c = &app.client;
+
+    // fetch() in the sandbox: every probe rejects.
+    let code = format!(
+        "const refused = [];\nfor (const url of {}) {{\n  try {{ await fetch(url); }} catch (e) {{ refused.push(e.message); }}\n}}\nrefused",
+        serde_json::to_string(&targets).unwrap()
+    );
+    fake.push(Reply::tool_call("execute_js", json!({ "code": code })));
+    fake.push(Reply::text("Probed."));
+    let session = c.create_session(&CreateSession::default()).await.unwrap().id;
+    let events = c
+        .run_agent(&session, "Probe")
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    let refused = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            kiln_sdk::TurnEventKind::ExecuteJsResult { result, .. } => result.clone(),
+            _ => None,
+        })
+        .expect("the block's value");
+    assert_eq!(
+        refused.as_array().map(Vec::len),
+        Some(targets.len()),
+        "every probe rejected: {refused}"
+    );
+
+    // A vault's provider base URL: the chat fails without a connection.
+    let vault = c
+        .create_secret_vault(&CreateSecretVault {
+            name: "probe".into(),
+            metadata: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    c.put_secret(&vault, "openai_api_key", "sk-probe").await.unwrap();
+    c.set_project_vault(Some(&vault)).await.unwrap();
+    let mut vault_refusals = 0;
+    for target in &targets {
+        let base = target
+            .replace("/probe", "/v1")
+            .replace("/latest/meta-data/", "/v1");
+        c.put_secret(&vault, "openai_base_url", &base).await.unwrap();
+        let answer = c
+            .chat_completion(&kiln_sdk::api::ChatCompletionInput {
+                model: Some("openai/gpt-probe".into()),
+                messages: vec![kiln_sdk::api::ChatMessage {
+                    role: "user".into(),
+                    content: "hi".into(),
+                }],
+                ..Default::default()
+            })
+            .await;
+        assert!(answer.is_err(), "{base}: answered {answer:?}");
+        vault_refusals += 1;
+    }
+    c.set_project_vault(None).await.unwrap();
+
+    // A webhook to each (https://, which webhooks require): refused when
+    // set, or its deliveries never connect.
+    let mut webhook_refusals = 0;
+    for target in &targets {
+        let set = c
+            .set_webhooks(
+                &session,
+                &[kiln_sdk::api::webhook::WebhookConfig {
+                    url: target.replacen("http://", "https://", 1),
+                    events: None,
+                    secret: None,
+                }],
+            )
+            .await;
+        if set.is_err() {
+            webhook_refusals += 1;
+        }
+    }
+    fake.push(Reply::text("Once more."));
+    c.run_agent(&session, "Again")
+        .await
+        .unwrap()
+        .collect_turn()
+        .await
+        .unwrap();
+    // The accepted hooks' deliveries were tried, and failed without a
+    // connection.
+    let mut deliveries = Vec::new();
+    for _ in 0..200 {
+        deliveries = c.list_webhook_deliveries(&session).await.unwrap();
+        if deliveries.iter().all(|d| d.attempt > 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        !deliveries.is_empty(),
+        webhook_refusals < targets.len(),
+        "{deliveries:#?}"
+    );
+    assert!(
+        deliveries
+            .iter()
+            .all(|d| d.attempt > 0 && d.delivered_at.is_none() && d.error.is_some()),
+        "{deliveries:#?}"
+    );
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a probe reached the loopback listener"
+    );
+    eprintln!(
+        "SSRF probes: {} address forms; fetch() refused all, vault base URLs {vault_refusals}, webhooks refused \
+         at set {webhook_refusals} (the rest never delivered); 0 connections",
+        targets.len()
+    );
+    app.stop().await;
+}
