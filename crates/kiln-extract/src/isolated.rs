@@ -7,8 +7,8 @@
 //! own binary with a hidden subcommand that calls [`run_worker`]), sets its
 //! limits before it reads anything (`prlimit`: data segment, so heap and
 //! anonymous maps, and CPU seconds), writes the file to its stdin and reads
-//! the result from its stdout. The worker asks to be killed with its
-//! parent. PDF, DOCX and HTML go through it; Markdown, text and CSV are
+//! the result from its stdout. The worker runs niced (10) and asks to be
+//! killed with its parent. PDF, DOCX and HTML go through it; Markdown, text and CSV are
 //! decoded in process (no compression, no nesting). A worker costs a
 //! process start per document (a few milliseconds) against ingestion that
 //! takes tens.
@@ -161,6 +161,8 @@ fn limit(pid: u32, limits: WorkerLimits) -> io::Result<()> {
         };
         prlimit(Some(pid), resource, bound)?;
     }
+    // Behind the server's own threads when they compete for a core.
+    rustix::process::setpriority_process(Some(pid), 10)?;
     Ok(())
 }
 

@@ -57,6 +57,9 @@ pub enum Script {
     /// the request's last message is a tool result, the text `answer`. As a
     /// default reply it answers any number of concurrent agent turns.
     CodeStep { code: String, answer: String },
+    /// A [`Script::CodeStep`] whose code is the request's last user
+    /// message: concurrent turns each run their own prompt as code.
+    PromptAsCode { answer: String },
 }
 
 /// One scripted reply with its timing.
@@ -155,8 +158,28 @@ impl Reply {
         })
     }
 
+    /// Each turn runs its prompt (the last user message) as the code of
+    /// one step, then answers `answer`.
+    pub fn prompt_as_code(answer: impl Into<String>) -> Self {
+        Self::new(Script::PromptAsCode {
+            answer: answer.into(),
+        })
+    }
+
     /// A [`Script::CodeStep`] made concrete for `body`.
     fn for_request(mut self, body: &Value) -> Self {
+        if let Script::PromptAsCode { answer } = &self.script {
+            let prompt = body["messages"]
+                .as_array()
+                .and_then(|m| m.iter().rev().find(|m| m["role"] == "user"))
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or_default()
+                .to_owned();
+            self.script = Script::CodeStep {
+                code: prompt,
+                answer: answer.clone(),
+            };
+        }
         if let Script::CodeStep { code, answer } = &self.script {
             let last = ["messages", "contents"]
                 .iter()
@@ -799,7 +822,8 @@ async fn openai_chat(State(state): State<Arc<FakeState>>, headers: HeaderMap, bo
         | Script::Status { .. }
         | Script::StreamError { .. }
         | Script::Endless
-        | Script::CodeStep { .. } => {
+        | Script::CodeStep { .. }
+        | Script::PromptAsCode { .. } => {
             unreachable!("handled in front")
         }
     }
@@ -837,7 +861,8 @@ async fn anthropic_messages(
         | Script::Status { .. }
         | Script::StreamError { .. }
         | Script::Endless
-        | Script::CodeStep { .. } => {
+        | Script::CodeStep { .. }
+        | Script::PromptAsCode { .. } => {
             unreachable!("handled in front")
         }
     };
@@ -946,7 +971,8 @@ async fn gemini_generate(
         | Script::Status { .. }
         | Script::StreamError { .. }
         | Script::Endless
-        | Script::CodeStep { .. } => {
+        | Script::CodeStep { .. }
+        | Script::PromptAsCode { .. } => {
             unreachable!("handled in front")
         }
     };

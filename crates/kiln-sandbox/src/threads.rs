@@ -7,6 +7,10 @@
 //! thread also holds a [`Fresh`] runtime and context, made while it waited,
 //! so the next block skips the 50-120 µs that costs. Each block still gets a
 //! runtime no other block has used; only the thread is reused.
+//!
+//! Sandbox threads run niced ([`SANDBOX_NICE`]): blocks that spin on every
+//! core slow each other, while the server's own threads (HTTP, the event
+//! log, other projects' requests) keep most of the CPU.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +24,11 @@ use crate::engine::Fresh;
 /// The stack of pooled threads. Blocks whose limit needs more get a thread
 /// of their own; only the pages a block touches are committed.
 const POOLED_STACK_BYTES: usize = 8 * 1024 * 1024;
+
+/// The niceness of sandbox threads (Linux: per thread); the scheduler then
+/// gives a server thread about ten times a sandbox thread's share of a
+/// contended core.
+const SANDBOX_NICE: i32 = 10;
 
 /// How many threads may wait for work.
 const MAX_IDLE: usize = 8;
@@ -66,7 +75,11 @@ fn spawn(stack_bytes: usize, work: Work, pooled: bool) -> io::Result<()> {
     thread::Builder::new()
         .name("kiln-sandbox".to_owned())
         .stack_size(stack_bytes)
-        .spawn(move || if pooled { serve(work) } else { work(None) })
+        .spawn(move || {
+            // Best effort: a thread left at the default priority still runs.
+            let _ = rustix::process::setpriority_process(Some(rustix::thread::gettid()), SANDBOX_NICE);
+            if pooled { serve(work) } else { work(None) }
+        })
         .map(drop)
 }
 

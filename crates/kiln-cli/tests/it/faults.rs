@@ -699,3 +699,183 @@ async fn ssrf_probes(backend: crate::harness::Backend) {
     );
     app.stop().await;
 }
+
+/// Model-written code meant to hurt: each block ends (its turn gets one
+/// terminal event), and another project's turns and searches keep working
+/// meanwhile. (How much slower they get is measured by `kiln-bench
+/// hostile`, not here.)
+const HOSTILE_BLOCKS: &[(&str, &str)] = &[
+    ("infinite loop", "while (true) {}"),
+    (
+        "memory bomb",
+        "const a = []; for (;;) a.push('x'.repeat(1 << 20));",
+    ),
+    ("string doubling", "let s = 'x'; for (;;) s += s;"),
+    ("deep recursion", "function f(n) { return f(n + 1) + 1 } f(0)"),
+    ("regex backtracking", "/^(a+)+$/.test('a'.repeat(40) + 'b')"),
+    (
+        "Promise.all flood",
+        "await Promise.all(Array.from({ length: 20000 }, (_, i) => data.get('k' + i)))",
+    ),
+    (
+        "prototype tricks",
+        "Object.prototype.toJSON = () => { throw new Error('no') }; JSON.stringify = null; \
+         Array.prototype.push = null; globalThis.Promise = null; Object.freeze(Object.prototype); \
+         ({ still: 'answered' })",
+    ),
+    (
+        "console flood",
+        "for (let i = 0; i < 1e6; i++) console.log('spam '.repeat(100))",
+    ),
+    ("huge result", "'x'.repeat(30 * 1024 * 1024)"),
+    ("unsettled promise", "await new Promise(() => {})"),
+    ("require tricks", "require('fs'); require('../../etc/passwd')"),
+];
+
+mod hostile_code_and_documents {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::hostile_code_and_documents(crate::harness::Backend::Sqlite).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::hostile_code_and_documents(crate::harness::Backend::Postgres).await;
+    }
+}
+
+async fn hostile_code_and_documents(backend: crate::harness::Backend) {
+    use crate::harness::{TestApp, TestOptions};
+    let fake = FakeProvider::start().await;
+    let options = TestOptions {
+        runtime: kiln_core::runtime::RuntimeConfig {
+            sandbox: kiln_core::sandbox::SandboxLimits {
+                time: Duration::from_secs(2),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        upload_limit: 1 << 20,
+        ..crate::agents::fake_options(&fake)
+    };
+    let Some(app) = TestApp::start_with(backend, options).await else {
+        return;
+    };
+    let (_, victim) = app.key_for("victim").await;
+    let vindex = victim
+        .create_index(&kiln_sdk::api::CreateIndex {
+            name: "handbook".into(),
+            description: None,
+            metadata: None,
+        })
+        .await
+        .unwrap()
+        .id;
+    let vdoc = victim
+        .upload_document_bytes(
+            &vindex,
+            "leave.md",
+            b"# Leave\n\nAnnual leave is 25 days a year.".to_vec(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+    victim
+        .wait_for_document(&vdoc.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+
+    // The attacker's documents: bombs and malformed files of each format.
+    let attacker = &app.client;
+    let aindex = crate::documents::index(&app, "hostile").await;
+    let hostile_files: Vec<(&str, Vec<u8>)> = vec![
+        ("zip-bomb.docx", kiln_extract::fixtures::zip_bomb(300 << 20)),
+        ("flate-bomb.pdf", kiln_extract::fixtures::pdf_bomb(300 << 20)),
+        ("declares.docx", kiln_extract::fixtures::zip_declaring(u32::MAX)),
+        (
+            "truncated.pdf",
+            kiln_extract::fixtures::pdf(&[&["Cut short."]])[..200].to_vec(),
+        ),
+        ("not-a-zip.docx", b"PK\x03\x04 this is not a zip archive".to_vec()),
+        (
+            "nested.html",
+            format!("{}x{}", "<div>".repeat(50_000), "</div>".repeat(50_000)).into_bytes(),
+        ),
+        ("binary.pdf", (0..=255u8).cycle().take(100_000).collect()),
+    ];
+    let mut uploaded = Vec::new();
+    for (name, bytes) in hostile_files {
+        let doc = attacker
+            .upload_document_bytes(&aindex, name, bytes, &Default::default())
+            .await
+            .unwrap();
+        uploaded.push((name, doc.id));
+    }
+
+    // The attacker's blocks, all at once, each in a turn of its own.
+    // Each turn's prompt is its code (the fake runs it as one step).
+    fake.set_default(Reply::prompt_as_code("Done."));
+    let mut turns = Vec::new();
+    for (name, code) in HOSTILE_BLOCKS {
+        let session = attacker
+            .create_session(&CreateSession::default())
+            .await
+            .unwrap()
+            .id;
+        let stream = attacker.run_agent(&session, code).await.unwrap();
+        turns.push((*name, stream));
+    }
+    // Meanwhile the victim's turn and search work.
+    let vsession = victim.create_session(&CreateSession::default()).await.unwrap().id;
+    let events = tokio::time::timeout(Duration::from_secs(60), async {
+        victim
+            .run_agent(&vsession, "6 * 7")
+            .await
+            .unwrap()
+            .collect_turn()
+            .await
+            .unwrap()
+    })
+    .await
+    .expect("the victim's turn ended");
+    assert_eq!(events.last().unwrap().raw.kind, "done");
+    let hits = victim
+        .search(&kiln_sdk::api::SearchRequest {
+            query: "annual leave".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(hits[0].document_id, vdoc.id);
+
+    for (name, stream) in turns {
+        let events = tokio::time::timeout(Duration::from_secs(60), stream.collect_turn())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the turn hung"))
+            .unwrap();
+        let terminals = events.iter().filter(|e| e.is_terminal()).count();
+        assert_eq!(terminals, 1, "{name}: {events:#?}");
+        let outcome = events
+            .iter()
+            .find_map(|e| match &e.kind {
+                kiln_sdk::TurnEventKind::ExecuteJsResult { error, .. } => {
+                    Some(error.clone().unwrap_or_else(|| "ok".into()))
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| "no block result".into());
+        eprintln!("hostile code {name}: {}", outcome.lines().next().unwrap_or(""));
+    }
+    for (name, id) in uploaded {
+        let doc = attacker
+            .wait_for_document(&id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(doc.status, "error", "{name}: {doc:?}");
+        eprintln!(
+            "hostile document {name}: {}",
+            doc.error_message.unwrap_or_default()
+        );
+    }
+    app.stop().await;
+}
