@@ -200,6 +200,14 @@ pub(crate) struct Bench {
 
 impl Bench {
     pub(crate) async fn start(database_url: Option<&str>) -> anyhow::Result<Bench> {
+        Self::start_with(database_url, kiln_cli::server::Extraction::InProcess).await
+    }
+
+    /// [`Bench::start`] with documents extracted as given.
+    pub(crate) async fn start_with(
+        database_url: Option<&str>,
+        extraction: kiln_cli::server::Extraction,
+    ) -> anyhow::Result<Bench> {
         let fake = FakeProvider::start().await;
         fake.stop_recording();
         fake.set_default(Reply::code_step(CODE, "2"));
@@ -234,7 +242,7 @@ impl Bench {
             webhooks: Default::default(),
             // Benchmarks hammer one key on purpose.
             rate_limits: kiln_core::control::rate::RateLimits::OFF,
-            extraction: kiln_cli::server::Extraction::InProcess,
+            extraction,
             server_id: None,
         })
         .await?;

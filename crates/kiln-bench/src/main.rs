@@ -19,6 +19,7 @@ use hdrhistogram::Histogram;
 
 mod agents;
 mod evals;
+mod hostile;
 mod mcp;
 mod rag;
 mod session_features;
@@ -60,6 +61,13 @@ enum Command {
     /// (memory per connection, fan-out), webhook deliveries per second, and
     /// the queue's drain gap between turns.
     SessionFeatures(session_features::SessionFeaturesArgs),
+    /// Hostile tenants: another project's turn and search latency on an
+    /// idle server, then while one project runs hostile code and uploads
+    /// hostile documents.
+    Hostile(hostile::HostileArgs),
+    /// Internal: the document extraction worker (as `kiln extract-worker`).
+    #[command(hide = true)]
+    ExtractWorker { kind: String },
     /// Run the fake LLM provider (instant `ok` replies) until interrupted.
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
@@ -120,6 +128,9 @@ struct StartupArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::ExtractWorker { kind } = &cli.command {
+        std::process::exit(kiln_extract::isolated::run_worker(kind));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         match cli.command {
@@ -133,6 +144,8 @@ fn main() -> anyhow::Result<()> {
             Command::Mcp(args) => mcp::mcp(args).await,
             Command::Evals(args) => evals::evals(args).await,
             Command::SessionFeatures(args) => session_features::session_features(args).await,
+            Command::Hostile(args) => hostile::hostile(args).await,
+            Command::ExtractWorker { .. } => unreachable!("handled before the runtime starts"),
             Command::FakeProvider { addr } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
                 // A long-running fake must not keep every request it served.
