@@ -30,6 +30,9 @@ pub struct SandboxLimits {
     /// ends, so `Promise.all` over thousands of calls runs this many at a
     /// time.
     pub host_calls_in_flight: u32,
+    /// Whose CPU share the block draws on (the agent runtime: its
+    /// project): blocks take turns on the cores fairly between groups.
+    pub cpu_group: u64,
 }
 
 impl Default for SandboxLimits {
@@ -40,6 +43,7 @@ impl Default for SandboxLimits {
             time: Duration::from_secs(30),
             output_bytes: 64 * 1024,
             host_calls_in_flight: 16,
+            cpu_group: 0,
         }
     }
 }

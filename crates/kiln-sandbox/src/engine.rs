@@ -19,6 +19,7 @@ use serde_json::Value as Json;
 use tokio::runtime::Handle;
 
 use crate::console::Console;
+use crate::cpu::CpuTurn;
 use crate::host::{HostCalls, HostReply};
 use crate::meter::{Meter, MeteredAllocator};
 use crate::prelude;
@@ -144,6 +145,8 @@ impl From<Stop> for SandboxError {
 /// event loop. The first reason to stop sticks.
 #[derive(Clone)]
 struct Watch {
+    /// The block's CPU turn (`cpu.rs`): held while its code runs.
+    cpu: Rc<CpuTurn>,
     deadline: Option<Instant>,
     /// Tells how long the block has waited on a person (not counted).
     host: Arc<dyn HostFunctions>,
@@ -210,6 +213,7 @@ impl Fresh {
 pub(crate) fn run(mut job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) {
     let channel = job.replies.take().unwrap_or_else(mpsc::channel);
     let watch = Watch {
+        cpu: Rc::new(CpuTurn::new(job.limits.cpu_group)),
         deadline: job.deadline,
         host: job.host.clone(),
         cancel: job.cancel.clone(),
@@ -235,11 +239,17 @@ pub(crate) fn run(mut job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finishe
     runtime.set_max_stack_size(interpreter_stack_bytes(&job.limits));
     runtime.set_interrupt_handler(Some(Box::new({
         let watch = watch.clone();
-        move || watch.check().is_some()
+        // A block that ran its slice while others wait for a turn yields.
+        move || watch.check().is_some() || !watch.cpu.maybe_yield(|| watch.check().is_some())
     })));
     let console = Rc::new(RefCell::new(Console::new(job.limits.output_bytes)));
 
+    if !watch.cpu.acquire(|| watch.check().is_some()) {
+        let stop = watch.stopped().unwrap_or(Stop::Cancelled);
+        return reply(Finished::failed(stop.into()));
+    }
     let result = context.with(|ctx| run_block(&ctx, &job, channel, &watch, &meter, &console));
+    watch.cpu.release();
 
     let (console, console_truncated) = console.replace(Console::new(0)).into_parts();
     reply(Finished {
@@ -492,6 +502,8 @@ impl<'js> Block<'_, 'js> {
     /// Waits for the next host reply and settles its promise, looking at the
     /// clock and the cancel flag every few milliseconds.
     fn settle_next(&self, calls: &HostCalls<'js>, replies: &Receiver<HostReply>) -> Result<(), SandboxError> {
+        // No code runs while the block waits: another block may.
+        self.watch.cpu.release();
         loop {
             // Replies may come back to back, never leaving the wait below
             // to time out: look on every round.
@@ -502,7 +514,12 @@ impl<'js> Block<'_, 'js> {
                 deadline.saturating_duration_since(Instant::now()).min(POLL)
             });
             match replies.recv_timeout(wait) {
-                Ok(reply) => return calls.settle(reply).map_err(|error| self.failure(error)),
+                Ok(reply) => {
+                    if !self.watch.cpu.acquire(|| self.watch.check().is_some()) {
+                        return Err(self.watch.stopped().unwrap_or(Stop::Cancelled).into());
+                    }
+                    return calls.settle(reply).map_err(|error| self.failure(error));
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 // `calls` holds a sender, so the channel stays open.
                 Err(RecvTimeoutError::Disconnected) => {

@@ -78,6 +78,12 @@
 //!   aborted.
 //!   Time the host reports through [`HostFunctions::paused`] (a turn
 //!   waiting for a person to answer `input()`) moves the deadline on.
+//! * **CPU**: code runs only while its block holds one of the process's
+//!   CPU turns, one per core (`cpu.rs`); a block gives its turn back while
+//!   it waits for host calls, and after a 10 ms slice when others wait,
+//!   the freed turn going to the [`SandboxLimits::cpu_group`] (tenant)
+//!   that holds fewest. One tenant's spinning blocks cannot starve
+//!   another's.
 //! * **Cancel**: the same two checks read the [`CancelFlag`], giving
 //!   [`SandboxError::Cancelled`] within milliseconds.
 //! * **Output**: console lines are cut on a char boundary at `output_bytes`
@@ -118,6 +124,7 @@
 //! parsing it anew would cost more than the rest of a block.
 
 mod console;
+mod cpu;
 mod engine;
 mod host;
 mod meter;

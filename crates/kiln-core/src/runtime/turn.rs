@@ -619,9 +619,13 @@ impl Turn {
         let runtime = &self.runtime;
         let slot = runtime.blocks.acquire(&self.ctx.project.id).await;
         let host = Arc::new(super::host::TurnHost::new(self.clone(), Some(slot)));
+        let limits = crate::sandbox::SandboxLimits {
+            cpu_group: cpu_group(&self.ctx.project.id),
+            ..runtime.config.sandbox
+        };
         let outcome = runtime
             .sandbox
-            .run(code, host.clone(), runtime.config.sandbox, CancelFlag::new())
+            .run(code, host.clone(), limits, CancelFlag::new())
             .await;
         // A turn that is stopping drops the last notes; it ends anyway.
         let _ = host.emit_skill_calls().await;
@@ -705,4 +709,13 @@ fn block_result(outcome: SandboxOutcome) -> EventBody {
             }
         }
     }
+}
+
+/// The sandbox's CPU group of a project: its blocks share one fair part of
+/// the cores.
+fn cpu_group(project: &crate::ids::ProjectId) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    project.as_str().hash(&mut hasher);
+    hasher.finish()
 }

@@ -29,6 +29,7 @@ fn limits() -> SandboxLimits {
         time: Duration::from_secs(5),
         output_bytes: 4 * 1024,
         host_calls_in_flight: 16,
+        cpu_group: 0,
     }
 }
 
