@@ -504,6 +504,12 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// Whether the request asks for a stream: `"stream": true` (OpenAI,
+/// Anthropic) or Gemini's `:streamGenerateContent`.
+fn wants_stream(body: &Value, path: &str) -> bool {
+    body.get("stream").and_then(Value::as_bool).unwrap_or(false) || path.ends_with(":streamGenerateContent")
+}
+
 /// Shared front: record, authorize, wait, hang, error statuses.
 async fn front(
     state: &Arc<FakeState>,
@@ -559,8 +565,7 @@ async fn front(
             Err(response)
         }
         Script::Endless => {
-            let streams = body.get("stream").and_then(Value::as_bool).unwrap_or(false)
-                || path.ends_with(":streamGenerateContent");
+            let streams = wants_stream(body, path);
             let delay = if reply.chunk_delay.is_zero() {
                 Duration::from_millis(20)
             } else {
@@ -623,8 +628,7 @@ async fn front(
                 .expect("a valid response"))
         }
         Script::StreamError { text, message } => {
-            let streams = body.get("stream").and_then(Value::as_bool).unwrap_or(false)
-                || path.ends_with(":streamGenerateContent");
+            let streams = wants_stream(body, path);
             if !streams {
                 return Err(error_response(vendor, 500, message, None));
             }

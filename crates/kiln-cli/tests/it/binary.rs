@@ -11,7 +11,7 @@ use kiln_sdk::api::CreateSecretVault;
 
 const KILN: &str = env!("CARGO_BIN_EXE_kiln");
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -81,18 +81,25 @@ async fn serve(data_dir: &Path, log_name: &str) -> Served {
         base_url: format!("http://127.0.0.1:{port}"),
         stderr_path,
     };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let http = reqwest::Client::new();
-    loop {
-        if let Ok(r) = http.get(format!("{}/healthz", served.base_url)).send().await
-            && r.status() == 200
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "kiln did not become healthy");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    if !healthy(&served.base_url, Duration::from_secs(15)).await {
+        panic!("kiln did not become healthy: {}", served.stderr());
     }
     served
+}
+
+/// Waits up to `within` for `/healthz` to answer 200; `false` if it did not.
+pub(crate) async fn healthy(base_url: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let http = reqwest::Client::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{base_url}/healthz")).send().await
+            && r.status() == 200
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
 }
 
 fn cli(data_dir: &Path, args: &[&str]) -> (String, String) {
@@ -110,7 +117,7 @@ fn cli(data_dir: &Path, args: &[&str]) -> (String, String) {
 }
 
 /// The first API key in `text` (log lines also hold `kiln_…` module paths).
-fn find_key(text: &str) -> Option<String> {
+pub(crate) fn find_key(text: &str) -> Option<String> {
     text.match_indices("kiln_").find_map(|(start, _)| {
         let key: String = text[start..]
             .chars()

@@ -60,11 +60,7 @@ impl Drop for Server {
 
 impl Server {
     async fn start(data_dir: &Path, database_url: Option<&str>, fake: &FakeProvider, round: usize) -> Server {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = crate::binary::free_port();
         let log = data_dir.parent().unwrap().join(format!("kiln-{round}.log"));
         let mut command = Command::new(KILN);
         command
@@ -90,34 +86,17 @@ impl Server {
             base_url: format!("http://127.0.0.1:{port}"),
             log,
         };
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = http.get(format!("{}/healthz", server.base_url)).send().await
-                && r.status() == 200
-            {
-                return server;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "kiln did not become healthy: {}",
-                std::fs::read_to_string(&server.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        assert!(
+            crate::binary::healthy(&server.base_url, Duration::from_secs(30)).await,
+            "kiln did not become healthy: {}",
+            std::fs::read_to_string(&server.log).unwrap_or_default()
+        );
+        server
     }
 
     /// The first-start banner's key.
     fn bootstrap_key(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap();
-        text.match_indices("kiln_")
-            .find_map(|(start, _)| {
-                let key: String = text[start..]
-                    .chars()
-                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                    .collect();
-                (key.len() == 45).then_some(key)
-            })
+        crate::binary::find_key(&std::fs::read_to_string(&self.log).unwrap())
             .expect("the first start prints a key")
     }
 

@@ -96,12 +96,7 @@ impl BlockSlots {
     /// the fewest (the earliest among equals), within its share.
     fn release(self: &Arc<Self>, project: &ProjectId) {
         let mut state = self.state();
-        if let Some(held) = state.held.get_mut(project) {
-            *held -= 1;
-            if *held == 0 {
-                state.held.remove(project);
-            }
-        }
+        give_back(&mut state.held, project);
         state.free += 1;
         loop {
             let pick = state
@@ -131,6 +126,16 @@ impl BlockSlots {
     }
 }
 
+/// One fewer held by `project`; a project holding none leaves the map.
+fn give_back(held: &mut HashMap<ProjectId, usize>, project: &ProjectId) {
+    if let Some(count) = held.get_mut(project) {
+        *count -= 1;
+        if *count == 0 {
+            held.remove(project);
+        }
+    }
+}
+
 /// Blocks waiting for `input()` answers.
 pub(crate) struct PausedBlocks {
     total: usize,
@@ -148,12 +153,7 @@ impl Drop for PausedBlock {
     fn drop(&mut self) {
         let mut state = self.paused.state.lock().unwrap_or_else(|e| e.into_inner());
         state.0 -= 1;
-        if let Some(held) = state.1.get_mut(&self.project) {
-            *held -= 1;
-            if *held == 0 {
-                state.1.remove(&self.project);
-            }
-        }
+        give_back(&mut state.1, &self.project);
     }
 }
 
