@@ -29,6 +29,27 @@ pub struct ProjectMetrics {
     pub tokens: TokenMetrics,
     pub agents: AgentMetrics,
     pub evals: EvalMetrics,
+    /// Kiln extension: the project's use of this server's sandbox now.
+    #[serde(default)]
+    pub sandbox: SandboxMetrics,
+}
+
+/// Code blocks of the project on the server that answered, now, and the
+/// project's share of each cap (`--agent-max-concurrent-blocks`,
+/// `--agent-max-paused-blocks`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct SandboxMetrics {
+    /// Blocks holding a sandbox slot (running, or waiting on host calls).
+    pub running_blocks: i64,
+    /// Blocks waiting for a slot.
+    pub waiting_blocks: i64,
+    /// The most slots the project may hold at once.
+    pub running_blocks_limit: i64,
+    /// Blocks paused on `input()`, waiting for an answer.
+    pub paused_blocks: i64,
+    /// The most blocks the project may have paused at once.
+    pub paused_blocks_limit: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

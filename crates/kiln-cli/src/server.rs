@@ -398,6 +398,7 @@ fn rag_setup(options: &StartOptions) -> anyhow::Result<RagSetup> {
         vectors: Arc::new(kiln_search::MemoryVectors::new()),
         chunking: Default::default(),
         max_upload_bytes: options.upload_limit,
+        ingest_lease: kiln_core::rag::engine::INGEST_LEASE,
     })
 }
 

@@ -23,7 +23,7 @@ pub(crate) fn project(p: &Project) -> api::Project {
     }
 }
 
-pub(crate) fn metrics(m: ProjectMetrics) -> api::ProjectMetrics {
+pub(crate) fn metrics(m: ProjectMetrics, sandbox: kiln_core::runtime::SandboxUse) -> api::ProjectMetrics {
     api::ProjectMetrics {
         tokens: api::TokenMetrics {
             prompt_tokens: m.prompt_tokens,
@@ -44,6 +44,13 @@ pub(crate) fn metrics(m: ProjectMetrics) -> api::ProjectMetrics {
             total_passed: m.eval_cases_passed,
             total_failed: m.eval_cases_failed,
             average_score: m.eval_average_score,
+        },
+        sandbox: api::SandboxMetrics {
+            running_blocks: sandbox.running_blocks as i64,
+            waiting_blocks: sandbox.waiting_blocks as i64,
+            running_blocks_limit: sandbox.running_blocks_limit as i64,
+            paused_blocks: sandbox.paused_blocks as i64,
+            paused_blocks_limit: sandbox.paused_blocks_limit as i64,
         },
     }
 }

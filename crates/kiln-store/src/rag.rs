@@ -844,6 +844,23 @@ impl RagStore for SqlStore {
         })
     }
 
+    async fn renew_document_claim(&self, id: &DocumentId, token: &str, until_ms: i64) -> StoreResult<bool> {
+        write_tx!(self, |tx| {
+            let done = sqlx::query(
+                "UPDATE documents SET claimed_until_ms = $1 \
+                 WHERE id = $2 AND claim_token = $3 AND status = 'processing'",
+            )
+            .bind(until_ms)
+            .bind(id.as_str())
+            .bind(token)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            tx.commit().await.map_err(db_err)?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
     async fn document_bytes(&self, project_id: &ProjectId, id: &DocumentId) -> StoreResult<Option<Vec<u8>>> {
         read!(self, |pool| {
             let row = sqlx::query(

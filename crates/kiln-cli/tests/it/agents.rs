@@ -1834,6 +1834,17 @@ async fn sandbox_slots_are_shared_between_projects(app: &TestApp, fake: &FakePro
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     assert_eq!(started, 3, "blocks running for the busy project");
+    let sandbox = app.client.get_metrics().await.unwrap().sandbox;
+    assert_eq!(
+        (
+            sandbox.running_blocks,
+            sandbox.waiting_blocks,
+            sandbox.running_blocks_limit
+        ),
+        (3, 1, 3),
+        "the busy project's metrics"
+    );
+    assert_eq!(other.get_metrics().await.unwrap().sandbox.running_blocks, 0);
     for (id, stream) in busy {
         app.client.cancel_session(&id).await.unwrap();
         let events = stream.collect_turn().await.unwrap();
@@ -1855,6 +1866,16 @@ async fn paused_blocks_are_capped_per_server_and_project(app: &TestApp, fake: &F
         let mut stream = client.run_agent(&id, "Ask").await.unwrap();
         let seen = read_until(&mut stream, |e| e.raw.kind == "input_request").await;
         waiting.push((client, id, input_request(seen.last().unwrap()), stream));
+    }
+    // Each project's paused block shows in its metrics, with its share.
+    for client in [&app.client, &second, &third] {
+        let sandbox = client.get_metrics().await.unwrap().sandbox;
+        let expected = if std::ptr::eq(client, &third) { 0 } else { 1 };
+        assert_eq!(
+            (sandbox.paused_blocks, sandbox.paused_blocks_limit),
+            (expected, 1)
+        );
+        assert_eq!(sandbox.running_blocks, 0, "a paused block gives its slot back");
     }
     for (client, expected) in [
         (&app.client, "this project already has 1 code blocks waiting"),

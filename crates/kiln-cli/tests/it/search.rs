@@ -461,6 +461,14 @@ async fn uploads_survive_a_crash(app: &TestApp) {
         .unwrap()
         .unwrap();
     assert_eq!(claimed.id.as_str(), a.id, "oldest first");
+    // Only the claim's holder may renew it.
+    let far = chrono::Utc::now().timestamp_millis() + 3_600_000;
+    assert!(
+        !store
+            .renew_document_claim(&claimed.id, "another-worker", far)
+            .await
+            .unwrap()
+    );
     store.close().await;
     assert_eq!(c.get_document(&a.id).await.unwrap().status, "processing");
 

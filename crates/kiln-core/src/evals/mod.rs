@@ -62,7 +62,7 @@ impl Default for EvalSettings {
 }
 
 /// How long a run's lease lasts without renewal.
-const LEASE: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(20);
 
 /// `EvalRun.status` (CONTRACT §4.4 #33).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

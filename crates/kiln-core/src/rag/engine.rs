@@ -31,8 +31,9 @@ use crate::rag::{
 use crate::time::now;
 use serde_json::{Map, Value};
 
-/// How long a worker's claim on a document lasts before another may take it.
-pub const INGEST_LEASE: Duration = Duration::from_secs(120);
+/// How long a worker's claim on a document lasts unless renewed (a third
+/// of it before it runs out) before another worker may take it over.
+pub const INGEST_LEASE: Duration = Duration::from_secs(20);
 /// How often an idle worker looks for work it was not told about (uploads
 /// on another server, expired leases).
 pub const INGEST_POLL: Duration = Duration::from_secs(5);
@@ -82,7 +83,7 @@ impl Rag {
                 .store
                 .claim_document(
                     now_ms(),
-                    INGEST_LEASE.as_millis() as i64,
+                    self.setup.ingest_lease.as_millis() as i64,
                     &token,
                     MAX_INGEST_ATTEMPTS,
                 )
@@ -114,9 +115,17 @@ impl Rag {
         }
     }
 
-    /// Extracts, chunks and embeds one claimed document and records it.
+    /// Extracts, chunks and embeds one claimed document and records it,
+    /// renewing the claim meanwhile.
     async fn ingest(&self, doc: &Document, token: &str) -> Result<()> {
-        let outcome = match self.prepare(doc).await {
+        let prepared = tokio::select! {
+            prepared = self.prepare(doc) => prepared,
+            () = self.keep_claim(doc, token) => {
+                tracing::info!(document = %doc.id, "claim lost while reading the document");
+                return Ok(());
+            }
+        };
+        let outcome = match prepared {
             Ok(outcome) => outcome,
             Err(Ingest::Failed(message)) => Ingested::Failed(message),
             Err(Ingest::Store(e)) => return Err(e.into()),
@@ -138,6 +147,23 @@ impl Rag {
             tracing::info!(document = %doc.id, "claim lost before the outcome was recorded");
         }
         Ok(())
+    }
+
+    /// Renews the claim on `doc` a third of a lease before it runs out;
+    /// resolves once the claim is lost.
+    async fn keep_claim(&self, doc: &Document, token: &str) {
+        let lease = self.setup.ingest_lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            let until = now_ms() + lease.as_millis() as i64;
+            match self.store.renew_document_claim(&doc.id, token, until).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(document = %doc.id, error = %e, "renewing a document's claim failed; retrying")
+                }
+            }
+        }
     }
 
     /// What ingesting `doc` produced: its chunks with their vectors, and

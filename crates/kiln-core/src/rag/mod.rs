@@ -48,6 +48,9 @@ pub struct RagSetup {
     pub chunking: ChunkOptions,
     /// Uploads above this many bytes are refused with 413.
     pub max_upload_bytes: u64,
+    /// How long a worker's claim on a document lasts unless renewed
+    /// ([`engine::INGEST_LEASE`] by default).
+    pub ingest_lease: std::time::Duration,
 }
 
 /// The RAG service of one server. It uses no other service.

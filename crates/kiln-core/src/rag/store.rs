@@ -144,6 +144,9 @@ pub trait RagStore: Send + Sync {
     /// server is the only one on the database, else (`mine_only`) those
     /// this server claimed before it restarted.
     async fn release_claims(&self, mine_only: bool) -> StoreResult<u64>;
+    /// Extends the claim `token` holds on document `id` to `until_ms`;
+    /// `Ok(false)` when the claim was lost meanwhile.
+    async fn renew_document_claim(&self, id: &DocumentId, token: &str, until_ms: i64) -> StoreResult<bool>;
     async fn document_bytes(&self, project_id: &ProjectId, id: &DocumentId) -> StoreResult<Option<Vec<u8>>>;
     /// The embedder recorded for the index, if it has vectors yet.
     async fn index_embedder(

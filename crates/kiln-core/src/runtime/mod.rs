@@ -92,7 +92,7 @@ impl Default for RuntimeConfig {
             max_host_calls_per_turn: 256,
             max_history_chars: 200_000,
             heartbeat: Duration::from_secs(15),
-            turn_lease: Duration::from_secs(60),
+            turn_lease: Duration::from_secs(20),
         }
     }
 }
@@ -159,4 +159,29 @@ impl AgentRuntime {
             stopping: std::sync::atomic::AtomicBool::new(false),
         }
     }
+    /// `project`'s use of this server's sandbox now.
+    pub fn sandbox_use(&self, project: &crate::ids::ProjectId) -> SandboxUse {
+        let (running_blocks, waiting_blocks, running_blocks_limit) = self.blocks.use_by(project);
+        let (paused_blocks, paused_blocks_limit) = self.paused_blocks.use_by(project);
+        SandboxUse {
+            running_blocks,
+            waiting_blocks,
+            running_blocks_limit,
+            paused_blocks,
+            paused_blocks_limit,
+        }
+    }
+}
+
+/// A project's code blocks on one server, now, and its share of the caps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SandboxUse {
+    /// Holding a slot (running, or waiting on host calls).
+    pub running_blocks: usize,
+    /// Waiting for a slot.
+    pub waiting_blocks: usize,
+    pub running_blocks_limit: usize,
+    /// Paused on `input()`.
+    pub paused_blocks: usize,
+    pub paused_blocks_limit: usize,
 }

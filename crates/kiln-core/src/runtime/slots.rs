@@ -64,6 +64,22 @@ impl BlockSlots {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `project`'s blocks holding a slot and waiting for one, and the
+    /// most it may hold.
+    pub(crate) fn use_by(&self, project: &ProjectId) -> (usize, usize, usize) {
+        let state = self.state();
+        let waiting = state
+            .waiting
+            .iter()
+            .filter(|w| &w.project == project && !w.grant.is_closed())
+            .count();
+        (
+            state.held.get(project).copied().unwrap_or(0),
+            waiting,
+            self.per_project,
+        )
+    }
+
     /// Waits for a slot for a block of `project`.
     pub(crate) async fn acquire(self: &Arc<Self>, project: &ProjectId) -> BlockSlot {
         let granted = {
@@ -165,6 +181,12 @@ impl PausedBlocks {
             per_project: (total / 2).max(1),
             state: Mutex::new((0, HashMap::new())),
         }
+    }
+
+    /// `project`'s paused blocks and the most it may have.
+    pub(crate) fn use_by(&self, project: &ProjectId) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (state.1.get(project).copied().unwrap_or(0), self.per_project)
     }
 
     /// A place for a block of `project` to wait, or why there is none.

@@ -28,8 +28,28 @@ pub(crate) struct Engines {
     _dir: tempfile::TempDir,
 }
 
+/// How the RAG engine reads documents, where a test needs other than the
+/// server's defaults.
+pub(crate) struct Reading {
+    pub(crate) extractor: Arc<dyn kiln_core::rag::TextExtractor>,
+    pub(crate) ingest_lease: Duration,
+}
+
+impl Default for Reading {
+    fn default() -> Self {
+        Reading {
+            extractor: Arc::new(kiln_extract::Extractor),
+            ingest_lease: kiln_core::rag::engine::INGEST_LEASE,
+        }
+    }
+}
+
 impl Engines {
     pub(crate) async fn start(config: RuntimeConfig) -> Engines {
+        Engines::start_with(config, Reading::default()).await
+    }
+
+    pub(crate) async fn start_with(config: RuntimeConfig, reading: Reading) -> Engines {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
         let store = Arc::new(SqlStore::connect(&url).await.expect("open sqlite"));
@@ -43,12 +63,13 @@ impl Engines {
         let rag = Arc::new(Rag::new(
             store.clone(),
             RagSetup {
-                extractor: Arc::new(kiln_extract::Extractor),
+                extractor: reading.extractor,
                 embedder: Arc::new(kiln_search::HashEmbedder::new()),
                 lexical: Arc::new(lexical),
                 vectors: Arc::new(kiln_search::MemoryVectors::new()),
                 chunking: Default::default(),
                 max_upload_bytes: 1024 * 1024,
+                ingest_lease: reading.ingest_lease,
             },
         ));
         let fake = FakeProvider::start().await;

@@ -8,7 +8,7 @@ use kiln_core::rag::documents::Upload;
 use kiln_core::rag::search::SearchQuery;
 use kiln_core::runtime::RuntimeConfig;
 
-use crate::harness::Engines;
+use crate::harness::{Engines, Reading};
 
 async fn upload(engines: &Engines, filename: &str, bytes: Vec<u8>) -> Document {
     let index = engines
@@ -127,4 +127,62 @@ async fn a_file_that_cannot_be_read_ends_in_error_and_is_not_searchable() {
     // A good file in the same project still goes through.
     let good = upload(&engines, "ok.md", b"# Hours\n\nOpen nine to five.".to_vec()).await;
     assert_eq!(ingested(&engines, &good).await.status, DocumentStatus::Ready);
+}
+
+/// Reads like the server's extractor, slowly, counting its reads.
+struct SlowExtractor {
+    reads: std::sync::atomic::AtomicUsize,
+    takes: Duration,
+}
+
+impl kiln_core::rag::TextExtractor for SlowExtractor {
+    fn extract(
+        &self,
+        kind: kiln_core::rag::DocumentKind,
+        bytes: &[u8],
+    ) -> Result<kiln_core::rag::Extracted, String> {
+        self.reads.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::thread::sleep(self.takes);
+        kiln_core::rag::TextExtractor::extract(&kiln_extract::Extractor, kind, bytes)
+    }
+}
+
+/// A worker reading a document for three times its lease keeps the claim
+/// by renewing it: a second worker looking after the first lease would
+/// have run out finds nothing to take, and the file is read once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_read_keeps_its_claim_by_renewing_it() {
+    let slow = std::sync::Arc::new(SlowExtractor {
+        reads: Default::default(),
+        takes: Duration::from_secs(3),
+    });
+    let engines = Engines::start_with(
+        RuntimeConfig::default(),
+        Reading {
+            extractor: slow.clone(),
+            ingest_lease: Duration::from_secs(1),
+        },
+    )
+    .await;
+    let doc = upload(&engines, "slow.md", b"# Slow\n\nTortoises win races.".to_vec()).await;
+    let first = stop_signal();
+    let first_worker = tokio::spawn(engines.rag.clone().run_ingest_worker(first.1));
+    while slow.reads.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Twice the lease later, a second worker looks for work at once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let second = stop_signal();
+    let second_worker = tokio::spawn(engines.rag.clone().run_ingest_worker(second.1));
+    let done = ingested(&engines, &doc).await;
+    assert_eq!(done.status, DocumentStatus::Ready, "{:?}", done.error_message);
+    assert_eq!(
+        slow.reads.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the second worker took over a claim that was being renewed"
+    );
+    for (stop, worker) in [(first.0, first_worker), (second.0, second_worker)] {
+        let _ = stop.send(());
+        worker.await.unwrap();
+    }
 }

@@ -41,7 +41,11 @@ async fn get_metrics(
     State(state): State<AppState>,
     Authed(ctx): Authed,
 ) -> Result<Json<ProjectMetrics>, ApiError> {
-    Ok(Json(convert::metrics(state.control.metrics(&ctx).await?)))
+    let sandbox = state.runtime.sandbox_use(&ctx.project.id);
+    Ok(Json(convert::metrics(
+        state.control.metrics(&ctx).await?,
+        sandbox,
+    )))
 }
 
 /// Designates the vault that supplies provider keys; `null` or `""` clears it.
