@@ -20,13 +20,41 @@ use kiln_sdk::api::{CreateIndex, CreateSession, SearchRequest};
 
 use crate::agents::{Bench, histogram, percentiles};
 
-/// The attacker's code, round robin.
-const HOSTILE: &[&str] = &[
-    "while (true) {}",
-    "const a = []; for (;;) a.push('x'.repeat(1 << 20));",
-    "/^(a+)+$/.test('a'.repeat(40) + 'b')",
-    "await Promise.all(Array.from({ length: 20000 }, (_, i) => data.get('k' + i)))",
-];
+/// The attacks, by name; the code ones run round robin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Attack {
+    /// `while (true) {}`
+    Spin,
+    /// Fill the heap with 1 MiB strings until it is full.
+    Memory,
+    /// Catastrophic regex backtracking.
+    Regex,
+    /// `Promise.all` over 20,000 `data.get` calls.
+    Flood,
+    /// A decompression bomb and a deeply nested HTML file every second.
+    Uploads,
+}
+
+impl Attack {
+    const ALL: [Attack; 5] = [
+        Attack::Spin,
+        Attack::Memory,
+        Attack::Regex,
+        Attack::Flood,
+        Attack::Uploads,
+    ];
+
+    /// The attacker's code, for the attacks that are code.
+    fn code(self) -> Option<&'static str> {
+        Some(match self {
+            Attack::Spin => "while (true) {}",
+            Attack::Memory => "const a = []; for (;;) a.push('x'.repeat(1 << 20));",
+            Attack::Regex => "/^(a+)+$/.test('a'.repeat(40) + 'b')",
+            Attack::Flood => "await Promise.all(Array.from({ length: 20000 }, (_, i) => data.get('k' + i)))",
+            Attack::Uploads => return None,
+        })
+    }
+}
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct HostileArgs {
@@ -40,6 +68,9 @@ pub(crate) struct HostileArgs {
     /// URL gets a fresh schema.
     #[arg(long)]
     database_url: Option<String>,
+    /// Which attacks run (comma-separated); all by default.
+    #[arg(long, value_delimiter = ',', value_enum, default_values_t = Attack::ALL)]
+    attacks: Vec<Attack>,
 }
 
 #[allow(clippy::print_stdout, reason = "the figures are the command's output")]
@@ -81,8 +112,8 @@ pub(crate) async fn hostile(args: HostileArgs) -> anyhow::Result<()> {
     }
 
     println!(
-        "hostile tenants: {} victim turns and searches per phase, {} attacker turns at once",
-        args.requests, args.attackers
+        "hostile tenants: {} victim turns and searches per phase, {} attacker turns at once, attacks {:?}",
+        args.requests, args.attackers, args.attacks
     );
     let idle = victim_phase(&victim, args.requests).await?;
     print_phase("idle server", &idle);
@@ -90,15 +121,21 @@ pub(crate) async fn hostile(args: HostileArgs) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     let blocks = Arc::new(AtomicUsize::new(0));
     let mut attack = Vec::new();
-    for slot in 0..args.attackers {
-        attack.push(tokio::spawn(attacker_turns(
-            bench.client.clone(),
-            slot,
-            stop.clone(),
-            blocks.clone(),
-        )));
+    let code: Vec<&'static str> = args.attacks.iter().filter_map(|a| a.code()).collect();
+    if !code.is_empty() {
+        for slot in 0..args.attackers {
+            attack.push(tokio::spawn(attacker_turns(
+                bench.client.clone(),
+                code.clone(),
+                slot,
+                stop.clone(),
+                blocks.clone(),
+            )));
+        }
     }
-    attack.push(tokio::spawn(attacker_uploads(bench.client.clone(), stop.clone())));
+    if args.attacks.contains(&Attack::Uploads) {
+        attack.push(tokio::spawn(attacker_uploads(bench.client.clone(), stop.clone())));
+    }
     // Let the attack fill the sandbox before measuring.
     tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     let attacked = victim_phase(&victim, args.requests).await?;
@@ -167,13 +204,19 @@ fn print_phase(name: &str, phase: &[hdrhistogram::Histogram<u64>; 2]) {
     }
 }
 
-async fn attacker_turns(client: Client, slot: usize, stop: Arc<AtomicBool>, ended: Arc<AtomicUsize>) {
+async fn attacker_turns(
+    client: Client,
+    code: Vec<&'static str>,
+    slot: usize,
+    stop: Arc<AtomicBool>,
+    ended: Arc<AtomicUsize>,
+) {
     let mut n = slot;
     while !stop.load(Ordering::SeqCst) {
         let Ok(session) = client.create_session(&CreateSession::default()).await else {
             continue;
         };
-        if let Ok(stream) = client.run_agent(&session.id, HOSTILE[n % HOSTILE.len()]).await {
+        if let Ok(stream) = client.run_agent(&session.id, code[n % code.len()]).await {
             let _ = stream.collect_turn().await;
             ended.fetch_add(1, Ordering::SeqCst);
         }

@@ -10,12 +10,17 @@
 //!   fewest, the earliest among equals.
 //! * A block that has run for [`SLICE`] while others wait gives its turn
 //!   back at the next interrupt check (every few thousand instructions)
-//!   and waits like the rest: a spinning block cannot keep a core.
+//!   or allocation, and waits like the rest: a spinning block cannot keep
+//!   a core.
+//! * A block whose group holds at least two more turns than a waiting
+//!   block's group gives its turn back at once, without finishing its
+//!   slice: another tenant's first block waits microseconds, not a slice.
 //!
 //! Waiting for a turn still counts against the block's time limit, and a
 //! cancel or the deadline ends the wait.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +35,9 @@ struct Gate {
     turns: usize,
     state: Mutex<GateState>,
     freed: Condvar,
+    /// How many blocks wait (`state.waiting.len()`), read at every check
+    /// without the lock.
+    waiting: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -48,6 +56,7 @@ fn gate() -> &'static Gate {
         turns: std::thread::available_parallelism().map_or(2, usize::from).max(1),
         state: Mutex::new(GateState::default()),
         freed: Condvar::new(),
+        waiting: AtomicUsize::new(0),
     })
 }
 
@@ -58,6 +67,15 @@ impl Gate {
 }
 
 impl GateState {
+    /// Whether a waiting block's group holds at least two fewer turns than
+    /// `group`: handing it one of `group`'s makes the split fairer.
+    fn poorer_waits(&self, group: u64) -> bool {
+        let mine = self.held.get(&group).copied().unwrap_or(0);
+        self.waiting
+            .iter()
+            .any(|(_, g)| self.held.get(g).copied().unwrap_or(0) + 1 < mine)
+    }
+
     /// The waiting ticket a free turn goes to.
     fn next(&self) -> Option<u64> {
         self.waiting
@@ -113,9 +131,11 @@ impl CpuTurn {
         let ticket = state.next_ticket;
         state.next_ticket += 1;
         state.waiting.push((ticket, self.group));
+        gate.waiting.store(state.waiting.len(), Ordering::Relaxed);
         loop {
             if state.running < gate.turns && state.next() == Some(ticket) {
                 state.waiting.retain(|(t, _)| *t != ticket);
+                gate.waiting.store(state.waiting.len(), Ordering::Relaxed);
                 state.take(self.group);
                 drop(state);
                 // Others may fit too.
@@ -130,6 +150,7 @@ impl CpuTurn {
                 .0;
             if stopped() {
                 state.waiting.retain(|(t, _)| *t != ticket);
+                gate.waiting.store(state.waiting.len(), Ordering::Relaxed);
                 drop(state);
                 gate.freed.notify_all();
                 return false;
@@ -147,14 +168,23 @@ impl CpuTurn {
         gate.freed.notify_all();
     }
 
-    /// At an interrupt check: after a [`SLICE`] of running, with others
-    /// waiting, gives the turn back and waits for one again. `false` when
-    /// `stopped` said to stop while waiting.
+    /// At an interrupt check or an allocation: after a [`SLICE`] of
+    /// running with others waiting, or at once when a poorer group waits,
+    /// gives the turn back and waits for one again. `false` when `stopped`
+    /// said to stop while waiting.
     pub(crate) fn maybe_yield(&self, stopped: impl FnMut() -> bool) -> bool {
         let Some(since) = self.since.get() else {
             return true;
         };
-        if since.elapsed() < SLICE || gate().state().waiting.is_empty() {
+        let gate = gate();
+        if gate.waiting.load(Ordering::Relaxed) == 0 {
+            return true;
+        }
+        let yields = {
+            let state = gate.state();
+            !state.waiting.is_empty() && (since.elapsed() >= SLICE || state.poorer_waits(self.group))
+        };
+        if !yields {
             return true;
         }
         self.release();
@@ -184,5 +214,22 @@ mod tests {
         state.give_back(1);
         // Group 1 holds 1, group 2 holds 1: the earliest waiter.
         assert_eq!(state.next(), Some(10));
+    }
+
+    #[test]
+    fn a_group_two_turns_richer_than_a_waiter_yields_at_once() {
+        let mut state = GateState::default();
+        state.take(1);
+        state.take(1);
+        state.waiting = vec![(10, 1)];
+        // Only group 1's own blocks wait: it keeps its slices.
+        assert!(!state.poorer_waits(1));
+        state.waiting.push((11, 2));
+        assert!(state.poorer_waits(1));
+        // One turn each: the slice decides.
+        state.give_back(1);
+        state.take(2);
+        assert!(!state.poorer_waits(1));
+        assert!(!state.poorer_waits(2));
     }
 }

@@ -242,6 +242,14 @@ pub(crate) fn run(mut job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finishe
         // A block that ran its slice while others wait for a turn yields.
         move || watch.check().is_some() || !watch.cpu.maybe_yield(|| watch.check().is_some())
     })));
+    // Native code that allocates yields too (a stop found there is acted on
+    // at the next interrupt check).
+    meter.set_yield_point({
+        let watch = watch.clone();
+        move || {
+            watch.cpu.maybe_yield(|| watch.check().is_some());
+        }
+    });
     let console = Rc::new(RefCell::new(Console::new(job.limits.output_bytes)));
 
     if !watch.cpu.acquire(|| watch.check().is_some()) {

@@ -10,7 +10,13 @@
 //! the limit was really hit. The limit can also be raised a little after the
 //! block ends, so its error can still be described.
 //!
-//! This is the only `unsafe` in the crate: `rquickjs::allocator::Allocator`
+//! Allocations are also where a block yields its CPU turn (`cpu.rs`) when
+//! it runs native code the interrupt handler does not reach: QuickJS calls
+//! that handler every ten thousand or so back-edges and calls, which a loop
+//! of large allocations (`a.push('x'.repeat(1 << 20))`) may never reach
+//! before the heap is full.
+//!
+//! The allocator trait is the crate's main `unsafe`: `rquickjs::allocator::Allocator`
 //! is an `unsafe trait` with raw-pointer methods. Every method delegates to
 //! rquickjs's own [`RustAllocator`] with the caller's pointer unchanged, so
 //! the safety contract is exactly the one that allocator already meets; this
@@ -20,7 +26,7 @@
     reason = "the Allocator trait is unsafe; every method delegates to RustAllocator unchanged"
 )]
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr;
 use std::rc::Rc;
 
@@ -41,7 +47,6 @@ fn request_cost(size: usize) -> usize {
 
 /// The heap's account, shared by the allocator (inside the runtime) and the
 /// engine. Runtimes never leave their thread, so plain cells suffice.
-#[derive(Debug)]
 pub(crate) struct Meter {
     used: Cell<usize>,
     /// The block's limit, once armed.
@@ -51,6 +56,18 @@ pub(crate) struct Meter {
     /// them), then the limit, then a little more once the block has failed.
     ceiling: Cell<usize>,
     refused: Cell<bool>,
+    /// Called before every allocation once the block runs.
+    yield_point: RefCell<Option<Box<dyn Fn()>>>,
+}
+
+impl std::fmt::Debug for Meter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Meter")
+            .field("used", &self.used)
+            .field("limit", &self.limit)
+            .field("refused", &self.refused)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Meter {
@@ -60,6 +77,7 @@ impl Meter {
             limit: Cell::new(usize::MAX),
             ceiling: Cell::new(usize::MAX),
             refused: Cell::new(false),
+            yield_point: RefCell::new(None),
         })
     }
 
@@ -74,6 +92,11 @@ impl Meter {
         self.ceiling.set(limit);
     }
 
+    /// Calls `point` before every allocation from now on.
+    pub(crate) fn set_yield_point(&self, point: impl Fn() + 'static) {
+        *self.yield_point.borrow_mut() = Some(Box::new(point));
+    }
+
     /// Allows `extra` bytes past the limit, to describe the block's error
     /// once it has ended.
     pub(crate) fn allow_past_limit(&self, extra: usize) {
@@ -82,6 +105,11 @@ impl Meter {
 
     /// Books `cost` more bytes, or records a refusal.
     fn reserve(&self, cost: usize) -> bool {
+        if let Ok(point) = self.yield_point.try_borrow()
+            && let Some(point) = point.as_ref()
+        {
+            point();
+        }
         match self.used.get().checked_add(cost) {
             Some(used) if used <= self.ceiling.get() => true,
             _ => {
