@@ -696,7 +696,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr = %server.addr,
         database = ?server.store.kind(),
         startup_ms = started.elapsed().as_millis() as u64,
-        "kiln listening on {}",
+        "kiln listening on {}; console at {}/console",
+        server.base_url(),
         server.base_url()
     );
     let token = server.shutdown_token();

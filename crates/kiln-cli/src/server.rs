@@ -408,6 +408,7 @@ fn print_banner(created: &CreatedKey, base_url: &str) {
     eprintln!(
         "\n{rule}\n  Kiln: first start. Created project `{}` and an API key.\n  \
          The key is shown ONCE; store it now:\n\n    {}\n\n  \
+         Console: {base_url}/console (sign in with the key)\n  \
          Try: curl -H \"X-API-Key: {}\" {base_url}/api/sdk/project\n  \
          More keys: kiln keys create --project NAME\n{rule}\n",
         created.project.name.as_str(),

@@ -12,6 +12,11 @@
 //! `Console:\n…\n\nResult:\n<json>`, or `Error: …`) gets a final answer:
 //! the hits quoted with their sources, a note that no passages matched, or,
 //! when the search failed, why, followed by [`NO_PROVIDER_ANSWER`].
+//!
+//! A user message holding a fenced JavaScript block (```` ```js ````) gets
+//! that block as its code instead of the search, and the tool's result is
+//! answered by quoting it: the sandbox (`input()`, `data`, cancel, limits)
+//! can be tried, and tested, without any provider.
 //! Streaming produces the same reply as `complete`.
 //!
 //! Deterministic: the same input gives the same output. Token counts are
@@ -36,6 +41,27 @@ pub const EXECUTE_JS: &str = "execute_js";
 
 /// What the offline model says alongside its search tool call.
 pub const SEARCH_CALL_CONTENT: &str = "Let me search the knowledge base.";
+
+/// What it says alongside running the user's own code.
+pub const CODE_CALL_CONTENT: &str = "Running your code.";
+
+/// The first fenced JavaScript block of `message` (```` ```js ````,
+/// ```` ```javascript ```` or ```` ```ts ````), if any.
+pub fn fenced_code(message: &str) -> Option<&str> {
+    let mut rest = message;
+    while let Some(open) = rest.find("```") {
+        let after = &rest[open + 3..];
+        let line_end = after.find('\n')?;
+        let lang = after[..line_end].trim().to_ascii_lowercase();
+        let body = &after[line_end + 1..];
+        let close = body.find("```")?;
+        if matches!(lang.as_str(), "js" | "javascript" | "ts" | "typescript") {
+            return Some(body[..close].trim_end());
+        }
+        rest = &body[close + 3..];
+    }
+    None
+}
 
 pub const NO_PROVIDER_ANSWER: &str = "This is Kiln's built-in offline model (`kiln/offline`). It is not a language model and cannot \
 answer questions. To get real answers, configure a provider: store `openai_api_key` (or `anthropic_api_key`, \
@@ -91,9 +117,13 @@ impl OfflineModel {
         match request.messages.last() {
             Some(last) if agent_mode && last.role == Role::User => {
                 let calls_so_far = request.messages.iter().map(|m| m.tool_calls.len()).sum::<usize>();
-                let arguments = serde_json::json!({ "code": Self::search_code(&last.content) });
+                let (content, code) = match fenced_code(&last.content) {
+                    Some(code) => (CODE_CALL_CONTENT, code.to_owned()),
+                    None => (SEARCH_CALL_CONTENT, Self::search_code(&last.content)),
+                };
+                let arguments = serde_json::json!({ "code": code });
                 Reply {
-                    content: SEARCH_CALL_CONTENT.to_owned(),
+                    content: content.to_owned(),
                     tool_call: Some(ToolCall {
                         id: format!("call_offline_{}", calls_so_far + 1),
                         name: EXECUTE_JS.to_owned(),
@@ -102,7 +132,11 @@ impl OfflineModel {
                 }
             }
             Some(last) if agent_mode && last.role == Role::Tool => Reply {
-                content: answer_from_tool_result(&last.content),
+                content: if ran_user_code(request) {
+                    answer_from_code_result(&last.content)
+                } else {
+                    answer_from_tool_result(&last.content)
+                },
                 tool_call: None,
             },
             _ => Reply {
@@ -197,6 +231,27 @@ fn hit(item: &Value) -> Option<(String, String)> {
         .find_map(|key| item.get(*key).and_then(Value::as_str).filter(|s| !s.is_empty()))
         .unwrap_or("an unnamed document");
     Some((source.to_owned(), content.to_owned()))
+}
+
+/// Whether the last tool call ran the user's fenced code (not a search).
+fn ran_user_code(request: &ChatRequest) -> bool {
+    request
+        .messages
+        .iter()
+        .rev()
+        .find(|m| m.role == Role::Assistant && !m.tool_calls.is_empty())
+        .and_then(|m| m.tool_calls.last())
+        .and_then(|call| serde_json::from_str::<Value>(&call.arguments).ok())
+        .and_then(|args| args.get("code").and_then(Value::as_str).map(str::to_owned))
+        .is_some_and(|code| !code.starts_with("try {\n  return await search("))
+}
+
+/// The user's code's outcome, quoted.
+fn answer_from_code_result(content: &str) -> String {
+    format!(
+        "Your code ran. What it gave back:\n\n```\n{}\n```",
+        content.trim()
+    )
 }
 
 fn answer_from_tool_result(content: &str) -> String {
@@ -371,6 +426,46 @@ mod tests {
             .unwrap();
         assert_eq!(streamed, reply);
         reply
+    }
+
+    #[test]
+    fn the_first_javascript_fence_is_the_code() {
+        assert_eq!(
+            fenced_code("Run\n```js\nawait input('Name?')\n```\nthanks"),
+            Some("await input('Name?')")
+        );
+        assert_eq!(
+            fenced_code("```sh\nls\n```\n```javascript\n1 + 1\n```"),
+            Some("1 + 1")
+        );
+        assert_eq!(fenced_code("```js\nunclosed"), None);
+        assert_eq!(fenced_code("no code here"), None);
+    }
+
+    /// A fenced block runs as written, and its result is quoted back.
+    #[tokio::test]
+    async fn agent_mode_runs_a_fenced_block_and_quotes_its_result() {
+        let message = "Try this:\n```js\nreturn 6 * 7\n```";
+        let mut conversation = vec![
+            Message::new(Role::System, "You are an agent running on Kiln."),
+            Message::new(Role::User, message),
+        ];
+        let reply = both(&agent_request(conversation.clone())).await;
+        assert_eq!(reply.content, CODE_CALL_CONTENT);
+        let call = reply.tool_calls[0].clone();
+        let args: Value = serde_json::from_str(&call.arguments).unwrap();
+        assert_eq!(args["code"], "return 6 * 7");
+        let mut assistant = Message::new(Role::Assistant, CODE_CALL_CONTENT);
+        assistant.tool_calls = vec![call];
+        let mut tool = Message::new(Role::Tool, "42");
+        tool.tool_call_id = Some("call_offline_1".into());
+        conversation.extend([assistant, tool]);
+        let answer = both(&agent_request(conversation)).await;
+        assert_eq!(
+            answer.content,
+            "Your code ran. What it gave back:\n\n```\n42\n```"
+        );
+        assert!(answer.tool_calls.is_empty());
     }
 
     #[tokio::test]

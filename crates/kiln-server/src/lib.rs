@@ -12,6 +12,7 @@
 //! OpenAPI document and the router come from the same source (clippy's
 //! `disallowed-methods` forbids plain `.route`).
 
+pub mod console;
 mod convert;
 pub mod error;
 pub mod extract;
@@ -203,6 +204,7 @@ pub fn router(state: AppState, config: &ServerConfig) -> Router {
         .fallback(routes::system::not_found)
         .with_state(state.clone())
         .merge(mcp::service(state))
+        .merge(console::service())
         .layer(tower_http::catch_panic::CatchPanicLayer::new())
         .layer(axum::middleware::from_fn(error::ensure_error_body))
         .layer(DefaultBodyLimit::max(config.body_limit))

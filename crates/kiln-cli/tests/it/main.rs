@@ -17,6 +17,7 @@ mod binary;
 mod chat;
 mod client_tools;
 mod code_cli;
+mod console;
 mod conventions;
 mod documents;
 mod evals;
