@@ -295,12 +295,12 @@ test('templates are created and edited; errors show the API message', async (t) 
 
 test('pages keep their layout at 1024 px and show times in the viewer\'s zone', async (t) => {
   const page = await signedIn(t, { width: 1024 });
-  for (const nav of ['Overview', 'Sessions', 'Indexes', 'Audit log']) {
+  for (const nav of ['Audit log', 'Sessions', 'Indexes', 'Overview']) {
     await go(page, nav);
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
     assert.ok(overflow <= 0, `${nav} is ${overflow} px wider than the window`);
   }
-  await shot(page, 'overview-1024');
+  await shot(page, 'overview');
   // The tab runs in Asia/Kolkata (UTC+05:30): times the API gives in UTC
   // are shown there.
   await go(page, 'Audit log');

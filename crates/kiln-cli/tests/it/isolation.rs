@@ -49,7 +49,16 @@ async fn another_projects_key_sees_nothing(app: &TestApp) {
         .await
         .unwrap();
     assert!(!String::from_utf8(export).unwrap().contains(&vault.project_id));
-    assert_eq!(other.get_metrics().await.unwrap(), Default::default());
+    let metrics = other.get_metrics().await.unwrap();
+    assert_eq!(
+        (metrics.tokens, metrics.agents, metrics.evals),
+        Default::default(),
+        "none of the first project's counters"
+    );
+    assert_eq!(
+        (metrics.sandbox.running_blocks, metrics.sandbox.paused_blocks),
+        (0, 0)
+    );
 
     // Every id-taking endpoint answers 404 NOT_FOUND.
     api_err(other.get_secret_vault(&vault.id).await, 404, "NOT_FOUND");

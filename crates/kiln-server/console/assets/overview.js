@@ -56,7 +56,7 @@ export async function render(main, _params, { project }) {
       section('Recent activity', table([
         ['When', (e) => time(e.created_at)],
         ['Action', (e) => h('code', {}, e.action)],
-        ['Subject', (e) => `${e.subject_type} ${e.subject_id}`],
+        ['Subject', (e) => h('span', { title: e.subject_id }, `${e.subject_type} ${e.subject_id.slice(0, 8)}…`)],
       ], log.entries, { emptyText: 'Nothing recorded yet.' })));
   } catch (err) {
     fill(metrics, errorBox(err));
