@@ -14,6 +14,7 @@ import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createHash } from 'node:crypto';
 import { chromium } from 'playwright-core';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -218,6 +219,34 @@ test('a session shows its steps while it runs, takes an answer from the page, an
   assert.match(await trace.innerText(), /\d+ \+ \d+ tokens/);
   await clean(page);
   await shot(page, 'session');
+
+  // Replayed from its first step, the turn runs again in a new session,
+  // which the page opens and follows: it asks again.
+  const original = page.url();
+  await trace.getByRole('button', { name: 'Replay from here' }).first().click();
+  await page.waitForURL((url) => url.href !== original && url.hash.startsWith('#/sessions/'));
+  const replayed = page.getByRole('list', { name: 'Trace' });
+  await replayed.getByText('What is your name?', { exact: true }).waitFor();
+  await page.getByRole('button', { name: 'Cancel' }).click();
+  await replayed.getByText('Turn ended: cancelled').waitFor();
+});
+
+test('the keyboard alone signs in and moves between pages', async (t) => {
+  const context = await browser.newContext();
+  t.after(() => context.close());
+  const page = await context.newPage();
+  await page.goto(`${base}/console`);
+  // The key field has the focus; Enter submits.
+  await page.keyboard.type(key);
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Overview', level: 1 }).waitFor();
+  // Tab reaches the navigation in order; Enter follows a link.
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Tab');
+  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Overview');
+  await page.keyboard.press('Tab');
+  await page.keyboard.press('Enter');
+  await page.getByRole('heading', { name: 'Agents', level: 1 }).waitFor();
 });
 
 test('a running turn is cancelled from the page and the trace says so', async (t) => {
@@ -237,6 +266,46 @@ test('a running turn is cancelled from the page and the trace says so', async (t
   await clean(page);
   const after = await api('GET', `/agents/${created.body.id}`);
   assert.notEqual(after.body.session.status, 'running');
+});
+
+/** Syncs and deploys agent `support` with `persona`, as `kiln deploy` does. */
+async function deploy(persona) {
+  const files = [
+    ['agent.jsonc', '{ "id": "support", "model": "kiln/offline" }'],
+    ['persona.md', persona],
+  ].map(([path, content]) => ({
+    path,
+    hash: `sha256:${createHash('sha256').update(content).digest('hex')}`,
+    size: Buffer.byteLength(content),
+    content,
+  }));
+  const manifest = { project: 'acme', sourceHash: `sha256:${persona.length}`, agents: [{ id: 'support', sourceHash: 'sha256:x', files }] };
+  const synced = await api('PUT', '/source-sync', manifest);
+  assert.equal(synced.status, 200, JSON.stringify(synced.body));
+  const deployed = await api('POST', '/source-deploy', { project: 'acme' });
+  assert.equal(deployed.status, 200, JSON.stringify(deployed.body));
+  return deployed.body;
+}
+
+test('an agent shows its versions with what changed and its deploy history', async (t) => {
+  await deploy('You help customers.');
+  await deploy('You help customers politely.\nYou never guess.');
+  const page = await signedIn(t);
+  await go(page, 'Agents');
+  await page.getByRole('link', { name: 'support' }).click();
+  await page.getByRole('heading', { name: 'support', level: 1 }).waitFor();
+  const versions = page.locator('section', { has: page.getByRole('heading', { name: 'Versions' }) });
+  await versions.getByText('Changed: persona').waitFor();
+  const diff = await versions.locator('pre.diff').innerText();
+  assert.match(diff, /^- You help customers\.$/m);
+  assert.match(diff, /^\+ You help customers politely\.$/m);
+  assert.match(diff, /^\+ You never guess\.$/m);
+  await versions.getByText('First version').waitFor();
+  const deploys = page.locator('section', { has: page.getByRole('heading', { name: 'Deploy history' }) });
+  await deploys.getByText('agent.deploy').first().waitFor();
+  assert.equal(await deploys.getByText('agent.deploy', { exact: true }).count(), 2);
+  await clean(page);
+  await shot(page, 'agent');
 });
 
 test('the audit log shows actions as recorded and filters them', async (t) => {

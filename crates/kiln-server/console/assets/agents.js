@@ -92,7 +92,7 @@ async function detail(main, id) {
     const ordered = [...list].sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
     fill(versions, table([
       ['Version', (v) => h('strong', {}, v.semver || v.id)],
-      ['Model', (v) => h('code', {}, v.model)],
+      ['Model', (v) => h('code', {}, `${v.provider ? `${v.provider}/` : ''}${v.model}`)],
       ['What changed', (v) => changes(v, ordered[ordered.indexOf(v) + 1])],
       ['By', (v) => v.created_by],
       ['Published', (v) => time(v.created_at)],
@@ -107,7 +107,8 @@ async function detail(main, id) {
       fill(deploys, table([
         ['When', (e) => time(e.created_at)],
         ['Action', (e) => h('code', {}, e.action)],
-        ['Details', (e) => h('code', { class: 'clip' }, JSON.stringify(e.metadata || {}))],
+        ['Details', (e) => Object.entries(e.metadata || {})
+          .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`).join(' · ')],
       ], entries, { emptyText: 'No deploys recorded.' }));
     }).catch((err) => fill(deploys, errorBox(err)));
 
