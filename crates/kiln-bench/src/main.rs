@@ -20,6 +20,7 @@ use hdrhistogram::Histogram;
 mod agents;
 mod evals;
 mod hostile;
+mod long_session;
 mod mcp;
 mod rag;
 mod session_features;
@@ -65,6 +66,10 @@ enum Command {
     /// idle server, then while one project runs hostile code and uploads
     /// hostile documents.
     Hostile(hostile::HostileArgs),
+    /// Long sessions against the built binary and an out-of-process model:
+    /// latency and server CPU per turn by window of a 1,000-turn session,
+    /// then turns/s with 16 sessions at once.
+    LongSession(long_session::LongSessionArgs),
     /// Internal: the document extraction worker (as `kiln extract-worker`).
     #[command(hide = true)]
     ExtractWorker { kind: String },
@@ -72,6 +77,10 @@ enum Command {
     FakeProvider {
         #[arg(long, default_value = "127.0.0.1:18090")]
         addr: String,
+        /// Answer each turn by running its message as the code of one
+        /// `execute_js` step, then `Done.` (instead of `ok`).
+        #[arg(long)]
+        prompt_as_code: bool,
     },
 }
 
@@ -145,9 +154,13 @@ fn main() -> anyhow::Result<()> {
             Command::Evals(args) => evals::evals(args).await,
             Command::SessionFeatures(args) => session_features::session_features(args).await,
             Command::Hostile(args) => hostile::hostile(args).await,
+            Command::LongSession(args) => long_session::long_session(args).await,
             Command::ExtractWorker { .. } => unreachable!("handled before the runtime starts"),
-            Command::FakeProvider { addr } => {
+            Command::FakeProvider { addr, prompt_as_code } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
+                if prompt_as_code {
+                    fake.set_default(kiln_providers::fake::Reply::prompt_as_code("Done."));
+                }
                 // A long-running fake must not keep every request it served.
                 fake.stop_recording();
                 println!(
@@ -295,7 +308,7 @@ fn has_text_content(bytes: &[u8]) -> bool {
         .any(|w| &w[..NEEDLE.len()] == NEEDLE && w[NEEDLE.len()] != b'"')
 }
 
-fn free_port() -> anyhow::Result<u16> {
+pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
