@@ -129,6 +129,8 @@ pub struct AgentRuntime {
     pub(crate) blocks: Arc<slots::BlockSlots>,
     /// Places for blocks waiting for `input()`.
     pub(crate) paused_blocks: Arc<slots::PausedBlocks>,
+    /// Sessions' histories as their last turn here left them.
+    pub(crate) histories: history::HistoryCache,
     /// Set at shutdown: no queued turn starts here any more.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
 }
@@ -150,6 +152,7 @@ impl AgentRuntime {
             control,
             blocks: Arc::new(slots::BlockSlots::new(setup.config.max_concurrent_blocks)),
             paused_blocks: Arc::new(slots::PausedBlocks::new(setup.config.max_paused_blocks)),
+            histories: history::HistoryCache::default(),
             sandbox: setup.sandbox,
             fetch: setup.fetch,
             web_search: setup.web_search,

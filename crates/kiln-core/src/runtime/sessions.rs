@@ -23,7 +23,7 @@ use crate::runtime::hub::{Stop, Wake};
 use crate::runtime::news::SessionChange;
 use crate::runtime::store::{AgentSignal, AnswerInput, BeginTurn, NewEvent, TurnTotals};
 use crate::runtime::turn::Turn;
-use crate::runtime::{AgentRuntime, Session, SessionStatus, Step, host, prompt};
+use crate::runtime::{AgentRuntime, Session, SessionStatus, Step, history, host, prompt};
 use crate::time::now;
 
 pub const SESSIONS_DEFAULT_LIMIT: i64 = 50;
@@ -301,6 +301,7 @@ impl AgentRuntime {
         if !self.store.delete_session(&ctx.project.id, id, &audit).await? {
             return Err(Error::not_found(EntityKind::Session, id));
         }
+        self.histories.forget(id);
         self.news.note(
             SessionChange::Removed,
             &ctx.project.id,
@@ -412,9 +413,11 @@ impl AgentRuntime {
                         history,
                     ));
                     // A panic inside the turn still ends it.
-                    if tokio::spawn(turn.run()).await.is_err() {
+                    if tokio::spawn(turn.clone().run()).await.is_err() {
                         tracing::error!(session = %session_id, "a turn panicked");
                         runtime.abandon_turn(&project_id, &session_id, &turn_id).await;
+                    } else {
+                        runtime.histories.keep(&session_id, turn.take_history());
                     }
                 }
                 Err(e) => {
@@ -432,20 +435,32 @@ impl AgentRuntime {
         self.hub.unregister(id, turn_id);
     }
 
-    /// The session's recent events up to `through` (the turn's user
-    /// message), as the model's history: at most [`HISTORY_EVENTS`], so a
-    /// long session's turn does not read its whole log (the character
+    /// The model's history up to `through` (the turn's user message) and
+    /// its last event: the one the session's previous turn on this server
+    /// left, with the events written since, or else rebuilt from the
+    /// session's recent events (at most [`HISTORY_EVENTS`], so a long
+    /// session's first turn here does not read its whole log; the character
     /// budget trims further, from the oldest).
-    async fn history(&self, project_id: &ProjectId, id: &SessionId, through: i64) -> Result<Vec<EventBody>> {
-        let mut bodies = Vec::new();
-        let mut cursor = (through - HISTORY_EVENTS).max(0);
+    async fn history(
+        &self,
+        project_id: &ProjectId,
+        id: &SessionId,
+        through: i64,
+    ) -> Result<(history::History, i64)> {
+        let (mut history, mut cursor) = self
+            .histories
+            .take(id)
+            .filter(|(_, seq)| *seq <= through)
+            .unwrap_or_else(|| (history::History::default(), (through - HISTORY_EVENTS).max(0)));
         loop {
             let batch = self.store.events_after(project_id, id, cursor, 1000).await?;
             let Some(last) = batch.last() else { break };
             cursor = last.seq;
-            bodies.extend(batch.into_iter().map(|e| e.body));
+            for event in &batch {
+                history.push(&event.body);
+            }
         }
-        Ok(bodies)
+        Ok((history, cursor))
     }
 
     /// `GET /agents/:id/events?after=N`: the log after `after` up to the

@@ -50,8 +50,10 @@ struct TurnState {
     usage: Usage,
     steps: i64,
     last_event: Instant,
-    /// Every event of the session so far (the model's history).
-    bodies: Vec<EventBody>,
+    /// The session's messages so far (the model's history), and the last
+    /// event in them.
+    history: history::History,
+    history_seq: i64,
     paused_total: Duration,
     /// Since when at least one `input()` waits, and how many do.
     paused_since: Option<Instant>,
@@ -145,7 +147,7 @@ impl Turn {
         turn_id: TurnId,
         control: TurnControl,
         (model, provider): (ModelRef, Arc<dyn LlmProvider>),
-        bodies: Vec<EventBody>,
+        (history, history_seq): (history::History, i64),
     ) -> Turn {
         let started = Instant::now();
         let modules = session
@@ -173,7 +175,8 @@ impl Turn {
                 usage: Usage::default(),
                 steps: 0,
                 last_event: started,
-                bodies,
+                history,
+                history_seq,
                 paused_total: Duration::ZERO,
                 paused_since: None,
                 pauses: 0,
@@ -184,6 +187,15 @@ impl Turn {
             }),
             tokens_freed: tokio::sync::Notify::new(),
         }
+    }
+
+    /// The history as the turn left it, compacted, and its last event: the
+    /// next turn of the session starts from it.
+    pub(crate) fn take_history(&self) -> (history::History, i64) {
+        let mut state = self.state();
+        let mut history = std::mem::take(&mut state.history);
+        history.compact(self.runtime.config.max_history_chars);
+        (history, state.history_seq)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
@@ -227,7 +239,8 @@ impl Turn {
         if body.step_fields().is_some() && body.is_streamed() {
             state.steps += 1;
         }
-        state.bodies.push(body);
+        state.history.push(&body);
+        state.history_seq = state.history_seq.max(seq);
         if let Some(status) = status
             && status != state.status
         {
@@ -521,7 +534,7 @@ impl Turn {
     async fn call_model(&self, system: &Message, tools: &[ToolSpec]) -> Result<ChatResponse, Stop> {
         let history = {
             let state = self.state();
-            history::messages(&state.bodies, self.runtime.config.max_history_chars)
+            state.history.messages(self.runtime.config.max_history_chars)
         };
         let mut messages = Vec::with_capacity(history.len() + 1);
         messages.push(system.clone());
