@@ -10,7 +10,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -190,6 +190,41 @@ test('upload a document, watch it become ready, and search it three ways', async
   await shot(page, 'indexes');
 });
 
+test('a named document keeps its versions, listed from the page', async (t) => {
+  const page = await signedIn(t);
+  await go(page, 'Indexes');
+  await page.getByLabel('Name').fill('policies');
+  await page.getByRole('button', { name: 'Create index' }).click();
+  await page.getByRole('heading', { name: 'policies', level: 1 }).waitFor();
+  for (const [n, text] of [[1, 'Refunds take 14 days.'], [2, 'Refunds take 7 days.']]) {
+    await page.getByLabel('File').setInputFiles({ name: `refunds-v${n}.md`, mimeType: 'text/markdown', buffer: Buffer.from(`# Refunds\n\n${text}\n`) });
+    await page.getByLabel('Document name').fill('refunds');
+    await page.getByRole('button', { name: 'Upload' }).click();
+    await page.getByRole('row').filter({ hasText: `refunds-v${n}.md` }).getByText('ready', { exact: true }).waitFor();
+  }
+  await page.getByRole('button', { name: 'refunds' }).first().click();
+  const versions = page.locator('section', { has: page.getByRole('heading', { name: 'Versions of refunds' }) });
+  await versions.getByText('refunds-v2.md').waitFor();
+  const rows = await versions.getByRole('row').allInnerTexts();
+  assert.equal(rows.length, 3, rows.join('\n'));
+  assert.match(rows.find((r) => r.includes('refunds-v2.md')), /\b2\b[^]*yes/);
+  await clean(page);
+});
+
+test('sessions are filtered by status and text', async (t) => {
+  await api('POST', '/agents', { title: 'needle-session' });
+  const page = await signedIn(t);
+  await go(page, 'Sessions');
+  const list = page.locator('section', { has: page.getByRole('heading', { name: 'All sessions' }) });
+  await list.getByRole('link', { name: 'needle-session' }).waitFor();
+  await page.getByLabel('Find').fill('needle');
+  assert.deepEqual(await list.getByRole('link').allInnerTexts(), ['needle-session']);
+  await page.getByLabel('Status').selectOption('awaiting_input');
+  await list.getByText('No session matches these filters.').waitFor();
+  await page.getByLabel('Status').selectOption('active');
+  await list.getByRole('link', { name: 'needle-session' }).waitFor();
+});
+
 test('a session shows its steps while it runs, takes an answer from the page, and finishes', async (t) => {
   const page = await signedIn(t);
   await go(page, 'Sessions');
@@ -324,6 +359,17 @@ test('the audit log shows actions as recorded and filters them', async (t) => {
   assert.ok(actions.every((a) => a === 'index.create'), actions.join(', '));
   await clean(page);
   await shot(page, 'audit');
+  // The export holds what the filters select.
+  const [download] = await Promise.all([
+    page.waitForEvent('download'),
+    page.getByRole('button', { name: 'Export CSV' }).click(),
+  ]);
+  assert.equal(download.suggestedFilename(), 'kiln-audit.csv');
+  const csv = readFileSync(await download.path(), 'utf8');
+  const lines = csv.trim().split('\n');
+  assert.match(lines[0], /action/);
+  assert.ok(lines.length >= 2);
+  assert.ok(lines.slice(1).every((l) => l.includes('index.create')), csv);
 });
 
 test('vault secrets are set and deleted without their values ever shown', async (t) => {
