@@ -109,7 +109,8 @@ async fn nul_characters_are_refused_everywhere(app: &TestApp) {
 async fn framework_errors_carry_the_error_body(app: &TestApp) {
     let (status, body) = error_json(app.http().get(app.url("/api/sdk/nope")).send().await.unwrap()).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
-    let (status, body) = error_json(app.http().get(app.url("/")).send().await.unwrap()).await;
+    // Outside the API too (`/` is the console's redirect).
+    let (status, body) = error_json(app.http().get(app.url("/nope")).send().await.unwrap()).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
 
     let response = app
