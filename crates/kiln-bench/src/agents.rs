@@ -869,7 +869,13 @@ impl std::fmt::Display for CpuUse {
 
 /// utime + stime of this process, in clock ticks.
 fn own_ticks() -> Option<u64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    process_ticks("self")
+}
+
+/// utime + stime of process `pid` (or `self`), in clock ticks (USER_HZ:
+/// 100 on the Linux platforms Kiln supports).
+pub(crate) fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // utime and stime, fields 14 and 15 of the whole line, are at 11 and 12 here.

@@ -18,7 +18,7 @@ use kiln_sdk::api::CreateSession;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::agents::{histogram, percentiles};
+use crate::agents::{histogram, percentiles, process_ticks};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct LongSessionArgs {
@@ -42,20 +42,11 @@ pub(crate) struct LongSessionArgs {
     database_url: Option<String>,
 }
 
-/// USER_HZ: 100 on the Linux platforms Kiln supports.
-const TICKS_PER_SECOND: f64 = 100.0;
-
 /// CPU time of process `pid` so far (utime + stime), in ms.
 fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).context("reading /proc (Linux only)")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("a /proc stat line")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
-    Ok(ticks as f64 * 1000.0 / TICKS_PER_SECOND)
+    let ticks = process_ticks(&pid.to_string()).context("reading /proc/<pid>/stat (Linux only)")?;
+    // USER_HZ: 100 ticks per second.
+    Ok(ticks as f64 * 10.0)
 }
 
 /// A child process, killed when dropped.

@@ -24,6 +24,11 @@ export class ApiError extends Error {
   }
 }
 
+/** The key's header, with `extra` headers. */
+function headers(extra) {
+  return { 'X-API-Key': apiKey() || '', ...extra };
+}
+
 function url(path, query) {
   const u = new URL(BASE + path, location.origin);
   for (const [k, v] of Object.entries(query || {})) {
@@ -44,13 +49,13 @@ async function failure(res) {
 
 /** One call; resolves to the parsed JSON (null for 204). */
 export async function call(method, path, { body, query, signal } = {}) {
-  const headers = { 'X-API-Key': apiKey() || '' };
-  let payload;
-  if (body !== undefined) {
-    headers['Content-Type'] = 'application/json';
-    payload = JSON.stringify(body);
-  }
-  const res = await fetch(url(path, query), { method, headers, body: payload, signal });
+  const json = body !== undefined;
+  const res = await fetch(url(path, query), {
+    method,
+    headers: headers(json ? { 'Content-Type': 'application/json' } : {}),
+    body: json ? JSON.stringify(body) : undefined,
+    signal,
+  });
   if (!res.ok) throw await failure(res);
   if (res.status === 204) return null;
   const type = res.headers.get('Content-Type') || '';
@@ -65,7 +70,7 @@ export const del = (path) => call('DELETE', path);
 
 /** A download of `path` as a Blob (exports), with the key attached. */
 export async function blob(path, query) {
-  const res = await fetch(url(path, query), { headers: { 'X-API-Key': apiKey() || '' } });
+  const res = await fetch(url(path, query), { headers: headers() });
   if (!res.ok) throw await failure(res);
   return res.blob();
 }
@@ -111,7 +116,7 @@ export function follow(path, { after, onEvent, onError, onOpen }) {
     while (!stopped) {
       try {
         const res = await fetch(url(path, { after: last }), {
-          headers: { 'X-API-Key': apiKey() || '', Accept: 'text/event-stream' },
+          headers: headers({ Accept: 'text/event-stream' }),
           signal: controller.signal,
         });
         if (!res.ok) throw await failure(res);
@@ -143,7 +148,7 @@ export function follow(path, { after, onEvent, onError, onOpen }) {
 export async function postStream(path, body, onEvent) {
   const res = await fetch(url(path), {
     method: 'POST',
-    headers: { 'X-API-Key': apiKey() || '', 'Content-Type': 'application/json', Accept: 'text/event-stream' },
+    headers: headers({ 'Content-Type': 'application/json', Accept: 'text/event-stream' }),
     body: JSON.stringify(body),
   });
   if (!res.ok) throw await failure(res);

@@ -16,7 +16,7 @@ import { h, fill, field, time, badge, number, duration, errorBox, json, onSubmit
 const LIVE = new Set(['running', 'awaiting_input', 'awaiting_tool']);
 
 export async function render(main, [id]) {
-  let detail = await get(`/agents/${encodeURIComponent(id)}`);
+  const detail = await get(`/agents/${encodeURIComponent(id)}`);
   let session = detail.session;
   let steps = byIndex(detail.steps);
   const stepViews = new Map();
@@ -35,9 +35,9 @@ export async function render(main, [id]) {
 
   const refresh = async () => {
     try {
-      detail = await get(`/agents/${encodeURIComponent(id)}`);
-      session = detail.session;
-      steps = byIndex(detail.steps);
+      const fresh = await get(`/agents/${encodeURIComponent(id)}`);
+      session = fresh.session;
+      steps = byIndex(fresh.steps);
       renderHeader();
       for (const [k, place] of gaps) {
         const step = steps.get(k);
