@@ -12,7 +12,12 @@ use serde_json::Value;
 pub struct ChatCompletionRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
-    #[serde(default, deserialize_with = "crate::null_as_default")]
+    /// Left out when empty (a provider writes its messages itself).
+    #[serde(
+        default,
+        deserialize_with = "crate::null_as_default",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub messages: Vec<OpenAiMessage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tools: Option<Vec<OpenAiTool>>,

@@ -217,6 +217,14 @@ pub struct AgentArgs {
     /// Agent turns: seconds `input()` waits for `POST /agents/:id/input`; then `input_timeout`.
     #[arg(long, env = ENV_AGENT_INPUT_TIMEOUT_SECS, default_value_t = 600)]
     pub agent_input_timeout_secs: u64,
+    /// Agent turns: the history sent to the model, in tokens (counted high: 3 bytes each); past it
+    /// the oldest messages are left out, down to half, and the model is told.
+    #[arg(long, env = "KILN_AGENT_HISTORY_TOKENS", default_value_t = 32_000)]
+    pub agent_history_tokens: usize,
+    /// Agent turns: the same for particular models, as MODEL=TOKENS, comma-separated; MODEL is a
+    /// whole `provider/model` or a provider (`ollama`, built in at 3000).
+    #[arg(long, env = "KILN_AGENT_MODEL_HISTORY_TOKENS", value_delimiter = ',', value_parser = model_tokens)]
+    pub agent_model_history_tokens: Vec<(String, usize)>,
     /// Sandbox: seconds one code block may run (host calls included, input waits excluded).
     #[arg(long, env = ENV_AGENT_BLOCK_TIMEOUT_SECS, default_value_t = 30)]
     pub agent_block_timeout_secs: u64,
@@ -268,6 +276,16 @@ impl AgentArgs {
             max_concurrent_blocks: self.agent_max_concurrent_blocks.max(1),
             max_host_calls_per_turn: self.agent_max_host_calls_per_turn,
             max_paused_blocks: self.agent_max_paused_blocks.max(1),
+            history: kiln_core::runtime::HistoryBudget {
+                default_tokens: self.agent_history_tokens.max(1),
+                // Named ones first: the first match wins.
+                models: self
+                    .agent_model_history_tokens
+                    .iter()
+                    .cloned()
+                    .chain(defaults.history.models.iter().cloned())
+                    .collect(),
+            },
             ..defaults
         }
     }
@@ -293,6 +311,21 @@ impl AgentArgs {
             ..Default::default()
         }
     }
+}
+
+/// `MODEL=TOKENS` of `--agent-model-history-tokens`.
+fn model_tokens(text: &str) -> Result<(String, usize), String> {
+    let (model, tokens) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not MODEL=TOKENS"))?;
+    let tokens: usize = tokens
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{tokens}` in `{text}` is not a number of tokens"))?;
+    if model.trim().is_empty() || tokens == 0 {
+        return Err(format!("`{text}` needs a model and a number of tokens above 0"));
+    }
+    Ok((model.trim().to_owned(), tokens))
 }
 
 /// Which embedder the RAG pipeline uses (one per deployment). `Debug`

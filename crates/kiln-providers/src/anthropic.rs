@@ -54,13 +54,12 @@ impl Anthropic {
 /// consecutive same-role turns are merged.
 pub fn to_wire(request: &ChatRequest, stream: bool) -> Value {
     let system: Vec<&str> = request
-        .messages
-        .iter()
+        .all_messages()
         .filter(|m| m.role == Role::System)
         .map(|m| m.content.as_str())
         .collect();
     let mut messages: Vec<(String, Vec<Value>)> = Vec::new();
-    for m in request.messages.iter().filter(|m| m.role != Role::System) {
+    for m in request.all_messages().filter(|m| m.role != Role::System) {
         let (role, blocks) = match m.role {
             Role::Assistant => {
                 let mut blocks = Vec::new();

@@ -54,20 +54,18 @@ impl Gemini {
 /// The neutral request in Gemini's format.
 pub fn to_wire(request: &ChatRequest) -> Value {
     let system: Vec<&str> = request
-        .messages
-        .iter()
+        .all_messages()
         .filter(|m| m.role == Role::System)
         .map(|m| m.content.as_str())
         .collect();
     // Tool results name the function, not the call id: map ids to names.
     let names: std::collections::HashMap<&str, &str> = request
-        .messages
-        .iter()
+        .all_messages()
         .flat_map(|m| m.tool_calls.iter())
         .map(|c| (c.id.as_str(), c.name.as_str()))
         .collect();
     let mut contents: Vec<(String, Vec<Value>)> = Vec::new();
-    for m in request.messages.iter().filter(|m| m.role != Role::System) {
+    for m in request.all_messages().filter(|m| m.role != Role::System) {
         let (role, parts) = match m.role {
             Role::Assistant => {
                 let mut parts = Vec::new();

@@ -89,8 +89,7 @@ impl OfflineModel {
     /// quoted, or how to configure a provider.
     pub fn answer(request: &ChatRequest) -> String {
         let passages: Vec<(String, String)> = request
-            .messages
-            .iter()
+            .all_messages()
             .filter(|m| m.role == Role::System)
             .flat_map(|m| parse_passages(&m.content))
             .collect();
@@ -114,9 +113,9 @@ impl OfflineModel {
 
     fn reply(request: &ChatRequest) -> Reply {
         let agent_mode = request.tools.iter().any(|tool| tool.name == EXECUTE_JS);
-        match request.messages.last() {
+        match request.all_messages().next_back() {
             Some(last) if agent_mode && last.role == Role::User => {
-                let calls_so_far = request.messages.iter().map(|m| m.tool_calls.len()).sum::<usize>();
+                let calls_so_far = request.all_messages().map(|m| m.tool_calls.len()).sum::<usize>();
                 let (content, code) = match fenced_code(&last.content) {
                     Some(code) => (CODE_CALL_CONTENT, code.to_owned()),
                     None => (SEARCH_CALL_CONTENT, Self::search_code(&last.content)),
@@ -149,8 +148,7 @@ impl OfflineModel {
     fn usage(request: &ChatRequest, reply: &Reply) -> Usage {
         Usage {
             prompt_tokens: request
-                .messages
-                .iter()
+                .all_messages()
                 .map(|m| estimate_tokens(&m.content) + 4)
                 .sum(),
             completion_tokens: estimate_tokens(&reply.content)
@@ -236,8 +234,7 @@ fn hit(item: &Value) -> Option<(String, String)> {
 /// Whether the last tool call ran the user's fenced code (not a search).
 fn ran_user_code(request: &ChatRequest) -> bool {
     request
-        .messages
-        .iter()
+        .all_messages()
         .rev()
         .find(|m| m.role == Role::Assistant && !m.tool_calls.is_empty())
         .and_then(|m| m.tool_calls.last())

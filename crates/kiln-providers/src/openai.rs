@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use futures::StreamExt;
 use kiln_api::openai as wire;
 use kiln_core::llm::{
-    ChatDelta, ChatRequest, ChatResponse, DeltaStream, FinishReason, LlmError, LlmProvider, Role, ToolCall,
-    Usage,
+    ChatDelta, ChatRequest, ChatResponse, DeltaStream, FinishReason, LlmError, LlmProvider, Message, Role,
+    ToolCall, Usage,
 };
 
 use crate::http::{self, HttpSettings};
@@ -43,23 +43,47 @@ impl OpenAiCompatible {
         }
     }
 
-    fn post(&self, body: &wire::ChatCompletionRequest) -> reqwest::RequestBuilder {
+    fn post(&self, body: &bytes::Bytes) -> reqwest::RequestBuilder {
         let mut request = self
             .client
             .post(format!("{}/chat/completions", self.base_url))
-            .json(body);
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body.clone());
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
         request
     }
 
-    fn wire(&self, request: &ChatRequest, stream: bool) -> wire::ChatCompletionRequest {
-        to_wire_for(
-            request,
-            stream,
-            self.name == "openai" && self.base_url == OPENAI_BASE_URL,
-        )
+    /// The request body. A shared history's messages are encoded once and
+    /// copied after that (see [`kiln_core::llm::SharedMessages::encode_joined`]).
+    fn body(&self, request: &ChatRequest, stream: bool) -> Result<bytes::Bytes, LlmError> {
+        let openai_itself = self.name == "openai" && self.base_url == OPENAI_BASE_URL;
+        let rest = serde_json::to_vec(&to_wire_without_messages(request, stream, openai_itself))
+            .map_err(|e| self.invalid(format!("encoding the request: {e}")))?;
+        let mut body = Vec::with_capacity(rest.len() + 4096);
+        body.extend_from_slice(b"{\"messages\":[");
+        for (i, m) in request.messages.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            encode_message(m, &mut body);
+        }
+        if !request.messages.is_empty() && !request.history.as_slice().is_empty() {
+            body.push(b',');
+        }
+        request
+            .history
+            .encode_joined(WIRE_FORMAT, &mut body, encode_message);
+        body.push(b']');
+        // `rest` is an object: `{}` or with the model and the rest.
+        if rest.len() > 2 {
+            body.push(b',');
+            body.extend_from_slice(&rest[1..]);
+        } else {
+            body.push(b'}');
+        }
+        Ok(body.into())
     }
 
     fn invalid(&self, message: impl Into<String>) -> LlmError {
@@ -78,33 +102,52 @@ pub fn to_wire(request: &ChatRequest, stream: bool) -> wire::ChatCompletionReque
 }
 
 fn to_wire_for(request: &ChatRequest, stream: bool, openai_itself: bool) -> wire::ChatCompletionRequest {
-    let messages = request
-        .messages
-        .iter()
-        .map(|m| wire::OpenAiMessage {
-            role: m.role.as_str().to_owned(),
-            content: if m.role == Role::Assistant && m.content.is_empty() && !m.tool_calls.is_empty() {
-                None
-            } else {
-                Some(wire::MessageContent::Text(m.content.clone()))
-            },
-            name: None,
-            tool_calls: (!m.tool_calls.is_empty()).then(|| {
-                m.tool_calls
-                    .iter()
-                    .map(|c| wire::OpenAiToolCall {
-                        id: c.id.clone(),
-                        kind: "function".into(),
-                        function: wire::FunctionCall {
-                            name: c.name.clone(),
-                            arguments: c.arguments.clone(),
-                        },
-                    })
-                    .collect()
-            }),
-            tool_call_id: m.tool_call_id.clone(),
-        })
-        .collect();
+    wire::ChatCompletionRequest {
+        messages: request.all_messages().map(to_wire_message).collect(),
+        ..to_wire_without_messages(request, stream, openai_itself)
+    }
+}
+
+/// Names the OpenAI encoding in a shared history's memo.
+const WIRE_FORMAT: &str = "openai";
+
+fn encode_message(m: &Message, out: &mut Vec<u8>) {
+    // Strings in a fixed shape, into a Vec: encoding cannot fail.
+    serde_json::to_writer(out, &to_wire_message(m)).expect("a message encodes as JSON");
+}
+
+fn to_wire_message(m: &Message) -> wire::OpenAiMessage {
+    wire::OpenAiMessage {
+        role: m.role.as_str().to_owned(),
+        content: if m.role == Role::Assistant && m.content.is_empty() && !m.tool_calls.is_empty() {
+            None
+        } else {
+            Some(wire::MessageContent::Text(m.content.clone()))
+        },
+        name: None,
+        tool_calls: (!m.tool_calls.is_empty()).then(|| {
+            m.tool_calls
+                .iter()
+                .map(|c| wire::OpenAiToolCall {
+                    id: c.id.clone(),
+                    kind: "function".into(),
+                    function: wire::FunctionCall {
+                        name: c.name.clone(),
+                        arguments: c.arguments.clone(),
+                    },
+                })
+                .collect()
+        }),
+        tool_call_id: m.tool_call_id.clone(),
+    }
+}
+
+/// Everything of the request but its messages.
+fn to_wire_without_messages(
+    request: &ChatRequest,
+    stream: bool,
+    openai_itself: bool,
+) -> wire::ChatCompletionRequest {
     let tools = (!request.tools.is_empty()).then(|| {
         request
             .tools
@@ -121,7 +164,7 @@ fn to_wire_for(request: &ChatRequest, stream: bool, openai_itself: bool) -> wire
     });
     wire::ChatCompletionRequest {
         model: Some(request.model.clone()),
-        messages,
+        messages: Vec::new(),
         tools,
         tool_choice: request.tool_choice.clone(),
         temperature: request.temperature,
@@ -161,7 +204,7 @@ impl LlmProvider for OpenAiCompatible {
     }
 
     async fn complete(&self, request: &ChatRequest) -> Result<ChatResponse, LlmError> {
-        let body = self.wire(request, false);
+        let body = self.body(request, false)?;
         let response = http::send(
             &self.settings,
             &self.name,
@@ -198,7 +241,7 @@ impl LlmProvider for OpenAiCompatible {
     }
 
     async fn stream(&self, request: &ChatRequest) -> Result<DeltaStream, LlmError> {
-        let body = self.wire(request, true);
+        let body = self.body(request, true)?;
         let response = http::send(
             &self.settings,
             &self.name,

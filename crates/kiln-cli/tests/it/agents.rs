@@ -110,6 +110,14 @@ agent_tests!(
     sessions_are_created_listed_and_deleted => defaults(),
     a_code_step_runs_in_the_sandbox_and_goes_back_to_the_model => defaults(),
     history_carries_across_turns => defaults(),
+    a_long_history_is_cut_to_the_models_budget_and_the_model_is_told => RuntimeConfig {
+        history: kiln_core::runtime::HistoryBudget {
+            default_tokens: 100_000,
+            // The fake's model: 300 bytes.
+            models: vec![("openai/gpt-test".into(), 100)],
+        },
+        ..defaults()
+    },
     fenced_code_and_faulty_code_are_contained => RuntimeConfig {
         sandbox: kiln_core::sandbox::SandboxLimits {
             time: Duration::from_millis(400),
@@ -588,6 +596,64 @@ async fn history_carries_across_turns(app: &TestApp, fake: &FakeProvider) {
     assert_eq!(messages[3]["content"], "remembered");
     assert_eq!(messages[4]["content"], "First answer.");
     assert_eq!(messages[5]["content"], "Second question");
+}
+
+/// A session longer than its model's budget: each request holds the newest
+/// messages within it, the first telling the model that earlier ones are
+/// left out, and the cut moves in steps (several requests in a row start
+/// the same way), not a turn at a time.
+async fn a_long_history_is_cut_to_the_models_budget_and_the_model_is_told(
+    app: &TestApp,
+    fake: &FakeProvider,
+) {
+    let id = session(app, CreateSession::default()).await;
+    let turns = 16;
+    for n in 0..turns {
+        fake.push(Reply::text(format!("Answer {n}.")));
+        turn(app, &id, &format!("Question {n}, asked at some length.")).await;
+    }
+    let requests = fake.requests();
+    assert_eq!(requests.len(), turns);
+    let mut firsts = Vec::new();
+    for (n, request) in requests.iter().enumerate() {
+        let messages = request.body["messages"].as_array().unwrap();
+        let texts: Vec<&str> = messages[1..]
+            .iter()
+            .map(|m| m["content"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            *texts.last().unwrap(),
+            format!("Question {n}, asked at some length."),
+            "the newest message is sent"
+        );
+        let note = texts[0].starts_with("[Earlier messages of this session are left out");
+        let bytes: usize = texts.iter().map(|t| t.len() + 12).sum();
+        let note_bytes = if note {
+            texts[0].find("\n\n").unwrap() + 2
+        } else {
+            0
+        };
+        assert!(bytes - note_bytes <= 300, "request {n}: {bytes} bytes of history");
+        if n < 3 {
+            assert!(!note, "request {n} has all of the history: {texts:?}");
+            assert_eq!(texts.len(), 2 * n + 1);
+        }
+        if note {
+            assert!(texts[0].ends_with("asked at some length."), "{texts:?}");
+        }
+        firsts.push(texts[0].to_owned());
+    }
+    assert!(firsts.last().unwrap().starts_with("[Earlier messages"));
+    let starts: std::collections::BTreeSet<&String> = firsts.iter().collect();
+    assert!(
+        starts.len() < turns / 2,
+        "the start moved {} times in {turns} turns",
+        starts.len()
+    );
+    // The log keeps everything.
+    let steps = app.client.get_session(&id).await.unwrap().steps;
+    let questions = steps.iter().filter(|s| s.step_type == "user_message").count();
+    assert_eq!(questions, turns);
 }
 
 async fn fenced_code_and_faulty_code_are_contained(app: &TestApp, fake: &FakeProvider) {

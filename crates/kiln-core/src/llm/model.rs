@@ -82,6 +82,12 @@ pub struct ToolSpec {
 pub struct ChatRequest {
     pub model: String,
     pub messages: Vec<Message>,
+    /// Messages after `messages`, shared with the session history they
+    /// come from (an agent turn's calls; empty elsewhere): a long history
+    /// goes out on every call without being copied. Providers read both
+    /// through [`ChatRequest::all_messages`].
+    #[serde(skip)]
+    pub history: SharedMessages,
     #[serde(default)]
     pub tools: Vec<ToolSpec>,
     /// Passed through as the vendor's `tool_choice` where it has one.
@@ -100,6 +106,103 @@ pub struct ChatRequest {
     /// providers.
     #[serde(default)]
     pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl ChatRequest {
+    /// Every message in order: `messages`, then `history`.
+    pub fn all_messages(&self) -> impl DoubleEndedIterator<Item = &Message> + Clone {
+        self.messages.iter().chain(self.history.as_slice())
+    }
+}
+
+/// The tail of a list of messages held elsewhere (a session's history),
+/// shared, not copied, with a memo of its encoding: messages that can no
+/// longer change (`sealed`) are encoded once into one run that later
+/// requests of the history copy (see [`SharedMessages::encode_joined`]).
+#[derive(Debug, Clone, Default)]
+pub struct SharedMessages {
+    all: std::sync::Arc<Vec<Message>>,
+    from: usize,
+    /// `all[..sealed]` no longer change.
+    sealed: usize,
+    memo: std::sync::Arc<std::sync::Mutex<EncodedRun>>,
+}
+
+/// `all[from..upto]` encoded in `format`, comma-separated.
+#[derive(Debug, Default)]
+pub struct EncodedRun {
+    format: &'static str,
+    from: usize,
+    upto: usize,
+    json: Vec<u8>,
+}
+
+impl SharedMessages {
+    /// `all[from..]`, of which `all[..sealed]` will not change while
+    /// `memo` is kept with them (a new list gets a new memo).
+    pub fn new(
+        all: std::sync::Arc<Vec<Message>>,
+        from: usize,
+        sealed: usize,
+        memo: std::sync::Arc<std::sync::Mutex<EncodedRun>>,
+    ) -> Self {
+        let from = from.min(all.len());
+        let sealed = sealed.clamp(from, all.len());
+        SharedMessages {
+            all,
+            from,
+            sealed,
+            memo,
+        }
+    }
+
+    pub fn as_slice(&self) -> &[Message] {
+        &self.all[self.from..]
+    }
+
+    /// Appends the messages to `out`, comma-separated, each as `encode`
+    /// writes it in `format`. The sealed ones come from the memo, which is
+    /// extended with those sealed since: a long history costs a copy per
+    /// request, and only its new messages are encoded.
+    pub fn encode_joined(
+        &self,
+        format: &'static str,
+        out: &mut Vec<u8>,
+        encode: impl Fn(&Message, &mut Vec<u8>),
+    ) {
+        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.format != format || memo.from != self.from || memo.upto > self.sealed {
+            *memo = EncodedRun {
+                format,
+                from: self.from,
+                upto: self.from,
+                json: Vec::new(),
+            };
+        }
+        for m in &self.all[memo.upto..self.sealed] {
+            if !memo.json.is_empty() {
+                memo.json.push(b',');
+            }
+            encode(m, &mut memo.json);
+        }
+        memo.upto = self.sealed;
+        out.extend_from_slice(&memo.json);
+        let mut first = memo.json.is_empty();
+        drop(memo);
+        for m in &self.all[self.sealed..] {
+            if !first {
+                out.push(b',');
+            }
+            encode(m, out);
+            first = false;
+        }
+    }
+}
+
+impl PartialEq for SharedMessages {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,5 +456,46 @@ mod passage_tests {
             ("faq '2'.md".to_owned(), "Line one\nline two".to_owned())
         );
         assert!(parse_passages("no passages here").is_empty());
+    }
+}
+
+#[cfg(test)]
+mod shared_messages_tests {
+    use std::cell::Cell;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    fn joined(shared: &SharedMessages, encodes: &Cell<usize>) -> String {
+        let mut out = Vec::new();
+        shared.encode_joined("test", &mut out, |m, out| {
+            encodes.set(encodes.get() + 1);
+            serde_json::to_writer(out, &m.content).unwrap();
+        });
+        String::from_utf8(out).unwrap()
+    }
+
+    /// The sealed messages are encoded once however often the history is
+    /// sent; those after them every time; the result is the same join.
+    #[test]
+    fn a_shared_history_encodes_its_sealed_messages_once() {
+        let memo = Arc::new(Mutex::new(EncodedRun::default()));
+        let mut all: Vec<Message> = (0..5).map(|n| Message::new(Role::User, n.to_string())).collect();
+        let encodes = Cell::new(0);
+        let shared = SharedMessages::new(Arc::new(all.clone()), 1, 4, memo.clone());
+        assert_eq!(joined(&shared, &encodes), r#""1","2","3","4""#);
+        assert_eq!(encodes.get(), 4);
+        assert_eq!(joined(&shared, &encodes), r#""1","2","3","4""#);
+        assert_eq!(encodes.get(), 5, "only the unsealed one again");
+        // Two more, all sealed: only the new ones are encoded.
+        all.push(Message::new(Role::User, "5"));
+        all.push(Message::new(Role::User, "6"));
+        let shared = SharedMessages::new(Arc::new(all.clone()), 1, 7, memo.clone());
+        assert_eq!(joined(&shared, &encodes), r#""1","2","3","4","5","6""#);
+        assert_eq!(encodes.get(), 8);
+        // Cut to start later: a new run.
+        let shared = SharedMessages::new(Arc::new(all), 3, 7, memo);
+        assert_eq!(joined(&shared, &encodes), r#""3","4","5","6""#);
+        assert_eq!(encodes.get(), 12);
     }
 }

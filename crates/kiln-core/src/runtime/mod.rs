@@ -70,8 +70,8 @@ pub struct RuntimeConfig {
     /// Host calls (`ai`, `fetch`, `search`, `data.set`, …) one turn may
     /// make, all its blocks together; later calls reject.
     pub max_host_calls_per_turn: u32,
-    /// History sent to the model, in characters; older turns drop first.
-    pub max_history_chars: usize,
+    /// History sent to the model, by model; older messages drop first.
+    pub history: HistoryBudget,
     /// Heartbeat comments on idle event streams.
     pub heartbeat: Duration,
     /// How long a turn's claim lasts without renewal (a server that died
@@ -90,9 +90,53 @@ impl Default for RuntimeConfig {
             max_concurrent_blocks: 16,
             max_paused_blocks: 512,
             max_host_calls_per_turn: 256,
-            max_history_chars: 200_000,
+            history: HistoryBudget::default(),
             heartbeat: Duration::from_secs(15),
             turn_lease: Duration::from_secs(20),
+        }
+    }
+}
+
+/// How much of a session's history goes to its model, in tokens: the
+/// first of `models` that names the model (a whole `provider/model`, or a
+/// provider: `ollama`), else `default_tokens`. Tokens are counted high,
+/// one per [`HistoryBudget::BYTES_PER_TOKEN`] bytes, as no tokenizer of
+/// every provider is at hand.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryBudget {
+    pub default_tokens: usize,
+    pub models: Vec<(String, usize)>,
+}
+
+impl HistoryBudget {
+    pub const BYTES_PER_TOKEN: usize = 3;
+
+    /// Tokens of history for `model`.
+    pub fn tokens_for(&self, model: &crate::llm::ModelRef) -> usize {
+        let full = model.to_string();
+        self.models
+            .iter()
+            .find(|(name, _)| *name == full)
+            .or_else(|| self.models.iter().find(|(name, _)| name == model.provider.name()))
+            .map_or(self.default_tokens, |(_, tokens)| *tokens)
+    }
+
+    /// The same, in bytes of message text.
+    pub(crate) fn bytes_for(&self, model: &crate::llm::ModelRef) -> usize {
+        self.tokens_for(model)
+            .saturating_mul(Self::BYTES_PER_TOKEN)
+            .max(1)
+    }
+}
+
+impl Default for HistoryBudget {
+    /// 32,000 tokens (within every current hosted model's window, with room
+    /// for the prompt and the answer); Ollama's servers default to a small
+    /// window, so 3,000 there.
+    fn default() -> Self {
+        HistoryBudget {
+            default_tokens: 32_000,
+            models: vec![("ollama".to_owned(), 3_000)],
         }
     }
 }
@@ -187,4 +231,24 @@ pub struct SandboxUse {
     /// Paused on `input()`.
     pub paused_blocks: usize,
     pub paused_blocks_limit: usize,
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::HistoryBudget;
+    use crate::llm::ModelRef;
+
+    #[test]
+    fn a_models_budget_is_named_by_its_whole_name_or_its_provider() {
+        let budget = HistoryBudget {
+            default_tokens: 1_000,
+            models: vec![("openai/gpt-4o".into(), 50_000), ("ollama".into(), 3_000)],
+        };
+        let tokens = |m: &str| budget.tokens_for(&ModelRef::parse(m).unwrap());
+        assert_eq!(tokens("openai/gpt-4o"), 50_000);
+        assert_eq!(tokens("gpt-4o"), 50_000, "a bare name is its provider's");
+        assert_eq!(tokens("openai/gpt-4o-mini"), 1_000);
+        assert_eq!(tokens("ollama/llama3.2"), 3_000);
+        assert_eq!(budget.bytes_for(&ModelRef::parse("ollama/x").unwrap()), 9_000);
+    }
 }

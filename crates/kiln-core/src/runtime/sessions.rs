@@ -451,7 +451,15 @@ impl AgentRuntime {
             .histories
             .take(id)
             .filter(|(_, seq)| *seq <= through)
-            .unwrap_or_else(|| (history::History::default(), (through - HISTORY_EVENTS).max(0)));
+            .unwrap_or_else(|| {
+                let from = through - HISTORY_EVENTS;
+                let history = if from > 0 {
+                    history::History::after_earlier_events()
+                } else {
+                    history::History::default()
+                };
+                (history, from.max(0))
+            });
         loop {
             let batch = self.store.events_after(project_id, id, cursor, 1000).await?;
             let Some(last) = batch.last() else { break };

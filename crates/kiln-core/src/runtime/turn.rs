@@ -194,7 +194,7 @@ impl Turn {
     pub(crate) fn take_history(&self) -> (history::History, i64) {
         let mut state = self.state();
         let mut history = std::mem::take(&mut state.history);
-        history.compact(self.runtime.config.max_history_chars);
+        history.compact(self.runtime.config.history.bytes_for(&self.model));
         (history, state.history_seq)
     }
 
@@ -532,15 +532,13 @@ impl Turn {
 
     /// One model call over the system prompt and the history so far.
     async fn call_model(&self, system: &Message, tools: &[ToolSpec]) -> Result<ChatResponse, Stop> {
-        let history = {
-            let state = self.state();
-            state.history.messages(self.runtime.config.max_history_chars)
-        };
-        let mut messages = Vec::with_capacity(history.len() + 1);
-        messages.push(system.clone());
-        messages.extend(history);
+        let budget = self.runtime.config.history.bytes_for(&self.model);
+        let (note, history) = self.state().history.messages(budget);
+        let mut messages = vec![system.clone()];
+        messages.extend(note);
         self.complete(ChatRequest {
             messages,
+            history,
             tools: tools.to_vec(),
             ..Default::default()
         })

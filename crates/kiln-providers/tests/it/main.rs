@@ -182,16 +182,12 @@ async fn tool_calls_come_back_whole_and_streamed() {
         // A tool result goes back in the vendor's format.
         let mut follow = req.clone();
         follow.messages.push(Message {
-            role: Role::Assistant,
-            content: String::new(),
             tool_calls: streamed.tool_calls.clone(),
-            tool_call_id: None,
+            ..Message::new(Role::Assistant, "")
         });
         follow.messages.push(Message {
-            role: Role::Tool,
-            content: "{\"temp_c\": 21}".into(),
-            tool_calls: Vec::new(),
             tool_call_id: Some(streamed.tool_calls[0].id.clone()),
+            ..Message::new(Role::Tool, "{\"temp_c\": 21}")
         });
         fake.push(Reply::text("It is 21 C in Lima"));
         assert_eq!(llm.complete(&follow).await.unwrap().content, "It is 21 C in Lima");

@@ -148,6 +148,7 @@ fn to_request(body: &wire::ChatCompletionRequest) -> Result<ChatRequest, ApiErro
     Ok(ChatRequest {
         model: String::new(),
         messages,
+        history: Default::default(),
         tools: body
             .tools
             .iter()
