@@ -114,6 +114,12 @@ enum UsageCommand {
 /// Most calls written in one transaction.
 const USAGE_BATCH: usize = 1000;
 
+/// How long the writer gathers calls before it writes them: a transaction
+/// per call would cost a chat request about as much CPU as the rest of it.
+/// Reads of usage (`GET /metrics`) and shutdown flush first, so nothing
+/// reads or loses what waits.
+const USAGE_LINGER: std::time::Duration = std::time::Duration::from_millis(200);
+
 impl UsageWriter {
     fn spawn(store: Arc<dyn UsageStore>) -> Self {
         let (queue, mut commands) = tokio::sync::mpsc::unbounded_channel();
@@ -122,13 +128,17 @@ impl UsageWriter {
                 let mut batch = Vec::new();
                 let mut flushed = Vec::new();
                 let mut next = Some(first);
+                let until = tokio::time::Instant::now() + USAGE_LINGER;
                 while let Some(command) = next.take() {
                     match command {
                         UsageCommand::Record(call) => batch.push(call),
                         UsageCommand::Flush(done) => flushed.push(done),
                     }
-                    if batch.len() < USAGE_BATCH {
-                        next = commands.try_recv().ok();
+                    if batch.len() < USAGE_BATCH && flushed.is_empty() {
+                        next = tokio::time::timeout_at(until, commands.recv())
+                            .await
+                            .ok()
+                            .flatten();
                     }
                 }
                 if !batch.is_empty()
