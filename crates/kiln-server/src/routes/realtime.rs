@@ -11,7 +11,7 @@
 //! client slows its own readers, which then read the log instead of the
 //! hub; nothing queues without bound.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +96,13 @@ struct Connection {
     project: bool,
     /// Followed sessions and the tasks reading their logs.
     sessions: HashMap<SessionId, JoinHandle<()>>,
+    /// The last event seq sent of each followed session.
+    sent: HashMap<SessionId, i64>,
+    /// `patched` news of followed sessions waiting for the events they
+    /// already count (their `last_seq`), in order: news and events come
+    /// from separate readers, and a client must not see a session patched
+    /// to `active` before the `done` that ended its turn.
+    held: HashMap<SessionId, VecDeque<(i64, ServerMessage)>>,
     outbox: mpsc::Sender<Out>,
 }
 
@@ -122,6 +129,8 @@ impl Connection {
             news: None,
             project: false,
             sessions: HashMap::new(),
+            sent: HashMap::new(),
+            held: HashMap::new(),
             outbox: mpsc::channel(1).0,
         }
     }
@@ -141,10 +150,10 @@ impl Connection {
                 },
                 news = recv_news(&mut self.news) => self.on_news(news),
                 Some(out) = inbox.recv() => match out {
-                    Out::Message(message) => vec![*message],
+                    Out::Message(message) => self.on_event(*message),
                     Out::Ended(id) => {
                         self.sessions.remove(&id);
-                        Vec::new()
+                        self.forget(&id)
                     }
                 },
                 _ = ping.tick() => {
@@ -198,6 +207,8 @@ impl Connection {
                     if let Some(task) = self.sessions.remove(&session_id) {
                         task.abort();
                     }
+                    self.sent.remove(&session_id);
+                    self.held.remove(&session_id);
                     vec![ServerMessage::Unsubscribed {
                         scope: SCOPE_SESSION.into(),
                         session_id: Some(session_id.into_string()),
@@ -250,6 +261,8 @@ impl Connection {
         if let Some(previous) = self.sessions.insert(session_id.clone(), task) {
             previous.abort();
         }
+        self.sent.insert(session_id.clone(), cursor);
+        self.held.remove(&session_id);
         Ok(ServerMessage::Subscribed {
             scope: SCOPE_SESSION.into(),
             session_id: Some(session_id.into_string()),
@@ -299,13 +312,52 @@ impl Connection {
                 if let Some(task) = self.sessions.remove(&news.session_id) {
                     task.abort();
                 }
-                ServerMessage::Removed { session_id, session }
+                let mut out = self.forget(&news.session_id);
+                out.push(ServerMessage::Removed { session_id, session });
+                return out;
             }
             (SessionChange::Created, Some(session)) => ServerMessage::Created { session_id, session },
-            (SessionChange::Patched, Some(session)) => ServerMessage::Patched { session_id, session },
+            (SessionChange::Patched, Some(session)) => {
+                let counts = news.session.as_ref().map_or(0, |s| s.last_seq);
+                let message = ServerMessage::Patched { session_id, session };
+                if let Some(sent) = self.sent.get(&news.session_id).filter(|_| followed) {
+                    let held = self.held.entry(news.session_id.clone()).or_default();
+                    if counts > *sent || !held.is_empty() {
+                        held.push_back((counts, message));
+                        return Vec::new();
+                    }
+                }
+                message
+            }
             (_, None) => return Vec::new(),
         };
         vec![message]
+    }
+
+    /// An event of a followed session, then the news it was holding back.
+    fn on_event(&mut self, message: ServerMessage) -> Vec<ServerMessage> {
+        let ServerMessage::Event { session_id, seq, .. } = &message else {
+            return vec![message];
+        };
+        let id = SessionId::from_string(session_id.clone());
+        let seq = *seq;
+        self.sent.insert(id.clone(), seq);
+        let mut out = vec![message];
+        if let Some(held) = self.held.get_mut(&id) {
+            while held.front().is_some_and(|(counts, _)| *counts <= seq) {
+                out.extend(held.pop_front().map(|(_, m)| m));
+            }
+        }
+        out
+    }
+
+    /// A session no longer followed: the news it held goes out as it is.
+    fn forget(&mut self, id: &SessionId) -> Vec<ServerMessage> {
+        self.sent.remove(id);
+        self.held
+            .remove(id)
+            .map(|held| held.into_iter().map(|(_, m)| m).collect())
+            .unwrap_or_default()
     }
 }
 
