@@ -94,20 +94,6 @@ impl OpenAiCompatible {
     }
 }
 
-/// The neutral request in OpenAI's format.
-/// `max_completion_tokens` for OpenAI itself (its reasoning models refuse
-/// `max_tokens`), `max_tokens` for other compatible servers.
-pub fn to_wire(request: &ChatRequest, stream: bool) -> wire::ChatCompletionRequest {
-    to_wire_for(request, stream, false)
-}
-
-fn to_wire_for(request: &ChatRequest, stream: bool, openai_itself: bool) -> wire::ChatCompletionRequest {
-    wire::ChatCompletionRequest {
-        messages: request.all_messages().map(to_wire_message).collect(),
-        ..to_wire_without_messages(request, stream, openai_itself)
-    }
-}
-
 /// Names the OpenAI encoding in a shared history's memo.
 const WIRE_FORMAT: &str = "openai";
 
@@ -142,7 +128,9 @@ fn to_wire_message(m: &Message) -> wire::OpenAiMessage {
     }
 }
 
-/// Everything of the request but its messages.
+/// Everything of the request but its messages, in OpenAI's format:
+/// `max_completion_tokens` for OpenAI itself (its reasoning models refuse
+/// `max_tokens`), `max_tokens` for other compatible servers.
 fn to_wire_without_messages(
     request: &ChatRequest,
     stream: bool,
