@@ -43,7 +43,7 @@ pub(crate) struct LongSessionArgs {
 }
 
 /// CPU time of process `pid` so far (utime + stime), in ms.
-fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_ms(pid: u32) -> anyhow::Result<f64> {
     let ticks = process_ticks(&pid.to_string()).context("reading /proc/<pid>/stat (Linux only)")?;
     // USER_HZ: 100 ticks per second.
     Ok(ticks as f64 * 10.0)
@@ -58,48 +58,87 @@ impl Process {
     }
 }
 
+/// The built `kiln` serving a fresh store, and the fake model (running each
+/// message as code), each in a process of its own.
+pub(crate) struct Served {
+    fake: Process,
+    server: Process,
+    dir: PathBuf,
+    pub(crate) client: Client,
+    pub(crate) pid: u32,
+}
+
+impl Served {
+    /// Starts both; `extra` goes to `kiln serve`.
+    pub(crate) async fn start(
+        kiln: &PathBuf,
+        database_url: Option<&str>,
+        extra: &[String],
+    ) -> anyhow::Result<Served> {
+        let fake_port = crate::free_port()?;
+        let fake = Process(
+            Command::new(std::env::current_exe()?)
+                .args([
+                    "fake-provider",
+                    "--prompt-as-code",
+                    "--addr",
+                    &format!("127.0.0.1:{fake_port}"),
+                ])
+                .stdout(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting the fake provider")?,
+        );
+        let port = crate::free_port()?;
+        let dir = std::env::temp_dir().join(format!("kiln-bench-served-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut serve = Command::new(kiln);
+        serve
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
+            .arg(&dir)
+            .args(["--rate-limit-runs", "0", "--allow-private-network"])
+            .args(extra)
+            .env("OPENAI_API_KEY", "bench")
+            .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{fake_port}/v1"))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        if let Some(url) = database_url {
+            serve.args(["--database-url", url]);
+        }
+        let mut server = Process(
+            serve
+                .spawn()
+                .with_context(|| format!("starting {}", kiln.display()))?,
+        );
+        let key = printed_key(&mut server.0).await?;
+        let client = Client::new(&format!("http://127.0.0.1:{port}"), &key)?;
+        let pid = server.pid()?;
+        wait_for_fake(fake_port).await?;
+        Ok(Served {
+            fake,
+            server,
+            dir,
+            client,
+            pid,
+        })
+    }
+
+    /// Stops both and removes the store.
+    pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
+        self.server.0.start_kill()?;
+        self.server.0.wait().await?;
+        drop(self.fake);
+        let _ = std::fs::remove_dir_all(&self.dir);
+        Ok(())
+    }
+}
+
 #[allow(clippy::print_stdout, reason = "the figures are the command's output")]
 pub(crate) async fn long_session(args: LongSessionArgs) -> anyhow::Result<()> {
-    let fake_port = crate::free_port()?;
-    let fake = Process(
-        Command::new(std::env::current_exe()?)
-            .args([
-                "fake-provider",
-                "--prompt-as-code",
-                "--addr",
-                &format!("127.0.0.1:{fake_port}"),
-            ])
-            .stdout(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .context("starting the fake provider")?,
-    );
-    let port = crate::free_port()?;
-    let dir = std::env::temp_dir().join(format!("kiln-long-session-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let mut serve = Command::new(&args.kiln);
-    serve
-        .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data-dir"])
-        .arg(&dir)
-        .args(["--rate-limit-runs", "0", "--allow-private-network"])
-        .env("OPENAI_API_KEY", "bench")
-        .env("OPENAI_BASE_URL", format!("http://127.0.0.1:{fake_port}/v1"))
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    if let Some(url) = &args.database_url {
-        serve.args(["--database-url", url]);
-    }
-    let mut server = Process(
-        serve
-            .spawn()
-            .with_context(|| format!("starting {}", args.kiln.display()))?,
-    );
-    let key = printed_key(&mut server.0).await?;
-    let client = Client::new(&format!("http://127.0.0.1:{port}"), &key)?;
-    let pid = server.pid()?;
-    wait_for_fake(fake_port).await?;
+    let served = Served::start(&args.kiln, args.database_url.as_deref(), &[]).await?;
+    let (client, pid) = (served.client.clone(), served.pid);
 
     println!(
         "long session: {} turns on one session (one code step and an answer each), kiln and the model in separate processes",
@@ -167,14 +206,10 @@ pub(crate) async fn long_session(args: LongSessionArgs) -> anyhow::Result<()> {
             percentiles(&all).0
         );
     }
-    server.0.start_kill()?;
-    server.0.wait().await?;
-    drop(fake);
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(())
+    served.stop().await
 }
 
-async fn new_session(client: &Client) -> anyhow::Result<String> {
+pub(crate) async fn new_session(client: &Client) -> anyhow::Result<String> {
     Ok(client
         .create_session(&CreateSession {
             model: Some("openai/bench".into()),

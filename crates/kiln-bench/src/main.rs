@@ -22,6 +22,7 @@ mod evals;
 mod hostile;
 mod long_session;
 mod mcp;
+mod paused;
 mod rag;
 mod session_features;
 mod source;
@@ -70,6 +71,9 @@ enum Command {
     /// latency and server CPU per turn by window of a 1,000-turn session,
     /// then turns/s with 16 sessions at once.
     LongSession(long_session::LongSessionArgs),
+    /// Turns paused on `input()` at once against the built binary: memory
+    /// and threads while they wait, then answers per second.
+    PausedTurns(paused::PausedArgs),
     /// Internal: the document extraction worker (as `kiln extract-worker`).
     #[command(hide = true)]
     ExtractWorker { kind: String },
@@ -155,6 +159,7 @@ fn main() -> anyhow::Result<()> {
             Command::SessionFeatures(args) => session_features::session_features(args).await,
             Command::Hostile(args) => hostile::hostile(args).await,
             Command::LongSession(args) => long_session::long_session(args).await,
+            Command::PausedTurns(args) => paused::paused(args).await,
             Command::ExtractWorker { .. } => unreachable!("handled before the runtime starts"),
             Command::FakeProvider { addr, prompt_as_code } => {
                 let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
@@ -313,14 +318,24 @@ pub(crate) fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Resident set size of a process in KiB, from /proc.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    proc_status(pid, "VmRSS")
+}
+
+/// A number of a process's `/proc/<pid>/status` (`VmRSS`, `Threads`).
+pub(crate) fn proc_status(pid: u32, field: &str) -> anyhow::Result<u64> {
     let status =
         std::fs::read_to_string(format!("/proc/{pid}/status")).context("reading /proc (Linux only)")?;
+    let prefix = format!("{field}:");
     let line = status
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+        .find(|l| l.starts_with(&prefix))
+        .with_context(|| format!("no {field}"))?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .with_context(|| format!("no {field} value"))?
+        .parse()?)
 }
 
 async fn startup(args: StartupArgs) -> anyhow::Result<()> {

@@ -195,7 +195,7 @@ async fn webhooks(bench: &Bench, args: &SessionFeaturesArgs) -> anyhow::Result<(
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let url = format!("http://{}/hook", listener.local_addr()?);
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service()).await });
 
     let mut sessions = Vec::new();
     for _ in 0..args.webhook_sessions.max(1) {

@@ -235,8 +235,8 @@ pub struct AgentArgs {
     #[arg(long, env = ENV_AGENT_MAX_CONCURRENT_BLOCKS, default_value_t = 16)]
     pub agent_max_concurrent_blocks: usize,
     /// Sandbox: code blocks waiting for `input()` answers on this server (half per project); more
-    /// `input()` calls reject.
-    #[arg(long, env = ENV_AGENT_MAX_PAUSED_BLOCKS, default_value_t = 512)]
+    /// `input()` calls reject. A waiting block holds no thread or heap once it has waited 50 ms.
+    #[arg(long, env = ENV_AGENT_MAX_PAUSED_BLOCKS, default_value_t = 20_000)]
     pub agent_max_paused_blocks: usize,
     /// Sandbox: host calls (`ai`, `fetch`, `search`, …) one block runs at once; more wait in the block.
     #[arg(long, env = ENV_AGENT_HOST_CALLS_IN_FLIGHT, default_value_t = 16)]

@@ -341,8 +341,12 @@ pub async fn start(options: StartOptions) -> anyhow::Result<RunningServer> {
     let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
         let _ = tcp.set_nodelay(true);
     });
+    // `into_make_service` prepares the routes once; a bare `Router` given to
+    // `serve` deep-copies its whole route table for every connection
+    // (axum 0.8: `Router::with_state` on a shared router), about 190 KiB
+    // held by each open event stream and the CPU to copy it.
     let task = tokio::spawn(
-        axum::serve(listener, router)
+        axum::serve(listener, router.into_make_service())
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .into_future(),
     );

@@ -48,19 +48,39 @@ impl Default for SandboxLimits {
     }
 }
 
-/// Stops a running block from outside (a cancelled turn).
+/// Stops a running block from outside (a cancelled turn). Read by polling
+/// ([`CancelFlag::is_cancelled`]) where code runs, awaited
+/// ([`CancelFlag::cancelled`]) where a block waits without a thread.
 #[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
+pub struct CancelFlag(Arc<CancelState>);
+
+#[derive(Debug, Default)]
+struct CancelState {
+    cancelled: AtomicBool,
+    notify: tokio::sync::Notify,
+}
 
 impl CancelFlag {
     pub fn new() -> Self {
         Self::default()
     }
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.0.cancelled.store(true, Ordering::SeqCst);
+        self.0.notify.notify_waiters();
     }
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.0.cancelled.load(Ordering::SeqCst)
+    }
+    /// Resolves once the flag is set.
+    pub async fn cancelled(&self) {
+        loop {
+            // Registered before the look, so a cancel in between still wakes it.
+            let notified = self.0.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 
@@ -147,6 +167,16 @@ pub trait HostFunctions: Send + Sync {
     /// started; the block's time limit does not count it.
     fn paused(&self) -> Duration {
         Duration::ZERO
+    }
+    /// Whether a call of `name` may wait long on someone outside (a person
+    /// answering `input()`). While a block waits on such calls alone, the
+    /// sandbox may let go of its thread and heap, and when one is answered
+    /// run the code again from the start, answering the calls it made
+    /// before from a record instead of calling the host again; so a block
+    /// waiting on a person costs only that record. Calls of other names
+    /// keep the block running. No name by default.
+    fn waits_on_a_person(&self, _name: &str) -> bool {
+        false
     }
     /// The modules `require(name)` may return; none by default.
     fn modules(&self) -> &[SandboxModule] {

@@ -297,7 +297,7 @@ impl FakeProvider {
             let _ = tcp.set_nodelay(true);
         });
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(listener, router.into_make_service()).await;
         });
         FakeProvider {
             base_url,

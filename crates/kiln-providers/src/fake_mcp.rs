@@ -185,7 +185,7 @@ async fn listen(mut router: Router, token: Option<&str>, path: &str) -> FakeMcpS
         let _ = tcp.set_nodelay(true);
     });
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(listener, router.into_make_service()).await;
     });
     FakeMcpServer {
         url: format!("http://{addr}{path}"),

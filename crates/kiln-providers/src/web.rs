@@ -495,7 +495,7 @@ mod tests {
             .expect("the test site binds");
         let addr = listener.local_addr().expect("local addr");
         let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(listener, router.into_make_service()).await;
         });
         Server { addr, task }
     }

@@ -2,13 +2,14 @@
 //! context, the prelude, the model's code, and a small event loop that runs
 //! promise jobs and settles host calls until the block's promise settles or a
 //! limit stops it. Everything here is synchronous; the async side is in
-//! `lib.rs`.
+//! `lib.rs`. A block that waits on a person may instead be suspended and
+//! later run again by replay (`replay.rs`).
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use kiln_core::sandbox::{CancelFlag, HostFunctions, ModuleBody, SandboxError, SandboxLimits, SandboxModule};
@@ -20,9 +21,10 @@ use tokio::runtime::Handle;
 
 use crate::console::Console;
 use crate::cpu::CpuTurn;
-use crate::host::{HostCalls, HostReply};
+use crate::host::{HostCalls, HostReply, ReplyChannel};
 use crate::meter::{Meter, MeteredAllocator};
 use crate::prelude;
+use crate::replay::{Record, SUSPEND_AFTER, fresh_seed};
 
 /// The least interpreter stack a block gets, whatever its limits say:
 /// QuickJS reads a stack size of 0 as "unchecked", which would let deep
@@ -84,9 +86,21 @@ pub(crate) struct Job {
     pub(crate) deadline: Option<Instant>,
     /// The caller's runtime, where host calls run.
     pub(crate) runtime: Handle,
-    /// The host-call reply channel, made by the caller so it can wake the
-    /// event loop when it stops waiting.
-    pub(crate) replies: Option<(Sender<HostReply>, Receiver<HostReply>)>,
+    /// Where host calls reply, made by the caller so it can wake the event
+    /// loop when it stops waiting, and read the replies itself while the
+    /// block is suspended.
+    pub(crate) replies: ReplyChannel,
+    pub(crate) inbox: Receiver<HostReply>,
+    /// On a run after a suspension, the record to replay.
+    pub(crate) record: Option<Record>,
+}
+
+/// How a run of a block on a thread ended.
+pub(crate) enum Ended {
+    Finished(Finished),
+    /// Suspended while it waits on a person: the job, with its record, to
+    /// run again once one of the calls it waits on replies.
+    Suspended(Box<Job>),
 }
 
 /// How a block ended, without its timing.
@@ -123,6 +137,25 @@ pub(crate) fn thread_stack_bytes(limits: &SandboxLimits) -> usize {
 
 fn interpreter_stack_bytes(limits: &SandboxLimits) -> usize {
     limits.stack_bytes.max(MIN_STACK_BYTES)
+}
+
+/// How a block's code ended on this run.
+enum BlockEnd {
+    Done(Result<Json, SandboxError>),
+    Suspended(Record),
+}
+
+/// Why the event loop stopped before the block ended.
+enum Halt {
+    Failed(SandboxError),
+    /// The block waits on a person alone: suspend it.
+    Suspend,
+}
+
+impl From<SandboxError> for Halt {
+    fn from(error: SandboxError) -> Halt {
+        Halt::Failed(error)
+    }
 }
 
 /// Why the block was stopped from outside the code.
@@ -208,10 +241,24 @@ impl Fresh {
 }
 
 /// Runs one block on the current thread, which must not be a Tokio worker:
-/// this blocks until the block ends. `reply` gets the outcome as soon as it
-/// is known; the runtime is torn down after that, off the caller's path.
-pub(crate) fn run(mut job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finished)) {
-    let channel = job.replies.take().unwrap_or_else(mpsc::channel);
+/// this blocks until the block ends or is suspended. `send` gets the
+/// outcome as soon as it is known; the runtime is torn down after that, off
+/// the caller's path.
+pub(crate) fn run(job: Job, fresh: Option<Fresh>, send: impl FnOnce(Ended)) {
+    let (ended, teardown) = run_job(job, fresh);
+    send(ended);
+    drop(teardown);
+}
+
+/// A used runtime and context, to be freed (the context first).
+struct Teardown {
+    _context: Context,
+    _runtime: Runtime,
+}
+
+fn run_job(mut job: Job, fresh: Option<Fresh>) -> (Ended, Option<Teardown>) {
+    let reply = |finished| (Ended::Finished(finished), None);
+    let record = job.record.take().unwrap_or_else(|| Record::new(fresh_seed()));
     let watch = Watch {
         cpu: Rc::new(CpuTurn::new(job.limits.cpu_group)),
         deadline: job.deadline,
@@ -256,29 +303,62 @@ pub(crate) fn run(mut job: Job, fresh: Option<Fresh>, reply: impl FnOnce(Finishe
         let stop = watch.stopped().unwrap_or(Stop::Cancelled);
         return reply(Finished::failed(stop.into()));
     }
-    let result = context.with(|ctx| run_block(&ctx, &job, channel, &watch, &meter, &console));
+    let end = context.with(|ctx| run_block(&ctx, &job, record, &watch, &meter, &console));
     watch.cpu.release();
 
-    let (console, console_truncated) = console.replace(Console::new(0)).into_parts();
-    reply(Finished {
-        result,
-        console,
-        console_truncated,
-    });
-    drop(context);
-    drop(runtime);
+    let ended = match end {
+        BlockEnd::Done(result) => {
+            let (console, console_truncated) = console.replace(Console::new(0)).into_parts();
+            Ended::Finished(Finished {
+                result,
+                console,
+                console_truncated,
+            })
+        }
+        // Its console output is made again when it runs again.
+        BlockEnd::Suspended(record) => {
+            job.record = Some(record);
+            Ended::Suspended(Box::new(job))
+        }
+    };
+    let teardown = Teardown {
+        _context: context,
+        _runtime: runtime,
+    };
+    (ended, Some(teardown))
 }
 
 fn run_block<'js>(
     ctx: &Ctx<'js>,
     job: &Job,
-    (replies_tx, replies): (Sender<HostReply>, Receiver<HostReply>),
+    record: Record,
     watch: &Watch,
     meter: &Meter,
     console: &Rc<RefCell<Console>>,
-) -> Result<Json, SandboxError> {
-    let calls = Rc::new(HostCalls::new(job.host.clone(), job.runtime.clone(), replies_tx));
+) -> BlockEnd {
+    let calls = Rc::new(HostCalls::new(
+        job.host.clone(),
+        job.runtime.clone(),
+        job.replies.clone(),
+        record,
+    ));
     let _abort_calls = AbortOnDrop(&calls);
+    match run_code(ctx, job, &calls, watch, meter, console) {
+        Ok(json) => BlockEnd::Done(Ok(json)),
+        Err(Halt::Failed(error)) => BlockEnd::Done(Err(error)),
+        Err(Halt::Suspend) => BlockEnd::Suspended(calls.suspend()),
+    }
+}
+
+fn run_code<'js>(
+    ctx: &Ctx<'js>,
+    job: &Job,
+    calls: &Rc<HostCalls<'js>>,
+    watch: &Watch,
+    meter: &Meter,
+    console: &Rc<RefCell<Console>>,
+) -> Result<Json, Halt> {
+    let replies = &job.inbox;
 
     let mut block = Block {
         ctx: ctx.clone(),
@@ -286,13 +366,13 @@ fn run_block<'js>(
         meter,
         describe: None,
     };
-    let helpers = block.prelude(&calls, console, job)?;
+    let helpers = block.prelude(calls, console, job)?;
     let code = match &job.program {
         Program::Block(code) => code,
-        Program::Inspect(name) => return block.inspect(&helpers, name),
+        Program::Inspect(name) => return Ok(block.inspect(&helpers, name)?),
     };
     let (promise, shape) = block.evaluate(code)?;
-    let value = block.drive(&promise, &calls, &replies)?;
+    let value = block.drive(&promise, calls, replies)?;
     let value = match shape {
         Shape::Script => value
             .into_object()
@@ -303,7 +383,7 @@ fn run_block<'js>(
         Some(value) => block.to_json(&helpers.result_json, value)?,
         None => Json::Null,
     };
-    block.finish_calls(&calls, &replies)?;
+    block.finish_calls(calls, replies)?;
     Ok(json)
 }
 
@@ -374,6 +454,12 @@ impl<'js> Block<'_, 'js> {
             move |module: String, function: String| calls.note_module_call(&module, &function)
         })
         .map_err(|error| self.failure(error))?;
+        let clock = Function::new(self.ctx.clone(), {
+            let calls = calls.clone();
+            move |performance: bool| calls.clock(performance)
+        })
+        .map_err(|error| self.failure(error))?;
+        let seed = calls.seed();
         let bytecode = prelude::bytecode().map_err(|error| internal(&error))?;
         let setup = prelude::load(&self.ctx, bytecode).map_err(|error| self.failure(error))?;
         let helpers: Object = setup
@@ -381,10 +467,17 @@ impl<'js> Block<'_, 'js> {
                 host_call,
                 console_write,
                 job.host.names(),
-                job.limits.output_bytes as f64,
                 load_module,
                 module_called,
-                f64::from(job.limits.host_calls_in_flight.max(1)),
+                clock,
+                // rquickjs calls with at most seven arguments.
+                vec![
+                    job.limits.output_bytes as f64,
+                    f64::from(job.limits.host_calls_in_flight.max(1)),
+                    f64::from((seed >> 32) as u32),
+                    f64::from(seed as u32),
+                    calls.origin(),
+                ],
             ))
             .map_err(|error| self.failure(error))?;
         let result_json: Function = helpers.get("resultJson").map_err(|error| self.failure(error))?;
@@ -451,21 +544,22 @@ impl<'js> Block<'_, 'js> {
         promise: &Promise<'js>,
         calls: &HostCalls<'js>,
         replies: &Receiver<HostReply>,
-    ) -> Result<Value<'js>, SandboxError> {
+    ) -> Result<Value<'js>, Halt> {
         loop {
-            self.run_jobs()?;
+            self.run_jobs(calls)?;
             if promise.state() != PromiseState::Pending {
                 return match promise.result::<Value>() {
                     Some(Ok(value)) => Ok(value),
-                    Some(Err(error)) => Err(self.failure(error)),
-                    None => Err(internal("a settled promise has no result")),
+                    Some(Err(error)) => Err(self.failure(error).into()),
+                    None => Err(internal("a settled promise has no result").into()),
                 };
             }
             if !calls.in_flight() {
                 return Err(SandboxError::Thrown {
                     message: NEVER_SETTLES.to_owned(),
                     stack: None,
-                });
+                }
+                .into());
             }
             self.settle_next(calls, replies)?;
         }
@@ -473,13 +567,9 @@ impl<'js> Block<'_, 'js> {
 
     /// Lets the host calls the code started but did not await finish (and
     /// their callbacks run), as Node lets pending I/O finish before it exits.
-    fn finish_calls(
-        &self,
-        calls: &HostCalls<'js>,
-        replies: &Receiver<HostReply>,
-    ) -> Result<(), SandboxError> {
+    fn finish_calls(&self, calls: &HostCalls<'js>, replies: &Receiver<HostReply>) -> Result<(), Halt> {
         loop {
-            self.run_jobs()?;
+            self.run_jobs(calls)?;
             if !calls.in_flight() {
                 return Ok(());
             }
@@ -487,8 +577,9 @@ impl<'js> Block<'_, 'js> {
         }
     }
 
-    /// Runs promise jobs until none is left.
-    fn run_jobs(&self) -> Result<(), SandboxError> {
+    /// Runs promise jobs until none is left; fails the block if a replay
+    /// found its code running differently.
+    fn run_jobs(&self, calls: &HostCalls<'js>) -> Result<(), SandboxError> {
         let mut jobs: u32 = 0;
         while self.ctx.execute_pending_job() {
             jobs = jobs.wrapping_add(1);
@@ -501,37 +592,59 @@ impl<'js> Block<'_, 'js> {
                 return Err(stop.into());
             }
         }
-        match self.watch.stopped() {
-            Some(stop) => Err(stop.into()),
+        if let Some(stop) = self.watch.stopped() {
+            return Err(stop.into());
+        }
+        match calls.diverged() {
+            Some(message) => Err(SandboxError::Thrown { message, stack: None }),
             None => Ok(()),
         }
     }
 
-    /// Waits for the next host reply and settles its promise, looking at the
-    /// clock and the cancel flag every few milliseconds.
-    fn settle_next(&self, calls: &HostCalls<'js>, replies: &Receiver<HostReply>) -> Result<(), SandboxError> {
+    /// Settles the next host reply: on a replay the record's next one;
+    /// otherwise it waits for one, looking at the clock and the cancel flag
+    /// every few milliseconds, and suspends the block once it has waited
+    /// [`SUSPEND_AFTER`] on a person alone.
+    fn settle_next(&self, calls: &HostCalls<'js>, replies: &Receiver<HostReply>) -> Result<(), Halt> {
+        if let Some(reply) = calls.next_replayed() {
+            return calls
+                .settle(reply, true)
+                .map_err(|error| self.failure(error).into());
+        }
         // No code runs while the block waits: another block may.
         self.watch.cpu.release();
+        let suspend_at = calls.may_suspend().then(|| Instant::now() + SUSPEND_AFTER);
         loop {
             // Replies may come back to back, never leaving the wait below
             // to time out: look on every round.
             if let Some(stop) = self.watch.check() {
-                return Err(stop.into());
+                return Err(SandboxError::from(stop).into());
             }
-            let wait = self.watch.deadline().map_or(POLL, |deadline| {
-                deadline.saturating_duration_since(Instant::now()).min(POLL)
-            });
+            let now = Instant::now();
+            if suspend_at.is_some_and(|at| now >= at) {
+                return Err(Halt::Suspend);
+            }
+            let mut wait = self
+                .watch
+                .deadline()
+                .map_or(POLL, |deadline| deadline.saturating_duration_since(now).min(POLL));
+            if let Some(at) = suspend_at {
+                wait = wait.min(at.saturating_duration_since(now));
+            }
             match replies.recv_timeout(wait) {
                 Ok(reply) => {
                     if !self.watch.cpu.acquire(|| self.watch.check().is_some()) {
-                        return Err(self.watch.stopped().unwrap_or(Stop::Cancelled).into());
+                        let stop = self.watch.stopped().unwrap_or(Stop::Cancelled);
+                        return Err(SandboxError::from(stop).into());
                     }
-                    return calls.settle(reply).map_err(|error| self.failure(error));
+                    return calls
+                        .settle(reply, false)
+                        .map_err(|error| self.failure(error).into());
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 // `calls` holds a sender, so the channel stays open.
                 Err(RecvTimeoutError::Disconnected) => {
-                    return Err(internal("the host call channel closed"));
+                    return Err(internal("the host call channel closed").into());
                 }
             }
         }

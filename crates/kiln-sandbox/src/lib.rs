@@ -129,10 +129,11 @@ mod engine;
 mod host;
 mod meter;
 mod prelude;
+mod replay;
 mod threads;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -142,16 +143,56 @@ use kiln_core::sandbox::{
 };
 use serde_json::Value as Json;
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
-use crate::engine::{Finished, Job, Program};
+use crate::engine::{Ended, Finished, Job, Program};
+use crate::host::ReplyChannel;
 
 /// How long past the deadline (or after a cancel) the caller waits for a
 /// stuck engine before giving up on it.
 const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
 
+/// How often a suspended block looks at its deadline, which moves on while
+/// it waits on a person (replies and cancels wake it at once).
+const SUSPENDED_LOOK: Duration = Duration::from_secs(30);
+
 /// How often the caller looks at the cancel flag while it waits.
 const BACKSTOP_TICK: Duration = Duration::from_millis(50);
+
+/// Blocks suspended now: waiting on a person with neither a thread nor a
+/// heap (see `replay.rs`).
+static SUSPENDED: AtomicUsize = AtomicUsize::new(0);
+
+/// Blocks run again by replay since the process started.
+static REPLAYED: AtomicU64 = AtomicU64::new(0);
+
+/// How many blocks wait on a person suspended, holding neither a thread nor
+/// a QuickJS heap, at this moment (all sandboxes of the process).
+pub fn suspended_blocks() -> usize {
+    SUSPENDED.load(Ordering::Relaxed)
+}
+
+/// How many times a suspended block was run again, by replay, since the
+/// process started.
+pub fn replayed_blocks() -> u64 {
+    REPLAYED.load(Ordering::Relaxed)
+}
+
+/// Counts a block as suspended while it lives.
+struct SuspendedCount;
+
+impl SuspendedCount {
+    fn new() -> SuspendedCount {
+        SUSPENDED.fetch_add(1, Ordering::Relaxed);
+        SuspendedCount
+    }
+}
+
+impl Drop for SuspendedCount {
+    fn drop(&mut self) {
+        SUSPENDED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// The QuickJS sandbox: each [`Sandbox::run`] gets a fresh runtime on its
 /// own thread, so it may be called from many tasks at once.
@@ -226,10 +267,14 @@ async fn run_program(
         return Finished::failed(engine::internal("the sandbox must run inside a Tokio runtime"));
     };
     let abandoned = Arc::new(AtomicBool::new(false));
-    let (replies_tx, replies_rx) = std::sync::mpsc::channel();
-    let _abandon_on_drop = AbandonOnDrop(abandoned.clone(), replies_tx.clone());
+    let (sender, inbox) = std::sync::mpsc::channel();
+    let replies = ReplyChannel {
+        sender,
+        notify: Arc::new(Notify::new()),
+    };
+    let _abandon_on_drop = AbandonOnDrop(abandoned.clone(), replies.clone());
     let paused = host.clone();
-    let job = Job {
+    let mut job = Job {
         program,
         host,
         limits,
@@ -237,9 +282,78 @@ async fn run_program(
         abandoned,
         deadline,
         runtime,
-        replies: Some((replies_tx, replies_rx)),
+        replies,
+        inbox,
+        record: None,
     };
-    run_on_thread(job, &limits, deadline, paused.as_ref(), &cancel).await
+    loop {
+        match run_on_thread(job, &limits, deadline, paused.as_ref(), &cancel).await {
+            Ended::Finished(finished) => return finished,
+            Ended::Suspended(suspended) => {
+                let counted = SuspendedCount::new();
+                job = match wait_suspended(*suspended, deadline, paused.as_ref(), &cancel).await {
+                    Ok(job) => job,
+                    Err(finished) => return finished,
+                };
+                drop(counted);
+                REPLAYED.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Waits, without a thread, for a reply to one of the calls a suspended
+/// block waits on; then the block is to run again, with the reply added to
+/// its record. Ends it on a cancel or past its deadline (the time it waits
+/// on a person does not count, as on its thread).
+async fn wait_suspended(
+    mut job: Job,
+    deadline: Option<Instant>,
+    host: &dyn HostFunctions,
+    cancel: &CancelFlag,
+) -> Result<Job, Finished> {
+    loop {
+        let notify = job.replies.notify.clone();
+        let notified = notify.notified();
+        let mut answered = false;
+        while let Ok(reply) = job.inbox.try_recv() {
+            let Some(record) = job.record.as_mut() else {
+                return Err(Finished::failed(engine::internal(
+                    "a suspended block has no record",
+                )));
+            };
+            if record.running.remove(&reply.id).is_some() {
+                record.add_answer(reply.id, reply.result);
+                answered = true;
+            }
+        }
+        if cancel.is_cancelled() || job.abandoned.load(Ordering::Relaxed) {
+            return Err(Finished::failed(SandboxError::Cancelled));
+        }
+        if deadline
+            .and_then(|deadline| deadline.checked_add(host.paused()))
+            .is_some_and(|deadline| Instant::now() >= deadline)
+        {
+            return Err(Finished::failed(SandboxError::Timeout));
+        }
+        if answered {
+            return Ok(job);
+        }
+        // Waiting on a person moves the deadline on as it goes, so look
+        // again now and then; a reply or a cancel wakes this at once.
+        let nap = deadline
+            .and_then(|deadline| deadline.checked_add(host.paused()))
+            .map_or(SUSPENDED_LOOK, |deadline| {
+                deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(SUSPENDED_LOOK)
+            });
+        tokio::select! {
+            () = notified => {}
+            () = cancel.cancelled() => {}
+            () = tokio::time::sleep(nap) => {}
+        }
+    }
 }
 
 /// The host of [`Sandbox::inspect_module`]: the modules, and no functions.
@@ -336,16 +450,17 @@ async fn run_on_thread(
     deadline: Option<Instant>,
     host: &dyn HostFunctions,
     cancel: &CancelFlag,
-) -> Finished {
+) -> Ended {
     let (done_tx, mut done) = oneshot::channel();
     let work = Box::new(move |fresh| {
-        engine::run(job, fresh, |finished| {
+        engine::run(job, fresh, |ended| {
             // The caller may have given up; then nobody reads this.
-            let _ = done_tx.send(finished);
+            let _ = done_tx.send(ended);
         });
     });
+    let failed = |error| Ended::Finished(Finished::failed(error));
     if let Err(error) = threads::execute(engine::thread_stack_bytes(limits), work) {
-        return Finished::failed(engine::internal(&format!(
+        return failed(engine::internal(&format!(
             "cannot start a sandbox thread: {error}"
         )));
     }
@@ -355,7 +470,7 @@ async fn run_on_thread(
         tokio::select! {
             finished = &mut done => {
                 return finished.unwrap_or_else(|_| {
-                    Finished::failed(engine::internal("the sandbox thread panicked"))
+                    failed(engine::internal("the sandbox thread panicked"))
                 });
             }
             () = tokio::time::sleep(BACKSTOP_TICK) => {
@@ -364,12 +479,12 @@ async fn run_on_thread(
                     .and_then(|deadline| deadline.checked_add(BACKSTOP_GRACE + host.paused()))
                     .is_some_and(|backstop| now >= backstop)
                 {
-                    return Finished::failed(SandboxError::Timeout);
+                    return failed(SandboxError::Timeout);
                 }
                 if cancel.is_cancelled() {
                     let cancelled_at = *cancelled_at.get_or_insert(now);
                     if now >= cancelled_at + BACKSTOP_GRACE {
-                        return Finished::failed(SandboxError::Cancelled);
+                        return failed(SandboxError::Cancelled);
                     }
                 }
             }
@@ -378,12 +493,12 @@ async fn run_on_thread(
 }
 
 /// Tells the engine to stop when the caller's future is dropped.
-struct AbandonOnDrop(Arc<AtomicBool>, std::sync::mpsc::Sender<host::HostReply>);
+struct AbandonOnDrop(Arc<AtomicBool>, ReplyChannel);
 
 impl Drop for AbandonOnDrop {
     fn drop(&mut self) {
         self.0.store(true, Ordering::Relaxed);
         // A block waiting on host calls sees the flag at once.
-        let _ = self.1.send(host::HostReply::wake());
+        self.1.send(host::HostReply::wake());
     }
 }

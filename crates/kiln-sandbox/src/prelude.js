@@ -8,10 +8,10 @@ export default function setup(
   hostCall,
   consoleWrite,
   hostNames,
-  outputBytes,
   loadModule,
   moduleCalled,
-  maxInFlight,
+  clock,
+  [outputBytes, maxInFlight, seedHigh, seedLow, timeOrigin],
 ) {
   const global = globalThis;
   const stringify = JSON.stringify;
@@ -31,6 +31,66 @@ export default function setup(
   const WeakMapType = WeakMap;
   const TypeErrorType = TypeError;
   const PromiseType = Promise;
+  const imul = Math.imul;
+  const setPrototypeOf = Object.setPrototypeOf;
+
+  // The clock and Math.random come from the engine, which records them: a
+  // block that waited on a person runs again from the start when the
+  // answer comes and must see the same values as before (replay.rs).
+  const dateNow = function now() {
+    return clock(false);
+  };
+  const RecordedDate = function Date(...args) {
+    if (new.target === undefined) return new DateType(dateNow()).toString();
+    return construct(DateType, args.length === 0 ? [dateNow()] : args, new.target);
+  };
+  setPrototypeOf(RecordedDate, DateType);
+  defineProperty(RecordedDate, "prototype", { value: DateType.prototype });
+  defineProperty(RecordedDate, "length", { value: 7 });
+  defineProperty(RecordedDate, "now", { value: dateNow, writable: true, configurable: true });
+  defineProperty(DateType.prototype, "constructor", {
+    value: RecordedDate,
+    writable: true,
+    configurable: true,
+  });
+  defineProperty(global, "Date", { value: RecordedDate, writable: true, configurable: true });
+  // QuickJS's own `performance` has read-only properties: replaced whole.
+  defineProperty(global, "performance", {
+    value: freeze({
+      now: function now() {
+        return clock(true);
+      },
+      timeOrigin,
+    }),
+    writable: true,
+    configurable: true,
+  });
+  // xoshiro128** from the engine's seed; 53 random bits per number.
+  let s0 = seedHigh >>> 0;
+  let s1 = seedLow >>> 0;
+  let s2 = (seedHigh ^ 0x9e3779b9) >>> 0;
+  let s3 = (seedLow ^ 0x85ebca6b) >>> 0;
+  if ((s0 | s1 | s2 | s3) === 0) s0 = 1;
+  const rotl = (x, k) => (x << k) | (x >>> (32 - k));
+  const next32 = () => {
+    const result = imul(rotl(imul(s1, 5), 7), 9) >>> 0;
+    const t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    return result;
+  };
+  for (let i = 0; i < 8; i++) next32();
+  defineProperty(Math, "random", {
+    value: function random() {
+      return ((next32() >>> 5) * 67108864 + (next32() >>> 6)) / 9007199254740992;
+    },
+    writable: true,
+    configurable: true,
+  });
 
   // Strings cross into Rust as UTF-8, which has no lone surrogates.
   const isWellFormed = String.prototype.isWellFormed;

@@ -47,6 +47,11 @@ const ANALYZER: &str = "kiln_en";
 /// The writer's indexing memory: segments are flushed when it fills.
 const WRITER_MEMORY_BYTES: usize = 50_000_000;
 
+/// How long opening waits for the writer's lock held by another process
+/// (one killed a moment ago whose lock the system has not yet let go,
+/// or another server on the same data directory).
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The lexical index. Cheap to share behind an `Arc`; searches run
 /// concurrently with each other and with `apply`.
 pub struct TantivyIndex {
@@ -97,9 +102,29 @@ impl TantivyIndex {
     fn from_index(index: Index, fields: Fields) -> Result<Self, SearchError> {
         let analyzer = analyzer();
         index.tokenizers().register(ANALYZER, analyzer.clone());
-        let writer = index
-            .writer_with_num_threads(1, WRITER_MEMORY_BYTES)
-            .map_err(|e| tantivy_error("open the writer", e))?;
+        let waiting_since = std::time::Instant::now();
+        let writer = loop {
+            match index.writer_with_num_threads(1, WRITER_MEMORY_BYTES) {
+                Ok(writer) => break writer,
+                Err(tantivy::TantivyError::LockFailure(
+                    tantivy::directory::error::LockError::LockBusy,
+                    _,
+                )) if waiting_since.elapsed() < LOCK_WAIT => {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                Err(tantivy::TantivyError::LockFailure(
+                    tantivy::directory::error::LockError::LockBusy,
+                    _,
+                )) => {
+                    return Err(SearchError(format!(
+                        "the search index is locked by another process (is another kiln serving this data \
+                         directory?); waited {} s",
+                        LOCK_WAIT.as_secs()
+                    )));
+                }
+                Err(e) => return Err(tantivy_error("open the writer", e)),
+            }
+        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)

@@ -511,18 +511,27 @@ impl AgentStore for SqlStore {
         rows.into_iter().map(StoredEvent::try_from).collect()
     }
 
-    async fn renew_turn(&self, id: &SessionId, turn: &TurnId, lease_until: Timestamp) -> StoreResult<bool> {
+    async fn renew_server_turns(&self, lease_until: Timestamp) -> StoreResult<Vec<(SessionId, TurnId)>> {
         let (lease, value) = lease_sql(self.kind(), "$1", lease_until);
-        let sql = format!("UPDATE agent_sessions SET lease_until = {lease} WHERE id = $2 AND turn_id = $3");
+        let sql = format!(
+            "UPDATE agent_sessions SET lease_until = {lease} \
+             WHERE turn_server = $2 AND turn_id IS NOT NULL RETURNING id, turn_id"
+        );
         write_tx!(self, |tx| {
-            let done = bind_lease(sqlx::query(AssertSqlSafe(sql)), &value)
-                .bind(id.as_str())
-                .bind(turn.as_str())
-                .execute(&mut *tx)
+            let rows = bind_lease(sqlx::query(AssertSqlSafe(sql)), &value)
+                .bind(self.server_id.as_str())
+                .fetch_all(&mut *tx)
                 .await
                 .map_err(db_err)?;
             tx.commit().await.map_err(db_err)?;
-            Ok(done.rows_affected() > 0)
+            rows.iter()
+                .map(|r| {
+                    Ok((
+                        SessionId::from_string(r.try_get::<String, _>("id").map_err(db_err)?),
+                        TurnId::from_string(r.try_get::<String, _>("turn_id").map_err(db_err)?),
+                    ))
+                })
+                .collect()
         })
     }
 
@@ -1160,17 +1169,19 @@ mod tests {
         assert_eq!(after.status, SessionStatus::Error);
         assert_eq!((after.usage, after.duration_ms), (tokens(15, 6), 1240));
 
-        // Leases: renew only under the claim; expiry across projects.
+        // Leases: the server renews the turns it holds, and names them;
+        // expiry across projects.
         let turn3 = TurnId::generate();
         let past = now() - TimeDelta::seconds(5);
         assert_eq!(
             store.begin_turn(&p, &s.id, &turn3, past, None).await.unwrap(),
             BeginTurn::Started(None)
         );
-        assert!(!store.renew_turn(&s.id, &turn2, lease).await.unwrap());
         let expired = store.expired_turns(now(), false).await.unwrap();
         assert!(expired.contains(&(p.clone(), s.id.clone(), turn3.clone())));
-        assert!(store.renew_turn(&s.id, &turn3, lease).await.unwrap());
+        let held = store.renew_server_turns(lease).await.unwrap();
+        assert!(held.contains(&(s.id.clone(), turn3.clone())), "{held:?}");
+        assert!(!held.contains(&(s.id.clone(), turn2.clone())), "{held:?}");
         let expired = store.expired_turns(now(), false).await.unwrap();
         assert!(!expired.iter().any(|(_, id, _)| id == &s.id));
         assert!(

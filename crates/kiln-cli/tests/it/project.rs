@@ -89,13 +89,13 @@ async fn metrics_report_every_counter(app: &TestApp) {
     }
     assert_eq!(raw["evals"]["average_score"].as_f64(), Some(0.0));
     // The sandbox's use now, and the project's shares of the server's caps
-    // (three quarters of its 16 slots, half of its 512 paused places).
+    // (three quarters of its 16 slots, half of its 20,000 paused places).
     let sandbox = &raw["sandbox"];
     for key in ["running_blocks", "waiting_blocks", "paused_blocks"] {
         assert_eq!(sandbox[key].as_i64(), Some(0), "sandbox.{key} in {raw}");
     }
     assert_eq!(sandbox["running_blocks_limit"].as_i64(), Some(12), "{raw}");
-    assert_eq!(sandbox["paused_blocks_limit"].as_i64(), Some(256), "{raw}");
+    assert_eq!(sandbox["paused_blocks_limit"].as_i64(), Some(10_000), "{raw}");
     let mut metrics = app.client.get_metrics().await.unwrap();
     metrics.sandbox = Default::default();
     assert_eq!(metrics, Default::default());

@@ -273,7 +273,7 @@ impl Turn {
             }
             tokio::select! {
                 _ = answers.changed() => {}
-                () = tokio::time::sleep(left.min(RESULT_POLL)) => {}
+                () = tokio::time::sleep(left.min(self.runtime.answer_poll(RESULT_POLL))) => {}
             }
         }
     }

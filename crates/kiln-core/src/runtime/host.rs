@@ -34,7 +34,8 @@ const MAX_DATA_CHANGE_BYTES: usize = 256 * 1024;
 /// The most a session's `data` may hold, as JSON.
 const MAX_SESSION_DATA_BYTES: usize = 1024 * 1024;
 /// How often a turn waiting for input looks at the database when no
-/// wake-up came (a missed notification costs at most this).
+/// wake-up came, with other servers on the store (a missed notification
+/// costs at most this); alone on it see [`super::ANSWER_POLL_ALONE`].
 const INPUT_POLL: Duration = Duration::from_secs(5);
 /// Bounds of an `input()` question (its event must fit one SSE line).
 const MAX_INPUT_MESSAGE_BYTES: usize = 4 * 1024;
@@ -208,6 +209,10 @@ impl HostFunctions for TurnHost {
 
     fn paused(&self) -> Duration {
         self.turn.paused().saturating_sub(self.paused_at_start)
+    }
+
+    fn waits_on_a_person(&self, name: &str) -> bool {
+        name == "input"
     }
 
     fn modules(&self) -> &[SandboxModule] {
@@ -659,7 +664,7 @@ impl Turn {
             }
             tokio::select! {
                 _ = answers.changed() => {}
-                () = tokio::time::sleep(left.min(INPUT_POLL)) => {}
+                () = tokio::time::sleep(left.min(self.runtime.answer_poll(INPUT_POLL))) => {}
             }
         }
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, watch};
 
-use crate::ids::{SessionId, TurnId};
+use crate::ids::{ApiKeyId, SessionId, TurnId};
 use crate::runtime::SessionStatus;
 use crate::runtime::event::StoredEvent;
 use crate::runtime::store::AgentSignal;
@@ -17,7 +17,9 @@ use crate::runtime::store::AgentSignal;
 /// Buffered wake-ups per session; a reader that falls further behind reads
 /// the log instead.
 const WAKE_BUFFER: usize = 256;
-/// Sweep channels nobody listens to once the map is this large.
+/// Sweep channels nobody listens to once the map is this large (and then
+/// at twice what a sweep left, so ten thousand live readers do not make
+/// every subscribe scan them all).
 const SWEEP_AT: usize = 1024;
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,8 @@ pub(crate) struct Stop {
 #[derive(Clone)]
 pub(crate) struct TurnControl {
     pub(crate) turn_id: TurnId,
+    /// The key the turn acts as: revoking it stops the turn.
+    pub(crate) key_id: ApiKeyId,
     pub(crate) stop: watch::Sender<Option<Stop>>,
     /// Bumped when an input answer arrives; every waiting `input()` looks.
     pub(crate) input: Arc<watch::Sender<u64>>,
@@ -62,18 +66,28 @@ impl TurnControl {
 
 #[derive(Default)]
 pub(crate) struct Hub {
-    channels: Mutex<HashMap<SessionId, broadcast::Sender<Wake>>>,
+    channels: Mutex<Channels>,
     turns: Mutex<HashMap<SessionId, TurnControl>>,
+}
+
+/// The sessions' wake-up channels.
+#[derive(Default)]
+struct Channels {
+    map: HashMap<SessionId, broadcast::Sender<Wake>>,
+    /// The size at which the next subscribe sweeps.
+    sweep_at: usize,
 }
 
 impl Hub {
     /// A receiver of the session's wake-ups from now on.
     pub(crate) fn subscribe(&self, session: &SessionId) -> broadcast::Receiver<Wake> {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if channels.len() >= SWEEP_AT {
-            channels.retain(|_, tx| tx.receiver_count() > 0);
+        if channels.map.len() >= channels.sweep_at.max(SWEEP_AT) {
+            channels.map.retain(|_, tx| tx.receiver_count() > 0);
+            channels.sweep_at = channels.map.len() * 2;
         }
         channels
+            .map
             .entry(session.clone())
             .or_insert_with(|| broadcast::channel(WAKE_BUFFER).0)
             .subscribe()
@@ -81,17 +95,18 @@ impl Hub {
 
     pub(crate) fn publish(&self, session: &SessionId, wake: Wake) {
         let mut channels = self.channels.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = channels.get(session)
+        if let Some(tx) = channels.map.get(session)
             && tx.send(wake).is_err()
         {
-            channels.remove(session);
+            channels.map.remove(session);
         }
     }
 
     /// Records a turn starting here and returns its control.
-    pub(crate) fn register(&self, session: &SessionId, turn_id: &TurnId) -> TurnControl {
+    pub(crate) fn register(&self, session: &SessionId, turn_id: &TurnId, key_id: &ApiKeyId) -> TurnControl {
         let control = TurnControl {
             turn_id: turn_id.clone(),
+            key_id: key_id.clone(),
             stop: watch::channel(None).0,
             input: Arc::new(watch::channel(0).0),
         };
@@ -107,6 +122,16 @@ impl Hub {
         if turns.get(session).is_some_and(|c| &c.turn_id == turn_id) {
             turns.remove(session);
         }
+    }
+
+    /// The turns running here now.
+    pub(crate) fn running(&self) -> Vec<(SessionId, TurnControl)> {
+        self.turns
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(session, control)| (session.clone(), control.clone()))
+            .collect()
     }
 
     fn local(&self, session: &SessionId) -> Option<TurnControl> {

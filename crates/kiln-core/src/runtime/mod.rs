@@ -63,9 +63,9 @@ pub struct RuntimeConfig {
     /// a freed slot going to the project that holds fewest, and no project
     /// holds more than three quarters.
     pub max_concurrent_blocks: usize,
-    /// Code blocks waiting for `input()` answers on this server (each
-    /// keeps its thread and heap), half of them at most per project; past
-    /// it `input()` rejects.
+    /// Code blocks waiting for `input()` answers on this server (each is
+    /// suspended, without thread or heap, once it has waited 50 ms), half
+    /// of them at most per project; past it `input()` rejects.
     pub max_paused_blocks: usize,
     /// Host calls (`ai`, `fetch`, `search`, `data.set`, …) one turn may
     /// make, all its blocks together; later calls reject.
@@ -88,7 +88,7 @@ impl Default for RuntimeConfig {
             input_timeout: Duration::from_secs(600),
             sandbox: SandboxLimits::default(),
             max_concurrent_blocks: 16,
-            max_paused_blocks: 512,
+            max_paused_blocks: 20_000,
             max_host_calls_per_turn: 256,
             history: HistoryBudget::default(),
             heartbeat: Duration::from_secs(15),
@@ -177,9 +177,37 @@ pub struct AgentRuntime {
     pub(crate) histories: history::HistoryCache,
     /// Set at shutdown: no queued turn starts here any more.
     pub(crate) stopping: std::sync::atomic::AtomicBool,
+    /// Whether other servers share the store (PostgreSQL): their wake-ups
+    /// come through signals that can be lost, so waiting readers and
+    /// `input()` calls also look at the database now and then. Alone on
+    /// its store (SQLite) every wake-up is in process and they need not.
+    /// Until the upkeep has asked the store, assumed.
+    pub(crate) shared_store: std::sync::atomic::AtomicBool,
 }
 
+/// How often a turn waiting for an answer (`input()`, a client tool's
+/// result) looks at the database when it is alone on its store: every
+/// answer wakes it in process, so this only backs that up, and ten thousand
+/// waiting turns make 33 looks a second.
+const ANSWER_POLL_ALONE: std::time::Duration = std::time::Duration::from_secs(300);
+
 impl AgentRuntime {
+    /// See [`AgentRuntime::shared_store`].
+    pub(crate) fn shared_store(&self) -> bool {
+        self.shared_store.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How often a turn waiting for an answer looks at the database:
+    /// `shared` (a missed signal costs at most this) when other servers
+    /// share the store, else [`ANSWER_POLL_ALONE`].
+    pub(crate) fn answer_poll(&self, shared: std::time::Duration) -> std::time::Duration {
+        if self.shared_store() {
+            shared
+        } else {
+            ANSWER_POLL_ALONE
+        }
+    }
+
     pub fn new(
         store: Arc<dyn AgentStore>,
         gateway: Arc<LlmGateway>,
@@ -204,6 +232,7 @@ impl AgentRuntime {
             hub: hub::Hub::default(),
             news: news::Newsroom::new(),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            shared_store: std::sync::atomic::AtomicBool::new(true),
         }
     }
     /// `project`'s use of this server's sandbox now.

@@ -394,7 +394,7 @@ impl AgentRuntime {
         cursor: i64,
         model: (crate::llm::ModelRef, Arc<dyn crate::llm::LlmProvider>),
     ) {
-        let control = self.hub.register(&session.id, &turn_id);
+        let control = self.hub.register(&session.id, &turn_id, &ctx.key_id);
         self.news
             .note(SessionChange::Patched, &ctx.project.id, &session.id, None);
         let runtime = self.clone();
@@ -535,6 +535,9 @@ impl AgentRuntime {
             ended: false,
             read_log: true,
             check_session: false,
+            // A realtime subscriber also learns from the look that an idle
+            // session was deleted.
+            look_when_idle: self.shared_store() || mode == Follow::Always,
             gone: None,
             failures: 0,
         };
@@ -715,7 +718,11 @@ impl AgentRuntime {
     /// drains queues whose session is free.
     pub async fn run_agent_upkeep(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()> + Send) {
         let listener = match self.store.listen().await {
-            Ok(listener) => listener,
+            Ok(listener) => {
+                self.shared_store
+                    .store(listener.is_some(), std::sync::atomic::Ordering::Relaxed);
+                listener
+            }
             Err(e) => {
                 tracing::error!(error = %e, "listening for other servers' agent signals failed");
                 None
@@ -756,6 +763,12 @@ impl AgentRuntime {
                 tokio::time::sleep(QUEUE_SWEEP).await;
             }
         };
+        let leases = async {
+            loop {
+                tokio::time::sleep(self.config.turn_lease / 3).await;
+                self.keep_leases().await;
+            }
+        };
         let newsroom = self.news.run(self.store.as_ref());
         tokio::select! {
             () = shutdown => {}
@@ -763,6 +776,47 @@ impl AgentRuntime {
             () = relay => {}
             () = reaper => {}
             () = queues => {}
+            () = leases => {}
+        }
+    }
+
+    /// Renews the claims of every turn running here in one statement (ten
+    /// thousand turns waiting on people make one write, not thousands),
+    /// then stops the turns whose claim is gone (ended elsewhere, or the
+    /// session deleted) and those whose API key was revoked.
+    async fn keep_leases(&self) {
+        // Read before the renewal: every turn listed has its claim written.
+        let running = self.hub.running();
+        let held: std::collections::HashSet<(SessionId, TurnId)> =
+            match self.store.renew_server_turns(self.lease_until()).await {
+                Ok(held) => held.into_iter().collect(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the turns' claims failed; retrying");
+                    return;
+                }
+            };
+        let mut keys: std::collections::HashMap<crate::ids::ApiKeyId, bool> = Default::default();
+        for (session, control) in running {
+            if !held.contains(&(session, control.turn_id.clone())) {
+                control.stop(Stop::lost());
+                continue;
+            }
+            let active = match keys.get(&control.key_id) {
+                Some(active) => *active,
+                None => {
+                    // A failed look keeps the turn going.
+                    let active = !matches!(self.control.key_is_active(&control.key_id).await, Ok(false));
+                    keys.insert(control.key_id.clone(), active);
+                    active
+                }
+            };
+            if !active {
+                control.stop(Stop::new(
+                    TurnErrorCode::Cancelled,
+                    "the turn was stopped: the API key it acts as was revoked",
+                    SessionStatus::Active,
+                ));
+            }
         }
     }
 
@@ -861,6 +915,9 @@ struct Reader {
     read_log: bool,
     /// Look whether the session still exists at the next read.
     check_session: bool,
+    /// Look at the log and the session at each heartbeat, in case a
+    /// wake-up was lost (see [`AgentRuntime::shared_store`]).
+    look_when_idle: bool,
     /// The deleted session's last word, once found.
     gone: Option<FollowItem>,
     /// Failed reads in a row.
@@ -975,8 +1032,10 @@ impl Reader {
                     // Look at the log (and whether the session still
                     // exists) now and then anyway: a wake-up from another
                     // server may have been lost.
-                    self.read_log = true;
-                    self.check_session = true;
+                    if self.look_when_idle {
+                        self.read_log = true;
+                        self.check_session = true;
+                    }
                     return Some(FollowItem::Idle);
                 }
             }

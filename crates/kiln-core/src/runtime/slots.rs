@@ -6,10 +6,11 @@
 //! one, and no project may hold more than three quarters of the slots
 //! while others might want them. A lone project can still use that much.
 //!
-//! [`PausedBlocks`]: blocks waiting for a person's `input()` answer. Each
-//! keeps its sandbox thread and heap while it waits, so they are capped
-//! per server and per project (half the server's); past a cap `input()`
-//! rejects at once rather than pinning another thread.
+//! [`PausedBlocks`]: blocks waiting for a person's `input()` answer. The
+//! sandbox suspends such a block (no thread, no heap; it is replayed when
+//! answered), but each still holds its turn, its record and its answer's
+//! place, so they are capped per server and per project (half the
+//! server's); past a cap `input()` rejects at once.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

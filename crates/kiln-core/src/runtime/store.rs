@@ -258,8 +258,9 @@ pub trait AgentStore: Send + Sync {
         after: i64,
         limit: i64,
     ) -> StoreResult<Vec<StoredEvent>>;
-    /// Extends the turn's lease. `Ok(false)` when it no longer holds the session.
-    async fn renew_turn(&self, id: &SessionId, turn: &TurnId, lease_until: Timestamp) -> StoreResult<bool>;
+    /// Extends the lease of every turn this server claimed, in one
+    /// statement, and names the turns it still holds.
+    async fn renew_server_turns(&self, lease_until: Timestamp) -> StoreResult<Vec<(SessionId, TurnId)>>;
     /// Turns whose lease ended before `now`, across projects (for the
     /// reaper); with `mine`, also every turn this server claimed (at start,
     /// after a crash: they cannot be running).

@@ -40,7 +40,7 @@ impl Stop {
     }
 
     /// The turn no longer holds its session (ended elsewhere, or deleted).
-    fn lost() -> Stop {
+    pub(crate) fn lost() -> Stop {
         Stop::failed(Interrupted, "the turn was ended elsewhere")
     }
 }
@@ -386,7 +386,6 @@ impl Turn {
                 .and_then(|s| s.clone())
                 .unwrap_or_else(Stop::cancelled)),
             stop = self.deadline() => Err(stop),
-            stop = self.keep_claim() => Err(stop),
         };
         self.finish(outcome).await;
         self.runtime.hub.unregister(&self.session.id, &self.turn_id);
@@ -466,33 +465,6 @@ impl Turn {
                 );
             }
             tokio::time::sleep_until(due.max(Instant::now() + Duration::from_millis(10)).into()).await;
-        }
-    }
-
-    /// Renews the turn's claim; resolves if it was lost.
-    async fn keep_claim(&self) -> Stop {
-        let lease = self.runtime.config.turn_lease;
-        loop {
-            tokio::time::sleep(lease / 3).await;
-            let until = now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::seconds(60));
-            match self
-                .runtime
-                .store
-                .renew_turn(&self.session.id, &self.turn_id, until)
-                .await
-            {
-                Ok(true) => {}
-                Ok(false) => return Stop::lost(),
-                Err(e) => tracing::warn!(error = %e, "renewing a turn's claim failed; retrying"),
-            }
-            // The key the turn acts as may have been revoked meanwhile.
-            if let Ok(false) = self.runtime.control.key_is_active(&self.ctx.key_id).await {
-                return Stop::new(
-                    Cancelled,
-                    "the turn was stopped: the API key it acts as was revoked",
-                    SessionStatus::Active,
-                );
-            }
         }
     }
 

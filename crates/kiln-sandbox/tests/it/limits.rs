@@ -66,7 +66,7 @@ async fn awaiting_a_host_call_that_never_returns_times_out() {
 
 /// Checks the host's one call was dropped unfinished rather than left
 /// running: aborted tasks are dropped on the runtime's next turn.
-async fn assert_aborted(host: &FakeHost) {
+pub(super) async fn assert_aborted(host: &FakeHost) {
     for _ in 0..100 {
         if host.dropped_unfinished.load(Ordering::SeqCst) == 1 {
             break;

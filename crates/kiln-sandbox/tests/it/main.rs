@@ -8,6 +8,7 @@ mod host;
 mod isolation;
 mod limits;
 mod modules;
+mod suspend;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -46,6 +47,8 @@ enum Reply {
     After(Duration, Value),
     /// Never resolves.
     Never,
+    /// Resolves with this value once it gets one of the semaphore's permits.
+    Until(Arc<tokio::sync::Semaphore>, Value),
 }
 
 /// A host whose functions reply as scripted, and which records its calls.
@@ -59,6 +62,8 @@ struct FakeHost {
     dropped_unfinished: AtomicUsize,
     modules: Vec<SandboxModule>,
     module_calls: Mutex<Vec<(String, String)>>,
+    /// Functions that wait on a person (`input()`).
+    person: Vec<String>,
 }
 
 impl FakeHost {
@@ -83,6 +88,13 @@ impl FakeHost {
             .iter()
             .map(|(name, source)| SandboxModule::source(name, &format!("skills/{name}.js"), source))
             .collect();
+        Arc::new(host)
+    }
+
+    /// A host with these functions, of which `person` wait on a person.
+    fn with_person(replies: &[(&str, Reply)], person: &[&str], modules: &[(&str, &str)]) -> Arc<FakeHost> {
+        let mut host = Arc::into_inner(FakeHost::with_modules(replies, modules)).unwrap();
+        host.person = person.iter().map(|name| (*name).to_owned()).collect();
         Arc::new(host)
     }
 
@@ -138,6 +150,10 @@ impl HostFunctions for FakeHost {
                 Ok(value)
             }
             Reply::Never => std::future::pending().await,
+            Reply::Until(gate, value) => {
+                gate.acquire().await.map_err(|error| error.to_string())?.forget();
+                Ok(value)
+            }
         };
         guard.finished = true;
         reply
@@ -145,6 +161,10 @@ impl HostFunctions for FakeHost {
 
     fn modules(&self) -> &[SandboxModule] {
         &self.modules
+    }
+
+    fn waits_on_a_person(&self, name: &str) -> bool {
+        self.person.iter().any(|person| person == name)
     }
 
     fn module_called(&self, module: &str, function: &str) {

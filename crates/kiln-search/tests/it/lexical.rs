@@ -234,13 +234,29 @@ fn the_sequence_number_survives_a_reopen_and_clear_resets_it() {
 }
 
 #[test]
-fn a_second_writer_on_the_same_directory_is_an_error() {
+fn a_second_writer_on_the_same_directory_is_an_error_after_a_wait() {
     let dir = tempfile::tempdir().expect("temp dir");
     let _first = TantivyIndex::open(dir.path()).expect("open");
+    // The second waits for the lock (a server killed a moment ago may still
+    // hold it), then says who it thinks holds it.
     let second = TantivyIndex::open(dir.path());
     let error = second.expect_err("the directory is locked").to_string();
     assert!(
-        error.starts_with("search index: tantivy could not open the writer"),
+        error.contains("locked by another process (is another kiln serving this data directory?)"),
         "{error}"
     );
+}
+
+#[test]
+fn a_lock_let_go_while_opening_waits_is_taken() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = TantivyIndex::open(dir.path()).expect("open");
+    let path = dir.path().to_owned();
+    let second = std::thread::spawn(move || TantivyIndex::open(&path));
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    drop(first);
+    second
+        .join()
+        .expect("no panic")
+        .expect("opened once the first let go");
 }
