@@ -330,24 +330,18 @@ async fn wait_suspended(
         if cancel.is_cancelled() || job.abandoned.load(Ordering::Relaxed) {
             return Err(Finished::failed(SandboxError::Cancelled));
         }
-        if deadline
+        // Waiting on a person moves the deadline on as it goes, so look
+        // again now and then; a reply or a cancel wakes this at once.
+        let left = deadline
             .and_then(|deadline| deadline.checked_add(host.paused()))
-            .is_some_and(|deadline| Instant::now() >= deadline)
-        {
+            .map(|deadline| deadline.saturating_duration_since(Instant::now()));
+        if left.is_some_and(|left| left.is_zero()) {
             return Err(Finished::failed(SandboxError::Timeout));
         }
         if answered {
             return Ok(job);
         }
-        // Waiting on a person moves the deadline on as it goes, so look
-        // again now and then; a reply or a cancel wakes this at once.
-        let nap = deadline
-            .and_then(|deadline| deadline.checked_add(host.paused()))
-            .map_or(SUSPENDED_LOOK, |deadline| {
-                deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(SUSPENDED_LOOK)
-            });
+        let nap = left.map_or(SUSPENDED_LOOK, |left| left.min(SUSPENDED_LOOK));
         tokio::select! {
             () = notified => {}
             () = cancel.cancelled() => {}

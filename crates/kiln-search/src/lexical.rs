@@ -109,18 +109,15 @@ impl TantivyIndex {
                 Err(tantivy::TantivyError::LockFailure(
                     tantivy::directory::error::LockError::LockBusy,
                     _,
-                )) if waiting_since.elapsed() < LOCK_WAIT => {
-                    std::thread::sleep(std::time::Duration::from_millis(100));
-                }
-                Err(tantivy::TantivyError::LockFailure(
-                    tantivy::directory::error::LockError::LockBusy,
-                    _,
                 )) => {
-                    return Err(SearchError(format!(
-                        "the search index is locked by another process (is another kiln serving this data \
-                         directory?); waited {} s",
-                        LOCK_WAIT.as_secs()
-                    )));
+                    if waiting_since.elapsed() >= LOCK_WAIT {
+                        return Err(SearchError(format!(
+                            "the search index is locked by another process (is another kiln serving this \
+                             data directory?); waited {} s",
+                            LOCK_WAIT.as_secs()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
                 }
                 Err(e) => return Err(tantivy_error("open the writer", e)),
             }
