@@ -125,6 +125,11 @@ impl Served {
         })
     }
 
+    /// The fake model's process id.
+    pub(crate) fn fake_pid(&self) -> anyhow::Result<u32> {
+        self.fake.pid()
+    }
+
     /// Stops both and removes the store.
     pub(crate) async fn stop(mut self) -> anyhow::Result<()> {
         self.server.0.start_kill()?;
@@ -144,28 +149,34 @@ pub(crate) async fn long_session(args: LongSessionArgs) -> anyhow::Result<()> {
         "long session: {} turns on one session (one code step and an answer each), kiln and the model in separate processes",
         args.turns
     );
+    // The model's and this client's CPU beside the server's: a turn's
+    // latency is all three on the same vCPUs.
     println!(
-        "{:>12} {:>10} {:>10} {:>16}",
-        "turns", "p50 ms", "p99 ms", "server CPU/turn"
+        "{:>12} {:>10} {:>10} {:>16} {:>16} {:>16}",
+        "turns", "p50 ms", "p99 ms", "server CPU/turn", "model CPU/turn", "client CPU/turn"
     );
     let session = new_session(&client).await?;
+    let (model, me) = (served.fake_pid()?, std::process::id());
     let mut done = 0;
     while done < args.turns {
         let window = args.window.min(args.turns - done);
         let mut latency = histogram();
-        let cpu_before = cpu_ms(pid)?;
+        let before = [cpu_ms(pid)?, cpu_ms(model)?, cpu_ms(me)?];
         for _ in 0..window {
             let started = Instant::now();
             turn(&client, &session).await?;
             latency.record(started.elapsed().as_micros() as u64)?;
         }
-        let cpu = (cpu_ms(pid)? - cpu_before) / window as f64;
+        let after = [cpu_ms(pid)?, cpu_ms(model)?, cpu_ms(me)?];
+        let per_turn = |i: usize| (after[i] - before[i]) / window as f64;
         println!(
-            "{:>12} {:>10.2} {:>10.2} {:>13.2} ms",
+            "{:>12} {:>10.2} {:>10.2} {:>13.2} ms {:>13.2} ms {:>13.2} ms",
             format!("{}-{}", done + 1, done + window),
             latency.value_at_quantile(0.5) as f64 / 1000.0,
             latency.value_at_quantile(0.99) as f64 / 1000.0,
-            cpu
+            per_turn(0),
+            per_turn(1),
+            per_turn(2)
         );
         done += window;
     }

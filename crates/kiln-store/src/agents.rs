@@ -28,11 +28,12 @@ use kiln_core::runtime::store::{
 };
 use kiln_core::time::{Timestamp, now};
 
-use crate::claims::{bind_lease, claim_sql, lease_sql};
+use crate::claims::{Claim, bind_claim, bind_lease, claim_sql, lease_sql};
 use crate::connect::SqlStore;
 use crate::db::{DatabaseKind, Db, db_err};
 use crate::event_log::{
-    AppendJob, AppendQueue, CHANNEL, append_row, encode_signal, notify_in_tx, parse_signal,
+    AppendJob, AppendQueue, AppendSql, CHANNEL, EventToWrite, append_query, append_row, claim_and_append,
+    claimed_seq, encode_signal, parse_signal,
 };
 
 const SESSION_COLUMNS: &str = "id, project_id, title, system_prompt, model, tools, metadata, status, index_ids, \
@@ -407,31 +408,35 @@ impl AgentStore for SqlStore {
         lease_until: Timestamp,
         first: Option<&NewEvent>,
     ) -> StoreResult<BeginTurn> {
-        let postgres = self.kind() == DatabaseKind::Postgres;
         let (lease, lease_value) = lease_sql(self.kind(), "$3", lease_until);
         // A direct run may not overtake queued turns.
         let claim_sql = claim_sql(&lease, true);
+        let claim = Claim {
+            turn,
+            lease: &lease_value,
+            at: first.map_or_else(now, |f| f.at),
+            session: id,
+            project: project_id,
+            server: self.server_id.as_str(),
+        };
+        if let (Db::Sqlite { write, .. }, Some(first)) = (&self.db, first) {
+            // The claim and the first event in one round trip.
+            if let Some(stored) = claim_and_append(write, &claim_sql, &claim, first).await? {
+                return Ok(BeginTurn::Started(Some(Box::new(stored))));
+            }
+        }
         write_tx!(self, |tx| {
-            let claimed = sqlx::query(AssertSqlSafe(claim_sql))
-                .bind(turn.as_str())
-                .bind(SessionStatus::Running.as_str());
-            let claimed = bind_lease(claimed, &lease_value)
-                .bind(first.map_or_else(now, |f| f.at))
-                .bind(id.as_str())
-                .bind(project_id.as_str())
-                .bind(self.server_id.as_str())
+            let claimed = bind_claim(sqlx::query(AssertSqlSafe(claim_sql)), &claim)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
             if claimed.rows_affected() == 1 {
                 let mut stored = None;
                 if let Some(first) = first {
-                    let row = append_row!(tx, project_id, id, turn, first).ok_or_else(|| {
+                    let how = AppendSql::in_transaction(self.kind());
+                    let row = append_row!(tx, how, project_id, id, turn, first).ok_or_else(|| {
                         StoreError::Database("a claimed session refused its first event".into())
                     })?;
-                    if postgres {
-                        notify_in_tx!(tx, id, row.seq);
-                    }
                     stored = Some(row);
                 }
                 tx.commit().await.map_err(db_err)?;
@@ -473,17 +478,27 @@ impl AgentStore for SqlStore {
             }
             Db::Postgres(pg) => pg,
         };
+        if let [event] = events {
+            // One statement, committed on its own.
+            let row = EventToWrite::new(event)?;
+            let rows = append_query!(AppendSql::Postgres { notify: true }, project_id, id, turn, &row)
+                .fetch_all(pg)
+                .await
+                .map_err(db_err)?;
+            return Ok(claimed_seq(&rows)?.map(|(seq, step_count)| vec![row.stored(turn, seq, step_count)]));
+        }
         let mut tx = pg.begin().await.map_err(db_err)?;
         let mut stored = Vec::with_capacity(events.len());
-        for event in events {
-            // Nothing is committed when the claim is gone.
-            let Some(row) = append_row!(tx, project_id, id, turn, event) else {
+        for (i, event) in events.iter().enumerate() {
+            // Other servers hear of the last; nothing is committed when the
+            // claim is gone.
+            let how = AppendSql::Postgres {
+                notify: i + 1 == events.len(),
+            };
+            let Some(row) = append_row!(tx, how, project_id, id, turn, event) else {
                 return Ok(None);
             };
             stored.push(row);
-        }
-        if let Some(last) = stored.last() {
-            notify_in_tx!(tx, id, last.seq);
         }
         tx.commit().await.map_err(db_err)?;
         Ok(Some(stored))
@@ -804,7 +819,18 @@ impl AgentStore for SqlStore {
     }
 
     async fn record_audit(&self, audit: &NewAudit) -> StoreResult<()> {
-        write_tx!(self, |tx| commit_audited!(tx, audit))
+        // One statement, its own transaction: no BEGIN and COMMIT round trips.
+        match &self.db {
+            Db::Sqlite { write, .. } => {
+                let mut conn = write.acquire().await.map_err(db_err)?;
+                insert_audit!(conn, audit);
+            }
+            Db::Postgres(pg) => {
+                let mut conn = pg.acquire().await.map_err(db_err)?;
+                insert_audit!(conn, audit);
+            }
+        }
+        Ok(())
     }
 
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()> {

@@ -2,6 +2,8 @@
 //! of its row, with a lease the owner renews. Shared by `begin_turn` and
 //! the queue.
 
+use kiln_core::ids::{ProjectId, SessionId, TurnId};
+use kiln_core::runtime::session::SessionStatus;
 use kiln_core::time::{Timestamp, now};
 
 use crate::db::DatabaseKind;
@@ -55,4 +57,35 @@ pub(crate) fn claim_sql(lease: &str, queue_empty: bool) -> String {
         "UPDATE agent_sessions SET turn_id = $1, status = $2, lease_until = {lease}, updated_at = $4, \
          turn_server = $7 WHERE id = $5 AND project_id = $6 AND turn_id IS NULL{queue}"
     )
+}
+
+/// What [`claim_sql`]'s parameters bind.
+pub(crate) struct Claim<'a> {
+    pub(crate) turn: &'a TurnId,
+    pub(crate) lease: &'a LeaseValue,
+    pub(crate) at: Timestamp,
+    pub(crate) session: &'a SessionId,
+    pub(crate) project: &'a ProjectId,
+    pub(crate) server: &'a str,
+}
+
+/// Binds a claim's `$1`–`$7` onto `query`.
+pub(crate) fn bind_claim<'q, DB>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
+    claim: &Claim<'q>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    Timestamp: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    let query = query
+        .bind(claim.turn.as_str())
+        .bind(SessionStatus::Running.as_str());
+    bind_lease(query, claim.lease)
+        .bind(claim.at)
+        .bind(claim.session.as_str())
+        .bind(claim.project.as_str())
+        .bind(claim.server)
 }

@@ -10,6 +10,7 @@ use kiln_core::StoreError;
 
 use crate::db::{DatabaseKind, Db, db_err};
 use crate::event_log::AppendQueue;
+use crate::held::HeldPool;
 
 /// Every storage port of `kiln-core` over a real database connection pool.
 pub struct SqlStore {
@@ -83,7 +84,10 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         Ok(SqlStore {
-            db: Db::Sqlite { read, write },
+            db: Db::Sqlite {
+                read: HeldPool::new(read),
+                write: HeldPool::new(write),
+            },
             appends: Default::default(),
             server_id: String::new(),
         })
@@ -91,8 +95,12 @@ impl SqlStore {
 
     async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url).map_err(db_err)?;
+        // No ping before each use: sqlx would spend a round trip to the
+        // server on every query and transaction for it (a connection the
+        // server dropped fails one query, and is closed when it goes back).
         let pool = PgPoolOptions::new()
             .max_connections(16)
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await
@@ -106,7 +114,7 @@ impl SqlStore {
 
     async fn migrate(&self) -> Result<(), StoreError> {
         let result = match &self.db {
-            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write).await,
+            Db::Sqlite { write, .. } => sqlx::migrate!("./migrations/sqlite").run(write.pool()).await,
             Db::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await,
         };
         result.map_err(|e| StoreError::Database(format!("migration failed: {e}")))

@@ -184,7 +184,7 @@ impl ControlStore for SqlStore {
                  FROM llm_calls WHERE project_id = $1",
             )
             .bind(project_id.as_str())
-            .fetch_one(pool)
+            .fetch_one(&mut *pool)
             .await
             .map_err(db_err)?;
             let sessions = sqlx::query(AssertSqlSafe(sessions_sql))
@@ -425,7 +425,7 @@ impl ControlStore for SqlStore {
             let vault = sqlx::query("SELECT id FROM secret_vaults WHERE project_id = $1 AND id = $2")
                 .bind(project_id.as_str())
                 .bind(vault_id.as_str())
-                .fetch_optional(pool)
+                .fetch_optional(&mut *pool)
                 .await
                 .map_err(db_err)?;
             if vault.is_none() {

@@ -1,12 +1,14 @@
 //! The two backends behind one store, and how their errors become
 //! `StoreError`s.
 
-use sqlx::{PgPool, SqlitePool};
+use sqlx::PgPool;
+
+use crate::held::HeldPool;
 
 use kiln_core::StoreError;
 
 pub(crate) enum Db {
-    Sqlite { read: SqlitePool, write: SqlitePool },
+    Sqlite { read: HeldPool, write: HeldPool },
     Postgres(PgPool),
 }
 

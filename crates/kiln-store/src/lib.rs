@@ -27,6 +27,7 @@ mod evals;
 mod event_log;
 mod files;
 mod gateway;
+mod held;
 mod queue;
 mod rag;
 mod rows;

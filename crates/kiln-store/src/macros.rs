@@ -9,17 +9,22 @@ pub(crate) enum Bind {
     Time(DateTime<Utc>),
 }
 
-/// Runs `$body` with `$pool` bound to the backend's read pool, once per
-/// backend arm so each is type-checked against its own driver.
+/// Runs `$body` with `$pool` bound to a connection of the backend's read
+/// pool (`&mut` a connection: a body that runs several queries reborrows it
+/// with `&mut *pool`), once per backend arm so each is type-checked against
+/// its own driver.
 macro_rules! read {
     ($store:expr, |$pool:ident| $body:expr) => {
         match &$store.db {
             Db::Sqlite { read, .. } => {
-                let $pool = read;
+                // A held connection (see `held`), not the pool itself.
+                let mut held = read.acquire().await.map_err(db_err)?;
+                let $pool = &mut *held;
                 $body
             }
             Db::Postgres(pg) => {
-                let $pool = pg;
+                let mut held = pg.acquire().await.map_err(db_err)?;
+                let $pool = &mut *held;
                 $body
             }
         }
@@ -31,8 +36,11 @@ macro_rules! write_tx {
     ($store:expr, |$tx:ident| $body:expr) => {
         match &$store.db {
             Db::Sqlite { write, .. } => {
+                let mut held = write.acquire().await.map_err(db_err)?;
                 #[allow(unused_mut)]
-                let mut $tx = write.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)?;
+                let mut $tx = sqlx::Connection::begin_with(&mut *held, "BEGIN IMMEDIATE")
+                    .await
+                    .map_err(db_err)?;
                 $body
             }
             Db::Postgres(pg) => {
@@ -149,7 +157,7 @@ macro_rules! count_and_page {
         );
         read!($store, |pool| {
             let total: i64 = bind_all!(sqlx::query(AssertSqlSafe(count_sql)), binds)
-                .fetch_one(pool)
+                .fetch_one(&mut *pool)
                 .await
                 .map_err(db_err)?
                 .try_get("n")

@@ -14,14 +14,13 @@ use sqlx::AssertSqlSafe;
 use kiln_core::StoreResult;
 use kiln_core::ids::{ApiKeyId, ProjectId, SessionId, TurnId};
 use kiln_core::runtime::event::StoredEvent;
-use kiln_core::runtime::session::SessionStatus;
 use kiln_core::runtime::store::{Enqueue, NewEvent, QueuedTurn, Reorder};
 use kiln_core::time::Timestamp;
 
-use crate::claims::{bind_lease, claim_sql, lease_sql};
+use crate::claims::{Claim, bind_claim, claim_sql, lease_sql};
 use crate::connect::SqlStore;
 use crate::db::{DatabaseKind, Db, db_err};
-use crate::event_log::{append_row, notify_in_tx};
+use crate::event_log::{AppendSql, append_row};
 
 const QUEUE_COLUMNS: &str = "id, project_id, session_id, key_id, message, position, created_at";
 
@@ -88,24 +87,23 @@ impl SqlStore {
             if exists.is_none() {
                 return Ok(Enqueue::NotFound);
             }
-            let claimed = sqlx::query(AssertSqlSafe(claim))
-                .bind(turn.as_str())
-                .bind(SessionStatus::Running.as_str());
-            let claimed = bind_lease(claimed, &lease_value)
-                .bind(first.at)
-                .bind(id.as_str())
-                .bind(project_id.as_str())
-                .bind(self.server_id.as_str())
+            let claimed = Claim {
+                turn,
+                lease: &lease_value,
+                at: first.at,
+                session: id,
+                project: project_id,
+                server: self.server_id.as_str(),
+            };
+            let claimed = bind_claim(sqlx::query(AssertSqlSafe(claim)), &claimed)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
             if claimed.rows_affected() == 1 {
-                let row = append_row!(tx, project_id, id, turn, first).ok_or_else(|| {
+                let how = AppendSql::in_transaction(self.kind());
+                let row = append_row!(tx, how, project_id, id, turn, first).ok_or_else(|| {
                     kiln_core::StoreError::Database("a claimed session refused its first event".into())
                 })?;
-                if postgres {
-                    notify_in_tx!(tx, id, row.seq);
-                }
                 tx.commit().await.map_err(db_err)?;
                 return Ok(Enqueue::Started(Box::new(row)));
             }
@@ -146,7 +144,6 @@ impl SqlStore {
         lease_until: Timestamp,
         at: Timestamp,
     ) -> StoreResult<Option<(QueuedTurn, StoredEvent)>> {
-        let postgres = self.kind() == DatabaseKind::Postgres;
         let (lease, lease_value) = lease_sql(self.kind(), "$3", lease_until);
         let claim = claim_sql(&lease, false);
         let first_sql = format!(
@@ -165,14 +162,15 @@ impl SqlStore {
                 position: 1,
                 ..QueuedTurn::from(next)
             };
-            let claimed = sqlx::query(AssertSqlSafe(claim))
-                .bind(queued.id.as_str())
-                .bind(SessionStatus::Running.as_str());
-            let claimed = bind_lease(claimed, &lease_value)
-                .bind(at)
-                .bind(id.as_str())
-                .bind(project_id.as_str())
-                .bind(self.server_id.as_str())
+            let claimed = Claim {
+                turn: &queued.id,
+                lease: &lease_value,
+                at,
+                session: id,
+                project: project_id,
+                server: self.server_id.as_str(),
+            };
+            let claimed = bind_claim(sqlx::query(AssertSqlSafe(claim)), &claimed)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -191,12 +189,10 @@ impl SqlStore {
                 return Ok(None);
             }
             let first = NewEvent::user_message(&queued.message, at);
-            let row = append_row!(tx, project_id, id, &queued.id, &first).ok_or_else(|| {
+            let how = AppendSql::in_transaction(self.kind());
+            let row = append_row!(tx, how, project_id, id, &queued.id, &first).ok_or_else(|| {
                 kiln_core::StoreError::Database("a claimed session refused its first event".into())
             })?;
-            if postgres {
-                notify_in_tx!(tx, id, row.seq);
-            }
             tx.commit().await.map_err(db_err)?;
             Ok(Some((queued, row)))
         })

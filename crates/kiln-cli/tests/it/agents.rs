@@ -153,6 +153,7 @@ agent_tests!(
     function_call_tools_stream_as_tool_calls => defaults(),
     the_stream_is_framed_as_the_contract_says => defaults(),
     turns_of_a_dead_server_are_ended_at_the_next_start => defaults(),
+    appends_are_numbered_under_the_turns_claim_or_not_written => defaults(),
     module_skills_run_in_the_sandbox_of_the_agents_sessions => defaults(),
     broken_skill_modules_are_refused_at_their_line => defaults(),
     agents_reach_mcp_tools_with_their_vault_token => defaults(),
@@ -1292,6 +1293,122 @@ async fn turns_of_a_dead_server_are_ended_at_the_next_start(app: &TestApp, _fake
         .collect_turn()
         .await
         .unwrap();
+}
+
+/// The store's appends (each one round trip): numbered in order under the
+/// turn's claim, all of a call's events or none, and nothing at all from a
+/// turn that does not hold the session.
+async fn appends_are_numbered_under_the_turns_claim_or_not_written(app: &TestApp, _fake: &FakeProvider) {
+    use kiln_core::runtime::store::{AgentStore, BeginTurn, NewEvent, TurnTotals};
+    use kiln_core::runtime::{EventBody, SessionStatus};
+    let id = session(app, CreateSession::default()).await;
+    let store = app.second_store().await;
+    let detail = app.client.get_session(&id).await.unwrap();
+    let project = kiln_core::ids::ProjectId::from_string(detail.session.project_id.clone());
+    let sid = kiln_core::ids::SessionId::from_string(id.clone());
+    let (mine, other) = (
+        kiln_core::ids::TurnId::generate(),
+        kiln_core::ids::TurnId::generate(),
+    );
+    let lease = chrono::Utc::now() + chrono::Duration::seconds(60);
+    let update = |key: &str| NewEvent {
+        body: EventBody::DataUpdate {
+            changes: serde_json::Map::from_iter([(key.to_owned(), json!(1))]),
+        },
+        duration_ms: 1,
+        at: chrono::Utc::now(),
+        status: None,
+        totals: None,
+    };
+    let seqs =
+        |events: &[kiln_core::runtime::event::StoredEvent]| events.iter().map(|e| e.seq).collect::<Vec<_>>();
+    let logged = || async {
+        let events = store.events_after(&project, &sid, 0, 100).await.unwrap();
+        seqs(&events)
+    };
+
+    let begun = store
+        .begin_turn(
+            &project,
+            &sid,
+            &mine,
+            lease,
+            Some(&NewEvent::user_message("hi", chrono::Utc::now())),
+        )
+        .await
+        .unwrap();
+    let BeginTurn::Started(Some(first)) = begun else {
+        panic!("{begun:?}")
+    };
+    assert_eq!(first.seq, 1);
+    assert_eq!(logged().await, [1]);
+
+    // Another turn can neither take the session nor write to it.
+    let refused = store
+        .begin_turn(
+            &project,
+            &sid,
+            &other,
+            lease,
+            Some(&NewEvent::user_message("no", chrono::Utc::now())),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(refused, BeginTurn::Busy), "{refused:?}");
+    for events in [vec![update("a")], vec![update("a"), update("b")]] {
+        let written = store
+            .append_events(&project, &sid, &other, &events)
+            .await
+            .unwrap();
+        assert!(written.is_none(), "{written:?}");
+    }
+    assert_eq!(logged().await, [1]);
+
+    // The holder's events are numbered in order, one call's together.
+    let one = store
+        .append_events(&project, &sid, &mine, &[update("a")])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&one), [2]);
+    let mut done = update("end");
+    done.body = EventBody::Done {
+        steps: 1,
+        tokens: Default::default(),
+    };
+    done.status = Some(SessionStatus::Active);
+    done.totals = Some(TurnTotals {
+        usage: Default::default(),
+        duration_ms: 5,
+    });
+    let end = store
+        .append_events(&project, &sid, &mine, &[update("b"), update("c"), done])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seqs(&end), [3, 4, 5]);
+    let stored = store.events_after(&project, &sid, 1, 100).await.unwrap();
+    assert_eq!(seqs(&stored), [2, 3, 4, 5]);
+    assert_eq!(stored[3].body, end[2].body);
+    assert_eq!(
+        stored.iter().map(|e| e.id.clone()).collect::<Vec<_>>()[1..],
+        end.iter().map(|e| e.id.clone()).collect::<Vec<_>>()
+    );
+    let session = store.get_session(&project, &sid).await.unwrap().unwrap();
+    assert_eq!(
+        (session.last_seq, session.status, session.turn_id),
+        (5, SessionStatus::Active, None)
+    );
+
+    // The ended turn's claim is gone: it writes nothing more.
+    let late = store
+        .append_events(&project, &sid, &mine, &[update("late")])
+        .await
+        .unwrap();
+    assert!(late.is_none(), "{late:?}");
+    assert_eq!(logged().await, [1, 2, 3, 4, 5]);
+    store.close().await;
+    assert_eq!(status(app, &id).await, "active");
 }
 
 async fn the_offline_model_searches_and_quotes(app: &TestApp, fake: &FakeProvider) {

@@ -646,11 +646,15 @@ async fn ssrf_probes(backend: crate::harness::Backend) {
         .await
         .unwrap();
     // The accepted hooks' deliveries were tried, and failed without a
-    // connection.
+    // connection. (A claimed delivery shows its attempt before its outcome,
+    // so wait for the outcome.)
     let mut deliveries = Vec::new();
     for _ in 0..200 {
         deliveries = c.list_webhook_deliveries(&session).await.unwrap();
-        if deliveries.iter().all(|d| d.attempt > 0) {
+        if deliveries
+            .iter()
+            .all(|d| d.error.is_some() || d.delivered_at.is_some())
+        {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

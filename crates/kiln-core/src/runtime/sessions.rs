@@ -34,6 +34,8 @@ pub const MAX_TURN_MESSAGE_BYTES: usize = 256 * 1024;
 const READ_BATCH: i64 = 256;
 /// Events a turn reads back as its history, at most (about 200 turns).
 const HISTORY_EVENTS: i64 = 1000;
+/// Events per read while catching a history up.
+const HISTORY_BATCH: i64 = 1000;
 /// Failed log reads in a row before a reader gives up with an error event.
 const READ_ATTEMPTS: u32 = 3;
 /// How long `cancel` waits for the turn's own end before ending it itself.
@@ -461,11 +463,18 @@ impl AgentRuntime {
                 (history, from.max(0))
             });
         loop {
-            let batch = self.store.events_after(project_id, id, cursor, 1000).await?;
+            let batch = self
+                .store
+                .events_after(project_id, id, cursor, HISTORY_BATCH)
+                .await?;
             let Some(last) = batch.last() else { break };
             cursor = last.seq;
             for event in &batch {
                 history.push(&event.body);
+            }
+            // A short batch is the end: no read to learn that nothing follows.
+            if (batch.len() as i64) < HISTORY_BATCH {
+                break;
             }
         }
         Ok((history, cursor))
