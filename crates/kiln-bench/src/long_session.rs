@@ -76,18 +76,20 @@ impl Served {
         extra: &[String],
     ) -> anyhow::Result<Served> {
         let fake_port = crate::free_port()?;
+        // The model process: `kiln-fake-provider`, built beside this binary.
+        let model = std::env::current_exe()?.with_file_name("kiln-fake-provider");
         let fake = Process(
-            Command::new(std::env::current_exe()?)
-                .args([
-                    "fake-provider",
-                    "--prompt-as-code",
-                    "--addr",
-                    &format!("127.0.0.1:{fake_port}"),
-                ])
+            Command::new(&model)
+                .args(["--prompt-as-code", "--addr", &format!("127.0.0.1:{fake_port}")])
                 .stdout(Stdio::null())
                 .kill_on_drop(true)
                 .spawn()
-                .context("starting the fake provider")?,
+                .with_context(|| {
+                    format!(
+                        "starting {} (cargo build --release -p kiln-bench builds it)",
+                        model.display()
+                    )
+                })?,
         );
         let port = crate::free_port()?;
         let dir = std::env::temp_dir().join(format!("kiln-bench-served-{}", std::process::id()));

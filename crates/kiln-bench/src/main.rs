@@ -161,21 +161,9 @@ fn main() -> anyhow::Result<()> {
             Command::LongSession(args) => long_session::long_session(args).await,
             Command::PausedTurns(args) => paused::paused(args).await,
             Command::ExtractWorker { .. } => unreachable!("handled before the runtime starts"),
-            Command::FakeProvider { addr, prompt_as_code } => {
-                let fake = kiln_providers::fake::FakeProvider::start_on(&addr).await;
-                if prompt_as_code {
-                    fake.set_default(kiln_providers::fake::Reply::prompt_as_code("Done."));
-                }
-                // A long-running fake must not keep every request it served.
-                fake.stop_recording();
-                println!(
-                    "fake provider on {} (OpenAI base {})",
-                    fake.base_url(),
-                    fake.openai_base_url()
-                );
-                tokio::signal::ctrl_c().await?;
-                Ok(())
-            }
+            Command::FakeProvider { addr, prompt_as_code } => Ok(
+                kiln_providers::fake::FakeProvider::serve_until_interrupted(&addr, prompt_as_code).await?,
+            ),
         }
     })
 }

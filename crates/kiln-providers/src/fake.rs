@@ -338,6 +338,26 @@ impl FakeProvider {
         *self.state.required_key.lock().unwrap() = Some(key.to_owned());
     }
 
+    /// Serves on `addr` until interrupted (Ctrl-C), as a benchmark's model
+    /// process: not recording requests, and with `prompt_as_code` answering
+    /// each turn by running its message as the code of one `execute_js`
+    /// step, then `Done.`. Prints where it listens.
+    #[allow(clippy::print_stdout, reason = "the address is the command's output")]
+    pub async fn serve_until_interrupted(addr: &str, prompt_as_code: bool) -> std::io::Result<()> {
+        let fake = FakeProvider::start_on(addr).await;
+        if prompt_as_code {
+            fake.set_default(Reply::prompt_as_code("Done."));
+        }
+        // A long-running fake must not keep every request it served.
+        fake.stop_recording();
+        println!(
+            "fake provider on {} (OpenAI base {})",
+            fake.base_url(),
+            fake.openai_base_url()
+        );
+        tokio::signal::ctrl_c().await
+    }
+
     /// Stops recording requests (a benchmark's millions would fill memory).
     pub fn stop_recording(&self) {
         self.state.forgetful.store(true, Ordering::Relaxed);

@@ -131,3 +131,73 @@ impl Drop for HeldConnection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn one_connection() -> HeldPool {
+        let pool = sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            .connect("sqlite::memory:")
+            .await
+            .unwrap();
+        HeldPool::new(pool)
+    }
+
+    #[tokio::test]
+    async fn a_held_connection_is_reused_and_a_second_use_waits_for_it() {
+        let held = one_connection().await;
+        let mut first = held.acquire().await.unwrap();
+        // State that lives on the connection: the same one comes back.
+        sqlx::query("CREATE TEMP TABLE t (n INTEGER)")
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        let waiting = tokio::spawn({
+            let held = held.clone();
+            async move {
+                let mut second = held.acquire().await.unwrap();
+                sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM t")
+                    .fetch_one(&mut *second)
+                    .await
+                    .unwrap()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a second use got a connection the pool does not have"
+        );
+        sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut *first)
+            .await
+            .unwrap();
+        drop(first);
+        assert_eq!(waiting.await.unwrap(), 1);
+        // Nothing went back to sqlx's pool meanwhile.
+        assert_eq!(held.pool().num_idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn close_ends_once_a_connection_in_use_comes_back() {
+        let held = one_connection().await;
+        let in_use = held.acquire().await.unwrap();
+        let closing = tokio::spawn({
+            let held = held.clone();
+            async move { held.close().await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            held.acquire().await.is_err(),
+            "a closed pool handed out a connection"
+        );
+        drop(in_use);
+        tokio::time::timeout(Duration::from_secs(5), closing)
+            .await
+            .expect("close waits only for connections in use")
+            .unwrap();
+        assert!(held.pool().is_closed());
+    }
+}
