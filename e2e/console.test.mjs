@@ -380,7 +380,9 @@ test('vault secrets are set and deleted without their values ever shown', async 
   await page.getByRole('button', { name: 'Create vault' }).click();
   const vault = page.locator('section', { has: page.getByRole('heading', { name: 'llm-keys' }) });
   await vault.getByRole('button', { name: 'Use for provider keys' }).click();
-  await vault.getByText('Designated').waitFor();
+  // Not `getByText('Designated')`: that also matches the "Not designated."
+  // the card shows until it is drawn again, whose form would then be lost.
+  await vault.getByText("Designated: supplies this project's provider keys.").waitFor();
   await vault.getByLabel('Secret name').fill('openai_api_key');
   await vault.getByLabel('Value').fill('sk-console-secret-value');
   await vault.getByRole('button', { name: 'Set secret' }).click();

@@ -412,16 +412,16 @@ impl AgentStore for SqlStore {
         // A direct run may not overtake queued turns.
         let claim_sql = claim_sql(&lease, true);
         let claim = Claim {
-            turn,
-            lease: &lease_value,
+            turn: turn.clone(),
+            lease: lease_value,
             at: first.map_or_else(now, |f| f.at),
-            session: id,
-            project: project_id,
-            server: self.server_id.as_str(),
+            session: id.clone(),
+            project: project_id.clone(),
+            server: self.server_id.clone(),
         };
         if let (Db::Sqlite { write, .. }, Some(first)) = (&self.db, first) {
             // The claim and the first event in one round trip.
-            if let Some(stored) = claim_and_append(write, &claim_sql, &claim, first).await? {
+            if let Some(stored) = claim_and_append(write, &claim_sql, claim.clone(), first).await? {
                 return Ok(BeginTurn::Started(Some(Box::new(stored))));
             }
         }
@@ -840,6 +840,22 @@ impl AgentStore for SqlStore {
                 sqlx::query("SELECT pg_notify($1, $2)")
                     .bind(CHANNEL)
                     .bind(encode_signal(signal))
+                    .execute(pool)
+                    .await
+                    .map_err(db_err)?;
+                Ok(())
+            }
+        }
+    }
+
+    async fn notify_all(&self, signals: &[AgentSignal]) -> StoreResult<()> {
+        match (&self.db, signals) {
+            (Db::Sqlite { .. }, _) | (_, []) => Ok(()),
+            (Db::Postgres(pool), _) => {
+                let payloads: Vec<String> = signals.iter().map(encode_signal).collect();
+                sqlx::query("SELECT pg_notify($1, payload) FROM UNNEST($2::text[]) AS payload")
+                    .bind(CHANNEL)
+                    .bind(payloads)
                     .execute(pool)
                     .await
                     .map_err(db_err)?;

@@ -24,6 +24,7 @@ pub(crate) fn lease_sql(kind: DatabaseKind, placeholder: &str, at: Timestamp) ->
 }
 
 /// What [`lease_sql`]'s placeholder binds.
+#[derive(Clone)]
 pub(crate) enum LeaseValue {
     Millis(i64),
     At(Timestamp),
@@ -59,20 +60,22 @@ pub(crate) fn claim_sql(lease: &str, queue_empty: bool) -> String {
     )
 }
 
-/// What [`claim_sql`]'s parameters bind.
-pub(crate) struct Claim<'a> {
-    pub(crate) turn: &'a TurnId,
-    pub(crate) lease: &'a LeaseValue,
+/// What [`claim_sql`]'s parameters bind (owned, so that a claim can be
+/// written from a task of its own).
+#[derive(Clone)]
+pub(crate) struct Claim {
+    pub(crate) turn: TurnId,
+    pub(crate) lease: LeaseValue,
     pub(crate) at: Timestamp,
-    pub(crate) session: &'a SessionId,
-    pub(crate) project: &'a ProjectId,
-    pub(crate) server: &'a str,
+    pub(crate) session: SessionId,
+    pub(crate) project: ProjectId,
+    pub(crate) server: String,
 }
 
 /// Binds a claim's `$1`–`$7` onto `query`.
 pub(crate) fn bind_claim<'q, DB>(
     query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>,
-    claim: &Claim<'q>,
+    claim: &'q Claim,
 ) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments>
 where
     DB: sqlx::Database,
@@ -83,9 +86,9 @@ where
     let query = query
         .bind(claim.turn.as_str())
         .bind(SessionStatus::Running.as_str());
-    bind_lease(query, claim.lease)
+    bind_lease(query, &claim.lease)
         .bind(claim.at)
         .bind(claim.session.as_str())
         .bind(claim.project.as_str())
-        .bind(claim.server)
+        .bind(claim.server.as_str())
 }

@@ -537,31 +537,41 @@ async fn write_alone(write: &HeldPool, job: &AppendJob) -> StoreResult<Option<Ve
 /// the turn's first event under the claim, in a transaction the query opens
 /// and commits: one round trip. `None` when the session was not free (or
 /// does not exist): nothing was written.
+///
+/// The query runs in a task of its own: only its last statement commits,
+/// so a caller's future dropped midway (a client that went away) would
+/// leave the connection inside the transaction, and every write after it
+/// uncommitted.
 pub(crate) async fn claim_and_append(
     write: &HeldPool,
     claim_sql: &str,
-    claim: &Claim<'_>,
+    claim: Claim,
     first: &NewEvent,
 ) -> StoreResult<Option<StoredEvent>> {
-    let row = EventToWrite::new(first)?;
     let outbox = kiln_core::webhooks::outbox_event(&first.body).is_some();
     let sql = format!(
         "BEGIN IMMEDIATE; {claim_sql}; {}; COMMIT",
         renumbered(append_sql(AppendSql::Sqlite, outbox), CLAIM_PARAMS)
     );
-    let mut conn = write.acquire().await.map_err(db_err)?;
-    let query = bind_claim(sqlx::query(sqlx::AssertSqlSafe(sql)), claim);
-    let written = bind_event!(query, claim.project, claim.session, claim.turn, &row, false)
-        .fetch_all(&mut *conn)
-        .await;
-    let claimed = match written {
-        Ok(claimed) => claimed,
-        Err(e) => {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-            return Err(db_err(e));
-        }
-    };
-    Ok(claimed_seq(&claimed)?.map(|(seq, step_count)| row.stored(claim.turn, seq, step_count)))
+    let (write, first) = (write.clone(), first.clone());
+    tokio::spawn(async move {
+        let row = EventToWrite::new(&first)?;
+        let mut conn = write.acquire().await.map_err(db_err)?;
+        let query = bind_claim(sqlx::query(sqlx::AssertSqlSafe(sql)), &claim);
+        let written = bind_event!(query, &claim.project, &claim.session, &claim.turn, &row, false)
+            .fetch_all(&mut *conn)
+            .await;
+        let claimed = match written {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                return Err(db_err(e));
+            }
+        };
+        Ok(claimed_seq(&claimed)?.map(|(seq, step_count)| row.stored(&claim.turn, seq, step_count)))
+    })
+    .await
+    .map_err(|e| StoreError::Database(format!("claiming the session failed: {e}")))?
 }
 
 /// Parameters of [`crate::claims::claim_sql`].

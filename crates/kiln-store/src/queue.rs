@@ -88,12 +88,12 @@ impl SqlStore {
                 return Ok(Enqueue::NotFound);
             }
             let claimed = Claim {
-                turn,
-                lease: &lease_value,
+                turn: turn.clone(),
+                lease: lease_value,
                 at: first.at,
-                session: id,
-                project: project_id,
-                server: self.server_id.as_str(),
+                session: id.clone(),
+                project: project_id.clone(),
+                server: self.server_id.clone(),
             };
             let claimed = bind_claim(sqlx::query(AssertSqlSafe(claim)), &claimed)
                 .execute(&mut *tx)
@@ -144,6 +144,26 @@ impl SqlStore {
         lease_until: Timestamp,
         at: Timestamp,
     ) -> StoreResult<Option<(QueuedTurn, StoredEvent)>> {
+        // Most sessions have nothing queued when a turn ends: a read says so
+        // without taking the writer (and on SQLite without three round
+        // trips to it). This runs after the ended turn's last append
+        // committed, and enqueueing claims or queues under the session
+        // row's lock (SQLite: the one writer) in one transaction, so a turn
+        // queued before that commit is seen here and one queued after it
+        // found the session free and started itself.
+        let queued: Option<i64> = read!(self, |pool| {
+            sqlx::query_scalar(
+            "SELECT CAST(1 AS BIGINT) FROM agent_queued_turns WHERE session_id = $1 AND project_id = $2 LIMIT 1"
+        )
+        .bind(id.as_str())
+        .bind(project_id.as_str())
+        .fetch_optional(pool)
+        .await
+        .map_err(db_err)?
+        });
+        if queued.is_none() {
+            return Ok(None);
+        }
         let (lease, lease_value) = lease_sql(self.kind(), "$3", lease_until);
         let claim = claim_sql(&lease, false);
         let first_sql = format!(
@@ -163,12 +183,12 @@ impl SqlStore {
                 ..QueuedTurn::from(next)
             };
             let claimed = Claim {
-                turn: &queued.id,
-                lease: &lease_value,
+                turn: queued.id.clone(),
+                lease: lease_value,
                 at,
-                session: id,
-                project: project_id,
-                server: self.server_id.as_str(),
+                session: id.clone(),
+                project: project_id.clone(),
+                server: self.server_id.clone(),
             };
             let claimed = bind_claim(sqlx::query(AssertSqlSafe(claim)), &claimed)
                 .execute(&mut *tx)

@@ -24,6 +24,8 @@ use crate::runtime::store::{AgentSignal, AgentStore};
 const NEWS_BUFFER: usize = 1024;
 /// Changes waiting for the newsroom; more are dropped (with a warning).
 const QUEUE: usize = 8192;
+/// Changes told to other servers in one statement, at most.
+const NEWS_BATCH: usize = 64;
 /// Sweep channels nobody watches once the map is this large.
 const SWEEP_AT: usize = 256;
 
@@ -165,42 +167,53 @@ impl Newsroom {
         let Some(mut inbox) = inbox else {
             return std::future::pending().await;
         };
-        while let Some(pending) = inbox.recv().await {
-            if pending.local {
-                let signal = AgentSignal::Session {
+        let mut batch = Vec::with_capacity(NEWS_BATCH);
+        while inbox.recv_many(&mut batch, NEWS_BATCH).await > 0 {
+            // Other servers hear of what queued meanwhile in one go.
+            let signals: Vec<AgentSignal> = batch
+                .iter()
+                .filter(|pending| pending.local)
+                .map(|pending| AgentSignal::Session {
                     origin: self.origin.clone(),
                     change: pending.change,
                     project_id: pending.project_id.clone(),
                     session_id: pending.session_id.clone(),
-                };
-                if let Err(e) = store.notify(&signal).await {
-                    tracing::warn!(error = %e, "telling other servers about a session change failed");
-                }
+                })
+                .collect();
+            if let Err(e) = store.notify_all(&signals).await {
+                tracing::warn!(error = %e, "telling other servers about session changes failed");
             }
-            let Some(tx) = self.watched(&pending.project_id) else {
-                continue;
-            };
-            let session = match (pending.change, pending.snapshot) {
-                (SessionChange::Removed, snapshot) => snapshot,
-                // Read now, so the state sent is the latest (the snapshot of
-                // a creation is current unless a later change is queued,
-                // which then sends the newer state after it).
-                (SessionChange::Created, Some(snapshot)) => Some(snapshot),
-                _ => match store.get_session(&pending.project_id, &pending.session_id).await {
-                    Ok(Some(session)) => Some(Arc::new(session)),
-                    // Deleted since: its `removed` follows.
-                    Ok(None) => continue,
-                    Err(e) => {
-                        tracing::warn!(error = %e, session = %pending.session_id, "reading a changed session failed");
-                        continue;
-                    }
-                },
-            };
-            let _ = tx.send(Arc::new(SessionNews {
-                change: pending.change,
-                session_id: pending.session_id,
-                session,
-            }));
+            for pending in batch.drain(..) {
+                self.publish(store, pending).await;
+            }
         }
+    }
+
+    /// Broadcasts one change to this server's watchers of its project.
+    async fn publish(&self, store: &dyn AgentStore, pending: Pending) {
+        let Some(tx) = self.watched(&pending.project_id) else {
+            return;
+        };
+        let session = match (pending.change, pending.snapshot) {
+            (SessionChange::Removed, snapshot) => snapshot,
+            // Read now, so the state sent is the latest (the snapshot of
+            // a creation is current unless a later change is queued,
+            // which then sends the newer state after it).
+            (SessionChange::Created, Some(snapshot)) => Some(snapshot),
+            _ => match store.get_session(&pending.project_id, &pending.session_id).await {
+                Ok(Some(session)) => Some(Arc::new(session)),
+                // Deleted since: its `removed` follows.
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, session = %pending.session_id, "reading a changed session failed");
+                    return;
+                }
+            },
+        };
+        let _ = tx.send(Arc::new(SessionNews {
+            change: pending.change,
+            session_id: pending.session_id,
+            session,
+        }));
     }
 }

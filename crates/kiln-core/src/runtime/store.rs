@@ -386,6 +386,14 @@ pub trait AgentStore: Send + Sync {
     /// asked for: requests whose data changes the turn writes itself).
     async fn record_audit(&self, audit: &NewAudit) -> StoreResult<()>;
     async fn notify(&self, signal: &AgentSignal) -> StoreResult<()>;
+    /// Tells other servers several things at once (one statement on
+    /// PostgreSQL); in order, though identical signals may arrive once.
+    async fn notify_all(&self, signals: &[AgentSignal]) -> StoreResult<()> {
+        for signal in signals {
+            self.notify(signal).await?;
+        }
+        Ok(())
+    }
     /// Signals from other servers, or `None` when there can be none (SQLite
     /// serves one server per file).
     async fn listen(&self) -> StoreResult<Option<SignalStream>>;
