@@ -475,7 +475,9 @@ const EVENT_PARAMS: usize = 22;
 /// commits: one round trip. Only for jobs whose events keep the turn's claim
 /// up to the last (no terminal event before it), so that the claim holds for
 /// all of them or for none. The transaction is not sqlx's, so on an error
-/// it is rolled back here before the connection goes back to the pool.
+/// it is rolled back here before the connection goes back to the pool; and
+/// it runs only in the queue's task, which nothing cancels (a future
+/// dropped midway would leave the connection inside the transaction).
 async fn write_alone(write: &HeldPool, job: &AppendJob) -> StoreResult<Option<Vec<StoredEvent>>> {
     let rows = job
         .events

@@ -24,6 +24,10 @@ pub(crate) struct HeldPool(Arc<Held>);
 
 struct Held {
     pool: SqlitePool,
+    /// The runtime the pool was opened on. A `PoolConnection` dropped
+    /// spawns its way back to sqlx's pool, so connections are dropped
+    /// inside it: the last holder of a store can be a sandbox thread.
+    runtime: tokio::runtime::Handle,
     idle: Mutex<Idle>,
     /// One per connection the pool may open: a use waits for one, so held
     /// connections never starve a use that would wait on the pool.
@@ -50,6 +54,7 @@ impl HeldPool {
         let size = pool.options().get_max_connections() as usize;
         HeldPool(Arc::new(Held {
             pool,
+            runtime: tokio::runtime::Handle::current(),
             idle: Mutex::new(Idle {
                 connections: Vec::with_capacity(size),
                 closed: false,
@@ -98,6 +103,14 @@ impl HeldPool {
     }
 }
 
+impl Drop for Held {
+    fn drop(&mut self) {
+        let connections = std::mem::take(&mut self.idle().connections);
+        let _inside = self.runtime.enter();
+        drop(connections);
+    }
+}
+
 impl Held {
     fn idle(&self) -> std::sync::MutexGuard<'_, Idle> {
         self.idle.lock().unwrap_or_else(PoisonError::into_inner)
@@ -124,6 +137,7 @@ impl Drop for HeldConnection {
             let mut idle = self.from.idle();
             if idle.closed {
                 drop(idle);
+                let _inside = self.from.runtime.enter();
                 drop(conn);
             } else {
                 idle.connections.push((conn, self.taken));
@@ -178,6 +192,16 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), 1);
         // Nothing went back to sqlx's pool meanwhile.
         assert_eq!(held.pool().num_idle(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_last_holder_may_be_a_thread_outside_the_runtime() {
+        let held = one_connection().await;
+        drop(held.acquire().await.unwrap());
+        // A connection is held idle; the pool goes away on a plain thread.
+        std::thread::spawn(move || drop(held))
+            .join()
+            .expect("dropped without a runtime");
     }
 
     #[tokio::test]
